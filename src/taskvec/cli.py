@@ -1,0 +1,175 @@
+"""Command-line interface: one subcommand per pipeline step, usable by hand or from Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("taskvec")
+
+MODEL_HELP = "model directory written by `taskvec convert-model`"
+
+
+def _add_compute(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("compute")
+    group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
+    group.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                       help="weights and activations dtype; auto is bfloat16 on GPU, float32 on CPU")
+    group.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
+    group.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    group.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskvec",
+        description="Extract and patch in-context-learning task vectors (Hendel et al., 2023). "
+        "Each subcommand is one step of the study; `taskvec <step> --help` explains it.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<step>")
+
+    p = sub.add_parser("tasks", help="list the built-in tasks")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("models", help="list the packaged models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("build-task", help="build a task's (input, outputs) pairs into a Parquet file")
+    p.add_argument("task", help="task name (see `taskvec tasks`)")
+    p.add_argument("--seed", type=int, default=0, help="seed for generated tasks")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet file")
+    p.set_defaults(func=cmd_build_task)
+
+    p = sub.add_parser("convert-model", help="write a model as a plain safetensors model directory")
+    p.add_argument("source", help="packaged:<name> (see `taskvec models`), a Hugging Face model id, or a local "
+                   "model directory")
+    p.add_argument("--out", required=True, type=Path, help="output model directory")
+    p.set_defaults(func=cmd_convert_model)
+
+    p = sub.add_parser("make-prompts", help="filter a task for a tokenizer and sample the baseline/dev/test prompts")
+    p.add_argument("--task-file", required=True, type=Path, help="Parquet file from `taskvec build-task`")
+    p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP + " (only its tokenizer is read)")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet file")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling the splits")
+    p.add_argument("--k", type=_positive, default=5, help="demonstrations per prompt")
+    p.add_argument("--n-baseline", type=_positive, default=100, help="bare queries for the baseline")
+    p.add_argument("--n-dev", type=_positive, default=50, help="prompts for choosing the layer")
+    p.add_argument("--n-test", type=_positive, default=50, help="prompts for the reported accuracies")
+    p.add_argument("--n-dummies", type=_positive, default=2, help="dummy queries averaged into each task vector")
+    p.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
+    p.add_argument("--query", default="example:{x}->", help="query template")
+    p.add_argument("--separator", default="\n", help="text between demonstrations")
+    p.set_defaults(func=cmd_make_prompts)
+
+    p = sub.add_parser("extract", help="compute the task vector of every dev and test prompt at every layer")
+    p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
+    p.add_argument("--prompts", required=True, type=Path, help="Parquet file from `taskvec make-prompts`")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet file of activations")
+    _add_compute(p)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("evaluate", help="baseline, ICL and task-vector predictions at every layer")
+    p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
+    p.add_argument("--prompts", required=True, type=Path, help="Parquet file from `taskvec make-prompts`")
+    p.add_argument("--activations", required=True, type=Path, help="Parquet file from `taskvec extract`")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet file of predictions")
+    _add_compute(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="build reports/ (HTML, tables, figures, metrics.json) from results files")
+    p.add_argument("results", nargs="+", type=Path, help="Parquet files from `taskvec evaluate`")
+    p.add_argument("--out", required=True, type=Path, help="report directory")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def cmd_tasks(args) -> None:
+    from taskvec.tasks import TASKS
+
+    for task in TASKS.values():
+        print(f"{task.name:14} {task.category:12} {task.example:16} {task.description}")
+
+
+def cmd_models(args) -> None:
+    from taskvec.models import PACKAGED_MODELS
+
+    for model in PACKAGED_MODELS.values():
+        print(f"packaged:{model.name:14} {model.package:26} {model.description}")
+
+
+def cmd_build_task(args) -> None:
+    from taskvec.tasks import get_task
+    from taskvec.tasks.base import write_task
+
+    count = write_task(get_task(args.task), args.seed, args.out)
+    log.info("wrote %d pairs of %s to %s", count, args.task, args.out)
+
+
+def cmd_convert_model(args) -> None:
+    from taskvec.models import convert_model
+
+    provenance = convert_model(args.source, args.out)
+    log.info("wrote %s (%s, %d layers) to %s", args.source, provenance["model_type"], provenance["n_layers"],
+             args.out)
+
+
+def cmd_make_prompts(args) -> None:
+    from taskvec.prompts import PromptFormat, SplitSizes, make_prompt_file
+
+    fmt = PromptFormat(args.demonstration, args.query, args.separator)
+    sizes = SplitSizes(args.k, args.n_baseline, args.n_dev, args.n_test, args.n_dummies)
+    make_prompt_file(args.task_file, args.model_dir, args.out, fmt, sizes, args.seed)
+
+
+def _compute(args) -> dict:
+    return {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size, "threads": args.threads,
+            "progress": not args.no_progress}
+
+
+def cmd_extract(args) -> None:
+    from taskvec.extract import extract_file
+
+    extract_file(args.model_dir, args.prompts, args.out, **_compute(args))
+
+
+def cmd_evaluate(args) -> None:
+    from taskvec.evaluate import evaluate_file
+
+    evaluate_file(args.model_dir, args.prompts, args.activations, args.out, **_compute(args))
+
+
+def cmd_report(args) -> None:
+    from taskvec.report import build_report
+
+    index = build_report(args.results, args.out)
+    print(f"Report: {index.resolve()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("transformers", "accelerate", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        log.error("%s", message)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Baseline, ICL and task-vector predictions, scoring, and layer choice."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from taskvec import store
+from taskvec.forward import next_tokens, patched_sweep
+from taskvec.models import LoadedModel
+from taskvec.prompts import Prompt, PromptFormat, read_prompts
+
+log = logging.getLogger(__name__)
+
+NO_LAYER = -1
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("index", pa.int32()),
+        ("method", pa.string()),
+        ("layer", pa.int16()),
+        ("token_id", pa.int64()),
+        ("prediction", pa.string()),
+        ("correct", pa.bool_()),
+    ]
+)
+
+
+def is_correct(prediction: str, answers: Sequence[str]) -> bool:
+    """First-token scoring: the stripped token must be a non-empty prefix of a valid answer."""
+    token = prediction.strip()
+    return bool(token) and any(answer.startswith(token) for answer in answers)
+
+
+@dataclasses.dataclass
+class _Rows:
+    columns: dict[str, list] = dataclasses.field(default_factory=lambda: {n: [] for n in RESULT_SCHEMA.names})
+
+    def add(self, prompt: Prompt, method: str, layer: int, token_id: int, prediction: str) -> None:
+        for name, value in zip(RESULT_SCHEMA.names, (prompt.split, prompt.index, method, layer, token_id,
+                                                        prediction, is_correct(prediction, prompt.answers))):
+            self.columns[name].append(value)
+
+    def table(self) -> pa.Table:
+        return pa.table(self.columns, schema=RESULT_SCHEMA)
+
+
+def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tuple[str, int], np.ndarray],
+                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False) -> pa.Table:
+    """Predictions of every method: baseline on the baseline split, ICL on test, and the task vector
+    at every layer on dev (to choose the layer) and test (to report it)."""
+    decode = _decoder(lm)
+    rows = _Rows()
+    baseline = [p for p in prompts if p.split == "baseline"]
+    ids = next_tokens(lm, [fmt.query.format(x=p.query) for p in baseline], batch_size, progress)
+    for prompt, token in zip(baseline, ids):
+        rows.add(prompt, "baseline", NO_LAYER, int(token), decode(token))
+
+    test = [p for p in prompts if p.split == "test"]
+    ids = next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in test], batch_size, progress)
+    for prompt, token in zip(test, ids):
+        rows.add(prompt, "icl", NO_LAYER, int(token), decode(token))
+
+    evaluated = [p for p in prompts if p.split != "baseline"]
+    stacked = np.stack([vectors[(p.split, p.index)] for p in evaluated])
+    sweep = patched_sweep(lm, [fmt.query.format(x=p.query) for p in evaluated], stacked,
+                          batch_size=batch_size, progress=progress)
+    for prompt, tokens in zip(evaluated, sweep):
+        for layer, token in enumerate(tokens):
+            rows.add(prompt, "tv", layer, int(token), decode(token))
+    return rows.table()
+
+
+def _decoder(lm: LoadedModel):
+    cache: dict[int, str] = {}
+
+    def decode(token_id) -> str:
+        key = int(token_id)
+        if key not in cache:
+            cache[key] = lm.tokenizer.decode([key])
+        return cache[key]
+
+    return decode
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskScores:
+    baseline: float
+    icl: float
+    tv: float
+    best_layer: int
+    n_baseline: int
+    n_test: int
+    dev_by_layer: list[float]
+    test_by_layer: list[float]
+
+
+def score(results: pa.Table) -> TaskScores:
+    """Accuracies from a results table; the layer is chosen on dev (ties go to the earliest layer)."""
+    data = results.to_pydict()
+    split = np.array(data["split"])
+    method = np.array(data["method"])
+    layer = np.array(data["layer"])
+    correct = np.array(data["correct"], dtype=float)
+
+    def accuracy(mask: np.ndarray) -> float:
+        return float(correct[mask].mean()) if mask.any() else float("nan")
+
+    n_layers = int(layer.max()) + 1
+    dev_by_layer = [accuracy((method == "tv") & (split == "dev") & (layer == i)) for i in range(n_layers)]
+    test_by_layer = [accuracy((method == "tv") & (split == "test") & (layer == i)) for i in range(n_layers)]
+    best = int(np.argmax(dev_by_layer))
+    return TaskScores(
+        baseline=accuracy(method == "baseline"),
+        icl=accuracy((method == "icl") & (split == "test")),
+        tv=test_by_layer[best],
+        best_layer=best,
+        n_baseline=int((method == "baseline").sum()),
+        n_test=int(((method == "icl") & (split == "test")).sum()),
+        dev_by_layer=dev_by_layer,
+        test_by_layer=test_by_layer,
+    )
+
+
+def evaluate_file(model_dir: str | os.PathLike[str], prompts_file: str | os.PathLike[str],
+                  activations_file: str | os.PathLike[str], out: str | os.PathLike[str], device: str = "auto",
+                  dtype: str = "auto", batch_size: int = 16, threads: int = 0, progress: bool = False) -> TaskScores:
+    """Evaluate every method on a prompts file with its extracted task vectors; write the predictions."""
+    from taskvec.extract import read_activations
+    from taskvec.models import load_model
+
+    prompts, metadata = read_prompts(prompts_file)
+    vectors, act_meta = read_activations(activations_file)
+    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+    start = time.perf_counter()
+    table = evaluate_task(lm, prompts, vectors, PromptFormat(**metadata["format"]), batch_size, progress)
+    scores = score(table)
+    log.info("%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", metadata["task"]["task"],
+             scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
+    store.write_parquet(table, out, {**metadata, "model": act_meta["model"], "n_layers": act_meta["n_layers"],
+                                     "dtype": act_meta["dtype"]})
+    return scores

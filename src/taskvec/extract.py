@@ -1,0 +1,80 @@
+"""Task vectors: the last-token residual stream of demonstrations + a dummy query, per layer,
+averaged over the dummies."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from taskvec import store
+from taskvec.forward import shared_prefix_states
+from taskvec.models import LoadedModel
+from taskvec.prompts import Prompt, PromptFormat, read_prompts
+
+log = logging.getLogger(__name__)
+EVALUATED_SPLITS = ("dev", "test")
+
+
+def task_vectors(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16,
+                 progress: bool = False) -> np.ndarray:
+    """theta for each prompt and layer, ``[n_prompts, n_layers, hidden]`` float32."""
+    groups = [[fmt.render(p.demonstrations, dummy) for dummy in p.dummies] for p in prompts]
+    if any(not group for group in groups):
+        raise ValueError("every prompt needs at least one dummy query")
+    return shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress).mean(axis=1)
+
+
+def activations_table(prompts: Sequence[Prompt], vectors: np.ndarray) -> pa.Table:
+    """One row per (prompt, layer); the vector as fixed_size_list<float32>."""
+    n_prompts, n_layers, hidden = vectors.shape
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.table(
+        {
+            "split": pa.array(np.repeat([p.split for p in prompts], n_layers).tolist(), pa.string()),
+            "index": pa.array(np.repeat([p.index for p in prompts], n_layers), pa.int32()),
+            "layer": pa.array(np.tile(np.arange(n_layers), n_prompts), pa.int16()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, hidden),
+        }
+    )
+
+
+def write_activations(table: pa.Table, path: str | os.PathLike[str], metadata: dict) -> None:
+    store.write_parquet(table, path, metadata, use_byte_stream_split=["vector.list.element"],
+                        use_dictionary=["split"], row_group_size=4096)
+
+
+def read_activations(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, int], np.ndarray], dict]:
+    """Map (split, index) to that prompt's ``[n_layers, hidden]`` task vectors."""
+    table = store.read_parquet(path, rebuild_hint="Rebuild it with `taskvec extract`.")
+    metadata = store.parquet_metadata(table)
+    n_layers, hidden = metadata["n_layers"], metadata["hidden_size"]
+    vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, n_layers, hidden)
+    splits = table.column("split").to_pylist()[::n_layers]
+    indices = table.column("index").to_pylist()[::n_layers]
+    return {(s, i): v for s, i, v in zip(splits, indices, vectors)}, metadata
+
+
+def extract_file(model_dir: str | os.PathLike[str], prompts_file: str | os.PathLike[str], out: str | os.PathLike[str],
+                 device: str = "auto", dtype: str = "auto", batch_size: int = 16, threads: int = 0,
+                 progress: bool = False) -> None:
+    """Compute and write the task vectors of a prompts file's dev and test prompts."""
+    from taskvec.models import load_model
+
+    prompts, metadata = read_prompts(prompts_file)
+    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+    evaluated = [p for p in prompts if p.split in EVALUATED_SPLITS]
+    start = time.perf_counter()
+    vectors = task_vectors(lm, evaluated, PromptFormat(**metadata["format"]), batch_size, progress=progress)
+    log.info("%s: extracted %d task vectors in %.1f s", metadata["task"]["task"], len(evaluated),
+             time.perf_counter() - start)
+    write_activations(
+        activations_table(evaluated, vectors),
+        out,
+        {"task": metadata["task"]["task"], "model": lm.provenance, "n_layers": int(vectors.shape[1]),
+         "hidden_size": int(vectors.shape[2]), "dtype": lm.dtype_name},
+    )

@@ -1,0 +1,225 @@
+"""Batched forward passes: left padding with explicit position ids, last-token capture,
+next-token prediction and the patched layer sweep.
+
+Left padding puts every prompt's last token in the last column, which is the only position taskvec
+reads or patches. Position ids count real tokens only, so a padded prompt computes exactly what it
+computes alone (tests check batched against unbatched).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from taskvec.architectures import describe
+from taskvec.hooks import capture_last_token, replace_last_token
+from taskvec.models import LoadedModel
+
+
+@dataclasses.dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+
+    def inputs(self, start: int = 0, stop: int | None = None) -> dict[str, torch.Tensor]:
+        """The model inputs for columns ``start:stop`` (used to split off the last token)."""
+        return {
+            "input_ids": self.input_ids[:, start:stop],
+            "attention_mask": self.attention_mask[:, :stop],
+            "position_ids": self.position_ids[:, start:stop],
+        }
+
+
+def encode(lm: LoadedModel, texts: Sequence[str]) -> Batch:
+    """Tokenize ``texts`` (with the tokenizer's own special tokens) and left-pad them."""
+    token_lists = [lm.tokenizer.encode(text) for text in texts]
+    width = max(len(tokens) for tokens in token_lists)
+    ids = torch.full((len(texts), width), lm.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(texts), width), dtype=torch.long)
+    for row, tokens in enumerate(token_lists):
+        ids[row, width - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, width - len(tokens):] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return Batch(ids.to(lm.device), mask.to(lm.device), positions.to(lm.device))
+
+
+def _batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+    """Indices of ``texts`` in batches of similar length (less padding), in a fixed order."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    return tqdm(total=total, desc=desc, unit="prompt", disable=not enabled, leave=False)
+
+
+@torch.inference_mode()
+def last_token_states(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16,
+                      progress: bool = False) -> np.ndarray:
+    """Residual stream after every block at each text's last token: ``[n_texts, n_layers, hidden]``."""
+    layers = describe(lm.model).layers
+    result = np.zeros((len(texts), len(layers), lm.model.config.hidden_size), dtype=np.float32)
+    with _progress(len(texts), "extract", progress) as bar:
+        for rows in _batches(texts, batch_size):
+            batch = encode(lm, [texts[i] for i in rows])
+            with capture_last_token(layers) as states:
+                lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1)
+            result[rows] = torch.stack(states, dim=1).float().cpu().numpy()
+            bar.update(len(rows))
+    return result
+
+
+def _shared_prefix_split(token_lists: Sequence[list[int]]) -> int:
+    """Length of the longest token prefix common to every list, leaving each at least one token."""
+    shortest = min(len(tokens) for tokens in token_lists)
+    common = 0
+    while common < shortest - 1 and all(tokens[common] == token_lists[0][common] for tokens in token_lists):
+        common += 1
+    return common
+
+
+def _left_pad(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(tokens) for tokens in token_lists)
+    ids = torch.full((len(token_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), width), dtype=torch.long)
+    for row, tokens in enumerate(token_lists):
+        if tokens:
+            ids[row, width - len(tokens):] = torch.tensor(list(tokens), dtype=torch.long)
+            mask[row, width - len(tokens):] = 1
+    return ids, mask
+
+
+def _min_sliding_window(lm: LoadedModel) -> int | None:
+    window = getattr(lm.model.config, "sliding_window", None)
+    return int(window) if window else None
+
+
+@torch.inference_mode()
+def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch_size: int = 16,
+                         progress: bool = False) -> np.ndarray:
+    """Last-token block outputs of every text in ``groups``: ``[n_groups, group_size, n_layers, hidden]``.
+
+    The texts of a group share a long prefix (the demonstrations) and differ in a short suffix (the
+    query). Each group's common token prefix runs once; its KV cache is then reused by every suffix.
+    Texts are tokenized whole, so the result equals running each text alone.
+    """
+    layers = describe(lm.model).layers
+    group_size = len(groups[0])
+    if any(len(group) != group_size for group in groups):
+        raise ValueError("every group needs the same number of texts")
+    hidden = lm.model.config.hidden_size
+    result = np.zeros((len(groups), group_size, len(layers), hidden), dtype=np.float32)
+    tokenized = [[lm.tokenizer.encode(text) for text in group] for group in groups]
+    window = _min_sliding_window(lm)
+    if window is not None and max(len(t) for group in tokenized for t in group) > window:
+        flat = last_token_states(lm, [text for group in groups for text in group], batch_size, progress)
+        return flat.reshape(result.shape)
+    splits = [_shared_prefix_split(group) for group in tokenized]
+    keys = [" ".join(group) for group in groups]
+    with _progress(len(groups), "extract", progress) as bar:
+        for rows in _batches(keys, batch_size):
+            prefix_ids, prefix_mask = _left_pad([tokenized[i][0][:splits[i]] for i in rows], lm.pad_token_id)
+            suffix_ids, suffix_mask = _left_pad([t[splits[i]:] for i in rows for t in tokenized[i]], lm.pad_token_id)
+            cache = None
+            if prefix_mask.any():
+                prefix_positions = (prefix_mask.cumsum(dim=1) - 1).clamp(min=0)
+                cache = lm.model(input_ids=prefix_ids.to(lm.device), attention_mask=prefix_mask.to(lm.device),
+                                 position_ids=prefix_positions.to(lm.device), use_cache=True).cache
+                cache.batch_repeat_interleave(group_size)
+            else:
+                prefix_mask = prefix_mask[:, :0]
+            # Suffixes are left-padded after the prefix: padding sits mid-row, masked out, and
+            # positions continue from each row's own prefix length.
+            prefix_mask = prefix_mask.repeat_interleave(group_size, dim=0)
+            positions = (prefix_mask.sum(dim=1, keepdim=True) + suffix_mask.cumsum(dim=1) - 1).clamp(min=0)
+            with capture_last_token(layers) as states:
+                lm.model(input_ids=suffix_ids.to(lm.device),
+                         attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1).to(lm.device),
+                         position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None,
+                         logits_to_keep=1)
+            captured = torch.stack(states, dim=1).float().cpu().numpy()
+            result[rows] = captured.reshape(len(rows), group_size, len(layers), hidden)
+            bar.update(len(rows))
+    return result
+
+
+@torch.inference_mode()
+def next_tokens(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    """Argmax next token after each text: ``[n_texts]`` token ids."""
+    result = np.zeros(len(texts), dtype=np.int64)
+    with _progress(len(texts), "predict", progress) as bar:
+        for rows in _batches(texts, batch_size):
+            batch = encode(lm, [texts[i] for i in rows])
+            logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
+            result[rows] = logits.argmax(dim=-1).cpu().numpy()
+            bar.update(len(rows))
+    return result
+
+
+def _sweep_rows(vectors: torch.Tensor, layers: Sequence[int], device: torch.device):
+    """Rows ordered (prompt, layer): which layer each row patches and with which vector."""
+    n_prompts = vectors.shape[0]
+    layer_index = torch.tensor(list(layers), dtype=torch.long)
+    layer_of_row = layer_index.repeat(n_prompts)
+    patch = vectors[:, layer_index, :].reshape(n_prompts * len(layers), -1)
+    return layer_of_row, patch.to(device)
+
+
+@torch.inference_mode()
+def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, layers: Sequence[int] | None = None,
+                  batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    """Next-token prediction for each query with ``vectors[i, l]`` patched in at block ``l``'s last
+    position, for every layer: ``[n_queries, n_layers]`` token ids.
+
+    The patch leaves every earlier position untouched, so the query prefix runs once with its KV
+    cache kept, and only the last token is recomputed for each layer, all layers in one batch.
+    """
+    arch = describe(lm.model)
+    layers = list(range(arch.n_layers)) if layers is None else list(layers)
+    vectors_t = torch.from_numpy(np.ascontiguousarray(vectors))
+    result = np.zeros((len(queries), len(layers)), dtype=np.int64)
+    with _progress(len(queries), "sweep", progress) as bar:
+        for rows in _batches(queries, batch_size):
+            batch = encode(lm, [queries[i] for i in rows])
+            layer_of_row, patch = _sweep_rows(vectors_t[rows], layers, lm.device)
+            if batch.input_ids.shape[1] < 2:
+                result[rows] = _naive_rows(lm, arch, batch, layer_of_row, patch, len(layers))
+                bar.update(len(rows))
+                continue
+            prefix = lm.model(**batch.inputs(0, -1), use_cache=True)
+            cache = prefix.cache
+            cache.batch_repeat_interleave(len(layers))
+            last = {name: t.repeat_interleave(len(layers), dim=0) for name, t in batch.inputs(-1).items()}
+            with replace_last_token(arch.layers, layer_of_row, patch):
+                logits = lm.model(**last, cache=cache, use_cache=True, logits_to_keep=1).logits
+            result[rows] = logits[:, -1, :].argmax(dim=-1).view(len(rows), len(layers)).cpu().numpy()
+            bar.update(len(rows))
+    return result
+
+
+def _naive_rows(lm, arch, batch: Batch, layer_of_row: torch.Tensor, patch: torch.Tensor, n_layers: int) -> np.ndarray:
+    repeated = {name: t.repeat_interleave(n_layers, dim=0) for name, t in batch.inputs().items()}
+    with replace_last_token(arch.layers, layer_of_row, patch):
+        logits = lm.model(**repeated, use_cache=False, logits_to_keep=1).logits
+    return logits[:, -1, :].argmax(dim=-1).view(-1, n_layers).cpu().numpy()
+
+
+@torch.inference_mode()
+def patched_sweep_naive(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray,
+                        layers: Sequence[int] | None = None, batch_size: int = 16) -> np.ndarray:
+    """Reference for :func:`patched_sweep`: a full patched forward of every query for every layer."""
+    arch = describe(lm.model)
+    layers = list(range(arch.n_layers)) if layers is None else list(layers)
+    vectors_t = torch.from_numpy(np.ascontiguousarray(vectors))
+    result = np.zeros((len(queries), len(layers)), dtype=np.int64)
+    for rows in _batches(queries, batch_size):
+        batch = encode(lm, [queries[i] for i in rows])
+        layer_of_row, patch = _sweep_rows(vectors_t[rows], layers, lm.device)
+        result[rows] = _naive_rows(lm, arch, batch, layer_of_row, patch, len(layers))
+    return result

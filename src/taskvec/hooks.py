@@ -1,0 +1,70 @@
+"""Interventions on the residual stream, each a context manager whose hooks are removed on exit,
+even on error.
+
+A decoder block's output is the residual stream after that block; in transformers it is either a
+tensor or a tuple whose first element is that tensor. Both are handled here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+
+def _hidden(output) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextlib.contextmanager
+def capture_last_token(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Tensor | None]]:
+    """Record each block's output at the last position: ``states[l]`` is ``[batch, hidden]``.
+
+    Only the last position is kept (a copy), so memory does not grow with the prompt length.
+    """
+    states: list[torch.Tensor | None] = [None] * len(layers)
+
+    def make_hook(index: int):
+        def hook(module, args, output):
+            states[index] = _hidden(output)[:, -1, :].detach().clone()
+
+        return hook
+
+    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
+    try:
+        yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def replace_last_token(
+    layers: Sequence[torch.nn.Module], layer_of_row: torch.Tensor, vectors: torch.Tensor
+) -> Iterator[None]:
+    """Replace the output of block ``layer_of_row[b]`` at the last position with ``vectors[b]``.
+
+    One pass can patch a different layer in every row of the batch (the layer sweep); a row whose
+    layer is -1 is left untouched. ``vectors`` is ``[batch, hidden]``.
+    """
+    if layer_of_row.shape[0] != vectors.shape[0]:
+        raise ValueError("layer_of_row and vectors must have one entry per batch row")
+
+    def make_hook(index: int):
+        rows = torch.nonzero(layer_of_row == index).flatten()
+
+        def hook(module, args, output):
+            hidden = _hidden(output)
+            hidden[rows.to(hidden.device), -1, :] = vectors[rows].to(hidden.device, hidden.dtype)
+            return output
+
+        return hook
+
+    present = set(layer_of_row.tolist())
+    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers) if i in present]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,100 @@
+"""Shared fixtures: tiny random-weight models of each supported architecture (for mechanics only),
+and the real smollm2-135m model converted once per test session (for behaviour)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from taskvec.models import LoadedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY_CONFIGS = {
+    "llama": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+    "qwen2": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+    "gemma3_text": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1,
+                        head_dim=8, sliding_window=4, layer_types=None),
+    "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4),
+    "gptj": dict(n_embd=32, n_head=4, rotary_dim=4, n_positions=64),
+    "gpt2": dict(n_embd=32, n_head=4, n_positions=64),
+}
+TINY_LAYERS = 4
+
+
+def char_tokenizer():
+    """A character-level fast tokenizer over printable ASCII, with a pad token."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
+    vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(chars)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
+
+
+def tiny_model(model_type: str, n_layers: int = TINY_LAYERS, **overrides) -> LoadedModel:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tokenizer = char_tokenizer()
+    settings = {**TINY_CONFIGS[model_type], **overrides}
+    if model_type in ("gptj", "gpt2"):
+        settings["n_layer"] = n_layers
+    else:
+        settings["num_hidden_layers"] = n_layers
+    if settings.pop("layer_types", "absent") is None:
+        settings["layer_types"] = ["sliding_attention", "full_attention"] * (n_layers // 2)
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1,
+                                  eos_token_id=1, **settings)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    return LoadedModel(model, tokenizer, torch.device("cpu"), {"source": f"tiny-random-{model_type}"})
+
+
+@pytest.fixture(params=sorted(TINY_CONFIGS))
+def tiny_lm(request) -> LoadedModel:
+    return tiny_model(request.param)
+
+
+def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / "taskvec"), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"taskvec {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """The real packaged smollm2-135m, converted by the CLI once per session."""
+    out = tmp_path_factory.mktemp("models") / "smollm2-135m"
+    run_cli("convert-model", "packaged:smollm2-135m", "--out", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_dir) -> LoadedModel:
+    from taskvec.models import load_model
+
+    return load_model(smollm2_dir, device="cpu", dtype="float32")
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a directory with hard links where possible (model weights are large)."""
+    shutil.copytree(src, dst, copy_function=_link_or_copy)
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

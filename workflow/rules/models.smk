@@ -1,0 +1,15 @@
+rule convert_model:
+    input:
+        code("models.py", "architectures.py", "store.py"),
+    output:
+        directory("data/models/{model}"),
+    params:
+        source=lambda wc: config["models"][wc.model]["source"],
+    conda:
+        "../../environment.yml"
+    log:
+        "logs/convert_model/{model}.log",
+    benchmark:
+        "logs/benchmarks/convert_model/{model}.tsv"
+    shell:
+        "taskvec convert-model {params.source:q} --out {output} 2> {log}"
