@@ -6,9 +6,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.taskvec-installed
 
-.PHONY: setup reproduce test lint clean-data
+# Data sources of the built-in tasks that come from Debian: WordNet 3.0 and FreeDict dictionaries.
+DEBIAN_PACKAGES := wordnet-base dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-eng-fra dict-freedict-eng-spa
 
-setup: $(STAMP)
+.PHONY: setup debian-packages reproduce test bench lint
+
+setup: $(STAMP) debian-packages
+
+debian-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "taskvec needs these Debian packages: $$missing"; \
+	    echo "Install them with: sudo apt-get install $$missing"; exit 1; \
+	  fi; \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install it (Debian: apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3.11"; exit 1; }
@@ -22,13 +37,17 @@ $(STAMP): pyproject.toml Makefile
 
 # The full default study (both packaged models, every task in params.yaml) through DVC, which
 # runs Snakemake; reruns only what changed.
-reproduce: $(STAMP)
+reproduce: setup
 	@[ -d .git ] || { echo "make reproduce needs a git clone (DVC tracks the data next to git)"; exit 1; }
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "Report: $(CURDIR)/reports/index.html"
 
-test: $(STAMP)
+test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# Speed and memory of the study's forward passes (needs a finished study); writes reports/benchmarks.*
+bench: setup
+	$(BIN)/taskvec bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

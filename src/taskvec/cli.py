@@ -17,7 +17,7 @@ def _add_compute(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
     group.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                        help="weights and activations dtype; auto is bfloat16 on GPU, float32 on CPU")
-    group.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
+    group.add_argument("--batch-size", type=int, default=64, help="prompts per forward pass")
     group.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     group.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -44,9 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the packaged models")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("build-task", help="build a task's (input, outputs) pairs into a Parquet file")
-    p.add_argument("task", help="task name (see `taskvec tasks`)")
+    p = sub.add_parser("build-task", help="build a task's (input, outputs) pairs into a Parquet file",
+                       description="Build a built-in task from its pinned source, or a task of your own from a "
+                       "JSONL file (one {\"input\": ..., \"output\": ...} object per line; output may be a list of "
+                       "valid answers) or a CSV file (columns input and output; several answers separated by |).")
+    p.add_argument("task", help="task name: a built-in one (see `taskvec tasks`) or, with --file, a name of yours")
     p.add_argument("--seed", type=int, default=0, help="seed for generated tasks")
+    p.add_argument("--file", type=Path, help="JSONL or CSV file of your own pairs")
+    p.add_argument("--one-token", action="store_true",
+                   help="with --file: keep only one-token answers and require exact matches (default: the first "
+                   "predicted token must be a prefix of an answer)")
+    p.add_argument("--min-pairs", type=_positive, default=1,
+                   help="with --file: fail unless the file has at least this many pairs")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file")
     p.set_defaults(func=cmd_build_task)
 
@@ -86,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compute(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("bench", help="benchmark the layer sweep and extraction against their limits",
+                       description="Time the fast layer sweep against one unpatched forward, its compute limit and "
+                       "a naive patched reference (predictions checked equal first); the extraction hooks against "
+                       "a plain forward; and each model's whole workload. Needs a finished study (data/). Writes "
+                       "benchmarks.json and benchmarks.md.")
+    p.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"], help="model names under data/models")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="the study's data directory")
+    p.add_argument("--logs-dir", type=Path, default=Path("logs/benchmarks"),
+                   help="Snakemake benchmark files of the last study (for per-model study time and memory)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="directory for benchmarks.json and .md")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed runs per measurement (median reported)")
+    p.add_argument("--task", default="next_letter", help="task whose dev prompts the sweep is timed on")
+    p.add_argument("--no-workload", action="store_true", help="skip timing every task's full workload")
+    _add_compute(p)
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("report", help="build reports/ (HTML, tables, figures, metrics.json) from results files")
     p.add_argument("results", nargs="+", type=Path, help="Parquet files from `taskvec evaluate`")
     p.add_argument("--out", required=True, type=Path, help="report directory")
@@ -97,7 +122,7 @@ def cmd_tasks(args) -> None:
     from taskvec.tasks import TASKS
 
     for task in TASKS.values():
-        print(f"{task.name:14} {task.category:12} {task.example:16} {task.description}")
+        print(f"{task.name:28} {task.category:12} {task.example:22} {task.description}")
 
 
 def cmd_models(args) -> None:
@@ -110,8 +135,13 @@ def cmd_models(args) -> None:
 def cmd_build_task(args) -> None:
     from taskvec.tasks import get_task
     from taskvec.tasks.base import write_task
+    from taskvec.tasks.custom import custom_task
 
-    count = write_task(get_task(args.task), args.seed, args.out)
+    if args.file is not None:
+        task = custom_task(args.task, args.file, one_token_output=args.one_token, min_pairs=args.min_pairs)
+    else:
+        task = get_task(args.task)
+    count = write_task(task, args.seed, args.out)
     log.info("wrote %d pairs of %s to %s", count, args.task, args.out)
 
 
@@ -146,6 +176,19 @@ def cmd_evaluate(args) -> None:
     from taskvec.evaluate import evaluate_file
 
     evaluate_file(args.model_dir, args.prompts, args.activations, args.out, **_compute(args))
+
+
+def cmd_bench(args) -> None:
+    import torch
+
+    from taskvec.bench import run_benchmarks
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_benchmarks(args.models, args.data_dir, args.logs_dir, args.out, repeats=args.repeats,
+                   batch_size=args.batch_size, device=args.device, dtype=args.dtype, workload=not args.no_workload,
+                   task=args.task)
+    print(f"Benchmarks: {(args.out / 'benchmarks.md').resolve()}")
 
 
 def cmd_report(args) -> None:

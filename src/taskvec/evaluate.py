@@ -33,31 +33,37 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
-def is_correct(prediction: str, answers: Sequence[str]) -> bool:
-    """First-token scoring: the stripped token must be a non-empty prefix of a valid answer."""
+def is_correct(prediction: str, answers: Sequence[str], exact: bool = False) -> bool:
+    """First-token scoring: the stripped token must be a non-empty prefix of a valid answer, or, for
+    tasks filtered to one-token answers (``exact``), equal to one."""
     token = prediction.strip()
+    if exact:
+        return token in answers
     return bool(token) and any(answer.startswith(token) for answer in answers)
 
 
 @dataclasses.dataclass
 class _Rows:
+    exact: bool
     columns: dict[str, list] = dataclasses.field(default_factory=lambda: {n: [] for n in RESULT_SCHEMA.names})
 
-    def add(self, prompt: Prompt, method: str, layer: int, token_id: int, prediction: str) -> None:
+    def add(self, prompt: Prompt, method: str, layer: int, token_id: int, prediction: str) -> bool:
+        correct = is_correct(prediction, prompt.answers, self.exact)
         for name, value in zip(RESULT_SCHEMA.names, (prompt.split, prompt.index, method, layer, token_id,
-                                                        prediction, is_correct(prediction, prompt.answers))):
+                                                        prediction, correct)):
             self.columns[name].append(value)
+        return correct
 
     def table(self) -> pa.Table:
         return pa.table(self.columns, schema=RESULT_SCHEMA)
 
 
 def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tuple[str, int], np.ndarray],
-                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False) -> pa.Table:
-    """Predictions of every method: baseline on the baseline split, ICL on test, and the task vector
-    at every layer on dev (to choose the layer) and test (to report it)."""
+                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False, exact: bool = False) -> pa.Table:
+    """Predictions of every method: baseline on the baseline split, ICL on test, the task vector at
+    every layer on dev, and on test at the layer chosen on dev."""
     decode = _decoder(lm)
-    rows = _Rows()
+    rows = _Rows(exact)
     baseline = [p for p in prompts if p.split == "baseline"]
     ids = next_tokens(lm, [fmt.query.format(x=p.query) for p in baseline], batch_size, progress)
     for prompt, token in zip(baseline, ids):
@@ -68,14 +74,25 @@ def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tupl
     for prompt, token in zip(test, ids):
         rows.add(prompt, "icl", NO_LAYER, int(token), decode(token))
 
-    evaluated = [p for p in prompts if p.split != "baseline"]
-    stacked = np.stack([vectors[(p.split, p.index)] for p in evaluated])
-    sweep = patched_sweep(lm, [fmt.query.format(x=p.query) for p in evaluated], stacked,
-                          batch_size=batch_size, progress=progress)
-    for prompt, tokens in zip(evaluated, sweep):
-        for layer, token in enumerate(tokens):
-            rows.add(prompt, "tv", layer, int(token), decode(token))
+    dev = [p for p in prompts if p.split == "dev"]
+    sweep = patched_sweep(lm, [fmt.query.format(x=p.query) for p in dev], np.stack([vectors[("dev", p.index)]
+                          for p in dev]), batch_size=batch_size, progress=progress)
+    dev_by_layer = []
+    for layer, tokens in enumerate(sweep.T):
+        for prompt, token in zip(dev, tokens):
+            dev_by_layer.append(rows.add(prompt, "tv", layer, int(token), decode(token)))
+    best = choose_layer(np.array(dev_by_layer, dtype=float).reshape(-1, len(dev)).mean(axis=1))
+
+    tokens = patched_sweep(lm, [fmt.query.format(x=p.query) for p in test], np.stack([vectors[("test", p.index)]
+                           for p in test]), layers=[best], batch_size=batch_size, progress=progress)
+    for prompt, token in zip(test, tokens[:, 0]):
+        rows.add(prompt, "tv", best, int(token), decode(token))
     return rows.table()
+
+
+def choose_layer(dev_accuracy_by_layer: Sequence[float]) -> int:
+    """The layer with the best dev accuracy; ties go to the earliest."""
+    return int(np.argmax(dev_accuracy_by_layer))
 
 
 def _decoder(lm: LoadedModel):
@@ -99,7 +116,6 @@ class TaskScores:
     n_baseline: int
     n_test: int
     dev_by_layer: list[float]
-    test_by_layer: list[float]
 
 
 def score(results: pa.Table) -> TaskScores:
@@ -115,17 +131,15 @@ def score(results: pa.Table) -> TaskScores:
 
     n_layers = int(layer.max()) + 1
     dev_by_layer = [accuracy((method == "tv") & (split == "dev") & (layer == i)) for i in range(n_layers)]
-    test_by_layer = [accuracy((method == "tv") & (split == "test") & (layer == i)) for i in range(n_layers)]
-    best = int(np.argmax(dev_by_layer))
+    best = choose_layer(dev_by_layer)
     return TaskScores(
         baseline=accuracy(method == "baseline"),
         icl=accuracy((method == "icl") & (split == "test")),
-        tv=test_by_layer[best],
+        tv=accuracy((method == "tv") & (split == "test") & (layer == best)),
         best_layer=best,
         n_baseline=int((method == "baseline").sum()),
         n_test=int(((method == "icl") & (split == "test")).sum()),
         dev_by_layer=dev_by_layer,
-        test_by_layer=test_by_layer,
     )
 
 
@@ -140,7 +154,8 @@ def evaluate_file(model_dir: str | os.PathLike[str], prompts_file: str | os.Path
     vectors, act_meta = read_activations(activations_file)
     lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
     start = time.perf_counter()
-    table = evaluate_task(lm, prompts, vectors, PromptFormat(**metadata["format"]), batch_size, progress)
+    table = evaluate_task(lm, prompts, vectors, PromptFormat(**metadata["format"]), batch_size, progress,
+                          exact=metadata["task"]["one_token_output"])
     scores = score(table)
     log.info("%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", metadata["task"]["task"],
              scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)

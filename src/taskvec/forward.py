@@ -8,6 +8,7 @@ computes alone (tests check batched against unbatched).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterator, Sequence
 
@@ -16,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from taskvec.architectures import describe
-from taskvec.hooks import capture_last_token, replace_last_token
+from taskvec.hooks import capture_last_token, replace_last_token, start_at_layer
 from taskvec.models import LoadedModel
 
 
@@ -48,7 +49,7 @@ def encode(lm: LoadedModel, texts: Sequence[str]) -> Batch:
     return Batch(ids.to(lm.device), mask.to(lm.device), positions.to(lm.device))
 
 
-def _batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+def batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
     """Indices of ``texts`` in batches of similar length (less padding), in a fixed order."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     for start in range(0, len(order), batch_size):
@@ -66,10 +67,10 @@ def last_token_states(lm: LoadedModel, texts: Sequence[str], batch_size: int = 1
     layers = describe(lm.model).layers
     result = np.zeros((len(texts), len(layers), lm.model.config.hidden_size), dtype=np.float32)
     with _progress(len(texts), "extract", progress) as bar:
-        for rows in _batches(texts, batch_size):
+        for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])
             with capture_last_token(layers) as states:
-                lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1)
+                lm.model.base_model(**batch.inputs(), use_cache=False)
             result[rows] = torch.stack(states, dim=1).float().cpu().numpy()
             bar.update(len(rows))
     return result
@@ -123,14 +124,15 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
     splits = [_shared_prefix_split(group) for group in tokenized]
     keys = [" ".join(group) for group in groups]
     with _progress(len(groups), "extract", progress) as bar:
-        for rows in _batches(keys, batch_size):
+        for rows in batches(keys, batch_size):
             prefix_ids, prefix_mask = _left_pad([tokenized[i][0][:splits[i]] for i in rows], lm.pad_token_id)
             suffix_ids, suffix_mask = _left_pad([t[splits[i]:] for i in rows for t in tokenized[i]], lm.pad_token_id)
             cache = None
             if prefix_mask.any():
                 prefix_positions = (prefix_mask.cumsum(dim=1) - 1).clamp(min=0)
-                cache = lm.model(input_ids=prefix_ids.to(lm.device), attention_mask=prefix_mask.to(lm.device),
-                                 position_ids=prefix_positions.to(lm.device), use_cache=True).cache
+                cache = lm.model.base_model(input_ids=prefix_ids.to(lm.device),
+                                            attention_mask=prefix_mask.to(lm.device),
+                                            position_ids=prefix_positions.to(lm.device), use_cache=True).cache
                 cache.batch_repeat_interleave(group_size)
             else:
                 prefix_mask = prefix_mask[:, :0]
@@ -139,10 +141,9 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
             prefix_mask = prefix_mask.repeat_interleave(group_size, dim=0)
             positions = (prefix_mask.sum(dim=1, keepdim=True) + suffix_mask.cumsum(dim=1) - 1).clamp(min=0)
             with capture_last_token(layers) as states:
-                lm.model(input_ids=suffix_ids.to(lm.device),
-                         attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1).to(lm.device),
-                         position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None,
-                         logits_to_keep=1)
+                lm.model.base_model(input_ids=suffix_ids.to(lm.device),
+                                    attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1).to(lm.device),
+                                    position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
             captured = torch.stack(states, dim=1).float().cpu().numpy()
             result[rows] = captured.reshape(len(rows), group_size, len(layers), hidden)
             bar.update(len(rows))
@@ -154,7 +155,7 @@ def next_tokens(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, pro
     """Argmax next token after each text: ``[n_texts]`` token ids."""
     result = np.zeros(len(texts), dtype=np.int64)
     with _progress(len(texts), "predict", progress) as bar:
-        for rows in _batches(texts, batch_size):
+        for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])
             logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
             result[rows] = logits.argmax(dim=-1).cpu().numpy()
@@ -175,30 +176,27 @@ def _sweep_rows(vectors: torch.Tensor, layers: Sequence[int], device: torch.devi
 def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, layers: Sequence[int] | None = None,
                   batch_size: int = 16, progress: bool = False) -> np.ndarray:
     """Next-token prediction for each query with ``vectors[i, l]`` patched in at block ``l``'s last
-    position, for every layer: ``[n_queries, n_layers]`` token ids.
+    position, for every layer in ``layers``: ``[n_queries, len(layers)]`` token ids.
 
-    The patch leaves every earlier position untouched, so the query prefix runs once with its KV
-    cache kept, and only the last token is recomputed for each layer, all layers in one batch.
+    The patch changes neither the earlier positions nor the blocks below ``l``: the query prefix runs
+    once and its KV cache is kept; then, per layer, only the last token runs, from block ``l + 1`` up.
     """
     arch = describe(lm.model)
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
-    vectors_t = torch.from_numpy(np.ascontiguousarray(vectors))
     result = np.zeros((len(queries), len(layers)), dtype=np.int64)
     with _progress(len(queries), "sweep", progress) as bar:
-        for rows in _batches(queries, batch_size):
+        for rows in batches(queries, batch_size):
             batch = encode(lm, [queries[i] for i in rows])
-            layer_of_row, patch = _sweep_rows(vectors_t[rows], layers, lm.device)
-            if batch.input_ids.shape[1] < 2:
-                result[rows] = _naive_rows(lm, arch, batch, layer_of_row, patch, len(layers))
-                bar.update(len(rows))
-                continue
-            prefix = lm.model(**batch.inputs(0, -1), use_cache=True)
-            cache = prefix.cache
-            cache.batch_repeat_interleave(len(layers))
-            last = {name: t.repeat_interleave(len(layers), dim=0) for name, t in batch.inputs(-1).items()}
-            with replace_last_token(arch.layers, layer_of_row, patch):
-                logits = lm.model(**last, cache=cache, use_cache=True, logits_to_keep=1).logits
-            result[rows] = logits[:, -1, :].argmax(dim=-1).view(len(rows), len(layers)).cpu().numpy()
+            prefix_cache = None
+            if batch.input_ids.shape[1] > 1:
+                prefix_cache = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
+            for column, layer in enumerate(layers):
+                cache = copy.deepcopy(prefix_cache)
+                theta = torch.from_numpy(np.ascontiguousarray(vectors[rows, layer]))
+                with start_at_layer(arch.layers, arch.final_norm, layer + 1, theta):
+                    logits = lm.model(**batch.inputs(-1), cache=cache, use_cache=cache is not None,
+                                      logits_to_keep=1).logits
+                result[rows, column] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
             bar.update(len(rows))
     return result
 
@@ -218,7 +216,7 @@ def patched_sweep_naive(lm: LoadedModel, queries: Sequence[str], vectors: np.nda
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
     vectors_t = torch.from_numpy(np.ascontiguousarray(vectors))
     result = np.zeros((len(queries), len(layers)), dtype=np.int64)
-    for rows in _batches(queries, batch_size):
+    for rows in batches(queries, batch_size):
         batch = encode(lm, [queries[i] for i in rows])
         layer_of_row, patch = _sweep_rows(vectors_t[rows], layers, lm.device)
         result[rows] = _naive_rows(lm, arch, batch, layer_of_row, patch, len(layers))

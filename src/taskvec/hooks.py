@@ -68,3 +68,42 @@ def replace_last_token(
     finally:
         for handle in handles:
             handle.remove()
+
+
+class _Passthrough(torch.nn.Module):
+    """Stands in for a decoder block whose output is not needed: returns its input unchanged."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+@contextlib.contextmanager
+def start_at_layer(layers: torch.nn.ModuleList, final_norm: torch.nn.Module, start: int,
+                   vectors: torch.Tensor) -> Iterator[None]:
+    """Run only blocks ``start`` onwards, feeding ``vectors`` (``[batch, hidden]``) into block ``start``
+    at the last position, as if the blocks below had produced it.
+
+    Patching block ``l``'s output at the last token leaves every earlier position, and everything
+    below block ``l + 1`` at the last token, unchanged; so with the prefix's KV cache, the patched
+    prediction only needs blocks ``l + 1`` onwards on one token: ``start_at_layer(..., l + 1, theta_l)``.
+    """
+    target = layers[start] if start < len(layers) else final_norm
+
+    def feed(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        hidden = hidden.clone()
+        hidden[:, -1, :] = vectors.to(hidden.device, hidden.dtype)
+        if args:
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
+
+    originals = [layers[i] for i in range(start)]
+    handle = target.register_forward_pre_hook(feed, with_kwargs=True)
+    try:
+        for i in range(start):
+            layers[i] = _Passthrough()
+        yield
+    finally:
+        for i, layer in enumerate(originals):
+            layers[i] = layer
+        handle.remove()

@@ -1,16 +1,16 @@
 rule build_task:
     input:
-        code("store.py", "tasks/__init__.py", "tasks/base.py", "tasks/algorithmic.py"),
+        lambda wc: task_code(wc.task),
     output:
         "data/tasks/{task}.parquet",
     params:
-        seed=lambda wc: config["tasks"][wc.task]["seed"],
+        args=lambda wc: build_task_args(wc.task),
     conda:
         "../../environment.yml"
     log:
         "logs/build_task/{task}.log",
     shell:
-        "taskvec build-task {wildcards.task} --seed {params.seed} --out {output} 2> {log}"
+        "taskvec build-task {wildcards.task} {params.args} --out {output} 2> {log}"
 
 
 rule make_prompts:
@@ -21,7 +21,7 @@ rule make_prompts:
     output:
         "data/prompts/{model}/{task}.parquet",
     params:
-        seed=lambda wc: config["tasks"][wc.task]["seed"],
+        seed=lambda wc: config["tasks"][wc.task].get("seed", 0),
         sizes=lambda wc: " ".join(
             f"--{flag} {config['sizes'][key]}"
             for flag, key in (

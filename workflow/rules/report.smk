@@ -2,7 +2,7 @@ rule build_report:
     input:
         results=RESULTS,
         code=code("store.py", "evaluate.py", "report/__init__.py", "report/collect.py", "report/tables.py",
-            "report/figures.py", "report/html.py"),
+            "report/figures.py", "report/html.py", "report/paper.py", "report/paper_results.csv"),
     output:
         REPORT_FILES,
     conda:

@@ -10,7 +10,7 @@ from taskvec import store
 from taskvec.report.collect import StudyResults, collect
 from taskvec.report.figures import accuracy_by_layer_png
 from taskvec.report.html import render_html
-from taskvec.report.tables import accuracy_rows, by_layer_rows, metrics, write_csv
+from taskvec.report.tables import accuracy_rows, by_layer_rows, metrics, paper_rows, write_csv
 
 
 def build_report(result_files: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> Path:
@@ -20,6 +20,7 @@ def build_report(result_files: Sequence[str | os.PathLike[str]], out_dir: str | 
     store.write_json(metrics(study), out / "metrics.json")
     write_csv(accuracy_rows(study), out / "tables" / "accuracy.csv")
     write_csv(by_layer_rows(study), out / "tables" / "accuracy_by_layer.csv")
+    write_csv(paper_rows(study), out / "tables" / "paper_comparison.csv")
     figures = {}
     for model in study.models:
         png = accuracy_by_layer_png(study, model)

@@ -49,10 +49,14 @@ def _list_last(seed: int) -> list[Pair]:
 
 
 ALGORITHMIC_TASKS = (
-    Task("next_letter", "algorithmic", "the letter after the input letter", "a -> b", _next_letter),
-    Task("prev_letter", "algorithmic", "the letter before the input letter", "b -> a", _prev_letter),
-    Task("list_first", "algorithmic", "the first item of a list of letters", "[a,b,c] -> a", _list_first),
-    Task("list_last", "algorithmic", "the last item of a list of letters", "[a,b,c] -> c", _list_last),
-    Task("to_upper", "algorithmic", "the input letter in upper case", "a -> A", _to_upper),
-    Task("to_lower", "algorithmic", "the input letter in lower case", "A -> a", _to_lower),
+    Task("next_letter", "algorithmic", "the letter after the input letter", "a -> b", _next_letter,
+         paper_task="next_letter"),
+    Task("prev_letter", "algorithmic", "the letter before the input letter", "b -> a", _prev_letter,
+         paper_task="prev_letter"),
+    Task("list_first", "algorithmic", "the first item of a list of letters", "[a,b,c] -> a", _list_first,
+         paper_task="list_first"),
+    Task("list_last", "algorithmic", "the last item of a list of letters", "[a,b,c] -> c", _list_last,
+         paper_task="list_last"),
+    Task("to_upper", "algorithmic", "the input letter in upper case", "a -> A", _to_upper, paper_task="to_upper"),
+    Task("to_lower", "algorithmic", "the input letter in lower case", "A -> a", _to_lower, paper_task="to_lower"),
 )

@@ -19,15 +19,32 @@ class Pair:
     outputs: tuple[str, ...]
 
 
+def generated() -> list[dict]:
+    from taskvec import __version__
+
+    return [{"package": "taskvec", "registry": "generated from a seed", "version": __version__,
+             "license": "Apache-2.0"}]
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
+    """A task: a builder from a seed to pairs, and what the report says about it.
+
+    ``one_token_output`` tasks keep only pairs whose answer is one token for the model's tokenizer, and
+    a prediction must equal an answer; other tasks score the first token as a prefix of an answer.
+    ``paper_task`` names the paper's task this one reproduces (None where there is no counterpart);
+    ``note`` says how it differs from the paper's version.
+    """
+
     name: str
     category: str
     description: str
     example: str
     build: Callable[[int], list[Pair]]
     one_token_output: bool = True
-    source: str = "generated"
+    sources: Callable[[], list[dict]] = generated
+    paper_task: str | None = None
+    note: str = ""
 
 
 TASK_SCHEMA = pa.schema([("input", pa.string()), ("outputs", pa.list_(pa.string()))])
@@ -49,8 +66,11 @@ def write_task(task: Task, seed: int, path: str | os.PathLike[str]) -> int:
         "task": task.name,
         "category": task.category,
         "seed": seed,
-        "source": task.source,
+        "description": task.description,
+        "sources": task.sources(),
         "one_token_output": task.one_token_output,
+        "paper_task": task.paper_task,
+        "note": task.note,
         "n_pairs": len(pairs),
     }
     store.write_parquet(pairs_to_table(pairs), path, metadata)
