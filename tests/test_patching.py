@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from taskvec import forward
 from taskvec.architectures import describe
 from taskvec.forward import (
     encode,
@@ -76,7 +77,9 @@ def test_left_padded_batch_matches_one_prompt_at_a_time(tiny_lm):
     assert np.array_equal(next_tokens(tiny_lm, TEXTS, batch_size=4), next_tokens(tiny_lm, TEXTS, batch_size=1))
 
 
-def test_fast_sweep_matches_naive_patched_forwards(tiny_lm):
+@pytest.mark.parametrize("rows_per_pass", [256, 5, 1], ids=["all-layers-one-pass", "chunks", "layer-by-layer"])
+def test_fast_sweep_matches_naive_patched_forwards(tiny_lm, rows_per_pass, monkeypatch):
+    monkeypatch.setattr(forward, "SWEEP_ROWS_PER_PASS", rows_per_pass)
     queries = TEXTS[:3]
     rng = np.random.default_rng(0)
     n_layers = describe(tiny_lm.model).n_layers

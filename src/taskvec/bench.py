@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import os
 import platform
 import resource
@@ -35,6 +36,8 @@ from taskvec.forward import (
 )
 from taskvec.models import LoadedModel, load_model
 from taskvec.prompts import PromptFormat, read_prompts
+
+log = logging.getLogger(__name__)
 
 SWEEP_TASK = "next_letter"  # one-letter queries: the sweep's limit is about 5 forwards on smollm2-135m
 
@@ -96,11 +99,14 @@ def bench_model(model_dir: Path, prompts_dir: Path, repeats: int, batch_size: in
     queries = [fmt.query.format(x=p.query) for p in dev]
     vectors = task_vectors(lm, dev, fmt, batch_size)
 
+    log.info("%s: checking the fast sweep against the naive reference on %d %s dev prompts", model_dir.name,
+             len(dev), task)
     fast = patched_sweep(lm, queries, vectors, batch_size=batch_size)
     naive = patched_sweep_naive(lm, queries, vectors, batch_size=batch_size)
     if not np.array_equal(fast, naive):
         raise RuntimeError(f"{model_dir.name}: the fast sweep and the naive reference disagree; not timing them")
 
+    log.info("%s: timing the sweep, the naive reference and extraction (%d runs each)", model_dir.name, repeats)
     forward_t = timed(lambda: next_tokens(lm, queries, batch_size), repeats)
     sweep_t = timed(lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size), repeats)
     naive_t = timed(lambda: patched_sweep_naive(lm, queries, vectors, batch_size=batch_size), repeats)
@@ -132,8 +138,9 @@ def bench_model(model_dir: Path, prompts_dir: Path, repeats: int, batch_size: in
 
 @torch.inference_mode()
 def _plain_forward(lm: LoadedModel, texts: list[str], batch_size: int) -> None:
+    """The passes :func:`last_token_states` makes, without its hooks."""
     for rows in batches(texts, batch_size):
-        lm.model(**encode(lm, [texts[i] for i in rows]).inputs(), use_cache=False, logits_to_keep=1)
+        lm.model.base_model(**encode(lm, [texts[i] for i in rows]).inputs(), use_cache=False)
 
 
 def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device: str, dtype: str) -> dict:
@@ -148,6 +155,7 @@ def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device
         vectors = dict(zip([(p.split, p.index) for p in evaluated], task_vectors(lm, evaluated, fmt, batch_size)))
         evaluate_task(lm, prompts, vectors, fmt, batch_size, exact=metadata["task"]["one_token_output"])
         per_task[prompts_file.stem] = round(time.perf_counter() - start, 2)
+        log.info("%s: workload of %s took %.1f s", model_dir.name, prompts_file.stem, per_task[prompts_file.stem])
     return {"tasks": len(per_task), "seconds": round(sum(per_task.values()), 1), "per_task": per_task}
 
 

@@ -172,6 +172,9 @@ def _sweep_rows(vectors: torch.Tensor, layers: Sequence[int], device: torch.devi
     return layer_of_row, patch.to(device)
 
 
+SWEEP_ROWS_PER_PASS = 512  # (prompt, layer) rows in one pass: single-token passes are bound by weight reads
+
+
 @torch.inference_mode()
 def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, layers: Sequence[int] | None = None,
                   batch_size: int = 16, progress: bool = False) -> np.ndarray:
@@ -179,10 +182,13 @@ def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, 
     position, for every layer in ``layers``: ``[n_queries, len(layers)]`` token ids.
 
     The patch changes neither the earlier positions nor the blocks below ``l``: the query prefix runs
-    once and its KV cache is kept; then, per layer, only the last token runs, from block ``l + 1`` up.
+    once and its KV cache is kept; then only the last token runs, from block ``l + 1`` up. Neighbouring
+    layers share a pass (one row per prompt and layer, each row overwritten at its own layer), so that
+    each weight read serves a few hundred rows: a single-token pass is bound by reading the weights.
     """
     arch = describe(lm.model)
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
+    order = sorted(range(len(layers)), key=lambda i: layers[i])
     result = np.zeros((len(queries), len(layers)), dtype=np.int64)
     with _progress(len(queries), "sweep", progress) as bar:
         for rows in batches(queries, batch_size):
@@ -190,13 +196,22 @@ def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, 
             prefix_cache = None
             if batch.input_ids.shape[1] > 1:
                 prefix_cache = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
-            for column, layer in enumerate(layers):
+            per_pass = max(1, SWEEP_ROWS_PER_PASS // len(rows))
+            for start in range(0, len(order), per_pass):
+                columns = order[start:start + per_pass]
+                chunk = [layers[c] for c in columns]
+                layer_of_row, theta = _sweep_rows(torch.from_numpy(np.ascontiguousarray(vectors[rows])), chunk,
+                                                  lm.device)
                 cache = copy.deepcopy(prefix_cache)
-                theta = torch.from_numpy(np.ascontiguousarray(vectors[rows, layer]))
-                with start_at_layer(arch.layers, arch.final_norm, layer + 1, theta):
-                    logits = lm.model(**batch.inputs(-1), cache=cache, use_cache=cache is not None,
-                                      logits_to_keep=1).logits
-                result[rows, column] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+                if cache is not None:
+                    cache.batch_repeat_interleave(len(chunk))
+                last = {name: t.repeat_interleave(len(chunk), dim=0) for name, t in batch.inputs(-1).items()}
+                # Rows whose layer is above the chunk's lowest are overwritten at their own layer.
+                with replace_last_token(arch.layers, layer_of_row, theta), \
+                        start_at_layer(arch.layers, arch.final_norm, chunk[0] + 1, theta):
+                    logits = lm.model(**last, cache=cache, use_cache=cache is not None, logits_to_keep=1).logits
+                tokens = logits[:, -1, :].argmax(dim=-1).view(len(rows), len(chunk)).cpu().numpy()
+                result[np.ix_(rows, columns)] = tokens
             bar.update(len(rows))
     return result
 
