@@ -18,7 +18,6 @@ wildcard_constraints:
 
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/models.smk"
-include: "workflow/rules/extract.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -9,9 +9,10 @@ import pytest
 
 from taskvec.architectures import describe
 from taskvec.evaluate import evaluate_task, score
-from taskvec.extract import task_vectors
+from taskvec.extract import task_vectors, task_vectors_and_icl
 from taskvec.forward import last_token_states, next_tokens, patched_sweep, patched_sweep_naive
 from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, single_token_pairs
+from taskvec.run import run_task
 from taskvec.tasks import get_task
 
 pytestmark = pytest.mark.model
@@ -48,6 +49,23 @@ def test_shared_prefix_extraction_equals_separate_prompts(smollm2):
     np.testing.assert_allclose(shared, separate, atol=2e-3, rtol=1e-3)
 
 
+def test_icl_on_the_shared_prefix_equals_icl_on_whole_prompts(smollm2):
+    pairs = get_task("country_capital").build(0)
+    prompts = [p for p in sample_prompts(pairs, SplitSizes(baseline=1, dev=1, test=12), 0) if p.split == "test"]
+    vectors, icl = task_vectors_and_icl(smollm2, prompts, FMT, batch_size=5)
+    whole = next_tokens(smollm2, [FMT.render(p.demonstrations, p.query) for p in prompts], batch_size=1)
+    assert np.array_equal(icl, whole)
+    np.testing.assert_allclose(vectors, task_vectors(smollm2, prompts, FMT, batch_size=5), atol=2e-3, rtol=1e-3)
+
+
+def test_run_task_matches_separate_extraction_and_evaluation(smollm2):
+    prompts = _prompts(smollm2, "next_letter", SplitSizes(baseline=10, dev=8, test=8))
+    evaluated, vectors, combined = run_task(smollm2, prompts, FMT, batch_size=8, exact=True)
+    separate = evaluate_task(smollm2, prompts, dict(zip([(p.split, p.index) for p in evaluated], vectors)), FMT,
+                             batch_size=8, exact=True)
+    assert combined.equals(separate)
+
+
 def test_fast_sweep_agrees_with_the_naive_reference(smollm2):
     prompts = [p for p in _prompts(smollm2, "to_upper", SplitSizes(baseline=1, dev=6, test=1)) if p.split == "dev"]
     vectors = task_vectors(smollm2, prompts, FMT)
@@ -60,9 +78,7 @@ def test_task_vector_recovers_icl_at_a_middle_layer(smollm2):
     """The paper's claim, on one task: the bare query fails, ICL works, and patching theta in at a
     middle layer recovers most of ICL."""
     prompts = _prompts(smollm2, "to_upper", SplitSizes(baseline=30, dev=20, test=20))
-    evaluated = [p for p in prompts if p.split != "baseline"]
-    vectors = dict(zip([(p.split, p.index) for p in evaluated], task_vectors(smollm2, evaluated, FMT)))
-    scores = score(evaluate_task(smollm2, prompts, vectors, FMT))
+    scores = score(run_task(smollm2, prompts, FMT, exact=True)[2])
     n_layers = describe(smollm2.model).n_layers
     assert scores.baseline <= 0.1
     assert scores.icl >= 0.8

@@ -17,6 +17,7 @@ from taskvec.forward import (
     encode,
     last_token_states,
     next_tokens,
+    next_tokens_from_states,
     patched_sweep,
     patched_sweep_naive,
     shared_prefix_states,
@@ -108,15 +109,28 @@ GROUPS = [
 ]
 
 
-def test_shared_prefix_states_equal_running_each_text_alone(tiny_lm):
+@pytest.mark.parametrize("pass_overhead", [0, 64], ids=["suffix-pass-per-length", "one-suffix-pass"])
+def test_shared_prefix_states_equal_running_each_text_alone(tiny_lm, pass_overhead, monkeypatch):
+    """Suffixes run in passes of similar length (each with its rows of the prefix cache); with no cost
+    per pass every distinct length gets its own pass."""
+    monkeypatch.setattr(forward, "PASS_OVERHEAD_TOKENS", pass_overhead)
     shared = shared_prefix_states(tiny_lm, GROUPS, batch_size=2)
     alone = np.stack([last_token_states(tiny_lm, group, batch_size=1) for group in GROUPS])
     np.testing.assert_allclose(shared, alone, atol=1e-4, rtol=1e-4)
 
 
-def test_shared_prefix_states_within_a_sliding_window():
+def test_shared_prefix_states_within_a_sliding_window(monkeypatch):
     """Gemma 3 interleaves sliding-window layers; prompts shorter than the window share the prefix."""
     lm = tiny_model("gemma3_text", sliding_window=128)
+    monkeypatch.setattr(forward, "PASS_OVERHEAD_TOKENS", 0)
     shared = shared_prefix_states(lm, GROUPS, batch_size=3)
     alone = np.stack([last_token_states(lm, group, batch_size=1) for group in GROUPS])
     np.testing.assert_allclose(shared, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_icl_prediction_from_the_shared_prefix_equals_a_full_forward(tiny_lm):
+    """The study reads ICL predictions off the last suffix of the shared-prefix pass (final norm and
+    unembedding applied to the last block's state): they must equal a plain forward of each prompt."""
+    states = shared_prefix_states(tiny_lm, GROUPS, batch_size=2)
+    from_states = next_tokens_from_states(tiny_lm, states[:, -1, -1])
+    assert np.array_equal(from_states, next_tokens(tiny_lm, [group[-1] for group in GROUPS], batch_size=1))

@@ -133,7 +133,7 @@ def test_editing_a_custom_task_file_reruns_only_that_task(study):
         task_file.write_text(original + '{"input": "Atlantis", "output": "Orichalcum"}\n')
         jobs = planned_jobs(study)
         task_jobs = [wildcards for rule, wildcards in jobs if rule not in ("all", "build_report")]
-        assert len(task_jobs) == 4 and all("country_currency" in w for w in task_jobs)
+        assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
     finally:
         task_file.write_text(original)
         snakemake(study, "--touch")
@@ -147,20 +147,19 @@ def test_changing_one_tasks_setting_reruns_only_that_task(study):
     try:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         jobs = planned_jobs(study)
-        assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "make_prompts",
-                                              "extract_activations", "sweep_layers"}
+        assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task"}
         task_jobs = [wildcards for rule, wildcards in jobs if rule not in ("all", "build_report")]
-        assert len(task_jobs) == 4 and all("to_upper" in w for w in task_jobs)
+        assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
     finally:
         params_file.write_text(original)
 
 
 def test_rerunning_gives_byte_identical_outputs(study):
     outputs = [study / "data" / step / "smollm2-135m" / "country_currency.parquet"
-               for step in ("activations", "results")]
+               for step in ("prompts", "activations", "results")]
     outputs += [study / "reports" / "metrics.json", study / "reports" / "index.html"]
     before = [path.read_bytes() for path in outputs]
-    snakemake(study, "--forcerun", "extract_activations", "sweep_layers")
+    snakemake(study, "--forcerun", "evaluate_task")
     assert [path.read_bytes() for path in outputs] == before
     assert planned_jobs(study) == []
 
@@ -212,5 +211,5 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
     assert set(figures) >= {"sweep_ratio", "sweep_limit", "naive_speedup", "extraction_overhead", "study_seconds",
                             "peak_rss_mb"}
     assert 1 < figures["sweep_limit"] < figures["naive_ratio"]
-    assert figures["study_jobs"] == 4  # extract and sweep of two tasks; the model was converted beforehand
+    assert figures["study_jobs"] == 2  # one evaluate_task job per task; the model was converted beforehand
     assert "| smollm2-135m |" in (tmp_path / "benchmarks.md").read_text()

@@ -24,7 +24,6 @@ import torch
 
 from taskvec import store
 from taskvec.architectures import describe
-from taskvec.evaluate import evaluate_task
 from taskvec.extract import task_vectors
 from taskvec.forward import (
     batches,
@@ -36,6 +35,7 @@ from taskvec.forward import (
 )
 from taskvec.models import LoadedModel, load_model
 from taskvec.prompts import PromptFormat, read_prompts
+from taskvec.run import run_task
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,7 @@ def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device
     for prompts_file in sorted(prompts_dir.glob("*.parquet")):
         prompts, metadata, fmt = _dev_queries(prompts_file)
         start = time.perf_counter()
-        evaluated = [p for p in prompts if p.split != "baseline"]
-        vectors = dict(zip([(p.split, p.index) for p in evaluated], task_vectors(lm, evaluated, fmt, batch_size)))
-        evaluate_task(lm, prompts, vectors, fmt, batch_size, exact=metadata["task"]["one_token_output"])
+        run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
         per_task[prompts_file.stem] = round(time.perf_counter() - start, 2)
         log.info("%s: workload of %s took %.1f s", model_dir.name, prompts_file.stem, per_task[prompts_file.stem])
     return {"tasks": len(per_task), "seconds": round(sum(per_task.values()), 1), "per_task": per_task}

@@ -29,6 +29,19 @@ def _positive(value: str) -> int:
     return number
 
 
+def _add_prompt_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("prompts")
+    group.add_argument("--seed", type=int, default=0, help="seed for sampling the splits")
+    group.add_argument("--k", type=_positive, default=5, help="demonstrations per prompt")
+    group.add_argument("--n-baseline", type=_positive, default=100, help="bare queries for the baseline")
+    group.add_argument("--n-dev", type=_positive, default=50, help="prompts for choosing the layer")
+    group.add_argument("--n-test", type=_positive, default=50, help="prompts for the reported accuracies")
+    group.add_argument("--n-dummies", type=_positive, default=2, help="dummy queries averaged into each task vector")
+    group.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
+    group.add_argument("--query", default="example:{x}->", help="query template")
+    group.add_argument("--separator", default="\n", help="text between demonstrations")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskvec",
@@ -69,15 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-file", required=True, type=Path, help="Parquet file from `taskvec build-task`")
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP + " (only its tokenizer is read)")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling the splits")
-    p.add_argument("--k", type=_positive, default=5, help="demonstrations per prompt")
-    p.add_argument("--n-baseline", type=_positive, default=100, help="bare queries for the baseline")
-    p.add_argument("--n-dev", type=_positive, default=50, help="prompts for choosing the layer")
-    p.add_argument("--n-test", type=_positive, default=50, help="prompts for the reported accuracies")
-    p.add_argument("--n-dummies", type=_positive, default=2, help="dummy queries averaged into each task vector")
-    p.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
-    p.add_argument("--query", default="example:{x}->", help="query template")
-    p.add_argument("--separator", default="\n", help="text between demonstrations")
+    _add_prompt_settings(p)
     p.set_defaults(func=cmd_make_prompts)
 
     p = sub.add_parser("extract", help="compute the task vector of every dev and test prompt at every layer")
@@ -94,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output Parquet file of predictions")
     _add_compute(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run-task", help="make-prompts, extract and evaluate in one process (what the study runs)",
+                       description="Sample a task's prompts for a model, extract their task vectors and evaluate "
+                       "the baseline, ICL and the task vector at every layer, loading the model once. The ICL "
+                       "prompt runs as one more query on the demonstrations the task vectors come from. Writes "
+                       "the same three files as make-prompts, extract and evaluate.")
+    p.add_argument("--task-file", required=True, type=Path, help="Parquet file from `taskvec build-task`")
+    p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
+    p.add_argument("--prompts-out", required=True, type=Path, help="output Parquet file of prompts")
+    p.add_argument("--activations-out", required=True, type=Path, help="output Parquet file of task vectors")
+    p.add_argument("--results-out", required=True, type=Path, help="output Parquet file of predictions")
+    _add_prompt_settings(p)
+    _add_compute(p)
+    p.set_defaults(func=cmd_run_task)
 
     p = sub.add_parser("bench", help="benchmark the layer sweep and extraction against their limits",
                        description="Time the fast layer sweep against one unpatched forward, its compute limit and "
@@ -112,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="build reports/ (HTML, tables, figures, metrics.json) from results files")
-    p.add_argument("results", nargs="+", type=Path, help="Parquet files from `taskvec evaluate`")
+    p.add_argument("results", nargs="+", type=Path, help="Parquet files from `taskvec evaluate` or `taskvec run-task`")
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.set_defaults(func=cmd_report)
     return parser
@@ -153,12 +172,17 @@ def cmd_convert_model(args) -> None:
              args.out)
 
 
-def cmd_make_prompts(args) -> None:
-    from taskvec.prompts import PromptFormat, SplitSizes, make_prompt_file
+def _prompt_settings(args):
+    from taskvec.prompts import PromptFormat, SplitSizes
 
-    fmt = PromptFormat(args.demonstration, args.query, args.separator)
-    sizes = SplitSizes(args.k, args.n_baseline, args.n_dev, args.n_test, args.n_dummies)
-    make_prompt_file(args.task_file, args.model_dir, args.out, fmt, sizes, args.seed)
+    return (PromptFormat(args.demonstration, args.query, args.separator),
+            SplitSizes(args.k, args.n_baseline, args.n_dev, args.n_test, args.n_dummies))
+
+
+def cmd_make_prompts(args) -> None:
+    from taskvec.prompts import make_prompt_file
+
+    make_prompt_file(args.task_file, args.model_dir, args.out, *_prompt_settings(args), args.seed)
 
 
 def _compute(args) -> dict:
@@ -176,6 +200,13 @@ def cmd_evaluate(args) -> None:
     from taskvec.evaluate import evaluate_file
 
     evaluate_file(args.model_dir, args.prompts, args.activations, args.out, **_compute(args))
+
+
+def cmd_run_task(args) -> None:
+    from taskvec.run import run_task_file
+
+    run_task_file(args.task_file, args.model_dir, *_prompt_settings(args), args.seed, args.prompts_out,
+                  args.activations_out, args.results_out, **_compute(args))
 
 
 def cmd_bench(args) -> None:

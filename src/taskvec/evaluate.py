@@ -59,9 +59,14 @@ class _Rows:
 
 
 def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tuple[str, int], np.ndarray],
-                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False, exact: bool = False) -> pa.Table:
+                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False, exact: bool = False,
+                  icl: dict[tuple[str, int], int] | None = None) -> pa.Table:
     """Predictions of every method: baseline on the baseline split, ICL on test, the task vector at
-    every layer on dev, and on test at the layer chosen on dev."""
+    every layer on dev, and on test at the layer chosen on dev.
+
+    ``icl`` maps (split, index) to an ICL prediction already computed (by
+    :func:`taskvec.extract.task_vectors_and_icl`); without it ICL runs here, on test.
+    """
     decode = _decoder(lm)
     rows = _Rows(exact)
     baseline = [p for p in prompts if p.split == "baseline"]
@@ -70,7 +75,10 @@ def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tupl
         rows.add(prompt, "baseline", NO_LAYER, int(token), decode(token))
 
     test = [p for p in prompts if p.split == "test"]
-    ids = next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in test], batch_size, progress)
+    if icl is None:
+        ids = next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in test], batch_size, progress)
+    else:
+        ids = [icl[(p.split, p.index)] for p in test]
     for prompt, token in zip(test, ids):
         rows.add(prompt, "icl", NO_LAYER, int(token), decode(token))
 

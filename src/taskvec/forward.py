@@ -38,13 +38,7 @@ class Batch:
 
 def encode(lm: LoadedModel, texts: Sequence[str]) -> Batch:
     """Tokenize ``texts`` (with the tokenizer's own special tokens) and left-pad them."""
-    token_lists = [lm.tokenizer.encode(text) for text in texts]
-    width = max(len(tokens) for tokens in token_lists)
-    ids = torch.full((len(texts), width), lm.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(texts), width), dtype=torch.long)
-    for row, tokens in enumerate(token_lists):
-        ids[row, width - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
-        mask[row, width - len(tokens):] = 1
+    ids, mask = _left_pad([lm.tokenizer.encode(text) for text in texts], lm.pad_token_id)
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     return Batch(ids.to(lm.device), mask.to(lm.device), positions.to(lm.device))
 
@@ -126,28 +120,61 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
     with _progress(len(groups), "extract", progress) as bar:
         for rows in batches(keys, batch_size):
             prefix_ids, prefix_mask = _left_pad([tokenized[i][0][:splits[i]] for i in rows], lm.pad_token_id)
-            suffix_ids, suffix_mask = _left_pad([t[splits[i]:] for i in rows for t in tokenized[i]], lm.pad_token_id)
-            cache = None
+            prefix_cache = None
             if prefix_mask.any():
                 prefix_positions = (prefix_mask.cumsum(dim=1) - 1).clamp(min=0)
-                cache = lm.model.base_model(input_ids=prefix_ids.to(lm.device),
-                                            attention_mask=prefix_mask.to(lm.device),
-                                            position_ids=prefix_positions.to(lm.device), use_cache=True).cache
-                cache.batch_repeat_interleave(group_size)
+                prefix_cache = lm.model.base_model(input_ids=prefix_ids.to(lm.device),
+                                                   attention_mask=prefix_mask.to(lm.device),
+                                                   position_ids=prefix_positions.to(lm.device), use_cache=True).cache
             else:
                 prefix_mask = prefix_mask[:, :0]
-            # Suffixes are left-padded after the prefix: padding sits mid-row, masked out, and
-            # positions continue from each row's own prefix length.
-            prefix_mask = prefix_mask.repeat_interleave(group_size, dim=0)
-            positions = (prefix_mask.sum(dim=1, keepdim=True) + suffix_mask.cumsum(dim=1) - 1).clamp(min=0)
-            with capture_last_token(layers) as states:
-                lm.model.base_model(input_ids=suffix_ids.to(lm.device),
-                                    attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1).to(lm.device),
-                                    position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
-            captured = torch.stack(states, dim=1).float().cpu().numpy()
+            suffixes = [t[splits[i]:] for i in rows for t in tokenized[i]]
+            captured = np.zeros((len(suffixes), len(layers), hidden), dtype=np.float32)
+            buckets = _length_buckets(np.array([len(t) for t in suffixes]))
+            for number, bucket in enumerate(buckets):
+                group_of_row = torch.from_numpy(bucket // group_size)
+                cache = None
+                if prefix_cache is not None:
+                    cache = prefix_cache if number == len(buckets) - 1 else copy.deepcopy(prefix_cache)
+                    cache.reorder_cache(group_of_row.to(lm.device))
+                suffix_ids, suffix_mask = _left_pad([suffixes[i] for i in bucket], lm.pad_token_id)
+                # Suffixes are left-padded after the prefix: padding sits mid-row, masked out, and
+                # positions continue from each row's own prefix length.
+                row_prefix_mask = prefix_mask[group_of_row]
+                positions = (row_prefix_mask.sum(dim=1, keepdim=True) + suffix_mask.cumsum(dim=1) - 1).clamp(min=0)
+                with capture_last_token(layers) as states:
+                    lm.model.base_model(input_ids=suffix_ids.to(lm.device),
+                                        attention_mask=torch.cat([row_prefix_mask, suffix_mask], dim=1).to(lm.device),
+                                        position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
+                captured[bucket] = torch.stack(states, dim=1).float().cpu().numpy()
             result[rows] = captured.reshape(len(rows), group_size, len(layers), hidden)
             bar.update(len(rows))
     return result
+
+
+PASS_OVERHEAD_TOKENS = 64  # a pass's fixed cost (cache copy, kernel launches), in padded suffix tokens
+
+
+def _length_buckets(lengths: np.ndarray) -> list[np.ndarray]:
+    """Split rows into runs of similar length (indices into ``lengths``), minimising padded tokens
+    plus a fixed cost per run: suffixes of one to a dozen tokens padded to the longest waste more
+    than half of a suffix pass."""
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    n = len(order)
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    start_of = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * sorted_lengths[end - 1] + PASS_OVERHEAD_TOKENS
+            if cost < best[end]:
+                best[end], start_of[end] = cost, start
+    buckets, end = [], n
+    while end > 0:
+        buckets.append(np.sort(order[start_of[end]:end]))
+        end = start_of[end]
+    return buckets[::-1]
 
 
 @torch.inference_mode()
@@ -160,6 +187,43 @@ def next_tokens(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, pro
             logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
             result[rows] = logits.argmax(dim=-1).cpu().numpy()
             bar.update(len(rows))
+    return result
+
+
+@torch.inference_mode()
+def patched_next_tokens(lm: LoadedModel, texts: Sequence[str], layers: Sequence[int], vectors: np.ndarray,
+                        batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    """Argmax next token after each whole text with ``vectors[i]`` replacing block ``layers[i]``'s
+    output at its last position (for example another task's theta in an ICL prompt): ``[n]`` ids."""
+    arch = describe(lm.model)
+    layer_index = torch.as_tensor(np.asarray(layers), dtype=torch.long)
+    patches = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    result = np.zeros(len(texts), dtype=np.int64)
+    with _progress(len(texts), "patch", progress) as bar:
+        for rows in batches(texts, batch_size):
+            batch = encode(lm, [texts[i] for i in rows])
+            index = torch.from_numpy(rows)
+            with replace_last_token(arch.layers, layer_index[index], patches[index].to(lm.device)):
+                logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
+            result[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+            bar.update(len(rows))
+    return result
+
+
+@torch.inference_mode()
+def next_tokens_from_states(lm: LoadedModel, last_block_states: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Argmax next token given the last block's output at the last position: ``[n]`` token ids.
+
+    The final norm and the unembedding are the rest of the forward pass, so this equals
+    :func:`next_tokens` on the texts whose states these are.
+    """
+    arch = describe(lm.model)
+    dtype = next(arch.unembedding.parameters()).dtype
+    result = np.zeros(len(last_block_states), dtype=np.int64)
+    for start in range(0, len(last_block_states), batch_size):
+        states = torch.from_numpy(np.ascontiguousarray(last_block_states[start:start + batch_size]))
+        logits = arch.unembedding(arch.final_norm(states.to(lm.device, dtype)[:, None, :]))
+        result[start:start + batch_size] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
     return result
 
 

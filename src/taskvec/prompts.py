@@ -142,19 +142,13 @@ def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], dict]:
     return prompts, store.parquet_metadata(table)
 
 
-def make_prompt_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLike[str],
-                     out: str | os.PathLike[str], fmt: PromptFormat, sizes: SplitSizes, seed: int) -> None:
-    """Filter a built task for a model's tokenizer, sample the splits, and write them with provenance."""
-    from transformers import AutoTokenizer
-
+def build_prompts(task_file: str | os.PathLike[str], tokenizer, fmt: PromptFormat, sizes: SplitSizes,
+                  seed: int) -> tuple[list[Prompt], dict]:
+    """Filter a built task for a tokenizer and sample the splits; returns the prompts and their provenance."""
     fmt.validate()
     pairs = read_pairs(task_file)
     task_meta = store.parquet_metadata(task_file)
-    if task_meta.get("one_token_output", True):
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        usable = single_token_pairs(pairs, tokenizer)
-    else:
-        usable = list(pairs)
+    usable = single_token_pairs(pairs, tokenizer) if task_meta.get("one_token_output", True) else list(pairs)
     try:
         prompts = sample_prompts(usable, sizes, seed)
     except ValueError as error:
@@ -167,6 +161,18 @@ def make_prompt_file(task_file: str | os.PathLike[str], model_dir: str | os.Path
         "sizes": dataclasses.asdict(sizes),
         "format": dataclasses.asdict(fmt),
     }
+    log.info("%s: %d of %d pairs usable; %d prompts", task_meta.get("task"), len(usable), len(pairs), len(prompts))
+    return prompts, metadata
+
+
+def write_prompts(prompts: Sequence[Prompt], metadata: dict, out: str | os.PathLike[str]) -> None:
     store.write_parquet(prompts_to_table(prompts), out, metadata)
-    log.info("%s: %d of %d pairs usable for %s; wrote %d prompts to %s", task_meta.get("task"), len(usable),
-             len(pairs), model_dir, len(prompts), out)
+
+
+def make_prompt_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLike[str],
+                     out: str | os.PathLike[str], fmt: PromptFormat, sizes: SplitSizes, seed: int) -> None:
+    """Filter a built task for a model's tokenizer, sample the splits, and write them with provenance."""
+    from transformers import AutoTokenizer
+
+    prompts, metadata = build_prompts(task_file, AutoTokenizer.from_pretrained(model_dir), fmt, sizes, seed)
+    write_prompts(prompts, metadata, out)

@@ -1,3 +1,5 @@
+import shlex
+
 from snakemake.utils import validate
 
 from taskvec.tasks import TASKS as BUILTIN_TASKS
@@ -55,6 +57,14 @@ def build_task_args(task):
     return args
 
 
+PROMPT_ARGS = " ".join(
+    [
+        f"--{flag} {config['sizes'][key]}"
+        for flag, key in (("k", "k"), ("n-baseline", "baseline"), ("n-dev", "dev"), ("n-test", "test"),
+                          ("n-dummies", "dummies"))
+    ]
+    + [f"--{name} {shlex.quote(config['prompt'][name])}" for name in ("demonstration", "query", "separator")]
+)
 COMPUTE_ARGS = (
     f"--device {config['compute']['device']} --dtype {config['compute']['dtype']} "
     f"--batch-size {config['compute']['batch_size']}"

@@ -1,22 +1,27 @@
-rule sweep_layers:
+rule evaluate_task:
     input:
-        prompts="data/prompts/{model}/{task}.parquet",
-        activations="data/activations/{model}/{task}.parquet",
+        task="data/tasks/{task}.parquet",
         model="data/models/{model}",
         code=code(
-            "store.py", "models.py", "architectures.py", "hooks.py", "forward.py", "prompts.py", "extract.py", "evaluate.py"
+            "store.py", "models.py", "architectures.py", "hooks.py", "forward.py", "prompts.py", "extract.py",
+            "evaluate.py", "run.py"
         ),
     output:
-        "data/results/{model}/{task}.parquet",
+        prompts="data/prompts/{model}/{task}.parquet",
+        activations="data/activations/{model}/{task}.parquet",
+        results="data/results/{model}/{task}.parquet",
     params:
+        seed=lambda wc: config["tasks"][wc.task].get("seed", 0),
+        prompts=lambda wc: PROMPT_ARGS,
         compute=COMPUTE_ARGS,
     threads: 1
     conda:
         "../../environment.yml"
     log:
-        "logs/sweep_layers/{model}/{task}.log",
+        "logs/evaluate_task/{model}/{task}.log",
     benchmark:
-        "logs/benchmarks/sweep_layers/{model}/{task}.tsv"
+        "logs/benchmarks/evaluate_task/{model}/{task}.tsv"
     shell:
-        "taskvec evaluate --model-dir {input.model} --prompts {input.prompts}"
-        " --activations {input.activations} --out {output} {params.compute} --threads {threads} --no-progress 2> {log}"
+        "taskvec run-task --task-file {input.task} --model-dir {input.model} --prompts-out {output.prompts}"
+        " --activations-out {output.activations} --results-out {output.results} --seed {params.seed}"
+        " {params.prompts} {params.compute} --threads {threads} --no-progress 2> {log}"

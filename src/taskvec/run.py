@@ -1,0 +1,63 @@
+"""One (model, task) of the study in one process: its prompts, task vectors and predictions.
+
+Each of the three files could be made by its own command (`make-prompts`, `extract`, `evaluate`);
+the study makes them together so that the model loads once per task and the ICL prompt runs as one
+more suffix on the demonstrations that the task vectors are extracted from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from taskvec import store
+from taskvec.evaluate import TaskScores, evaluate_task, score
+from taskvec.extract import EVALUATED_SPLITS, activations_table, task_vectors_and_icl, write_activations
+from taskvec.models import LoadedModel, load_model
+from taskvec.prompts import Prompt, PromptFormat, SplitSizes, build_prompts, write_prompts
+
+log = logging.getLogger(__name__)
+
+
+def run_task(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16,
+             progress: bool = False, exact: bool = False) -> tuple[list[Prompt], np.ndarray, pa.Table]:
+    """Task vectors of the dev and test prompts (``[n, n_layers, hidden]``, in the order returned) and
+    the predictions of every method (see :func:`taskvec.evaluate.evaluate_task`)."""
+    evaluated = [p for p in prompts if p.split in EVALUATED_SPLITS]
+    vectors, icl_tokens = task_vectors_and_icl(lm, evaluated, fmt, batch_size, progress=progress)
+    keys = [(p.split, p.index) for p in evaluated]
+    table = evaluate_task(lm, prompts, dict(zip(keys, vectors)), fmt, batch_size, progress, exact=exact,
+                          icl=dict(zip(keys, icl_tokens.tolist())))
+    return evaluated, vectors, table
+
+
+def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLike[str], fmt: PromptFormat,
+                  sizes: SplitSizes, seed: int, prompts_out: str | os.PathLike[str],
+                  activations_out: str | os.PathLike[str], results_out: str | os.PathLike[str],
+                  device: str = "auto", dtype: str = "auto", batch_size: int = 16, threads: int = 0,
+                  progress: bool = False) -> TaskScores:
+    """Sample the prompts of a built task for a model, extract their task vectors, evaluate every
+    method, and write the prompts, activations and results files."""
+    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+    prompts, metadata = build_prompts(task_file, lm.tokenizer, fmt, sizes, seed)
+    task = metadata["task"]["task"]
+    start = time.perf_counter()
+    evaluated, vectors, table = run_task(lm, prompts, fmt, batch_size, progress,
+                                         exact=metadata["task"]["one_token_output"])
+    scores = score(table)
+    log.info("%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", task, scores.baseline,
+             scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
+
+    n_layers, hidden = int(vectors.shape[1]), int(vectors.shape[2])
+    write_prompts(prompts, metadata, prompts_out)
+    write_activations(activations_table(evaluated, vectors), activations_out,
+                      {"task": task, "model": lm.provenance, "n_layers": n_layers, "hidden_size": hidden,
+                       "dtype": lm.dtype_name})
+    store.write_parquet(table, results_out, {**metadata, "model": lm.provenance, "n_layers": n_layers,
+                                             "dtype": lm.dtype_name})
+    return scores
