@@ -8,13 +8,16 @@ STAMP := $(VENV)/.taskvec-installed
 
 # Data sources of the built-in tasks that come from Debian: WordNet 3.0 and FreeDict dictionaries.
 DEBIAN_PACKAGES := wordnet-base dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-eng-fra dict-freedict-eng-spa
+# The tests also open the report in a headless browser.
+TEST_PACKAGES := chromium
 
-.PHONY: setup debian-packages reproduce test bench lint
+.PHONY: setup debian-packages test-packages reproduce test bench lint
 
 setup: $(STAMP) debian-packages
 
-debian-packages:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+# Installs the Debian packages in $(1) that are missing (as root), or says how to.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing Debian packages:" $$missing; \
@@ -24,6 +27,13 @@ debian-packages:
 	    echo "Install them with: sudo apt-get install $$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+debian-packages:
+	$(call apt_install,$(DEBIAN_PACKAGES))
+
+test-packages:
+	$(call apt_install,$(TEST_PACKAGES))
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install it (Debian: apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3.11"; exit 1; }
@@ -42,7 +52,7 @@ reproduce: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "Report: $(CURDIR)/reports/index.html"
 
-test: setup
+test: setup test-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # Speed and memory of the study's forward passes (needs a finished study); writes reports/benchmarks.*

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,10 +24,10 @@ pytestmark = pytest.mark.workflow
 
 TINY_PARAMS = {
     "models": {"smollm2-135m": {"source": "packaged:smollm2-135m"}},
-    "tasks": {"to_upper": {"seed": 0},
+    "tasks": {"next_letter": {"seed": 0}, "to_upper": {"seed": 0},
               "country_currency": {"file": "examples/tasks/country_currency.jsonl", "seed": 0}},
     "prompt": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n"},
-    "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2},
+    "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2, "seeds": 2},
     "compute": {"device": "cpu", "dtype": "float32", "batch_size": 8},
 }
 
@@ -78,6 +79,11 @@ def study(tmp_path_factory, smollm2_dir) -> Path:
     return project
 
 
+def _results(study: Path, task: str) -> list:
+    return [score(pq.read_table(study / "data" / "results" / "smollm2-135m" / task / f"sample{i}.parquet"))
+            for i in range(2)]
+
+
 def test_study_writes_a_report_that_agrees_with_its_parquet_files(study):
     report = study / "reports"
     html = (report / "index.html").read_text()
@@ -85,38 +91,84 @@ def test_study_writes_a_report_that_agrees_with_its_parquet_files(study):
     metrics = json.loads((report / "metrics.json").read_text())
     model = metrics["models"]["smollm2-135m"]
     assert model["n_layers"] == 30
-    assert set(model["tasks"]) == {"to_upper", "country_currency"}
+    assert set(model["tasks"]) == {"next_letter", "to_upper", "country_currency"}
     assert model["tasks"]["country_currency"]["category"] == "custom"
     assert "country_currency.jsonl" in html
     rows = {row["task"]: row for row in csv.DictReader((report / "tables" / "accuracy.csv").open())}
     for task, entry in model["tasks"].items():
-        assert set(entry) >= {"baseline", "icl", "tv", "best_layer", "n_test"}
-        assert entry["n_test"] == 6
-        results = pq.read_table(study / "data" / "results" / "smollm2-135m" / f"{task}.parquet")
-        scores = score(results)
-        assert (entry["baseline"], entry["icl"], entry["tv"]) == pytest.approx((scores.baseline, scores.icl, scores.tv),
-                                                                              abs=1e-4)
-        assert entry["best_layer"] == scores.best_layer
-        assert float(rows[task]["tv"]) == pytest.approx(entry["tv"])
-        assert int(rows[task]["best_layer"]) == scores.best_layer
+        assert entry["n_test"] == 12 and entry["seeds"] == [0, 1]
+        samples = _results(study, task)
+        for method in ("baseline", "icl", "tv"):
+            mean = sum(getattr(s, method) for s in samples) / 2
+            assert entry[method] == pytest.approx(mean, abs=1e-4)
+            low, high = entry[f"{method}_ci"]
+            assert low - 1e-9 <= entry[method] <= high + 1e-9
+            assert float(rows[task][method]) == pytest.approx(entry[method])
+            assert float(rows[task][f"{method}_ci_low"]) == pytest.approx(low)
+        assert entry["best_layers"] == [s.best_layer for s in samples]
+        assert 0 <= entry["tv_vs_icl_p"] <= 1
         assert f"{entry['icl']:.2f}" in html
-        vectors, meta = read_activations(study / "data" / "activations" / "smollm2-135m" / f"{task}.parquet")
-        assert len(vectors) == 12 and next(iter(vectors.values())).shape == (30, 576)
-        schema = pq.read_schema(study / "data" / "activations" / "smollm2-135m" / f"{task}.parquet")
-        assert str(schema.field("vector").type) == "fixed_size_list<element: float>[576]"
-    assert (report / "figures" / "accuracy_by_layer_smollm2-135m.png").read_bytes()[:4] == b"\x89PNG"
+        for sample in ("sample0", "sample1"):
+            path = study / "data" / "activations" / "smollm2-135m" / task / f"{sample}.parquet"
+            vectors, meta = read_activations(path)
+            assert len(vectors) == 12 and next(iter(vectors.values())).shape == (30, 576)
+            assert str(pq.read_schema(path).field("vector").type) == "fixed_size_list<element: float>[576]"
+    for name in ("accuracy_by_layer", "accuracy_summary", "conflicting_tasks", "tsne", "distances"):
+        assert (report / "figures" / f"{name}_smollm2-135m.png").read_bytes()[:4] == b"\x89PNG"
+        assert b"<svg" in (report / "figures" / f"{name}_smollm2-135m.svg").read_bytes()[:500]
     paper = {row["task"]: row for row in csv.DictReader((report / "tables" / "paper_comparison.csv").open())}
     assert float(paper["to_upper"]["paper_icl"]) == pytest.approx(metrics["paper_mean_over_models"]["to_upper"]["icl"])
     assert paper["country_currency"]["paper_icl"] == ""
-    assert "Comparison with the paper" in html and "Tasks and data provenance" in html
+    for section in ("Summary", "Comparison with the paper", "Provenance of data and models", "Conflicting tasks",
+                    "Robustness of theta", "Vocabulary projection", "Method and settings", "Time per step"):
+        assert f">{section}</h2>" in html
+    assert "| model | task |" in (report / "tables" / "accuracy.md").read_text()
+
+
+def test_the_analyses_agree_with_their_tables_and_metrics(study):
+    report = study / "reports"
+    model = json.loads((report / "metrics.json").read_text())["models"]["smollm2-135m"]
+    conflict = model["conflicting_tasks"]["next_letter/to_upper"]
+    row = next(csv.DictReader((report / "tables" / "conflicting_tasks.csv").open()))
+    assert (row["task_a"], row["task_b"]) == ("next_letter", "to_upper")
+    assert float(row["patched_on_b"]) == pytest.approx(conflict["patched_on_b"])
+    assert row["overrides"] == str(conflict["overrides"])
+    table = pq.read_table(study / "data" / "analysis" / "smollm2-135m" / "conflicting_tasks.parquet").to_pydict()
+    assert len(table["index"]) == 6 and all(table["b_defined"])
+    assert conflict["patched_on_b"] == pytest.approx(sum(table["patched_correct_b"]) / 6, abs=1e-4)
+    # ICL alone is read from next_letter's results, not recomputed
+    icl = pq.read_table(study / "data" / "results" / "smollm2-135m" / "next_letter" / "sample0.parquet").to_pydict()
+    icl_test = {i: p for i, s, m, p in zip(icl["index"], icl["split"], icl["method"], icl["prediction"])
+                if s == "test" and m == "icl"}
+    assert table["icl_prediction"] == [icl_test[i] for i in table["index"]]
+
+    robustness = model["robustness"]
+    assert robustness["n_vectors"] == 36  # 3 tasks x 12 dev and test prompts of the first split seed
+    assert 0 <= robustness["nearest_centroid_accuracy"] <= 1
+    tsne = pq.read_table(study / "data" / "analysis" / "smollm2-135m" / "robustness.parquet")
+    assert tsne.num_rows == 36 and set(tsne.column("task").to_pylist()) == set(model["tasks"])
+    vocab = list(csv.DictReader((report / "tables" / "vocabulary.csv").open()))
+    assert {row["task"] for row in vocab} == set(model["tasks"])
+    assert all(int(row["layer"]) == model["tasks"][row["task"]]["best_layers"][0] for row in vocab)
+
+
+def test_snakemake_report_packages_the_figures_with_captions(study, tmp_path):
+    out = tmp_path / "snakemake-report.zip"
+    snakemake(study, "--report", str(out))
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        text = " ".join(archive.read(n).decode("utf-8", "ignore") for n in names if n.endswith((".html", ".js")))
+    assert any(n.endswith("tsne_smollm2-135m.png") for n in names)
+    assert "Conflicting tasks: the demonstrations show task A" in text
 
 
 def test_a_completed_study_has_nothing_left_to_do(study):
     assert planned_jobs(study) == []
 
 
-def test_changing_report_code_reruns_only_the_report(study):
-    html_code = study / "src" / "taskvec" / "report" / "html.py"
+@pytest.mark.parametrize("module", ["html.py", "figures.py"], ids=["report-text", "figure-style"])
+def test_changing_report_code_reruns_only_the_report(study, module):
+    html_code = study / "src" / "taskvec" / "report" / module
     original = html_code.read_text()
     try:
         html_code.write_text(original + "\n")
@@ -132,7 +184,9 @@ def test_editing_a_custom_task_file_reruns_only_that_task(study):
     try:
         task_file.write_text(original + '{"input": "Atlantis", "output": "Orichalcum"}\n')
         jobs = planned_jobs(study)
-        task_jobs = [wildcards for rule, wildcards in jobs if rule not in ("all", "build_report")]
+        assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
+                                              "vocabulary_projection"}
+        task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
         assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
     finally:
         task_file.write_text(original)
@@ -147,21 +201,32 @@ def test_changing_one_tasks_setting_reruns_only_that_task(study):
     try:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         jobs = planned_jobs(study)
-        assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task"}
-        task_jobs = [wildcards for rule, wildcards in jobs if rule not in ("all", "build_report")]
+        assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
+                                              "vocabulary_projection", "conflicting_tasks"}
+        task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
         assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
     finally:
         params_file.write_text(original)
 
 
 def test_rerunning_gives_byte_identical_outputs(study):
-    outputs = [study / "data" / step / "smollm2-135m" / "country_currency.parquet"
+    outputs = [study / "data" / step / "smollm2-135m" / "country_currency" / "sample1.parquet"
                for step in ("prompts", "activations", "results")]
-    outputs += [study / "reports" / "metrics.json", study / "reports" / "index.html"]
+    outputs += [study / "data" / "analysis" / "smollm2-135m" / f"{name}.parquet"
+                for name in ("conflicting_tasks", "robustness", "vocabulary")]
+    outputs += [study / "reports" / "metrics.json", study / "reports" / "tables" / "accuracy.csv"]
+    outputs += sorted((study / "reports" / "figures").iterdir())
     before = [path.read_bytes() for path in outputs]
-    snakemake(study, "--forcerun", "evaluate_task")
+    html_before = _without_timings((study / "reports" / "index.html").read_text())
+    snakemake(study, "--forcerun", "evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection")
     assert [path.read_bytes() for path in outputs] == before
+    # The report's last section gives the measured time of each step, which differs run to run.
+    assert _without_timings((study / "reports" / "index.html").read_text()) == html_before
     assert planned_jobs(study) == []
+
+
+def _without_timings(html: str) -> str:
+    return html[:html.index("<h2 id='time'>") if "<h2 id='time'>" in html else html.index('<h2 id="time">')]
 
 
 def test_dvc_repro_then_status_is_clean(study):
@@ -211,5 +276,6 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
     assert set(figures) >= {"sweep_ratio", "sweep_limit", "naive_speedup", "extraction_overhead", "study_seconds",
                             "peak_rss_mb"}
     assert 1 < figures["sweep_limit"] < figures["naive_ratio"]
-    assert figures["study_jobs"] == 2  # one evaluate_task job per task; the model was converted beforehand
+    # one evaluate_task job per task and three analyses; the model was converted beforehand
+    assert figures["study_jobs"] == 6
     assert "| smollm2-135m |" in (tmp_path / "benchmarks.md").read_text()

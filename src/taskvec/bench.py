@@ -94,7 +94,7 @@ def _dev_queries(prompts_file: Path):
 def bench_model(model_dir: Path, prompts_dir: Path, repeats: int, batch_size: int, device: str,
                 dtype: str, task: str = SWEEP_TASK) -> dict:
     lm = load_model(model_dir, device=device, dtype=dtype)
-    prompts, _, fmt = _dev_queries(prompts_dir / f"{task}.parquet")
+    prompts, _, fmt = _dev_queries(prompts_dir / task / "sample0.parquet")
     dev = [p for p in prompts if p.split == "dev"]
     queries = [fmt.query.format(x=p.query) for p in dev]
     vectors = task_vectors(lm, dev, fmt, batch_size)
@@ -148,12 +148,13 @@ def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device
     task whose prompts file exists (what the paper's own code times as its main experiment)."""
     lm = load_model(model_dir, device=device, dtype=dtype)
     per_task = {}
-    for prompts_file in sorted(prompts_dir.glob("*.parquet")):
+    for prompts_file in sorted(prompts_dir.glob("*/sample0.parquet")):
         prompts, metadata, fmt = _dev_queries(prompts_file)
         start = time.perf_counter()
         run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
-        per_task[prompts_file.stem] = round(time.perf_counter() - start, 2)
-        log.info("%s: workload of %s took %.1f s", model_dir.name, prompts_file.stem, per_task[prompts_file.stem])
+        task = prompts_file.parent.name
+        per_task[task] = round(time.perf_counter() - start, 2)
+        log.info("%s: workload of %s took %.1f s", model_dir.name, task, per_task[task])
     return {"tasks": len(per_task), "seconds": round(sum(per_task.values()), 1), "per_task": per_task}
 
 
@@ -190,8 +191,8 @@ def run_benchmarks(models: list[str], data_dir: Path, logs_dir: Path, out_dir: P
     results = {"machine": machine(), "repeats": repeats, "batch_size": batch_size, "models": {}}
     for model in models:
         model_dir, prompts_dir = data_dir / "models" / model, data_dir / "prompts" / model
-        if not (prompts_dir / f"{task}.parquet").exists():
-            raise FileNotFoundError(f"{prompts_dir / task}.parquet is missing: run the study first "
+        if not (prompts_dir / task / "sample0.parquet").exists():
+            raise FileNotFoundError(f"{prompts_dir / task / 'sample0.parquet'} is missing: run the study first "
                                     "(make reproduce)")
         entry = bench_model(model_dir, prompts_dir, repeats, batch_size, device, dtype, task)
         if workload:

@@ -29,9 +29,10 @@ def _positive(value: str) -> int:
     return number
 
 
-def _add_prompt_settings(parser: argparse.ArgumentParser) -> None:
+def _add_prompt_settings(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     group = parser.add_argument_group("prompts")
-    group.add_argument("--seed", type=int, default=0, help="seed for sampling the splits")
+    if seed:
+        group.add_argument("--seed", type=int, default=0, help="seed for sampling the splits")
     group.add_argument("--k", type=_positive, default=5, help="demonstrations per prompt")
     group.add_argument("--n-baseline", type=_positive, default=100, help="bare queries for the baseline")
     group.add_argument("--n-dev", type=_positive, default=50, help="prompts for choosing the layer")
@@ -40,6 +41,19 @@ def _add_prompt_settings(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
     group.add_argument("--query", default="example:{x}->", help="query template")
     group.add_argument("--separator", default="\n", help="text between demonstrations")
+
+
+def _add_theta_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--activations", required=True, type=Path, nargs="+", help="activations files of one model")
+    parser.add_argument("--results", required=True, type=Path, nargs="+", help="the matching results files")
+    parser.add_argument("--out", required=True, type=Path, help="output Parquet file")
+
+
+def _pair(value: str) -> tuple[str, str]:
+    first, sep, second = value.partition(":")
+    if not sep or not first or not second:
+        raise argparse.ArgumentTypeError(f"a pair is TASK_A:TASK_B, got {value!r}")
+    return first, second
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,17 +116,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run-task", help="make-prompts, extract and evaluate in one process (what the study runs)",
                        description="Sample a task's prompts for a model, extract their task vectors and evaluate "
-                       "the baseline, ICL and the task vector at every layer, loading the model once. The ICL "
-                       "prompt runs as one more query on the demonstrations the task vectors come from. Writes "
-                       "the same three files as make-prompts, extract and evaluate.")
+                       "the baseline, ICL and the task vector at every layer, for each split seed, loading the "
+                       "model once. The ICL prompt runs as one more query on the demonstrations the task vectors "
+                       "come from. Writes the same three files as make-prompts, extract and evaluate.")
     p.add_argument("--task-file", required=True, type=Path, help="Parquet file from `taskvec build-task`")
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
-    p.add_argument("--prompts-out", required=True, type=Path, help="output Parquet file of prompts")
-    p.add_argument("--activations-out", required=True, type=Path, help="output Parquet file of task vectors")
-    p.add_argument("--results-out", required=True, type=Path, help="output Parquet file of predictions")
-    _add_prompt_settings(p)
+    p.add_argument("--seeds", required=True, type=int, nargs="+",
+                   help="split seeds: each samples its own baseline, dev and test prompts")
+    p.add_argument("--prompts-out", required=True, type=Path, nargs="+", help="output Parquet files of prompts, "
+                   "one per seed")
+    p.add_argument("--activations-out", required=True, type=Path, nargs="+",
+                   help="output Parquet files of task vectors, one per seed")
+    p.add_argument("--results-out", required=True, type=Path, nargs="+",
+                   help="output Parquet files of predictions, one per seed")
+    _add_prompt_settings(p, seed=False)
     _add_compute(p)
     p.set_defaults(func=cmd_run_task)
+
+    p = sub.add_parser("conflicting-tasks", help="ICL prompts of task A with task B's theta patched in",
+                       description="For each pair A:B, run A's test prompts (its demonstrations and query) with the "
+                       "task vector of B patched in at B's chosen layer, and score the predictions against A's and "
+                       "B's answers. Reads the study's data directory; writes one Parquet file.")
+    p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="the study's data directory")
+    p.add_argument("--model", required=True, help="model name under data/")
+    p.add_argument("--sample", default="sample0", help="which sampling of the splits to use")
+    p.add_argument("--pairs", nargs="+", required=True, metavar="A:B", type=_pair,
+                   help="task pairs, for example next_letter:to_upper")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet file")
+    _add_compute(p)
+    p.set_defaults(func=cmd_conflicting_tasks)
+
+    p = sub.add_parser("robustness", help="t-SNE, distances and task identification of the task vectors",
+                       description="Compare every dev and test task vector of a model's tasks at one layer (the "
+                       "best of the mean dev curve): t-SNE coordinates, within- and across-task cosine distance "
+                       "histograms, and leave-one-out nearest-centroid accuracy. Writes one Parquet file.")
+    _add_theta_inputs(p)
+    p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("vocabulary", help="top tokens of each task's mean theta through the unembedding",
+                       description="Read each task's mean task vector at its chosen layer through the final norm "
+                       "and the unembedding, and keep the top tokens. Writes one Parquet file.")
+    p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
+    _add_theta_inputs(p)
+    _add_compute(p)
+    p.set_defaults(func=cmd_vocabulary)
 
     p = sub.add_parser("bench", help="benchmark the layer sweep and extraction against their limits",
                        description="Time the fast layer sweep against one unpatched forward, its compute limit and "
@@ -131,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="build reports/ (HTML, tables, figures, metrics.json) from results files")
-    p.add_argument("results", nargs="+", type=Path, help="Parquet files from `taskvec evaluate` or `taskvec run-task`")
+    p.add_argument("results", nargs="+", type=Path,
+                   help="results files laid out as <model>/<task>/<sample>.parquet (from `taskvec run-task`)")
+    p.add_argument("--analyses", nargs="*", type=Path, default=[],
+                   help="analysis files laid out as <model>/<analysis>.parquet (conflicting_tasks, robustness, "
+                   "vocabulary)")
+    p.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, for the report's time per step")
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.set_defaults(func=cmd_report)
     return parser
@@ -205,8 +258,41 @@ def cmd_evaluate(args) -> None:
 def cmd_run_task(args) -> None:
     from taskvec.run import run_task_file
 
-    run_task_file(args.task_file, args.model_dir, *_prompt_settings(args), args.seed, args.prompts_out,
+    run_task_file(args.task_file, args.model_dir, *_prompt_settings(args), args.seeds, args.prompts_out,
                   args.activations_out, args.results_out, **_compute(args))
+
+
+def cmd_conflicting_tasks(args) -> None:
+    from taskvec.analysis.conflicting import conflicting_tasks_file
+
+    compute = _compute(args)
+    compute.pop("progress")
+    conflicting_tasks_file(args.model_dir, args.data_dir, args.model, args.sample, args.pairs, args.out, **compute)
+
+
+def _matching(args) -> None:
+    if len(args.activations) != len(args.results):
+        raise ValueError(f"give one results file per activations file ({len(args.activations)} activations, "
+                         f"{len(args.results)} results)")
+
+
+def cmd_robustness(args) -> None:
+    from taskvec.analysis.robustness import robustness_file
+
+    _matching(args)
+    summary = robustness_file(args.activations, args.results, args.out)
+    log.info("layer %d: nearest-centroid accuracy %.2f over %d task vectors of %d tasks", summary["layer"],
+             summary["nearest_centroid_accuracy"], summary["n_vectors"], summary["n_tasks"])
+
+
+def cmd_vocabulary(args) -> None:
+    from taskvec.analysis.vocabulary import vocabulary_file
+
+    _matching(args)
+    compute = _compute(args)
+    compute.pop("progress")
+    compute.pop("batch_size")
+    vocabulary_file(args.model_dir, args.activations, args.results, args.out, **compute)
 
 
 def cmd_bench(args) -> None:
@@ -225,7 +311,7 @@ def cmd_bench(args) -> None:
 def cmd_report(args) -> None:
     from taskvec.report import build_report
 
-    index = build_report(args.results, args.out)
+    index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir)
     print(f"Report: {index.resolve()}")
 
 

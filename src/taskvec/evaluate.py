@@ -124,6 +124,10 @@ class TaskScores:
     n_baseline: int
     n_test: int
     dev_by_layer: list[float]
+    # per prompt, in prompt order: what the accuracies above are means of (for intervals and paired tests)
+    baseline_correct: tuple[bool, ...] = ()
+    icl_correct: tuple[bool, ...] = ()
+    tv_correct: tuple[bool, ...] = ()
 
 
 def score(results: pa.Table) -> TaskScores:
@@ -132,7 +136,11 @@ def score(results: pa.Table) -> TaskScores:
     split = np.array(data["split"])
     method = np.array(data["method"])
     layer = np.array(data["layer"])
-    correct = np.array(data["correct"], dtype=float)
+    index = np.array(data["index"])
+    correct = np.array(data["correct"], dtype=bool)
+
+    def in_order(mask: np.ndarray) -> tuple[bool, ...]:
+        return tuple(bool(c) for c in correct[mask][np.argsort(index[mask], kind="stable")])
 
     def accuracy(mask: np.ndarray) -> float:
         return float(correct[mask].mean()) if mask.any() else float("nan")
@@ -140,14 +148,20 @@ def score(results: pa.Table) -> TaskScores:
     n_layers = int(layer.max()) + 1
     dev_by_layer = [accuracy((method == "tv") & (split == "dev") & (layer == i)) for i in range(n_layers)]
     best = choose_layer(dev_by_layer)
+    baseline = method == "baseline"
+    icl = (method == "icl") & (split == "test")
+    tv = (method == "tv") & (split == "test") & (layer == best)
     return TaskScores(
-        baseline=accuracy(method == "baseline"),
-        icl=accuracy((method == "icl") & (split == "test")),
-        tv=accuracy((method == "tv") & (split == "test") & (layer == best)),
+        baseline=accuracy(baseline),
+        icl=accuracy(icl),
+        tv=accuracy(tv),
         best_layer=best,
-        n_baseline=int((method == "baseline").sum()),
-        n_test=int(((method == "icl") & (split == "test")).sum()),
+        n_baseline=int(baseline.sum()),
+        n_test=int(icl.sum()),
         dev_by_layer=dev_by_layer,
+        baseline_correct=in_order(baseline),
+        icl_correct=in_order(icl),
+        tv_correct=in_order(tv),
     )
 
 

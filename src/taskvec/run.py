@@ -37,27 +37,34 @@ def run_task(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batc
 
 
 def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLike[str], fmt: PromptFormat,
-                  sizes: SplitSizes, seed: int, prompts_out: str | os.PathLike[str],
-                  activations_out: str | os.PathLike[str], results_out: str | os.PathLike[str],
+                  sizes: SplitSizes, seeds: Sequence[int], prompts_out: Sequence[str | os.PathLike[str]],
+                  activations_out: Sequence[str | os.PathLike[str]], results_out: Sequence[str | os.PathLike[str]],
                   device: str = "auto", dtype: str = "auto", batch_size: int = 16, threads: int = 0,
-                  progress: bool = False) -> TaskScores:
-    """Sample the prompts of a built task for a model, extract their task vectors, evaluate every
-    method, and write the prompts, activations and results files."""
+                  progress: bool = False) -> list[TaskScores]:
+    """For each split seed: sample the prompts of a built task for a model, extract their task vectors,
+    evaluate every method, and write the prompts, activations and results files (one of each per seed)."""
+    if not len(seeds) == len(prompts_out) == len(activations_out) == len(results_out):
+        raise ValueError(f"give one prompts, activations and results file per seed ({len(seeds)} seeds: "
+                         f"{len(prompts_out)}, {len(activations_out)} and {len(results_out)} files)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"split seeds must differ, got {list(seeds)}")
     lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
-    prompts, metadata = build_prompts(task_file, lm.tokenizer, fmt, sizes, seed)
-    task = metadata["task"]["task"]
-    start = time.perf_counter()
-    evaluated, vectors, table = run_task(lm, prompts, fmt, batch_size, progress,
-                                         exact=metadata["task"]["one_token_output"])
-    scores = score(table)
-    log.info("%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", task, scores.baseline,
-             scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
-
-    n_layers, hidden = int(vectors.shape[1]), int(vectors.shape[2])
-    write_prompts(prompts, metadata, prompts_out)
-    write_activations(activations_table(evaluated, vectors), activations_out,
-                      {"task": task, "model": lm.provenance, "n_layers": n_layers, "hidden_size": hidden,
-                       "dtype": lm.dtype_name})
-    store.write_parquet(table, results_out, {**metadata, "model": lm.provenance, "n_layers": n_layers,
-                                             "dtype": lm.dtype_name})
-    return scores
+    all_scores = []
+    for seed, prompts_path, activations_path, results_path in zip(seeds, prompts_out, activations_out, results_out):
+        prompts, metadata = build_prompts(task_file, lm.tokenizer, fmt, sizes, seed)
+        task = metadata["task"]["task"]
+        start = time.perf_counter()
+        evaluated, vectors, table = run_task(lm, prompts, fmt, batch_size, progress,
+                                             exact=metadata["task"]["one_token_output"])
+        scores = score(table)
+        log.info("%s, split seed %d: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", task, seed,
+                 scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
+        n_layers, hidden = int(vectors.shape[1]), int(vectors.shape[2])
+        write_prompts(prompts, metadata, prompts_path)
+        write_activations(activations_table(evaluated, vectors), activations_path,
+                          {"task": task, "seed": seed, "model": lm.provenance, "n_layers": n_layers,
+                           "hidden_size": hidden, "dtype": lm.dtype_name})
+        store.write_parquet(table, results_path, {**metadata, "model": lm.provenance, "n_layers": n_layers,
+                                                  "dtype": lm.dtype_name})
+        all_scores.append(scores)
+    return all_scores

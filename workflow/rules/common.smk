@@ -2,6 +2,7 @@ import shlex
 
 from snakemake.utils import validate
 
+from taskvec.analysis.pairs import pairs_in
 from taskvec.tasks import TASKS as BUILTIN_TASKS
 
 
@@ -69,12 +70,76 @@ COMPUTE_ARGS = (
     f"--device {config['compute']['device']} --dtype {config['compute']['dtype']} "
     f"--batch-size {config['compute']['batch_size']}"
 )
-RESULTS = expand("data/results/{model}/{task}.parquet", model=MODELS, task=TASKS)
+SAMPLES = [f"sample{i}" for i in range(config["sizes"]["seeds"])]
+
+
+def split_seeds(task):
+    """The split seeds of a task: its seed, then the next ones, one per sample."""
+    first = config["tasks"][task].get("seed", 0)
+    return [first + i for i in range(len(SAMPLES))]
+
+
+def per_sample(step, model="{model}", task="{task}"):
+    return [f"data/{step}/{model}/{task}/{sample}.parquet" for sample in SAMPLES]
+
+
+def first_sample(step, model):
+    """The analyses of theta run on the first sampling of the splits."""
+    return [f"data/{step}/{model}/{task}/{SAMPLES[0]}.parquet" for task in TASKS]
+
+
+CONFLICT_PAIRS = pairs_in(TASKS)
+
+
+def conflict_inputs(model):
+    tasks = sorted({task for pair in CONFLICT_PAIRS for task in pair})
+    return [f"data/tasks/{task}.parquet" for task in tasks] + [
+        f"data/{step}/{model}/{task}/{SAMPLES[0]}.parquet"
+        for task in tasks
+        for step in ("prompts", "activations", "results")
+    ]
+
+
+RESULTS = [path for model in MODELS for task in TASKS for path in per_sample("results", model, task)]
+ANALYSES = [
+    *expand("data/analysis/{model}/robustness.parquet", model=MODELS),
+    *expand("data/analysis/{model}/vocabulary.parquet", model=MODELS),
+    *(expand("data/analysis/{model}/conflicting_tasks.parquet", model=MODELS) if CONFLICT_PAIRS else []),
+]
+
+
+def report_file(path, caption, category, **kwargs):
+    """An output shown by `snakemake --report`, with its caption from workflow/report/."""
+    return report(path, caption=f"workflow/report/{caption}.rst", category=category, **kwargs)
+
+
+def report_figure(name, model, caption, category):
+    return report_file(
+        f"reports/figures/{name}_{model}.png",
+        caption,
+        category,
+        subcategory=model,
+        labels={"model": model, "figure": name.replace("_", " ")},
+    )
+
+
+FIGURE_NAMES = ["accuracy_summary", "accuracy_by_layer", "tsne", "distances"] + (
+    ["conflicting_tasks"] if CONFLICT_PAIRS else []
+)
+FIGURE_CATEGORIES = {
+    "accuracy_summary": "1. Accuracy",
+    "accuracy_by_layer": "2. Accuracy by layer",
+    "conflicting_tasks": "3. Conflicting tasks",
+    "tsne": "4. Robustness",
+    "distances": "4. Robustness",
+}
+REPORT_TABLES = ["accuracy", "accuracy_by_layer", "paper_comparison", "robustness", "vocabulary"] + (
+    ["conflicting_tasks"] if CONFLICT_PAIRS else []
+)
 REPORT_FILES = [
-    "reports/index.html",
+    report_file("reports/index.html", caption="index", category="0. Study report"),
     "reports/metrics.json",
-    "reports/tables/accuracy.csv",
-    "reports/tables/accuracy_by_layer.csv",
-    "reports/tables/paper_comparison.csv",
-    *expand("reports/figures/accuracy_by_layer_{model}.png", model=MODELS),
+    *[f"reports/tables/{name}.{ext}" for name in REPORT_TABLES for ext in ("csv", "md")],
+    *[report_figure(name, m, name, FIGURE_CATEGORIES[name]) for name in FIGURE_NAMES for m in MODELS],
+    *[f"reports/figures/{name}_{m}.svg" for name in FIGURE_NAMES for m in MODELS],
 ]

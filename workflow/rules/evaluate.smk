@@ -7,11 +7,11 @@ rule evaluate_task:
             "evaluate.py", "run.py"
         ),
     output:
-        prompts="data/prompts/{model}/{task}.parquet",
-        activations="data/activations/{model}/{task}.parquet",
-        results="data/results/{model}/{task}.parquet",
+        prompts=per_sample("prompts"),
+        activations=per_sample("activations"),
+        results=per_sample("results"),
     params:
-        seed=lambda wc: config["tasks"][wc.task].get("seed", 0),
+        seeds=lambda wc: " ".join(str(seed) for seed in split_seeds(wc.task)),
         prompts=lambda wc: PROMPT_ARGS,
         compute=COMPUTE_ARGS,
     threads: 1
@@ -23,5 +23,5 @@ rule evaluate_task:
         "logs/benchmarks/evaluate_task/{model}/{task}.tsv"
     shell:
         "taskvec run-task --task-file {input.task} --model-dir {input.model} --prompts-out {output.prompts}"
-        " --activations-out {output.activations} --results-out {output.results} --seed {params.seed}"
+        " --activations-out {output.activations} --results-out {output.results} --seeds {params.seeds}"
         " {params.prompts} {params.compute} --threads {threads} --no-progress 2> {log}"

@@ -1,8 +1,10 @@
 rule build_report:
     input:
         results=RESULTS,
-        code=code("store.py", "evaluate.py", "report/__init__.py", "report/collect.py", "report/tables.py",
-            "report/figures.py", "report/html.py", "report/paper.py", "report/paper_results.csv"),
+        analyses=ANALYSES,
+        code=code("store.py", "evaluate.py", "analysis/stats.py", "analysis/pairs.py", "report/__init__.py",
+            "report/collect.py", "report/tables.py", "report/figures.py", "report/html.py", "report/paper.py",
+            "report/paper_results.csv"),
     output:
         REPORT_FILES,
     conda:
@@ -10,4 +12,5 @@ rule build_report:
     log:
         "logs/build_report.log",
     shell:
-        "taskvec report {input.results} --out reports 2> {log}"
+        "taskvec report {input.results} --analyses {input.analyses} --benchmarks-dir logs/benchmarks --out reports"
+        " 2> {log}"

@@ -1,4 +1,8 @@
-"""Figures as PNG bytes (deterministic: no timestamps in the metadata)."""
+"""Figures as PNG and SVG bytes, deterministic (no dates in the metadata, fixed SVG ids).
+
+Every figure has labelled axes with units and a legend; the style lives in ``STYLE`` so that a
+change of look touches this module only (and reruns only the report step).
+"""
 
 from __future__ import annotations
 
@@ -10,29 +14,147 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from taskvec.analysis.pairs import conflict_summary, pairs_in  # noqa: E402
 from taskvec.report.collect import StudyResults  # noqa: E402
+from taskvec.report.tables import dev_curve_by_category  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 110,
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+    "svg.hashsalt": "taskvec",
+    "svg.fonttype": "none",
+}
+METHOD_COLOURS = {"baseline": "#9e9e9e", "icl": "#1f77b4", "tv": "#d62728"}
+METHOD_LABELS = {"baseline": "baseline (bare query)", "icl": "ICL (demonstrations + query)",
+                 "tv": "task vector (bare query + theta)"}
 
 
-def accuracy_by_layer_png(study: StudyResults, model: str) -> bytes:
-    """Dev-set task-vector accuracy against the patched layer, one line per task, and their mean."""
+def _save(fig) -> dict[str, bytes]:
+    out = {}
+    for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, metadata=metadata)
+        out[fmt] = buffer.getvalue()
+    plt.close(fig)
+    return out
+
+
+def accuracy_by_layer(study: StudyResults, model: str) -> dict[str, bytes]:
+    """Dev accuracy of the task vector against the patched layer: each task (thin), each category's
+    mean (thick), and each task's chosen layer (dot)."""
     rows = study.for_model(model)
     n_layers = study.n_layers(model)
     layers = np.arange(n_layers)
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    for r in rows:
-        ax.plot(layers, r.scores.dev_by_layer, linewidth=1.2, alpha=0.75, label=r.task)
-    mean = np.mean([r.scores.dev_by_layer for r in rows], axis=0)
-    ax.plot(layers, mean, color="black", linewidth=2.6, label="mean")
-    ax.axvline(int(np.argmax(mean)), color="black", linestyle=":", linewidth=1)
-    ax.set_xlabel(f"patched layer (decoder block output, 0 to {n_layers - 1})")
-    ax.set_ylabel("task-vector accuracy on dev prompts")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(0, n_layers - 1)
-    ax.set_title(f"{model}: accuracy by layer")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2, loc="upper left", frameon=False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 4.4))
+        categories = dev_curve_by_category(study, model)
+        colours = dict(zip(categories, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+        for r in rows:
+            ax.plot(layers, r.scores.dev_by_layer, color=colours[r.category], linewidth=0.8, alpha=0.35)
+            ax.plot(r.scores.best_layer, r.scores.dev_by_layer[r.scores.best_layer], "o", color=colours[r.category],
+                    markersize=3.5, alpha=0.8)
+        for category, curve in categories.items():
+            ax.plot(layers, curve, color=colours[category], linewidth=2.4, label=f"{category} (mean)")
+        ax.plot([], [], "o", color="#444", markersize=3.5, label="a task's chosen layer")
+        ax.plot([], [], color="#444", linewidth=0.8, alpha=0.5, label="one task")
+        ax.set_xlabel(f"patched layer (decoder block index, 0 to {n_layers - 1})")
+        ax.set_ylabel("task-vector accuracy on dev prompts (fraction)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(0, n_layers - 1)
+        ax.set_title(f"{model}: task-vector accuracy by layer (mean over split seeds)")
+        ax.legend(fontsize=8, loc="upper left")
+        fig.tight_layout()
+        return _save(fig)
+
+
+def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
+    """Baseline, ICL and task-vector test accuracy per task with 95% bootstrap intervals."""
+    rows = study.for_model(model)
+    y = np.arange(len(rows))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(rows) + 1.4))
+        for offset, method in zip((-0.25, 0, 0.25), METHOD_COLOURS):
+            values = np.array([getattr(r.scores, method) for r in rows])
+            low = values - np.array([r.scores.ci[method][0] for r in rows])
+            high = np.array([r.scores.ci[method][1] for r in rows]) - values
+            ax.errorbar(values, y + offset, xerr=[low, high], fmt="o", markersize=3.5, capsize=2, linewidth=1,
+                        color=METHOD_COLOURS[method], label=METHOD_LABELS[method])
+        ax.set_yticks(y, [r.task for r in rows])
+        ax.invert_yaxis()
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel("test accuracy (fraction of prompts; bars: 95% bootstrap interval)")
+        ax.set_title(f"{model}: accuracy per task")
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.04), ncol=3)
+        fig.tight_layout()
+        return _save(fig)
+
+
+def conflicting_tasks(study: StudyResults, model: str) -> dict[str, bytes]:
+    """For each pair, how often the prediction follows A (the demonstrations) or B (the patched
+    theta), without and with the patch."""
+    table = study.analysis(model).conflicting
+    pairs = pairs_in(study.tasks)
+    summaries = []
+    for task_a, task_b in pairs:
+        mask = [a == task_a and b == task_b for a, b in zip(table.column("task_a").to_pylist(),
+                                                           table.column("task_b").to_pylist())]
+        summaries.append(conflict_summary(table.filter(mask)))
+    bars = (("icl_a", "ICL, answer of A", "#1f77b4", ""), ("icl_b", "ICL, answer of B", "#aec7e8", ""),
+            ("patched_a", "ICL + theta(B), answer of A", "#d62728", "//"),
+            ("patched_b", "ICL + theta(B), answer of B", "#ff9896", "//"))
+    x = np.arange(len(pairs))
+    width = 0.2
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(8.5, 4.4))
+        for i, (key, label, colour, hatch) in enumerate(bars):
+            ax.bar(x + (i - 1.5) * width, [s[key] for s in summaries], width, label=label, color=colour, hatch=hatch,
+                   edgecolor="white")
+        ax.set_xticks(x, [f"A: {a}\nB: {b}" for a, b in pairs], fontsize=6.5)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("accuracy on A's test prompts (fraction)")
+        ax.set_title(f"{model}: conflicting tasks (demonstrations of A, theta of B)")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+        fig.tight_layout()
+        return _save(fig)
+
+
+def tsne(study: StudyResults, model: str) -> dict[str, bytes]:
+    table = study.analysis(model).robustness
+    summary = study.analysis(model).robustness_summary
+    tasks = table.column("task").to_pylist()
+    x = np.array(table.column("x").to_pylist())
+    y = np.array(table.column("y").to_pylist())
+    names = list(dict.fromkeys(tasks))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 5.2))
+        for name, colour in zip(names, colours):
+            mask = np.array(tasks) == name
+            ax.scatter(x[mask], y[mask], s=7, color=colour, label=name, alpha=0.8, linewidths=0)
+        ax.set_xlabel("t-SNE dimension 1 (no unit)")
+        ax.set_ylabel("t-SNE dimension 2 (no unit)")
+        ax.set_title(f"{model}: task vectors at layer {summary['layer']}, one point per prompt")
+        ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        fig.tight_layout()
+        return _save(fig)
+
+
+def distances(study: StudyResults, model: str) -> dict[str, bytes]:
+    summary = study.analysis(model).robustness_summary
+    edges = np.array(summary["histogram_edges"])
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 3.8))
+        for key, label, colour in (("histogram_within", "same task", "#2ca02c"),
+                                   ("histogram_across", "different tasks", "#7f7f7f")):
+            counts = np.array(summary[key], dtype=float)
+            share = counts / counts.sum() if counts.sum() else counts
+            ax.stairs(share, edges, fill=True, alpha=0.45, color=colour, label=f"pairs of task vectors: {label}")
+        ax.set_xlabel("cosine distance between two task vectors (1 - cosine similarity)")
+        ax.set_ylabel("share of pairs")
+        ax.set_title(f"{model}: within- and across-task distances at layer {summary['layer']}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return _save(fig)

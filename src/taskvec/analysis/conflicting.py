@@ -1,0 +1,110 @@
+"""Conflicting tasks: the demonstrations of task A with the task vector of task B patched in.
+
+If theta carries the task, the patched model should follow B although every demonstration shows A.
+Each of A's test prompts (its demonstrations and query) runs with the theta of one of B's test
+prompts replacing the last token's residual stream at B's chosen layer; the prediction is scored
+against A's answer and against B's answer for the same query. The ICL predictions without a patch
+come from A's results file (not recomputed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from taskvec import store
+from taskvec.analysis.pairs import PAIRS, conflict_summary
+from taskvec.evaluate import is_correct, score
+from taskvec.extract import read_activations
+from taskvec.forward import patched_next_tokens
+from taskvec.models import LoadedModel
+from taskvec.prompts import PromptFormat, read_prompts
+from taskvec.tasks.base import read_pairs
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema(
+    [
+        ("task_a", pa.string()),
+        ("task_b", pa.string()),
+        ("index", pa.int32()),
+        ("query", pa.string()),
+        ("layer_b", pa.int16()),
+        ("icl_prediction", pa.string()),
+        ("patched_prediction", pa.string()),
+        ("b_defined", pa.bool_()),  # B has an answer for this query (else it counts for A only)
+        ("icl_correct_a", pa.bool_()),
+        ("icl_correct_b", pa.bool_()),
+        ("patched_correct_a", pa.bool_()),
+        ("patched_correct_b", pa.bool_()),
+    ]
+)
+
+
+def _files(data_dir: Path, model: str, task: str, sample: str) -> dict[str, Path]:
+    return {
+        "task": data_dir / "tasks" / f"{task}.parquet",
+        **{step: data_dir / step / model / task / f"{sample}.parquet"
+           for step in ("prompts", "activations", "results")},
+    }
+
+
+def conflict_pair(lm: LoadedModel, data_dir: Path, model: str, sample: str, task_a: str, task_b: str,
+                  batch_size: int = 16) -> pa.Table:
+    """One row per test prompt of A: ICL and ICL + theta_B predictions, scored against A and B."""
+    a, b = _files(data_dir, model, task_a, sample), _files(data_dir, model, task_b, sample)
+    prompts_a, meta_a = read_prompts(a["prompts"])
+    fmt = PromptFormat(**meta_a["format"])
+    test_a = [p for p in prompts_a if p.split == "test"]
+    results_a = store.read_parquet(a["results"]).to_pydict()
+    icl = {i: pred for i, split, method, pred in zip(results_a["index"], results_a["split"], results_a["method"],
+                                                     results_a["prediction"]) if split == "test" and method == "icl"}
+    results_b = store.read_parquet(b["results"])
+    layer_b = score(results_b).best_layer
+    exact_b = store.parquet_metadata(results_b)["task"]["one_token_output"]
+    exact_a = meta_a["task"]["one_token_output"]
+    vectors_b, _ = read_activations(b["activations"])
+    thetas_b = [v[layer_b] for (split, _), v in sorted(vectors_b.items()) if split == "test"]
+    answers_b = {pair.input: pair.outputs for pair in read_pairs(b["task"])}
+
+    texts = [fmt.render(p.demonstrations, p.query) for p in test_a]
+    patches = np.stack([thetas_b[i % len(thetas_b)] for i in range(len(test_a))])
+    tokens = patched_next_tokens(lm, texts, [layer_b] * len(test_a), patches, batch_size)
+    rows = {name: [] for name in SCHEMA.names}
+    for prompt, token in zip(test_a, tokens):
+        patched = lm.tokenizer.decode([int(token)])
+        b_answers = answers_b.get(prompt.query, ())
+        unpatched = icl[prompt.index]
+        values = (task_a, task_b, prompt.index, prompt.query, layer_b, unpatched, patched, bool(b_answers),
+                  is_correct(unpatched, prompt.answers, exact_a), is_correct(unpatched, b_answers, exact_b),
+                  is_correct(patched, prompt.answers, exact_a), is_correct(patched, b_answers, exact_b))
+        for name, value in zip(SCHEMA.names, values):
+            rows[name].append(value)
+    return pa.table(rows, schema=SCHEMA)
+
+
+def conflicting_tasks_file(model_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str], model: str,
+                           sample: str, pairs: Sequence[tuple[str, str]], out: str | os.PathLike[str],
+                           device: str = "auto",
+                           dtype: str = "auto", batch_size: int = 16, threads: int = 0) -> None:
+    """Run every pair for one model and write one Parquet file."""
+    from taskvec.models import load_model
+
+    unknown = [pair for pair in pairs if pair not in PAIRS]
+    if unknown or not pairs:
+        raise ValueError(f"conflicting-task pairs must be among the paper's: {PAIRS}; got {list(pairs)}")
+    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+    tables = []
+    for task_a, task_b in pairs:
+        table = conflict_pair(lm, Path(data_dir), model, sample, task_a, task_b, batch_size)
+        summary = conflict_summary(table)
+        log.info("%s: %s demonstrations + %s theta: follows A %.2f, follows B %.2f (ICL alone: %.2f / %.2f)", model,
+                 task_a, task_b, summary["patched_a"], summary["patched_b"], summary["icl_a"], summary["icl_b"])
+        tables.append(table)
+    metadata = {"model": model, "sample": sample, "pairs": [list(p) for p in pairs], "dtype": lm.dtype_name}
+    store.write_parquet(pa.concat_tables(tables), out, metadata)

@@ -1,0 +1,70 @@
+"""The analyses: how well theta identifies its task, distance histograms, t-SNE, and the
+vocabulary read-out (on the real smollm2-135m)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from taskvec.analysis.pairs import PAIRS, pairs_in
+from taskvec.analysis.robustness import cosine_distances, distance_histograms, nearest_centroid_accuracy, tsne_2d
+from taskvec.analysis.vocabulary import top_tokens
+from taskvec.forward import last_token_states, next_tokens
+
+
+def _clusters(n_tasks: int = 4, per_task: int = 20, spread: float = 0.05, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_tasks, 32))
+    vectors = np.concatenate([c + spread * rng.normal(size=(per_task, 32)) for c in centres])
+    labels = np.repeat([f"task{i}" for i in range(n_tasks)], per_task)
+    return vectors, labels
+
+
+def test_nearest_centroid_identifies_separated_tasks_and_not_random_ones():
+    vectors, labels = _clusters()
+    assert nearest_centroid_accuracy(vectors, labels) == 1.0
+    noise = np.random.default_rng(1).normal(size=vectors.shape)
+    assert nearest_centroid_accuracy(noise, labels) < 0.5  # chance is 0.25
+
+
+def test_within_task_distances_are_smaller_for_clustered_vectors():
+    vectors, labels = _clusters()
+    histograms = distance_histograms(cosine_distances(vectors), labels)
+    n = len(labels)
+    assert histograms["within"].sum() == 4 * 20 * 19 // 2
+    assert histograms["within"].sum() + histograms["across"].sum() == n * (n - 1) // 2
+    centres = (histograms["edges"][:-1] + histograms["edges"][1:]) / 2
+    within_mean = (centres * histograms["within"]).sum() / histograms["within"].sum()
+    across_mean = (centres * histograms["across"]).sum() / histograms["across"].sum()
+    assert within_mean < across_mean / 5
+
+
+def test_tsne_is_deterministic_and_keeps_clusters_apart():
+    vectors, labels = _clusters(n_tasks=3, per_task=15)
+    first, second = tsne_2d(vectors), tsne_2d(vectors)
+    assert first.shape == (45, 2) and np.array_equal(first, second)
+    assert nearest_centroid_accuracy(first, labels) == 1.0 or _euclidean_separated(first, labels)
+
+
+def _euclidean_separated(points: np.ndarray, labels: np.ndarray) -> bool:
+    centroids = {t: points[labels == t].mean(axis=0) for t in np.unique(labels)}
+    nearest = [min(centroids, key=lambda t: np.linalg.norm(p - centroids[t])) for p in points]
+    return float(np.mean(np.array(nearest) == labels)) == 1.0
+
+
+def test_conflicting_pairs_are_the_papers_and_need_both_tasks():
+    assert ("next_letter", "to_upper") in PAIRS and ("translation_en_es", "translation_en_fr") in PAIRS
+    assert pairs_in(["next_letter", "to_upper", "list_last"]) == [("next_letter", "to_upper")]
+    assert pairs_in(["to_upper"]) == []
+
+
+@pytest.mark.model
+def test_vocabulary_readout_of_the_last_layer_is_the_models_prediction(smollm2):
+    """Through the final norm and unembedding, the last block's state gives the model's own next token."""
+    texts = ["example:a->A\nexample:b->B\nexample:c->", "example:dog->dogs\nexample:cat->"]
+    states = last_token_states(smollm2, texts)
+    predicted = next_tokens(smollm2, texts)
+    for state, token in zip(states, predicted):
+        top = top_tokens(smollm2, state[-1], k=5)
+        assert top[0][0] == token
+        assert [logit for _, _, logit in top] == sorted((logit for _, _, logit in top), reverse=True)

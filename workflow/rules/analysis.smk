@@ -1,0 +1,64 @@
+rule conflicting_tasks:
+    input:
+        files=lambda wc: conflict_inputs(wc.model),
+        model="data/models/{model}",
+        code=code(
+            "store.py", "models.py", "architectures.py", "hooks.py", "forward.py", "prompts.py", "extract.py",
+            "evaluate.py", "tasks/base.py", "analysis/pairs.py", "analysis/conflicting.py"
+        ),
+    output:
+        "data/analysis/{model}/conflicting_tasks.parquet",
+    params:
+        sample=SAMPLES[0],
+        pairs=lambda wc: " ".join(f"{a}:{b}" for a, b in CONFLICT_PAIRS),
+        compute=COMPUTE_ARGS,
+    threads: 1
+    conda:
+        "../../environment.yml"
+    log:
+        "logs/conflicting_tasks/{model}.log",
+    benchmark:
+        "logs/benchmarks/conflicting_tasks/{model}.tsv"
+    shell:
+        "taskvec conflicting-tasks --model-dir {input.model} --data-dir data --model {wildcards.model}"
+        " --sample {params.sample} --pairs {params.pairs} --out {output} {params.compute} --threads {threads} 2> {log}"
+
+
+rule robustness:
+    input:
+        activations=lambda wc: first_sample("activations", wc.model),
+        results=lambda wc: first_sample("results", wc.model),
+        code=code("store.py", "evaluate.py", "extract.py", "analysis/robustness.py"),
+    output:
+        "data/analysis/{model}/robustness.parquet",
+    threads: 1
+    conda:
+        "../../environment.yml"
+    log:
+        "logs/robustness/{model}.log",
+    benchmark:
+        "logs/benchmarks/robustness/{model}.tsv"
+    shell:
+        "taskvec robustness --activations {input.activations} --results {input.results} --out {output} 2> {log}"
+
+
+rule vocabulary_projection:
+    input:
+        activations=lambda wc: first_sample("activations", wc.model),
+        results=lambda wc: first_sample("results", wc.model),
+        model="data/models/{model}",
+        code=code("store.py", "models.py", "architectures.py", "evaluate.py", "extract.py", "analysis/vocabulary.py"),
+    output:
+        "data/analysis/{model}/vocabulary.parquet",
+    params:
+        compute=COMPUTE_ARGS,
+    threads: 1
+    conda:
+        "../../environment.yml"
+    log:
+        "logs/vocabulary_projection/{model}.log",
+    benchmark:
+        "logs/benchmarks/vocabulary_projection/{model}.tsv"
+    shell:
+        "taskvec vocabulary --model-dir {input.model} --activations {input.activations} --results {input.results}"
+        " --out {output} {params.compute} --threads {threads} 2> {log}"
