@@ -55,13 +55,21 @@ class Timing:
 
 
 def timed(fn: Callable[[], object], repeats: int) -> Timing:
-    fn()  # warm-up: allocator, thread pool, lazy initialisation
-    times = []
+    return timed_together({"only": fn}, repeats)["only"]
+
+
+def timed_together(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Time functions that are compared with each other in alternation (a, b, a, b, ...), so that a
+    slow phase of the machine (another process, frequency changes) falls on both alike."""
+    for fn in fns.values():
+        fn()  # warm-up: allocator, thread pool, lazy initialisation
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return Timing(statistics.median(times), min(times), max(times), repeats)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(statistics.median(t), min(t), max(t), repeats) for name, t in times.items()}
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -107,14 +115,18 @@ def bench_model(model_dir: Path, prompts_dir: Path, repeats: int, batch_size: in
         raise RuntimeError(f"{model_dir.name}: the fast sweep and the naive reference disagree; not timing them")
 
     log.info("%s: timing the sweep, the naive reference and extraction (%d runs each)", model_dir.name, repeats)
-    forward_t = timed(lambda: next_tokens(lm, queries, batch_size), repeats)
-    sweep_t = timed(lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size), repeats)
-    naive_t = timed(lambda: patched_sweep_naive(lm, queries, vectors, batch_size=batch_size), repeats)
+    sweeps = timed_together({
+        "forward": lambda: next_tokens(lm, queries, batch_size),
+        "sweep": lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size),
+        "naive": lambda: patched_sweep_naive(lm, queries, vectors, batch_size=batch_size),
+    }, repeats)
+    forward_t, sweep_t, naive_t = sweeps["forward"], sweeps["sweep"], sweeps["naive"]
     token_counts = [len(lm.tokenizer.encode(q)) for q in queries]
 
     texts = [fmt.render(p.demonstrations, d) for p in dev for d in p.dummies]
-    plain_t = timed(lambda: _plain_forward(lm, texts, batch_size), repeats)
-    hooked_t = timed(lambda: last_token_states(lm, texts, batch_size), repeats)
+    passes = timed_together({"plain": lambda: _plain_forward(lm, texts, batch_size),
+                             "hooked": lambda: last_token_states(lm, texts, batch_size)}, repeats)
+    plain_t, hooked_t = passes["plain"], passes["hooked"]
     extract_t = timed(lambda: task_vectors(lm, dev, fmt, batch_size), repeats)
 
     return {
@@ -216,7 +228,8 @@ def render_markdown(results: dict) -> str:
         f"GPU: {m['cuda'] or 'none'}; Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         f"Each timing is the median of {results['repeats']} runs (min and max in benchmarks.json), batch size "
-        f"{results['batch_size']}. Produced by `taskvec bench`.",
+        f"{results['batch_size']}; timings that are compared (forward, sweep, naive; plain and hooked passes) run in "
+        "alternation. Produced by `taskvec bench`.",
         "",
         "| model | sweep / forward | compute limit | naive / forward | fast vs naive | extraction hook overhead "
         "| extraction prompts/s | study job-seconds | workload s (18 tasks) | peak RSS MB |",
