@@ -279,3 +279,13 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
     # one evaluate_task job per task and three analyses; the model was converted beforehand
     assert figures["study_jobs"] == 6
     assert "| smollm2-135m |" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_a_task_listed_twice_in_params_stops_before_any_job(tmp_path):
+    project = make_project(tmp_path, TINY_PARAMS)
+    text = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(text.replace("  to_upper:\n", "  to_upper:\n    seed: 1\n  to_upper:\n", 1))
+    result = snakemake(project, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert re.search(r"params.yaml: line \d+: 'to_upper' appears twice", result.stdout + result.stderr), result.stderr
+    assert not (project / "data").exists()

@@ -3,9 +3,12 @@ import shlex
 from snakemake.utils import validate
 
 from taskvec.analysis.pairs import pairs_in
+from taskvec.config import check_unique_keys
 from taskvec.tasks import TASKS as BUILTIN_TASKS
 
 
+for _configfile in workflow.configfiles:
+    check_unique_keys(_configfile)
 validate(config, schema="../schemas/params.schema.yaml")
 
 MODELS = list(config["models"])
