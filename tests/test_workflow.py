@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -289,3 +290,21 @@ def test_a_task_listed_twice_in_params_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert re.search(r"params.yaml: line \d+: 'to_upper' appears twice", result.stdout + result.stderr), result.stderr
     assert not (project / "data").exists()
+
+
+def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(study):
+    first = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", "--forcerun", "build_report"], cwd=study,
+                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        locks = study / ".snakemake" / "locks"
+        for _ in range(300):
+            if locks.is_dir() and any(locks.iterdir()):
+                break
+            time.sleep(0.1)
+        second = snakemake(study, "--forcerun", "build_report", check=False)
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert second.returncode != 0
+    assert "cannot be locked" in second.stdout + second.stderr
+    assert first.returncode == 0, out + err
+    assert planned_jobs(study) == []
