@@ -14,9 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from taskvec.analysis.pairs import conflict_summary, pairs_in  # noqa: E402
 from taskvec.report.collect import StudyResults  # noqa: E402
-from taskvec.report.tables import dev_curve_by_category  # noqa: E402
+from taskvec.report.tables import conflict_rows, dev_curve_by_category  # noqa: E402
 
 STYLE = {
     "figure.dpi": 110,
@@ -95,23 +94,18 @@ def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
 def conflicting_tasks(study: StudyResults, model: str) -> dict[str, bytes]:
     """For each pair, how often the prediction follows A (the demonstrations) or B (the patched
     theta), without and with the patch."""
-    table = study.analysis(model).conflicting
-    pairs = pairs_in(study.tasks)
-    summaries = []
-    for task_a, task_b in pairs:
-        mask = [a == task_a and b == task_b for a, b in zip(table.column("task_a").to_pylist(),
-                                                           table.column("task_b").to_pylist())]
-        summaries.append(conflict_summary(table.filter(mask)))
-    bars = (("icl_a", "ICL, answer of A", "#1f77b4", ""), ("icl_b", "ICL, answer of B", "#aec7e8", ""),
-            ("patched_a", "ICL + theta(B), answer of A", "#d62728", "//"),
-            ("patched_b", "ICL + theta(B), answer of B", "#ff9896", "//"))
+    rows = conflict_rows(study, model)
+    pairs = [(r["task_a"], r["task_b"]) for r in rows]
+    bars = (("icl_on_a", "ICL, answer of A", "#1f77b4", ""), ("icl_on_b", "ICL, answer of B", "#aec7e8", ""),
+            ("patched_on_a", "ICL + theta(B), answer of A", "#d62728", "//"),
+            ("patched_on_b", "ICL + theta(B), answer of B", "#ff9896", "//"))
     x = np.arange(len(pairs))
     width = 0.2
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(8.5, 4.4))
         for i, (key, label, colour, hatch) in enumerate(bars):
-            ax.bar(x + (i - 1.5) * width, [s[key] for s in summaries], width, label=label, color=colour, hatch=hatch,
-                   edgecolor="white")
+            heights = [np.nan if r[key] is None else r[key] for r in rows]
+            ax.bar(x + (i - 1.5) * width, heights, width, label=label, color=colour, hatch=hatch, edgecolor="white")
         ax.set_xticks(x, [f"A: {a}\nB: {b}" for a, b in pairs], fontsize=6.5)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("accuracy on A's test prompts (fraction)")
