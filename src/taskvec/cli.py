@@ -178,6 +178,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compute(p)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("bench-random", help="benchmark a random-weight model of a real shape (e.g. on a GPU)",
+                       description="Build a Llama model of a real shape with random weights (seed 0) directly on the "
+                       "device and time the layer sweep, the naive reference, extraction and the 18-task workload at "
+                       "each batch size, with peak GPU memory and an out-of-memory back-off check. Only timings and "
+                       "memory mean anything: the weights are random. Needs a tokenizer directory and a study's "
+                       "prompts files. Writes benchmarks_gpu.json and refreshes benchmarks.md in --out.")
+    p.add_argument("--shape", default="llama-7b", help="model shape: llama-7b or tiny-llama")
+    p.add_argument("--tokenizer-dir", type=Path, default=Path("data/models/smollm2-135m"),
+                   help="directory with the tokenizer to use (its vocabulary sets the embedding size)")
+    p.add_argument("--prompts-dir", type=Path, default=Path("data/prompts/smollm2-135m"),
+                   help="prompts files made with that tokenizer, laid out as <task>/sample0.parquet")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="directory for benchmarks_gpu.json")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed runs per measurement (median reported)")
+    p.add_argument("--batch-sizes", type=_positive, nargs="+", default=[64, 256],
+                   help="batch sizes of the workload (the first is also the sweep's)")
+    p.add_argument("--task", default="next_letter", help="task whose dev prompts the sweep is timed on")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
+    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
+    p.set_defaults(func=cmd_bench_random)
+
     p = sub.add_parser("report", help="build reports/ (HTML, tables, figures, metrics.json) from results files")
     p.add_argument("results", nargs="+", type=Path,
                    help="results files laid out as <model>/<task>/<sample>.parquet (from `taskvec run-task`)")
@@ -305,6 +325,14 @@ def cmd_bench(args) -> None:
     run_benchmarks(args.models, args.data_dir, args.logs_dir, args.out, repeats=args.repeats,
                    batch_size=args.batch_size, device=args.device, dtype=args.dtype, workload=not args.no_workload,
                    task=args.task)
+    print(f"Benchmarks: {(args.out / 'benchmarks.md').resolve()}")
+
+
+def cmd_bench_random(args) -> None:
+    from taskvec.bench import run_random_benchmark
+
+    run_random_benchmark(args.shape, args.tokenizer_dir, args.prompts_dir, args.out, repeats=args.repeats,
+                         batch_sizes=tuple(args.batch_sizes), device=args.device, dtype=args.dtype, task=args.task)
     print(f"Benchmarks: {(args.out / 'benchmarks.md').resolve()}")
 
 

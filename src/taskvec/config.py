@@ -35,3 +35,35 @@ def check_unique_keys(path: str | os.PathLike[str]) -> None:
             loader.get_single_data()
         finally:
             loader.dispose()
+
+
+SMALLEST_BUILTIN_TASK = 25  # pairs in next_letter and prev_letter, the smallest built-in tasks (a test checks)
+
+
+def check_pairs_available(tasks: dict, sizes: dict, root: str | os.PathLike[str] = ".") -> None:
+    """Raise ValueError, before any job runs, if a task has fewer pairs than one prompt draws
+    (k demonstrations + 1 query + the dummy queries). Built-in tasks are built only when the sizes
+    exceed the smallest of them; a model's tokenizer can remove more pairs later, which the prompt
+    step reports in the same terms."""
+    from pathlib import Path
+
+    from taskvec.tasks import get_task
+    from taskvec.tasks.custom import read_task_file
+
+    needed = sizes["k"] + 1 + sizes["dummies"]
+    for name, settings in tasks.items():
+        if "file" in settings:
+            path = Path(root) / settings["file"]
+            if not path.is_file():
+                continue  # reported as a missing input of its build step
+            available = len(read_task_file(path))
+        elif needed > SMALLEST_BUILTIN_TASK:
+            available = len(get_task(name).build(settings.get("seed", 0)))
+        else:
+            continue
+        if available < needed:
+            raise ValueError(
+                f"params.yaml: tasks.{name} has {available} pairs, but each prompt draws {needed} distinct ones "
+                f"(sizes.k={sizes['k']} demonstrations + 1 query + sizes.dummies={sizes['dummies']}); lower "
+                f"sizes.k or sizes.dummies, or drop the task"
+            )

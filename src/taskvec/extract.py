@@ -64,7 +64,7 @@ def write_activations(table: pa.Table, path: str | os.PathLike[str], metadata: d
 
 def read_activations(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, int], np.ndarray], dict]:
     """Map (split, index) to that prompt's ``[n_layers, hidden]`` task vectors."""
-    table = store.read_parquet(path, rebuild_hint="Rebuild it with `taskvec extract`.")
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `taskvec extract` makes it")
     metadata = store.parquet_metadata(table)
     n_layers, hidden = metadata["n_layers"], metadata["hidden_size"]
     vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, n_layers, hidden)

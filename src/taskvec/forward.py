@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Sequence
+import gc
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +22,39 @@ from tqdm.auto import tqdm
 from taskvec.architectures import describe
 from taskvec.hooks import capture_last_token, replace_last_token, start_at_layer
 from taskvec.models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BATCH_SIZE_SETTING = "compute.batch_size in params.yaml (--batch-size on the command line)"
+
+
+def with_batch_backoff(run: Callable[[int], T], batch_size: int, what: str) -> T:
+    """``run(batch_size)``, halving the batch size and starting ``run`` again whenever the
+    accelerator runs out of memory; at batch size 1 it stops with a message naming the setting.
+
+    ``run`` must start from scratch on each call (no output written before it returns), so that a
+    retry gives what one uninterrupted run at the smaller batch size gives.
+    """
+    while True:
+        try:
+            return run(batch_size)
+        except torch.OutOfMemoryError as error:
+            if batch_size <= 1:
+                raise MemoryError(
+                    f"out of accelerator memory on {what} even at batch size 1: the model does not fit this "
+                    f"device with these prompts; use a smaller model, compute.dtype bfloat16, or the CPU "
+                    f"(compute.device cpu). ({error})"
+                ) from error
+            smaller = max(1, batch_size // 2)
+            log.warning("out of accelerator memory on %s at batch size %d; starting it again at batch size %d "
+                        "(lower %s to skip this)", what, batch_size, smaller, BATCH_SIZE_SETTING)
+        # Outside the except block, the failed attempt's tensors (held by the traceback) are gone.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        batch_size = smaller
 
 
 @dataclasses.dataclass
@@ -50,6 +86,31 @@ def batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
         yield order[start:start + batch_size]
 
 
+class _HostCopies:
+    """Per-batch results kept on the device and copied into ``out`` in one go at the end (or whenever
+    ``PENDING_BYTES`` wait): a copy after every batch would make the host wait for the accelerator's
+    queue each time, so that the next batch could not be prepared while the last one runs. On the CPU
+    the copies are plain assignments, in the same order."""
+
+    PENDING_BYTES = 1 << 28
+
+    def __init__(self, out: np.ndarray) -> None:
+        self.out, self.pending, self.bytes = out, [], 0
+
+    def add(self, index, tensor: torch.Tensor) -> None:
+        self.pending.append((index, tensor))
+        self.bytes += tensor.numel() * tensor.element_size()
+        if self.bytes > self.PENDING_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        for index, tensor in self.pending:
+            if self.out.dtype == np.float32:
+                tensor = tensor.float()
+            self.out[index] = tensor.cpu().numpy()
+        self.pending, self.bytes = [], 0
+
+
 def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="prompt", disable=not enabled, leave=False)
 
@@ -60,13 +121,15 @@ def last_token_states(lm: LoadedModel, texts: Sequence[str], batch_size: int = 1
     """Residual stream after every block at each text's last token: ``[n_texts, n_layers, hidden]``."""
     layers = describe(lm.model).layers
     result = np.zeros((len(texts), len(layers), lm.model.config.hidden_size), dtype=np.float32)
+    copies = _HostCopies(result)
     with _progress(len(texts), "extract", progress) as bar:
         for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])
             with capture_last_token(layers) as states:
                 lm.model.base_model(**batch.inputs(), use_cache=False)
-            result[rows] = torch.stack(states, dim=1).float().cpu().numpy()
+            copies.add(rows, torch.stack(states, dim=1))
             bar.update(len(rows))
+    copies.flush()
     return result
 
 
@@ -117,8 +180,10 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
         return flat.reshape(result.shape)
     splits = [_shared_prefix_split(group) for group in tokenized]
     keys = [" ".join(group) for group in groups]
+    copies = _HostCopies(result.reshape(len(groups) * group_size, len(layers), hidden))
     with _progress(len(groups), "extract", progress) as bar:
         for rows in batches(keys, batch_size):
+            flat_rows = (rows[:, None] * group_size + np.arange(group_size)).reshape(-1)
             prefix_ids, prefix_mask = _left_pad([tokenized[i][0][:splits[i]] for i in rows], lm.pad_token_id)
             prefix_cache = None
             if prefix_mask.any():
@@ -129,7 +194,6 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
             else:
                 prefix_mask = prefix_mask[:, :0]
             suffixes = [t[splits[i]:] for i in rows for t in tokenized[i]]
-            captured = np.zeros((len(suffixes), len(layers), hidden), dtype=np.float32)
             buckets = _length_buckets(np.array([len(t) for t in suffixes]))
             for number, bucket in enumerate(buckets):
                 group_of_row = torch.from_numpy(bucket // group_size)
@@ -146,9 +210,9 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
                     lm.model.base_model(input_ids=suffix_ids.to(lm.device),
                                         attention_mask=torch.cat([row_prefix_mask, suffix_mask], dim=1).to(lm.device),
                                         position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
-                captured[bucket] = torch.stack(states, dim=1).float().cpu().numpy()
-            result[rows] = captured.reshape(len(rows), group_size, len(layers), hidden)
+                copies.add(flat_rows[bucket], torch.stack(states, dim=1))
             bar.update(len(rows))
+    copies.flush()
     return result
 
 
@@ -181,12 +245,14 @@ def _length_buckets(lengths: np.ndarray) -> list[np.ndarray]:
 def next_tokens(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
     """Argmax next token after each text: ``[n_texts]`` token ids."""
     result = np.zeros(len(texts), dtype=np.int64)
+    copies = _HostCopies(result)
     with _progress(len(texts), "predict", progress) as bar:
         for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])
             logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
-            result[rows] = logits.argmax(dim=-1).cpu().numpy()
+            copies.add(rows, logits.argmax(dim=-1))
             bar.update(len(rows))
+    copies.flush()
     return result
 
 
@@ -199,31 +265,41 @@ def patched_next_tokens(lm: LoadedModel, texts: Sequence[str], layers: Sequence[
     layer_index = torch.as_tensor(np.asarray(layers), dtype=torch.long)
     patches = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     result = np.zeros(len(texts), dtype=np.int64)
+    copies = _HostCopies(result)
     with _progress(len(texts), "patch", progress) as bar:
         for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])
             index = torch.from_numpy(rows)
             with replace_last_token(arch.layers, layer_index[index], patches[index].to(lm.device)):
                 logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
-            result[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+            copies.add(rows, logits[:, -1, :].argmax(dim=-1))
             bar.update(len(rows))
+    copies.flush()
     return result
+
+
+@torch.inference_mode()
+def read_out(lm: LoadedModel, last_block_states: np.ndarray) -> torch.Tensor:
+    """Next-token logits ``[n, vocab]`` from the last block's output at the last position: the final
+    norm and the unembedding, the rest of the forward pass."""
+    arch = describe(lm.model)
+    dtype = next(arch.unembedding.parameters()).dtype
+    states = torch.from_numpy(np.ascontiguousarray(last_block_states, dtype=np.float32))
+    return arch.unembedding(arch.final_norm(states.to(lm.device, dtype)[:, None, :]))[:, -1, :]
 
 
 @torch.inference_mode()
 def next_tokens_from_states(lm: LoadedModel, last_block_states: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Argmax next token given the last block's output at the last position: ``[n]`` token ids.
 
-    The final norm and the unembedding are the rest of the forward pass, so this equals
-    :func:`next_tokens` on the texts whose states these are.
+    This equals :func:`next_tokens` on the texts whose states these are.
     """
-    arch = describe(lm.model)
-    dtype = next(arch.unembedding.parameters()).dtype
     result = np.zeros(len(last_block_states), dtype=np.int64)
+    copies = _HostCopies(result)
     for start in range(0, len(last_block_states), batch_size):
-        states = torch.from_numpy(np.ascontiguousarray(last_block_states[start:start + batch_size]))
-        logits = arch.unembedding(arch.final_norm(states.to(lm.device, dtype)[:, None, :]))
-        result[start:start + batch_size] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+        rows = slice(start, start + batch_size)
+        copies.add(rows, read_out(lm, last_block_states[rows]).argmax(dim=-1))
+    copies.flush()
     return result
 
 
@@ -254,6 +330,7 @@ def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, 
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
     order = sorted(range(len(layers)), key=lambda i: layers[i])
     result = np.zeros((len(queries), len(layers)), dtype=np.int64)
+    copies = _HostCopies(result)
     with _progress(len(queries), "sweep", progress) as bar:
         for rows in batches(queries, batch_size):
             batch = encode(lm, [queries[i] for i in rows])
@@ -274,9 +351,9 @@ def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, 
                 with replace_last_token(arch.layers, layer_of_row, theta), \
                         start_at_layer(arch.layers, arch.final_norm, chunk[0] + 1, theta):
                     logits = lm.model(**last, cache=cache, use_cache=cache is not None, logits_to_keep=1).logits
-                tokens = logits[:, -1, :].argmax(dim=-1).view(len(rows), len(chunk)).cpu().numpy()
-                result[np.ix_(rows, columns)] = tokens
+                copies.add(np.ix_(rows, columns), logits[:, -1, :].argmax(dim=-1).view(len(rows), len(chunk)))
             bar.update(len(rows))
+    copies.flush()
     return result
 
 

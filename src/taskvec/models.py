@@ -172,6 +172,29 @@ def convert_model(source: str, out_dir: str | os.PathLike[str]) -> dict:
     return provenance
 
 
+def check_weights(model_dir: Path) -> None:
+    """Check that every safetensors file in ``model_dir`` is whole: its header parses and the file is
+    exactly as long as the header says. A truncated or overwritten file fails here with its name,
+    rather than deep inside the loader."""
+    for path in sorted(model_dir.glob("*.safetensors")):
+        size = path.stat().st_size
+        try:
+            with path.open("rb") as handle:
+                header_bytes = int.from_bytes(handle.read(8), "little")
+                if not 0 < header_bytes <= size - 8:
+                    raise ValueError(f"header length {header_bytes} does not fit a file of {size} bytes")
+                header = json.loads(handle.read(header_bytes))
+            data_bytes = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"),
+                             default=0)
+            if 8 + header_bytes + data_bytes != size:
+                raise ValueError(f"the file has {size} bytes but its header describes {8 + header_bytes + data_bytes}")
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+            raise store.ArtifactError(
+                f"{path} is truncated or corrupted ({error}). Delete {model_dir} and rebuild it: `make reproduce` "
+                "remakes it (step convert_model), or run `taskvec convert-model` for that model"
+            ) from None
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -217,6 +240,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str = "auto", dtype: s
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory {model_dir} does not exist; build it with `taskvec convert-model`")
+    check_weights(model_dir)
     torch_device = pick_device(device)
     model = load_causal_lm(model_dir, dtype=pick_dtype(dtype, torch_device), device=str(torch_device))
     model.eval()

@@ -127,7 +127,7 @@ def prompts_to_table(prompts: Sequence[Prompt]) -> pa.Table:
 
 
 def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], dict]:
-    table = store.read_parquet(path, rebuild_hint="Rebuild it with `taskvec make-prompts`.")
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `make-prompts` makes it")
     prompts = [
         Prompt(
             row["split"],
@@ -152,7 +152,8 @@ def build_prompts(task_file: str | os.PathLike[str], tokenizer, fmt: PromptForma
     try:
         prompts = sample_prompts(usable, sizes, seed)
     except ValueError as error:
-        raise ValueError(f"{task_file}: {error}") from None
+        raise ValueError(f"task {task_meta.get('task')} ({task_file}), after keeping the pairs whose answers this "
+                         f"model's tokenizer can score: {error} (sizes.k and sizes.dummies in params.yaml)") from None
     metadata = {
         "task": task_meta,
         "n_pairs": len(pairs),

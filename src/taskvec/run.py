@@ -18,6 +18,7 @@ import pyarrow as pa
 from taskvec import store
 from taskvec.evaluate import TaskScores, evaluate_task, score
 from taskvec.extract import EVALUATED_SPLITS, activations_table, task_vectors_and_icl, write_activations
+from taskvec.forward import with_batch_backoff
 from taskvec.models import LoadedModel, load_model
 from taskvec.prompts import Prompt, PromptFormat, SplitSizes, build_prompts, write_prompts
 
@@ -27,12 +28,19 @@ log = logging.getLogger(__name__)
 def run_task(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16,
              progress: bool = False, exact: bool = False) -> tuple[list[Prompt], np.ndarray, pa.Table]:
     """Task vectors of the dev and test prompts (``[n, n_layers, hidden]``, in the order returned) and
-    the predictions of every method (see :func:`taskvec.evaluate.evaluate_task`)."""
+    the predictions of every method (see :func:`taskvec.evaluate.evaluate_task`).
+
+    Out of accelerator memory, the task starts again at half the batch size."""
     evaluated = [p for p in prompts if p.split in EVALUATED_SPLITS]
-    vectors, icl_tokens = task_vectors_and_icl(lm, evaluated, fmt, batch_size, progress=progress)
     keys = [(p.split, p.index) for p in evaluated]
-    table = evaluate_task(lm, prompts, dict(zip(keys, vectors)), fmt, batch_size, progress, exact=exact,
-                          icl=dict(zip(keys, icl_tokens.tolist())))
+
+    def attempt(size: int) -> tuple[np.ndarray, pa.Table]:
+        vectors, icl_tokens = task_vectors_and_icl(lm, evaluated, fmt, size, progress=progress)
+        table = evaluate_task(lm, prompts, dict(zip(keys, vectors)), fmt, size, progress, exact=exact,
+                              icl=dict(zip(keys, icl_tokens.tolist())))
+        return vectors, table
+
+    vectors, table = with_batch_backoff(attempt, batch_size, "a task's extraction and evaluation")
     return evaluated, vectors, table
 
 
@@ -42,15 +50,17 @@ def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLik
                   device: str = "auto", dtype: str = "auto", batch_size: int = 16, threads: int = 0,
                   progress: bool = False) -> list[TaskScores]:
     """For each split seed: sample the prompts of a built task for a model, extract their task vectors,
-    evaluate every method, and write the prompts, activations and results files (one of each per seed)."""
+    evaluate every method, and write the prompts, activations and results files (one of each per seed).
+
+    Every seed is computed before any file is written, so a failure leaves no file of this call."""
     if not len(seeds) == len(prompts_out) == len(activations_out) == len(results_out):
         raise ValueError(f"give one prompts, activations and results file per seed ({len(seeds)} seeds: "
                          f"{len(prompts_out)}, {len(activations_out)} and {len(results_out)} files)")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"split seeds must differ, got {list(seeds)}")
     lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
-    all_scores = []
-    for seed, prompts_path, activations_path, results_path in zip(seeds, prompts_out, activations_out, results_out):
+    computed = []
+    for seed in seeds:
         prompts, metadata = build_prompts(task_file, lm.tokenizer, fmt, sizes, seed)
         task = metadata["task"]["task"]
         start = time.perf_counter()
@@ -59,6 +69,10 @@ def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLik
         scores = score(table)
         log.info("%s, split seed %d: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", task, seed,
                  scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
+        computed.append((seed, prompts, metadata, evaluated, vectors, table, scores))
+    for (seed, prompts, metadata, evaluated, vectors, table, _), prompts_path, activations_path, results_path in zip(
+            computed, prompts_out, activations_out, results_out):
+        task = metadata["task"]["task"]
         n_layers, hidden = int(vectors.shape[1]), int(vectors.shape[2])
         write_prompts(prompts, metadata, prompts_path)
         write_activations(activations_table(evaluated, vectors), activations_path,
@@ -66,5 +80,4 @@ def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLik
                            "hidden_size": hidden, "dtype": lm.dtype_name})
         store.write_parquet(table, results_path, {**metadata, "model": lm.provenance, "n_layers": n_layers,
                                                   "dtype": lm.dtype_name})
-        all_scores.append(scores)
-    return all_scores
+    return [entry[-1] for entry in computed]

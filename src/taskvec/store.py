@@ -63,16 +63,21 @@ def write_parquet(table: pa.Table, path: str | os.PathLike[str], metadata: dict[
         pq.write_table(table, tmp, **settings)
 
 
+STUDY_REBUILD = "`make reproduce` remakes a study's missing files (and what depends on them)"
+
+
 def read_parquet(path: str | os.PathLike[str], rebuild_hint: str = "") -> pa.Table:
-    """Read a Parquet artifact, turning low-level errors into a message that names the file."""
+    """Read a Parquet artifact, turning low-level errors into a message that names the file and how
+    to make it again."""
     path = Path(path)
+    hint = f"{STUDY_REBUILD}; {rebuild_hint}" if rebuild_hint else STUDY_REBUILD
     if not path.exists():
-        raise ArtifactError(f"{path} does not exist. {rebuild_hint}".strip())
+        raise ArtifactError(f"{path} does not exist: {hint}")
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise ArtifactError(
-            f"{path} is not a readable Parquet file ({error}); delete it and rebuild it. {rebuild_hint}".strip()
+            f"{path} is not a readable Parquet file: truncated or corrupted ({error}). Delete it and rebuild it: {hint}"
         ) from error
 
 

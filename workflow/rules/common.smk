@@ -3,7 +3,7 @@ import shlex
 from snakemake.utils import validate
 
 from taskvec.analysis.pairs import pairs_in
-from taskvec.config import check_unique_keys
+from taskvec.config import check_pairs_available, check_unique_keys
 from taskvec.tasks import TASKS as BUILTIN_TASKS
 
 
@@ -33,6 +33,8 @@ for _name, _task in config["tasks"].items():
         )
     if "file" in _task and _name in BUILTIN_TASKS:
         raise ValueError(f"params.yaml: tasks.{_name}: {_name} is a built-in task; give your file another name")
+
+check_pairs_available(config["tasks"], config["sizes"])
 
 
 def code(*modules):

@@ -21,7 +21,7 @@ from taskvec import store
 from taskvec.analysis.pairs import PAIRS, conflict_summary
 from taskvec.evaluate import is_correct, score
 from taskvec.extract import read_activations
-from taskvec.forward import patched_next_tokens
+from taskvec.forward import patched_next_tokens, with_batch_backoff
 from taskvec.models import LoadedModel
 from taskvec.prompts import PromptFormat, read_prompts
 from taskvec.tasks.base import read_pairs
@@ -74,7 +74,8 @@ def conflict_pair(lm: LoadedModel, data_dir: Path, model: str, sample: str, task
 
     texts = [fmt.render(p.demonstrations, p.query) for p in test_a]
     patches = np.stack([thetas_b[i % len(thetas_b)] for i in range(len(test_a))])
-    tokens = patched_next_tokens(lm, texts, [layer_b] * len(test_a), patches, batch_size)
+    tokens = with_batch_backoff(lambda size: patched_next_tokens(lm, texts, [layer_b] * len(test_a), patches, size),
+                                batch_size, f"the patched passes of {task_a} with theta of {task_b}")
     rows = {name: [] for name in SCHEMA.names}
     for prompt, token in zip(test_a, tokens):
         patched = lm.tokenizer.decode([int(token)])

@@ -15,9 +15,9 @@ import pyarrow as pa
 import torch
 
 from taskvec import store
-from taskvec.architectures import describe
 from taskvec.evaluate import score
 from taskvec.extract import read_activations
+from taskvec.forward import read_out
 from taskvec.models import LoadedModel
 
 TOP_TOKENS = 10
@@ -27,10 +27,7 @@ TOP_TOKENS = 10
 def top_tokens(lm: LoadedModel, vector: np.ndarray, k: int = TOP_TOKENS) -> list[tuple[int, str, float]]:
     """(token id, token, logit) of the ``k`` largest logits of ``vector`` read out through the final
     norm and the unembedding."""
-    arch = describe(lm.model)
-    dtype = next(arch.unembedding.parameters()).dtype
-    state = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32)).to(lm.device, dtype)[None, None, :]
-    logits = arch.unembedding(arch.final_norm(state))[0, 0].float()
+    logits = read_out(lm, np.asarray(vector)[None, :])[0].float()
     values, ids = torch.topk(logits, k)
     return [(int(i), lm.tokenizer.decode([int(i)]), float(v)) for i, v in zip(ids, values)]
 

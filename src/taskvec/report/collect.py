@@ -161,7 +161,7 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
     """Analysis files are laid out as ``{model}/{analysis}.parquet``."""
     found: dict[str, dict] = collections.defaultdict(dict)
     for path in paths:
-        table = store.read_parquet(path, rebuild_hint="Rebuild it with `make reproduce`.")
+        table = store.read_parquet(path)
         model = path.parent.name
         if path.stem == "conflicting_tasks":
             found[model]["conflicting"] = table
@@ -179,7 +179,7 @@ def collect(paths: Sequence[Path], analysis_paths: Sequence[Path] = ()) -> Study
     """Results files are laid out as ``{model}/{task}/{sample}.parquet``; order follows ``paths``."""
     grouped: dict[tuple[str, str], list[tuple[TaskScores, dict]]] = {}
     for path in paths:
-        table = store.read_parquet(path, rebuild_hint="Rebuild it with `taskvec run-task`.")
+        table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` makes it")
         metadata = store.parquet_metadata(table)
         grouped.setdefault((path.parent.parent.name, metadata["task"]["task"]), []).append((score(table), metadata))
     if not grouped:

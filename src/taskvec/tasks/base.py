@@ -78,5 +78,5 @@ def write_task(task: Task, seed: int, path: str | os.PathLike[str]) -> int:
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
-    table = store.read_parquet(path, rebuild_hint="Rebuild it with `taskvec build-task`.")
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec build-task` makes it")
     return [Pair(row["input"], tuple(row["outputs"])) for row in table.to_pylist()]
