@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := wordnet-base dict-freedict-fra-eng dict-freedict-spa-eng dict
 # The tests also open the report in a headless browser.
 TEST_PACKAGES := chromium
 
-.PHONY: setup debian-packages test-packages reproduce test bench lint
+.PHONY: setup debian-packages test-packages reproduce push pull test bench lint
 
 setup: $(STAMP) debian-packages
 
@@ -51,6 +51,17 @@ reproduce: setup
 	@[ -d .git ] || { echo "make reproduce needs a git clone (DVC tracks the data next to git)"; exit 1; }
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "Report: $(CURDIR)/reports/index.html"
+
+# Share the study's artifacts through the DVC remote (.dvc/config; `dvc remote add -d -f shared <url>`).
+# A producer runs `make reproduce` then `make push`; a consumer, on a fresh clone, runs `make pull`:
+# pulled files have fresh modification times and no Snakemake metadata, so `--touch` marks them as
+# up to date; afterwards `dvc status` is clean and Snakemake has nothing to do.
+push: setup
+	$(BIN)/dvc push
+
+pull: setup
+	$(BIN)/dvc pull
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile workflow/profiles/local --touch --quiet
 
 test: setup test-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -26,4 +26,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         REPORT_FILES,
+        STUDY_DATA,
     default_target: True

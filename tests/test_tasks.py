@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from taskvec import store
+from taskvec.config import SMALLEST_BUILTIN_TASK
 from taskvec.tasks import TASKS, get_task
 from taskvec.tasks.base import read_pairs, write_task
 
@@ -88,6 +89,10 @@ def test_builds_are_deterministic_and_without_duplicates(task, tmp_path):
     pairs = read_pairs(tmp_path / "a.parquet")
     assert len({p.input for p in pairs}) == len(pairs)
     assert all(p.input and all(o and "\n" not in o for o in p.outputs) for p in pairs)
+    # params.yaml's check of k against the pairs available skips building tasks below this size
+    assert len(pairs) >= SMALLEST_BUILTIN_TASK
+    if task in ("next_letter", "prev_letter"):
+        assert len(pairs) == SMALLEST_BUILTIN_TASK
 
 
 def test_list_seed_changes_the_lists():

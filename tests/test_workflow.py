@@ -179,35 +179,139 @@ def test_changing_report_code_reruns_only_the_report(study, module):
         snakemake(study, "--touch")
 
 
-def test_editing_a_custom_task_file_reruns_only_that_task(study):
-    task_file = study / "examples" / "tasks" / "country_currency.jsonl"
-    original = task_file.read_text()
+def planned_jobs_with_appended(study: Path, relative: str, text: str) -> list[tuple[str, str]]:
+    """What a dry run would execute with ``text`` appended to a file (restored and touched afterwards)."""
+    path = study / relative
+    original = path.read_text()
     try:
-        task_file.write_text(original + '{"input": "Atlantis", "output": "Orichalcum"}\n')
-        jobs = planned_jobs(study)
-        assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
-                                              "vocabulary_projection"}
-        task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
-        assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
+        path.write_text(original + text)
+        return planned_jobs(study)
     finally:
-        task_file.write_text(original)
+        path.write_text(original)
         snakemake(study, "--touch")
 
 
-def test_changing_one_tasks_setting_reruns_only_that_task(study):
+def test_editing_a_custom_task_file_reruns_only_that_task(study):
+    jobs = planned_jobs_with_appended(study, "examples/tasks/country_currency.jsonl",
+                                      '{"input": "Atlantis", "output": "Orichalcum"}\n')
+    assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
+                                          "vocabulary_projection"}
+    task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
+    assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
+
+
+def planned_jobs_with_params(study: Path, change) -> list[tuple[str, str]]:
+    """What a dry run would execute with params.yaml changed by ``change`` (restored afterwards)."""
     params_file = study / "params.yaml"
     original = params_file.read_text()
     params = yaml.safe_load(original)
-    params["tasks"]["to_upper"]["seed"] = 5
+    change(params)
     try:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        jobs = planned_jobs(study)
-        assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
-                                              "vocabulary_projection", "conflicting_tasks"}
-        task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
-        assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
+        return planned_jobs(study)
     finally:
         params_file.write_text(original)
+
+
+def test_changing_one_tasks_setting_reruns_only_that_task(study):
+    jobs = planned_jobs_with_params(study, lambda p: p["tasks"]["to_upper"].update(seed=5))
+    assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
+                                          "vocabulary_projection", "conflicting_tasks"}
+    task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
+    assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
+
+
+def test_adding_a_model_runs_only_that_models_jobs(study):
+    jobs = planned_jobs_with_params(study, lambda p: p["models"].update({"gemma3-270m": {"source":
+                                                                                         "packaged:gemma3-270m"}}))
+    per_model = [(rule, w) for rule, w in jobs if rule not in ("all", "build_report")]
+    assert {rule for rule, _ in per_model} == {"convert_model", "evaluate_task", "conflicting_tasks", "robustness",
+                                               "vocabulary_projection"}
+    assert all("model=gemma3-270m" in w for _, w in per_model), per_model
+    assert len([rule for rule, _ in per_model if rule == "evaluate_task"]) == len(TINY_PARAMS["tasks"])
+
+
+def test_changing_extraction_code_reruns_extraction_and_everything_after_it(study):
+    jobs = planned_jobs_with_appended(study, "src/taskvec/extract.py", "\n")
+    assert sorted({rule for rule, _ in jobs}) == ["all", "build_report", "conflicting_tasks", "evaluate_task",
+                                                  "robustness", "vocabulary_projection"]
+    assert sorted(w for rule, w in jobs if rule == "evaluate_task") == sorted(
+        f"model=smollm2-135m, task={task}" for task in TINY_PARAMS["tasks"])
+
+
+def test_a_corrupted_results_file_is_named_with_the_command_that_rebuilds_it(study):
+    path = study / "data" / "results" / "smollm2-135m" / "to_upper" / "sample1.parquet"
+    original = path.read_bytes()
+    stat = path.stat()
+    try:
+        path.write_bytes(original[: len(original) // 2])
+        # the study's profile shows a failed job's log, as `make reproduce` does
+        result = snakemake(study, "--profile", "workflow/profiles/local", "--forcerun", "build_report", check=False)
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert result.returncode != 0
+    assert re.search(r"to_upper/sample1.parquet is not a readable Parquet file: truncated or corrupted .*Delete it "
+                     r"and rebuild it: `make reproduce` remakes", result.stdout + result.stderr), result.stderr
+    snakemake(study, "--forcerun", "build_report")
+    assert planned_jobs(study) == []
+
+
+def test_sigkill_during_extraction_then_rerun_gives_byte_identical_results(study):
+    """Runs the fault-injection script (tests/fault_injection.py) on the tiny study."""
+    script = Path(__file__).with_name("fault_injection.py")
+    result = subprocess.run([str(BIN / "python"), str(script), str(study), "--task", "to_upper"], env=_env(),
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "byte-identical" in result.stdout and "none partial" in result.stdout
+    assert planned_jobs(study) == []
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=taskvec tests", "-c", "user.email=tests@example.invalid", *args],
+                   cwd=cwd, check=True, capture_output=True)
+
+
+def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(study, tmp_path):
+    """The README's sharing recipe, step by step: producer `dvc repro` + `dvc push`; consumer
+    `git clone`, then `make pull` (that is `dvc pull` and `snakemake --touch`)."""
+    producer, consumer, remote = tmp_path / "producer", tmp_path / "consumer", tmp_path / "remote"
+    copy_tree(study, producer)
+    shutil.rmtree(producer / ".dvc", ignore_errors=True)
+    (producer / "dvc.lock").unlink(missing_ok=True)
+    shutil.copy2(ROOT / ".gitignore", producer / ".gitignore")
+    _git(producer, "init", "-q")
+    _dvc(producer, "init", "-q")
+    _dvc(producer, "remote", "add", "-d", "shared", str(remote))
+    _dvc(producer, "repro")
+    _git(producer, "add", "-A")
+    _git(producer, "commit", "-q", "-m", "study")
+    _dvc(producer, "push")
+
+    _git(tmp_path, "clone", "-q", str(producer), str(consumer))
+    assert not (consumer / "data").exists()
+    _dvc(consumer, "pull")
+    snakemake(consumer, "--touch")
+    assert "up to date" in _dvc(consumer, "status").stdout
+    assert planned_jobs(consumer) == []
+    for step in ("activations", "results"):
+        for path in (producer / "data" / step).rglob("*.parquet"):
+            assert (consumer / path.relative_to(producer)).read_bytes() == path.read_bytes()
+    # The report builds from the pulled files alone: nothing upstream of it runs.
+    assert planned_jobs_forced(consumer, "build_report") == [("all", ""), ("build_report", "")]
+    snakemake(consumer, "--forcerun", "build_report")
+    assert (consumer / "reports" / "metrics.json").read_bytes() == (producer / "reports" / "metrics.json").read_bytes()
+
+
+def planned_jobs_forced(project: Path, rule: str) -> list[tuple[str, str]]:
+    out = snakemake(project, "--dry-run", "--forcerun", rule).stdout
+    return sorted((r, "") for r in re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
 
 
 def test_rerunning_gives_byte_identical_outputs(study):
@@ -252,9 +356,16 @@ def test_dvc_repro_then_status_is_clean(study):
         (lambda p: p["sizes"].update(test=0), r"0 is less than the minimum of 1"),
         (lambda p: p.pop("sizes"), r"'sizes' is a required property"),
         (lambda p: p.update(extra=1), r"Additional properties are not allowed \('extra'"),
+        (lambda p: p["sizes"].update(dev=-3), r"-3 is less than the minimum of 1"),
+        (lambda p: p["sizes"].update(k=30), r"tasks.next_letter has 25 pairs, but each prompt draws 33.*sizes.k=30"),
+        (lambda p: p["models"].update({"../evil": {"source": "packaged:smollm2-135m"}}), r"'../evil' does not match"),
+        (lambda p: p["tasks"].update({"a/b": {"seed": 0}}), r"'a/b' does not match"),
+        (lambda p: p["tasks"].update({"x;rm": {"seed": 0}}), r"'x;rm' does not match"),
+        (lambda p: p["models"].update(bad={"source": "org/model;touch pwned"}), r"'org/model;touch pwned' does not"),
     ],
     ids=["unknown-task", "bad-task-file-type", "missing-task-file", "unknown-packaged-model", "wrong-type",
-         "zero-size", "missing-key", "unknown-key"],
+         "zero-size", "missing-key", "unknown-key", "negative-size", "k-above-available-pairs", "model-name-path",
+         "task-name-slash", "task-name-shell", "model-source-shell"],
 )
 def test_invalid_params_stop_before_any_job(tmp_path, change, message):
     params = json.loads(json.dumps(TINY_PARAMS))

@@ -178,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compute(p)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("run-study", help="run the whole study (Snakemake with the project's profile)",
+                       description="Run the study's workflow in the current directory with workflow/profiles/local "
+                       "(what `dvc repro` and `make reproduce` run). One run per directory: a second one refuses. "
+                       "After a run that was killed (SIGKILL, power cut), it releases the lock that run left behind "
+                       "(only when no Snakemake process works in the directory) and makes the unfinished jobs again. "
+                       "Arguments after -- go to Snakemake.")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="extra Snakemake arguments, after --")
+    p.set_defaults(func=cmd_run_study)
+
     p = sub.add_parser("bench-random", help="benchmark a random-weight model of a real shape (e.g. on a GPU)",
                        description="Build a Llama model of a real shape with random weights (seed 0) directly on the "
                        "device and time the layer sweep, the naive reference, extraction and the 18-task workload at "
@@ -328,6 +337,15 @@ def cmd_bench(args) -> None:
     print(f"Benchmarks: {(args.out / 'benchmarks.md').resolve()}")
 
 
+def cmd_run_study(args) -> None:
+    from taskvec.study import run_study
+
+    extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    status = run_study(extra)
+    if status:
+        raise RuntimeError(f"the workflow stopped with exit status {status}; see the failed job's log above")
+
+
 def cmd_bench_random(args) -> None:
     from taskvec.bench import run_random_benchmark
 
@@ -352,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, MemoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         log.error("%s", message)
         return 1

@@ -141,6 +141,15 @@ FIGURE_CATEGORIES = {
 REPORT_TABLES = ["accuracy", "accuracy_by_layer", "paper_comparison", "robustness", "vocabulary"] + (
     ["conflicting_tasks"] if CONFLICT_PAIRS else []
 )
+# Every artifact of the study is a target of `all`, not only the report: a file that went missing
+# (deleted, or removed when a killed run had started its job) is made again, and what depends on it.
+STUDY_DATA = [
+    *expand("data/tasks/{task}.parquet", task=TASKS),
+    *expand("data/models/{model}", model=MODELS),
+    *[path for step in ("prompts", "activations", "results") for model in MODELS for task in TASKS
+      for path in per_sample(step, model, task)],
+    *ANALYSES,
+]
 REPORT_FILES = [
     report_file("reports/index.html", caption="index", category="0. Study report"),
     "reports/metrics.json",

@@ -1,0 +1,158 @@
+"""Faults inside one process: accelerator out of memory, a seed failing after others succeeded,
+corrupted model files, models that cannot be used, a tokenizer without a pad token."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import char_tokenizer, run_cli, tiny_model
+from taskvec import run, store
+from taskvec.forward import next_tokens, with_batch_backoff
+from taskvec.models import LoadedModel, check_weights, load_model
+from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts
+from taskvec.tasks import get_task
+
+FMT = PromptFormat()
+
+
+def _prompts(seed: int = 0):
+    return sample_prompts(get_task("next_letter").build(0), SplitSizes(k=3, baseline=4, dev=5, test=5), seed)
+
+
+def test_out_of_memory_halves_the_batch_and_says_which_setting(caplog):
+    sizes = []
+
+    def attempt(size):
+        sizes.append(size)
+        if size > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return size
+
+    with caplog.at_level(logging.WARNING, logger="taskvec.forward"):
+        assert with_batch_backoff(attempt, 64, "a test") == 8
+    assert sizes == [64, 32, 16, 8]
+    assert len(caplog.records) == 3 and "compute.batch_size" in caplog.records[0].getMessage()
+
+
+def test_out_of_memory_at_batch_size_one_stops_with_what_to_change():
+    def attempt(size):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(MemoryError, match=r"even at batch size 1.*compute.dtype bfloat16.*compute.device cpu"):
+        with_batch_backoff(attempt, 4, "a test")
+
+
+def test_a_task_that_runs_out_of_memory_gives_the_results_of_the_smaller_batch(monkeypatch):
+    lm = tiny_model("llama")
+    prompts = _prompts()
+    expected_vectors, expected = run.run_task(lm, prompts, FMT, batch_size=2)[1:]
+    real = run.task_vectors_and_icl
+    tried = []
+
+    def short_of_memory(lm, prompts, fmt, batch_size, **kwargs):
+        tried.append(batch_size)
+        if batch_size > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(lm, prompts, fmt, batch_size, **kwargs)
+
+    monkeypatch.setattr(run, "task_vectors_and_icl", short_of_memory)
+    _, vectors, table = run.run_task(lm, prompts, FMT, batch_size=16)
+    assert tried == [16, 8, 4, 2]
+    assert table.equals(expected)
+    np.testing.assert_array_equal(vectors, expected_vectors)
+
+
+def test_run_task_file_writes_nothing_when_a_later_seed_fails(tmp_path, monkeypatch):
+    lm = tiny_model("llama")
+    calls = []
+
+    def fake_build(task_file, tokenizer, fmt, sizes, seed):
+        calls.append(seed)
+        if seed == 1:
+            raise ValueError("seed 1 cannot be sampled")
+        return _prompts(seed), {"task": {"task": "next_letter", "one_token_output": True}}
+
+    monkeypatch.setattr(run, "load_model", lambda *args, **kwargs: lm)
+    monkeypatch.setattr(run, "build_prompts", fake_build)
+    outs = {kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)]
+            for kind in ("prompts", "activations", "results")}
+    with pytest.raises(ValueError, match="seed 1"):
+        run.run_task_file("t.parquet", "m", FMT, SplitSizes(), [0, 1], outs["prompts"], outs["activations"],
+                          outs["results"])
+    assert calls == [0, 1]
+    assert not any(path.exists() for paths in outs.values() for path in paths)
+
+
+def _save_tiny(tmp_path):
+    lm = tiny_model("llama")
+    lm.model.save_pretrained(tmp_path / "model", safe_serialization=True)
+    lm.tokenizer.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_a_truncated_model_file_is_named_with_the_command_that_rebuilds_it(tmp_path):
+    model_dir = _save_tiny(tmp_path)
+    check_weights(model_dir)  # whole: no error
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(store.ArtifactError, match=r"model.safetensors is truncated or corrupted.*make reproduce"):
+        load_model(model_dir, device="cpu")
+
+
+def test_a_model_file_with_a_garbled_header_is_named(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(4)}, str(path))
+    data = bytearray(path.read_bytes())
+    data[8:12] = b"\xff\xfe\x00{"
+    path.write_bytes(bytes(data))
+    with pytest.raises(store.ArtifactError, match="model.safetensors is truncated or corrupted"):
+        check_weights(tmp_path)
+
+
+def test_a_missing_model_directory_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing does not exist; build it with `taskvec convert-model`"):
+        load_model(tmp_path / "missing", device="cpu")
+
+
+def test_converting_a_model_that_is_not_a_causal_lm_fails_and_writes_nothing(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    source = tmp_path / "vit"
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       image_size=8, patch_size=4)).save_pretrained(source, safe_serialization=True)
+    result = run_cli("convert-model", str(source), "--out", str(tmp_path / "out"), check=False)
+    assert result.returncode == 1
+    assert "(model type 'vit') is not a causal language model" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+
+
+def test_a_tokenizer_without_a_pad_token_still_batches_correctly():
+    tokenizer = char_tokenizer()
+    tokenizer.pad_token = None
+    lm = tiny_model("llama")
+    lm = LoadedModel(lm.model, tokenizer, lm.device, lm.provenance)
+    assert tokenizer.pad_token_id is None and isinstance(lm.pad_token_id, int)  # any id: padding is masked
+    texts = ["example:a->b\nexample:c->", "x", "example:qq->"]
+    assert np.array_equal(next_tokens(lm, texts, batch_size=3), next_tokens(lm, texts, batch_size=1))
+
+
+def test_gpu_benchmark_figures_are_recorded_with_the_device_named():
+    """reports/benchmarks_gpu.json is written by `taskvec bench-random` on a GPU machine; the
+    Markdown beside it must show what it holds."""
+    from pathlib import Path
+
+    reports = Path(__file__).resolve().parents[1] / "reports"
+    gpu = json.loads((reports / "benchmarks_gpu.json").read_text())
+    entry = gpu["models"]["random llama-7b"]
+    assert gpu["machine"]["cuda"] and entry["dtype"] == "bfloat16" and entry["device"].startswith("cuda")
+    assert entry["parameters"] > 6e9 and entry["oom_backoff"]["completed"] and entry["oom_backoff"]["same_results"]
+    text = (reports / "benchmarks.md").read_text()
+    assert gpu["machine"]["cuda"] in text and f"| {entry['sweep_ratio']:.2f} |" in text
+
