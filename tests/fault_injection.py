@@ -6,9 +6,11 @@ PROJECT_DIR holds a completed study. The script records the SHA-256 of every art
 and of reports/metrics.json, starts `taskvec run-study` with the task's extraction forced to run
 again, kills the whole run (SIGKILL, every process of it) once the job has finished its first split
 seed and is extracting the next, and checks throughout that every Parquet file at an output path is
-readable (never a partial file). Then it runs `taskvec run-study` again and checks that the run
-completes and every artifact is byte-identical to before. Exit status 0 when all holds; the test
-suite runs it on its tiny study (tests/test_workflow.py).
+readable (never a partial file). A kill in the middle of a write leaves a temporary beside the
+output (never at the output path); the script plants one such leftover, as that kill would leave it.
+Then it runs `taskvec run-study` again and checks that the run completes, the leftover is gone, and
+every artifact is byte-identical to before. Exit status 0 when all holds; the test suite runs it on
+its tiny study (tests/test_workflow.py).
 """
 
 from __future__ import annotations
@@ -76,23 +78,40 @@ def main(argv: list[str] | None = None) -> int:
     log_file.unlink(missing_ok=True)  # the last run's log says "split seed" too
     watch = PartialFileWatch(project)
     watch.start()
-    run = subprocess.Popen(taskvec("run-study", "--", "--forcerun", target), cwd=project,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    output_file = project / "logs" / "fault_injection_run.txt"
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    with output_file.open("wb") as output:
+        run = subprocess.Popen(taskvec("run-study", "--", "--forcerun", target), cwd=project, stdout=output,
+                               stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + args.timeout
     killed = False
     while time.monotonic() < deadline and run.poll() is None:
         if log_file.exists() and "split seed" in log_file.read_text(errors="replace"):
-            os.killpg(run.pid, signal.SIGKILL)  # the run, Snakemake and every job it started
-            killed = True
+            try:
+                os.killpg(run.pid, signal.SIGKILL)  # the run, Snakemake and every job it started
+                killed = True
+            except ProcessLookupError:
+                pass
             break
         time.sleep(0.05)
-    output = run.communicate()[0].decode(errors="replace")
+    run.wait()
     if not killed:
-        print(f"FAIL: the run ended (status {run.returncode}) before its extraction could be killed:\n{output}")
+        print(f"FAIL: the run ended (status {run.returncode}) before its extraction could be killed:\n"
+              + output_file.read_text(errors="replace"))
         return 1
+    while time.monotonic() < deadline:  # until every process of the killed run is gone
+        try:
+            os.killpg(run.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     print(f"killed the run during {args.model}/{args.task} (a split seed done, the next one extracting)")
+    leftover = project / "data" / "results" / args.model / args.task / ".sample0.parquet.killed.tmp"
+    leftover.mkdir(parents=True, exist_ok=True)
+    (leftover / "sample0.parquet").write_bytes(b"PAR1 half a file")
 
-    rerun = subprocess.run(taskvec("run-study"), cwd=project, capture_output=True, text=True)
+    rerun = subprocess.run(taskvec("run-study"), cwd=project, capture_output=True, text=True,
+                           timeout=max(60.0, deadline - time.monotonic()))
     watch.stop.set()
     watch.join()
     after = artifact_hashes(project)
@@ -100,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if rerun.returncode != 0:
         failures.append(f"the second run failed:\n{rerun.stdout}\n{rerun.stderr}")
     failures += [f"partial file at an output path: {p}" for p in watch.problems]
+    if leftover.exists():
+        failures.append(f"the temporary a killed write left is still there: {leftover}")
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     failures += [f"differs from the uninterrupted run: {path}" for path in changed]
     for failure in failures:

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from conftest import char_tokenizer, run_cli, tiny_model
 from taskvec import run, store
+from taskvec.architectures import describe
 from taskvec.forward import next_tokens, with_batch_backoff
 from taskvec.models import LoadedModel, check_weights, load_model
 from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts
@@ -35,16 +36,30 @@ def test_out_of_memory_halves_the_batch_and_says_which_setting(caplog):
         return size
 
     with caplog.at_level(logging.WARNING, logger="taskvec.forward"):
-        assert with_batch_backoff(attempt, 64, "a test") == 8
+        assert with_batch_backoff(attempt, 64, "a test") == (8, 8)
     assert sizes == [64, 32, 16, 8]
     assert len(caplog.records) == 3 and "compute.batch_size" in caplog.records[0].getMessage()
+
+
+def test_library_allocation_failures_count_as_out_of_memory_and_other_errors_do_not():
+    sizes = []
+
+    def attempt(size):
+        sizes.append(size)
+        if size > 2:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        with_batch_backoff(attempt, 8, "a test")
+    assert sizes == [8, 4, 2]
 
 
 def test_out_of_memory_at_batch_size_one_stops_with_what_to_change():
     def attempt(size):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    with pytest.raises(MemoryError, match=r"even at batch size 1.*compute.dtype bfloat16.*compute.device cpu"):
+    with pytest.raises(MemoryError, match=r"even at batch size 1.*smaller compute.dtype.*compute.device cpu"):
         with_batch_backoff(attempt, 4, "a test")
 
 
@@ -64,6 +79,41 @@ def test_a_task_that_runs_out_of_memory_gives_the_results_of_the_smaller_batch(m
     monkeypatch.setattr(run, "task_vectors_and_icl", short_of_memory)
     _, vectors, table = run.run_task(lm, prompts, FMT, batch_size=16)
     assert tried == [16, 8, 4, 2]
+    assert table.equals(expected)
+    np.testing.assert_array_equal(vectors, expected_vectors)
+
+
+def _layer_hooks(lm) -> list:
+    return [len(layer._forward_hooks) + len(layer._forward_pre_hooks) for layer in describe(lm.model).layers]
+
+
+@pytest.mark.parametrize("fail_at", [0.02, 0.5, 0.98], ids=["extraction", "middle", "sweep-end"])
+def test_out_of_memory_in_the_middle_of_a_pass_leaves_no_hook_and_changes_no_result(fail_at):
+    """The failure is raised from inside a decoder block, while capture or patch hooks are active and
+    blocks are skipped, at a point a fraction ``fail_at`` of the way through the task's passes."""
+    lm = tiny_model("llama")
+    prompts = _prompts()
+    layers = list(describe(lm.model).layers)
+    calls = []
+    probe = layers[1].register_forward_hook(lambda *args: calls.append(1))
+    run.run_task(lm, prompts, FMT, batch_size=8)
+    probe.remove()
+    _, expected_vectors, expected = run.run_task(lm, prompts, FMT, batch_size=4)
+    clean = _layer_hooks(lm)
+    target, seen = int(len(calls) * fail_at), []
+
+    def fail_once(module, args, output):
+        seen.append(1)
+        if len(seen) == target + 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    injected = layers[1].register_forward_hook(fail_once)
+    try:
+        _, vectors, table = run.run_task(lm, prompts, FMT, batch_size=8)
+    finally:
+        injected.remove()
+    assert len(seen) > target + 1  # it failed, and the task started again
+    assert _layer_hooks(lm) == clean and list(describe(lm.model).layers) == layers
     assert table.equals(expected)
     np.testing.assert_array_equal(vectors, expected_vectors)
 

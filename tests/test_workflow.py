@@ -296,8 +296,8 @@ def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(study, tmp_pat
 
     _git(tmp_path, "clone", "-q", str(producer), str(consumer))
     assert not (consumer / "data").exists()
-    _dvc(consumer, "pull")
-    snakemake(consumer, "--touch")
+    _dvc(consumer, "pull")  # then what `make pull` runs after it:
+    snakemake(consumer, "--profile", "workflow/profiles/local", "--touch", "--quiet")
     assert "up to date" in _dvc(consumer, "status").stdout
     assert planned_jobs(consumer) == []
     for step in ("activations", "results"):
@@ -404,7 +404,7 @@ def test_a_task_listed_twice_in_params_stops_before_any_job(tmp_path):
 
 
 def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(study):
-    first = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", "--forcerun", "build_report"], cwd=study,
+    first = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", "--forcerun", "robustness"], cwd=study,
                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         locks = study / ".snakemake" / "locks"
@@ -413,9 +413,16 @@ def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(stud
                 break
             time.sleep(0.1)
         second = snakemake(study, "--forcerun", "build_report", check=False)
+        # `taskvec run-study` (what `dvc repro` runs) sees the live run and leaves its lock alone
+        third = subprocess.run([str(BIN / "taskvec"), "run-study"], cwd=study, env=_env(), capture_output=True,
+                               text=True)
+        locked_meanwhile = any(locks.iterdir())
     finally:
         out, err = first.communicate(timeout=300)
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
+    assert third.returncode != 0 and re.search(r"is locked by Snakemake and a process \(pid \d+", third.stderr), \
+        third.stderr
+    assert locked_meanwhile
     assert first.returncode == 0, out + err
     assert planned_jobs(study) == []

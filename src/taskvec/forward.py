@@ -30,22 +30,34 @@ T = TypeVar("T")
 BATCH_SIZE_SETTING = "compute.batch_size in params.yaml (--batch-size on the command line)"
 
 
-def with_batch_backoff(run: Callable[[int], T], batch_size: int, what: str) -> T:
-    """``run(batch_size)``, halving the batch size and starting ``run`` again whenever the
-    accelerator runs out of memory; at batch size 1 it stops with a message naming the setting.
+def is_out_of_memory(error: BaseException) -> bool:
+    """An accelerator allocation failure: PyTorch's own, or one from a library's workspace (cuBLAS,
+    cuDNN) that reaches Python as a plain RuntimeError."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(
+        sign in str(error) for sign in ("out of memory", "ALLOC_FAILED", "OUT_OF_MEMORY"))
+
+
+def with_batch_backoff(run: Callable[[int], T], batch_size: int, what: str) -> tuple[T, int]:
+    """``run(batch_size)`` and the batch size it succeeded at: whenever the accelerator runs out of
+    memory, the batch size halves and ``run`` starts again; at batch size 1 it stops with a message
+    naming the settings to change.
 
     ``run`` must start from scratch on each call (no output written before it returns), so that a
     retry gives what one uninterrupted run at the smaller batch size gives.
     """
     while True:
         try:
-            return run(batch_size)
-        except torch.OutOfMemoryError as error:
+            return run(batch_size), batch_size
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise
             if batch_size <= 1:
                 raise MemoryError(
                     f"out of accelerator memory on {what} even at batch size 1: the model does not fit this "
-                    f"device with these prompts; use a smaller model, compute.dtype bfloat16, or the CPU "
-                    f"(compute.device cpu). ({error})"
+                    f"device with these prompts; use a smaller model, a smaller compute.dtype (bfloat16 rather "
+                    f"than float32), or the CPU (compute.device cpu). ({error})"
                 ) from error
             smaller = max(1, batch_size // 2)
             log.warning("out of accelerator memory on %s at batch size %d; starting it again at batch size %d "

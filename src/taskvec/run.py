@@ -31,6 +31,15 @@ def run_task(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batc
     the predictions of every method (see :func:`taskvec.evaluate.evaluate_task`).
 
     Out of accelerator memory, the task starts again at half the batch size."""
+    evaluated, vectors, table, _ = run_task_backing_off(lm, prompts, fmt, batch_size, progress, exact)
+    return evaluated, vectors, table
+
+
+def run_task_backing_off(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int,
+                         progress: bool = False, exact: bool = False
+                         ) -> tuple[list[Prompt], np.ndarray, pa.Table, int]:
+    """:func:`run_task`, also returning the batch size it completed at (smaller than ``batch_size``
+    after running out of accelerator memory)."""
     evaluated = [p for p in prompts if p.split in EVALUATED_SPLITS]
     keys = [(p.split, p.index) for p in evaluated]
 
@@ -40,8 +49,8 @@ def run_task(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batc
                               icl=dict(zip(keys, icl_tokens.tolist())))
         return vectors, table
 
-    vectors, table = with_batch_backoff(attempt, batch_size, "a task's extraction and evaluation")
-    return evaluated, vectors, table
+    (vectors, table), used = with_batch_backoff(attempt, batch_size, "a task's extraction and evaluation")
+    return evaluated, vectors, table, used
 
 
 def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLike[str], fmt: PromptFormat,
@@ -52,7 +61,9 @@ def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLik
     """For each split seed: sample the prompts of a built task for a model, extract their task vectors,
     evaluate every method, and write the prompts, activations and results files (one of each per seed).
 
-    Every seed is computed before any file is written, so a failure leaves no file of this call."""
+    Every seed is computed before any file is written, so a failure leaves no file of this call. After
+    running out of accelerator memory, later seeds keep the smaller batch size; the batch size each
+    seed ran at is recorded in its files' metadata (on a GPU in bfloat16 it can change predictions)."""
     if not len(seeds) == len(prompts_out) == len(activations_out) == len(results_out):
         raise ValueError(f"give one prompts, activations and results file per seed ({len(seeds)} seeds: "
                          f"{len(prompts_out)}, {len(activations_out)} and {len(results_out)} files)")
@@ -60,24 +71,25 @@ def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLik
         raise ValueError(f"split seeds must differ, got {list(seeds)}")
     lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
     computed = []
+    size = batch_size
     for seed in seeds:
         prompts, metadata = build_prompts(task_file, lm.tokenizer, fmt, sizes, seed)
         task = metadata["task"]["task"]
         start = time.perf_counter()
-        evaluated, vectors, table = run_task(lm, prompts, fmt, batch_size, progress,
-                                             exact=metadata["task"]["one_token_output"])
+        evaluated, vectors, table, size = run_task_backing_off(lm, prompts, fmt, size, progress,
+                                                               exact=metadata["task"]["one_token_output"])
         scores = score(table)
         log.info("%s, split seed %d: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", task, seed,
                  scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
-        computed.append((seed, prompts, metadata, evaluated, vectors, table, scores))
-    for (seed, prompts, metadata, evaluated, vectors, table, _), prompts_path, activations_path, results_path in zip(
-            computed, prompts_out, activations_out, results_out):
+        computed.append((seed, prompts, metadata, evaluated, vectors, table, size, scores))
+    for (seed, prompts, metadata, evaluated, vectors, table, size, _), prompts_path, activations_path, results_path \
+            in zip(computed, prompts_out, activations_out, results_out):
         task = metadata["task"]["task"]
         n_layers, hidden = int(vectors.shape[1]), int(vectors.shape[2])
         write_prompts(prompts, metadata, prompts_path)
         write_activations(activations_table(evaluated, vectors), activations_path,
                           {"task": task, "seed": seed, "model": lm.provenance, "n_layers": n_layers,
-                           "hidden_size": hidden, "dtype": lm.dtype_name})
+                           "hidden_size": hidden, "dtype": lm.dtype_name, "batch_size": size})
         store.write_parquet(table, results_path, {**metadata, "model": lm.provenance, "n_layers": n_layers,
-                                                  "dtype": lm.dtype_name})
+                                                  "dtype": lm.dtype_name, "batch_size": size})
     return [entry[-1] for entry in computed]

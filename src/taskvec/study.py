@@ -1,8 +1,9 @@
 """Running the whole study: one run per project directory, and recovery after a run that was killed.
 
 Snakemake refuses to start while ``.snakemake/locks`` holds a lock, and a run stopped by SIGKILL (or
-a power cut) never releases its lock. ``taskvec run-study`` releases such a lock only when no
-Snakemake process is working in the directory, then runs the workflow; Snakemake's own metadata
+a power cut) never releases its lock. ``taskvec run-study`` releases such a lock (and removes the
+temporaries a killed write left) only when no Snakemake or taskvec process works in the directory,
+then runs the workflow; Snakemake's own metadata
 marks the killed jobs incomplete and the profile's ``rerun-incomplete`` makes them again. Outputs
 are written atomically, so a killed job leaves no partial file at an output path.
 """
@@ -13,6 +14,7 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,43 +34,74 @@ def _snakemake() -> str:
     return str(beside) if beside.exists() else (shutil.which("snakemake") or "snakemake")
 
 
-def snakemake_processes_in(project: Path) -> list[int]:
-    """Process ids of live Snakemake processes whose working directory is ``project`` (Linux /proc).
-    Returns ``[-1]`` where /proc cannot be read, so that callers stay on the safe side."""
+def _is_study_process(argv: list[str]) -> bool:
+    """Snakemake (as a script or ``python -m snakemake``) or a taskvec step that Snakemake started."""
+    names = [Path(arg).name for arg in argv[:3]]
+    return "snakemake" in names or "taskvec" in names
+
+
+def processes_in(project: Path) -> list[int]:
+    """Process ids of live Snakemake or taskvec processes (other than this one and its parents) whose
+    working directory is ``project``, read from Linux's /proc. A process whose working directory
+    cannot be read counts as one (``-1``), as does the absence of /proc: callers stay on the safe side."""
     proc = Path("/proc")
     if not proc.is_dir():
         return [-1]
     target = project.resolve()
+    ours = {os.getpid(), os.getppid()}
     found = []
     for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in ours:
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if not any(Path(arg.decode(errors="replace")).name == "snakemake" for arg in argv[:2]):
+            argv = [arg.decode(errors="replace") for arg in (entry / "cmdline").read_bytes().split(b"\0") if arg]
+            if not _is_study_process(argv):
                 continue
-            if Path(os.readlink(entry / "cwd")) == target:
-                found.append(int(entry.name))
-        except OSError:  # the process ended meanwhile, or belongs to another user
+            cwd = Path(os.readlink(entry / "cwd"))
+        except FileNotFoundError:  # the process ended meanwhile
             continue
+        except OSError:  # not ours to inspect: it may be working here
+            found.append(-1)
+            continue
+        if cwd == target or target in cwd.parents:
+            found.append(int(entry.name))
     return found
 
 
-def release_stale_lock(project: Path) -> bool:
-    """Release Snakemake's lock left by a killed run; True if there was one to release."""
+def remove_stale_temporaries(project: Path) -> list[Path]:
+    """Temporaries that a killed write left beside its output (``.name.*.tmp``, see
+    :func:`taskvec.store.atomic_path`); only call this when no run works in ``project``."""
+    stale = [path for top in ("data", "reports") for path in sorted((project / top).rglob(".*.tmp"))
+             if path.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def recover_from_killed_run(project: Path) -> None:
+    """Release Snakemake's lock and remove the temporaries that a killed run left, if no run works
+    in ``project``; otherwise refuse."""
     locks = project / ".snakemake" / "locks"
-    if not (locks.is_dir() and any(locks.iterdir())):
-        return False
-    running = snakemake_processes_in(project)
+    locked = locks.is_dir() and any(locks.iterdir())
+    running = processes_in(project)
     if running:
-        who = "a Snakemake process (pid " + ", ".join(map(str, running)) + ")" if running != [-1] else "perhaps one"
-        raise StudyBusyError(f"{project.resolve()} is locked by Snakemake and {who} is working there; wait for it to "
-                             "finish. If none is, run `snakemake --unlock` in that directory.")
-    log.warning("a previous run in %s stopped without releasing Snakemake's lock (killed?); no Snakemake process "
-                "works there now, so the lock is released and the unfinished jobs run again", project.resolve())
-    subprocess.run([_snakemake(), "--profile", PROFILE, "--unlock"], cwd=project, check=True,
-                   stdout=subprocess.DEVNULL)
-    return True
+        if not locked:
+            return  # a run without a lock yet, or a lone step: Snakemake decides
+        who = ("a process (pid " + ", ".join(str(pid) for pid in running if pid > 0) + ")"
+               if any(pid > 0 for pid in running) else "perhaps a process")
+        raise StudyBusyError(f"{project.resolve()} is locked by Snakemake and {who} of a study works there; "
+                             "wait for it to finish. If none does, run `snakemake --unlock` in that directory.")
+    stale = remove_stale_temporaries(project)
+    if stale:
+        log.warning("removed %d temporary file(s) that a killed run left beside its outputs", len(stale))
+    if not locked:
+        return
+    log.warning("a previous run in %s stopped without releasing Snakemake's lock (killed?); no run works there "
+                "now, so the lock is released and the unfinished jobs run again", project.resolve())
+    unlock = subprocess.run([_snakemake(), "--profile", PROFILE, "--unlock"], cwd=project, capture_output=True,
+                            text=True)
+    if unlock.returncode != 0:
+        raise StudyBusyError(f"could not release Snakemake's lock in {project.resolve()}:\n{unlock.stderr.strip()}")
 
 
 def run_study(snakemake_args: list[str], project: Path = Path(".")) -> int:
@@ -87,5 +120,20 @@ def run_study(snakemake_args: list[str], project: Path = Path(".")) -> int:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
-        release_stale_lock(project)
-        return subprocess.run([_snakemake(), "--profile", PROFILE, *snakemake_args], cwd=project).returncode
+        recover_from_killed_run(project)
+        return _run_forwarding_signals([_snakemake(), "--profile", PROFILE, *snakemake_args], project)
+
+
+def _run_forwarding_signals(command: list[str], cwd: Path) -> int:
+    """Run ``command`` and wait for it. Ctrl-C reaches Snakemake from the terminal by itself; SIGTERM
+    is passed on. Either way Snakemake is left to stop its jobs and release its lock."""
+    child = subprocess.Popen(command, cwd=cwd)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -74,8 +74,8 @@ def conflict_pair(lm: LoadedModel, data_dir: Path, model: str, sample: str, task
 
     texts = [fmt.render(p.demonstrations, p.query) for p in test_a]
     patches = np.stack([thetas_b[i % len(thetas_b)] for i in range(len(test_a))])
-    tokens = with_batch_backoff(lambda size: patched_next_tokens(lm, texts, [layer_b] * len(test_a), patches, size),
-                                batch_size, f"the patched passes of {task_a} with theta of {task_b}")
+    tokens, _ = with_batch_backoff(lambda size: patched_next_tokens(lm, texts, [layer_b] * len(test_a), patches, size),
+                                   batch_size, f"the patched passes of {task_a} with theta of {task_b}")
     rows = {name: [] for name in SCHEMA.names}
     for prompt, token in zip(test_a, tokens):
         patched = lm.tokenizer.decode([int(token)])
