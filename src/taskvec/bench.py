@@ -185,15 +185,7 @@ def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device
     """The study's compute for one model, model load excluded: extraction and evaluation of every
     task whose prompts file exists (what the paper's own code times as its main experiment)."""
     lm = load_model(model_dir, device=device, dtype=dtype)
-    per_task = {}
-    for prompts_file in sorted(prompts_dir.glob("*/sample0.parquet")):
-        prompts, metadata, fmt = _dev_queries(prompts_file)
-        start = time.perf_counter()
-        run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
-        task = prompts_file.parent.name
-        per_task[task] = round(time.perf_counter() - start, 2)
-        log.info("%s: workload of %s took %.1f s", model_dir.name, task, per_task[task])
-    return {"tasks": len(per_task), "seconds": round(sum(per_task.values()), 1), "per_task": per_task}
+    return workload_lm(lm, sorted(prompts_dir.glob("*/sample0.parquet")), batch_size)
 
 
 def study_job_times(logs_dir: Path, model: str) -> dict:
@@ -354,8 +346,10 @@ def workload_lm(lm: LoadedModel, prompts_files: list[Path], batch_size: int) -> 
         start = time.perf_counter()
         evaluated, _, _ = run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
         _synchronize(lm.device)
-        per_task[metadata["task"]["task"]] = round(time.perf_counter() - start, 3)
+        task = metadata["task"]["task"]
+        per_task[task] = round(time.perf_counter() - start, 3)
         prompts_done += len(evaluated)
+        log.info("workload of %s took %.1f s", task, per_task[task])
     seconds = sum(per_task.values())
     return {"tasks": len(per_task), "batch_size": batch_size, "seconds": round(seconds, 2),
             "evaluated_prompts_per_second": round(prompts_done / seconds, 1), "per_task": per_task}
