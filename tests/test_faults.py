@@ -165,6 +165,19 @@ def test_a_model_file_with_a_garbled_header_is_named(tmp_path):
         check_weights(tmp_path)
 
 
+def test_a_sharded_model_missing_a_shard_is_named(tmp_path):
+    lm = tiny_model("llama")
+    model_dir = tmp_path / "model"
+    lm.model.save_pretrained(model_dir, safe_serialization=True, max_shard_size="20KB")
+    lm.tokenizer.save_pretrained(model_dir)
+    shards = sorted(model_dir.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (model_dir / "model.safetensors.index.json").exists()
+    check_weights(model_dir)  # whole: no error
+    shards[-1].unlink()
+    with pytest.raises(store.ArtifactError, match=rf"lacks {shards[-1].name}, named by model.safetensors.index.json"):
+        load_model(model_dir, device="cpu")
+
+
 def test_a_missing_model_directory_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing does not exist; build it with `taskvec convert-model`"):
         load_model(tmp_path / "missing", device="cpu")
@@ -206,3 +219,23 @@ def test_gpu_benchmark_figures_are_recorded_with_the_device_named():
     text = (reports / "benchmarks.md").read_text()
     assert gpu["machine"]["cuda"] in text and f"| {entry['sweep_ratio']:.2f} |" in text
 
+
+
+def test_cpu_benchmark_figures_include_the_workload_floor_and_the_other_dtype():
+    """reports/benchmarks.json is written by `taskvec bench` after the study; its workload sits above
+    its compute floor (a floor below the measured time would be a wrong count), the bfloat16 run is
+    compared with float32's predictions, and the Markdown shows the figures."""
+    from pathlib import Path
+
+    reports = Path(__file__).resolve().parents[1] / "reports"
+    figures = json.loads((reports / "benchmarks.json").read_text())["models"]
+    text = (reports / "benchmarks.md").read_text()
+    assert set(figures) == {"smollm2-135m", "gemma3-270m"}
+    for name, entry in figures.items():
+        workload = entry["workload"]
+        assert workload["tasks"] == 18 and workload["dtype"] == "float32" and workload["over_floor"] > 1
+        other = workload["alternative_dtype"]
+        assert other["dtype"] == "bfloat16" and other["over_floor"] > 1 and 0 < other["same_predictions"] < 1
+        assert entry["naive_speedup_at_limit"] > 1
+        assert f"| {name} | float32 | {workload['seconds']:.1f} |" in text
+        assert f"| {name} | bfloat16 | {other['seconds']:.1f} |" in text

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import char_tokenizer
 from taskvec.architectures import describe
 from taskvec.evaluate import evaluate_task, score
 from taskvec.extract import task_vectors, task_vectors_and_icl
@@ -32,6 +33,39 @@ def test_conversion_writes_safetensors_and_provenance(smollm2_dir):
     assert provenance["n_layers"] == 30 and provenance["model_type"] == "llama"
     assert len(provenance["file_sha256"]) == 64
     assert "quantization_config" not in json.loads((smollm2_dir / "config.json").read_text())
+
+
+def test_the_checked_plain_tokenizer_encodes_and_decodes_as_the_model_class(smollm2_dir, smollm2, tmp_path,
+                                                                             monkeypatch):
+    """Conversion checks that tokenizer.json alone matches the model's tokenizer class, and loading
+    then skips that class (seconds per job for large vocabularies); the study's texts encode alike."""
+    import transformers
+
+    from taskvec.models import TOKENIZER_CHECK_FILE, load_tokenizer, write_tokenizer_check
+
+    check = json.loads((smollm2_dir / TOKENIZER_CHECK_FILE).read_text())
+    assert check["plain_tokenizer_matches"] and check["checked_ids"] == 49152
+    reference = transformers.AutoTokenizer.from_pretrained(smollm2_dir)
+    prompts = _prompts(smollm2, "translation_fr_en", SplitSizes(baseline=20, dev=20, test=20))
+    texts = [FMT.render(p.demonstrations, q) for p in prompts for q in (*p.dummies, p.query)]
+    texts += [FMT.query.format(x=p.query) for p in prompts]
+    assert [smollm2.tokenizer.encode(t) for t in texts] == [reference.encode(t) for t in texts]
+    assert (smollm2.tokenizer.pad_token_id, smollm2.tokenizer.bos_token_id) == (reference.pad_token_id,
+                                                                                reference.bos_token_id)
+
+    class_loads = []
+    original = transformers.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: class_loads.append(a) or original(*a, **k))
+    load_tokenizer(smollm2_dir)
+    assert class_loads == []
+    # A tokenizer that tokenizer.json does not describe fails the check, and loading falls back to its class.
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((smollm2_dir / name).read_bytes())
+    assert not write_tokenizer_check(tmp_path, char_tokenizer())
+    assert not json.loads((tmp_path / TOKENIZER_CHECK_FILE).read_text())["plain_tokenizer_matches"]
+    assert load_tokenizer(tmp_path).encode(texts[0]) == reference.encode(texts[0])
+    assert len(class_loads) == 1
 
 
 def test_batched_predictions_equal_one_at_a_time(smollm2):

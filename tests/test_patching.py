@@ -134,3 +134,42 @@ def test_icl_prediction_from_the_shared_prefix_equals_a_full_forward(tiny_lm):
     states = shared_prefix_states(tiny_lm, GROUPS, batch_size=2)
     from_states = next_tokens_from_states(tiny_lm, states[:, -1, -1])
     assert np.array_equal(from_states, next_tokens(tiny_lm, [group[-1] for group in GROUPS], batch_size=1))
+
+
+def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(tmp_path):
+    """`taskvec bench` divides the workload's least FLOPs by the machine's best matrix rate and reports
+    that as a floor no implementation beats: the count must be a lower bound of the block and
+    unembedding work that run_task really does (counted with hooks), and close to it."""
+    import dataclasses
+
+    from taskvec.bench import _params, workload_flops
+    from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, write_prompts
+    from taskvec.run import run_task
+    from taskvec.tasks import get_task
+
+    lm = tiny_model("llama")
+    fmt = PromptFormat()
+    prompts = sample_prompts(get_task("to_upper").build(0), SplitSizes(k=3, baseline=8, dev=6, test=6), seed=0)
+    path = tmp_path / "prompts.parquet"
+    write_prompts(prompts, {"task": {"task": "to_upper", "one_token_output": False},
+                            "format": dataclasses.asdict(fmt)}, path)
+    arch = describe(lm.model)
+    counted = {"block_tokens": 0, "readouts": 0}
+
+    def count(key):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            counted[key] += hidden.shape[0] * hidden.shape[1]
+        return hook
+
+    handles = [layer.register_forward_pre_hook(count("block_tokens"), with_kwargs=True) for layer in arch.layers]
+    handles.append(arch.unembedding.register_forward_pre_hook(count("readouts"), with_kwargs=True))
+    try:
+        run_task(lm, prompts, fmt, batch_size=4)
+    finally:
+        for handle in handles:
+            handle.remove()
+    done = (counted["block_tokens"] * 2 * _params(arch.layers[0])
+            + counted["readouts"] * 2 * arch.unembedding.weight.numel())
+    least = workload_flops(lm, [path])
+    assert least <= done <= 1.25 * least, (least, done)

@@ -104,6 +104,16 @@ def sweep_limit(lm: LoadedModel, token_counts: list[int]) -> float:
     return least / forward
 
 
+def sweep_prefix_share(lm: LoadedModel, token_counts: list[int]) -> float:
+    """The sweep's other necessary work, in the same unit as :func:`sweep_limit`: every query token but
+    the last through every block, once, for the KV cache that the patched last token attends to."""
+    arch = describe(lm.model)
+    per_layer = 2 * statistics.mean(_params(layer) for layer in arch.layers)
+    unembedding = 2 * arch.unembedding.weight.numel()
+    forward = sum(t * arch.n_layers * per_layer + unembedding for t in token_counts)
+    return sum((t - 1) * arch.n_layers * per_layer for t in token_counts) / forward
+
+
 def _dev_queries(prompts_file: Path):
     prompts, metadata = read_prompts(prompts_file)
     fmt = PromptFormat(**metadata["format"])
@@ -163,6 +173,11 @@ def bench_lm(lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch
         "sweep_limit": round(sweep_limit(lm, token_counts), 3),
         "naive_ratio": round(naive_t.median / forward_t.median, 3),
         "naive_speedup": round(naive_t.median / sweep_t.median, 3),
+        "sweep_prefix_share": round(sweep_prefix_share(lm, token_counts), 3),
+        # The naive reference does one whole forward per layer: at equal efficiency, a sweep doing only its
+        # least work (the limit, plus the queries' prefixes once) would beat it by this much and no more.
+        "naive_speedup_at_limit": round(describe(lm.model).n_layers / (sweep_limit(lm, token_counts)
+                                                                       + sweep_prefix_share(lm, token_counts)), 3),
         "extraction_overhead": round(hooked_t.median / plain_t.median - 1, 4),
         "extraction_prompts_per_second": round(len(dev) / extract_t.median, 2),
         "shared_prefix_speedup": round(hooked_t.median / extract_t.median, 3),
@@ -181,11 +196,31 @@ def _plain_forward(lm: LoadedModel, texts: list[str], batch_size: int) -> None:
         lm.model.base_model(**encode(lm, [texts[i] for i in rows]).inputs(), use_cache=False)
 
 
-def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device: str, dtype: str) -> dict:
+def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device: str, dtype: str,
+                     compare_dtype: str | None = None) -> dict:
     """The study's compute for one model, model load excluded: extraction and evaluation of every
-    task whose prompts file exists (what the paper's own code times as its main experiment)."""
+    task whose prompts file exists (what the paper's own code times as its main experiment), beside
+    its compute floor; with ``compare_dtype``, the same workload in that dtype and how its predictions
+    differ."""
+    files = sorted(prompts_dir.glob("*/sample0.parquet"))
     lm = load_model(model_dir, device=device, dtype=dtype)
-    return workload_lm(lm, sorted(prompts_dir.glob("*/sample0.parquet")), batch_size)
+    tables: dict = {}
+    rates: list[float] = []
+    entry = workload_lm(lm, files, batch_size, tables, rates)
+    entry["dtype"] = lm.dtype_name
+    entry.update(workload_against_floor(lm, files, entry["seconds"], rates))
+    if compare_dtype and compare_dtype != lm.dtype_name:
+        del lm
+        gc.collect()
+        other = load_model(model_dir, device=device, dtype=compare_dtype)
+        other_tables: dict = {}
+        other_rates: list[float] = []
+        alternative = workload_lm(other, files, batch_size, other_tables, other_rates)
+        alternative.update(dtype=other.dtype_name,
+                           **workload_against_floor(other, files, alternative["seconds"], other_rates))
+        alternative.update(dtype_agreement(tables, other_tables))
+        entry["alternative_dtype"] = alternative
+    return entry
 
 
 def study_job_times(logs_dir: Path, model: str) -> dict:
@@ -226,7 +261,7 @@ def _version(version: Callable[[str], str], package: str) -> str:
 
 def run_benchmarks(models: list[str], data_dir: Path, logs_dir: Path, out_dir: Path, repeats: int = 5,
                    batch_size: int = 64, device: str = "auto", dtype: str = "auto",
-                   workload: bool = True, task: str = SWEEP_TASK) -> dict:
+                   workload: bool = True, task: str = SWEEP_TASK, compare_dtype: str | None = None) -> dict:
     results = {"machine": machine(), "repeats": repeats, "batch_size": batch_size, "models": {}}
     for model in models:
         model_dir, prompts_dir = data_dir / "models" / model, data_dir / "prompts" / model
@@ -235,7 +270,7 @@ def run_benchmarks(models: list[str], data_dir: Path, logs_dir: Path, out_dir: P
                                     "(make reproduce)")
         entry = bench_model(model_dir, prompts_dir, repeats, batch_size, device, dtype, task)
         if workload:
-            entry["workload"] = workload_seconds(model_dir, prompts_dir, batch_size, device, dtype)
+            entry["workload"] = workload_seconds(model_dir, prompts_dir, batch_size, device, dtype, compare_dtype)
         jobs = study_job_times(logs_dir, model)
         entry["study_seconds"] = jobs["job_seconds"]
         entry["study_jobs"] = jobs["jobs"]
@@ -271,16 +306,19 @@ def render_markdown(results: dict) -> str:
         f"{results['batch_size']}; timings that are compared (forward, sweep, naive; plain and hooked passes) run in "
         "alternation. Produced by `taskvec bench`.",
         "",
-        "| model | sweep / forward | compute limit | naive / forward | fast vs naive | extraction hook overhead "
-        "| extraction prompts/s | study job-seconds | workload s (every task) | peak RSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | sweep / forward | compute limit | naive / forward | fast vs naive | fast vs naive at the limit "
+        "| extraction hook overhead | extraction prompts/s | study job-seconds | workload s (every task) "
+        "| peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in results["models"].items():
         workload = r.get("workload", {}).get("seconds", "")
+        at_limit = f"{r['naive_speedup_at_limit']:.1f}x" if "naive_speedup_at_limit" in r else ""
         lines.append(
             f"| {name} | {r['sweep_ratio']:.2f} | {r['sweep_limit']:.2f} | {r['naive_ratio']:.2f} "
-            f"| {r['naive_speedup']:.1f}x | {r['extraction_overhead']:+.1%} | {r['extraction_prompts_per_second']:.1f} "
-            f"| {r['study_seconds']:.0f} | {workload} | {r['peak_rss_mb']:.0f} |"
+            f"| {r['naive_speedup']:.1f}x | {at_limit} | {r['extraction_overhead']:+.1%} "
+            f"| {r['extraction_prompts_per_second']:.1f} | {r['study_seconds']:.0f} | {workload} "
+            f"| {r['peak_rss_mb']:.0f} |"
         )
     lines += [
         "",
@@ -291,6 +329,10 @@ def render_markdown(results: dict) -> str:
         "through the blocks above l, plus one unembedding per layer) over the FLOPs of that unpatched forward.",
         "- *naive*: a full patched forward of every query for every layer, batched; its predictions equal the "
         "fast sweep's (checked before timing).",
+        "- *fast vs naive at the limit*: the naive reference's FLOPs (one whole forward per layer) over the "
+        "least the sweep must compute (the compute limit, plus each query's tokens but the last through every "
+        "block once, for the KV cache the patched token reads): the most any sweep could gain on the naive "
+        "reference at the same efficiency.",
         "- *extraction hook overhead*: capturing every block's last-token state against the same forward "
         "passes with no hooks.",
         "- *study job-seconds*: the sum of the model's job wall times in the last `make reproduce` "
@@ -298,6 +340,41 @@ def render_markdown(results: dict) -> str:
         "- *workload*: extraction and evaluation of every task in one process, model load excluded.",
         "",
     ]
+    floors = {name: r["workload"] for name, r in results["models"].items() if "floor_seconds" in r.get("workload", {})}
+    if floors:
+        lines += [
+            "### The workload against its compute floor",
+            "",
+            "| model | dtype | workload s | least TFLOP | matmul GFLOP/s | floor s | workload / floor "
+            "| same predictions as float32 | largest accuracy change (ICL, task vector) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for name, w in floors.items():
+            for run in (w, w.get("alternative_dtype")):
+                if not run:
+                    continue
+                same = f"{run['same_predictions']:.1%}" if "same_predictions" in run else "(reference)"
+                change = (f"{run['max_icl_accuracy_change']:.2f}, {run['max_tv_accuracy_change']:.2f}"
+                          if "same_predictions" in run else "")
+                lines.append(f"| {name} | {run['dtype']} | {run['seconds']:.1f} | {run['least_tflop']:.2f} "
+                             f"| {run['matmul_gflops']:.0f} | {run['floor_seconds']:.1f} | {run['over_floor']:.2f} "
+                             f"| {same} | {change} |")
+        lines += [
+            "",
+            "- *least TFLOP*: the workload's least work (each prompt's demonstrations once, its dummy and real "
+            "queries after them, the bare queries of the baseline, the sweep's and the test's patched passes, "
+            "one unembedding per prediction), at 2 FLOPs per parameter and token.",
+            "- *matmul GFLOP/s*: this machine's best rate on the model's own block matrices, 2048 rows at once, "
+            "sampled after every task (median shown; the range is in benchmarks.json): a shared machine's speed "
+            "drifts, so each task's floor uses the rate measured beside it. The study's passes also spend time "
+            "on norms, attention and activations, so the floor is not reachable.",
+            "- *floor*: the sum of each task's least FLOPs at its rate: no implementation of this workload in "
+            "this dtype on this machine, under the same conditions, takes less.",
+            "- The second dtype runs the same prompts with the weights in that dtype (on recent x86 CPUs "
+            "bfloat16 matrix products use AMX units): faster, but its predictions are not float32's; the study "
+            "keeps float32 on the CPU (`compute.dtype` in params.yaml chooses).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -337,22 +414,119 @@ def _gpu_peak_mb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
 
 
-def workload_lm(lm: LoadedModel, prompts_files: list[Path], batch_size: int) -> dict:
-    """Extraction and evaluation of every task in ``prompts_files`` (the study's work for one seed)."""
+def workload_lm(lm: LoadedModel, prompts_files: list[Path], batch_size: int,
+                tables: dict | None = None, rates: list | None = None) -> dict:
+    """Extraction and evaluation of every task in ``prompts_files`` (the study's work for one seed).
+    The results table of each task goes into ``tables`` (by task) when it is given; with ``rates``,
+    the machine's matrix rate (:func:`matmul_rate`) is sampled after each task, untimed, so that a
+    floor can be set for the conditions each task ran in."""
     per_task, prompts_done = {}, 0
     for prompts_file in prompts_files:
         prompts, metadata, fmt = _dev_queries(prompts_file)
         _synchronize(lm.device)
         start = time.perf_counter()
-        evaluated, _, _ = run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
+        evaluated, _, table = run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
         _synchronize(lm.device)
         task = metadata["task"]["task"]
         per_task[task] = round(time.perf_counter() - start, 3)
         prompts_done += len(evaluated)
+        if tables is not None:
+            tables[task] = table
+        if rates is not None:
+            rates.append(matmul_rate(lm, repeats=3))
         log.info("workload of %s took %.1f s", task, per_task[task])
     seconds = sum(per_task.values())
     return {"tasks": len(per_task), "batch_size": batch_size, "seconds": round(seconds, 2),
             "evaluated_prompts_per_second": round(prompts_done / seconds, 1), "per_task": per_task}
+
+
+def workload_flops(lm: LoadedModel, prompts_files: list[Path]) -> float:
+    """FLOPs of the least work of :func:`workload_lm`, counted as :func:`sweep_limit` counts them
+    (2 x parameters per token and block, 2 x vocabulary x hidden per unembedding; attention scores
+    over these short prompts left out):
+
+    - extraction: each prompt's demonstrations once, and each dummy query and the real query after
+      them, through every block; one unembedding per prompt for its ICL prediction;
+    - baseline: every bare query through every block, one unembedding each;
+    - layer sweep on dev: each bare query but its last token through every block, then for each layer
+      l the last token through the blocks above l, one unembedding per layer;
+    - test at the chosen layer: the same with one layer (counted at the middle layer).
+    """
+    from taskvec.forward import _shared_prefix_split
+
+    arch = describe(lm.model)
+    per_block = 2 * statistics.mean(_params(layer) for layer in arch.layers)
+    unembedding = 2 * arch.unembedding.weight.numel()
+    n_layers = arch.n_layers
+    tokens = 0  # tokens through every block
+    readouts = 0  # unembeddings
+    sweep_blocks = 0  # last tokens through the blocks above the patched layer
+    for prompts_file in prompts_files:
+        prompts, _, fmt = _dev_queries(prompts_file)
+        for p in prompts:
+            query_tokens = len(lm.tokenizer.encode(fmt.query.format(x=p.query)))
+            if p.split == "baseline":
+                tokens += query_tokens
+                readouts += 1
+                continue
+            group = [lm.tokenizer.encode(fmt.render(p.demonstrations, q)) for q in (*p.dummies, p.query)]
+            common = _shared_prefix_split(group)
+            tokens += common + sum(len(t) - common for t in group)
+            readouts += 1
+            tokens += query_tokens - 1
+            if p.split == "dev":
+                sweep_blocks += n_layers * (n_layers - 1) // 2
+                readouts += n_layers
+            else:
+                sweep_blocks += n_layers // 2
+                readouts += 1
+    return (tokens * n_layers + sweep_blocks) * per_block + readouts * unembedding
+
+
+@torch.inference_mode()
+def matmul_rate(lm: LoadedModel, tokens: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of this machine on the model's own block matrices (every linear layer of a block, applied
+    to ``tokens`` rows at once, in the model's dtype): a roofline for its forward passes, which also
+    spend time on norms, attention and activations."""
+    block = describe(lm.model).layers[0]
+    linears = [m for m in block.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(tokens, m.in_features, dtype=m.weight.dtype, device=lm.device) for m in linears]
+    flops = sum(2 * tokens * m.weight.numel() for m in linears)
+
+    def run() -> None:
+        for m, x in zip(linears, inputs):
+            torch.nn.functional.linear(x, m.weight)
+
+    run()
+    return flops / timed(run, repeats, lm.device).min
+
+
+def workload_against_floor(lm: LoadedModel, prompts_files: list[Path], seconds: float, rates: list[float]) -> dict:
+    """The workload's seconds beside its compute floor: each task's least FLOPs at the machine's best
+    rate on the model's matrices, sampled right after that task (a shared machine's speed drifts)."""
+    flops = [workload_flops(lm, [path]) for path in prompts_files]
+    floor = sum(f / rate for f, rate in zip(flops, rates, strict=True))
+    return {"least_tflop": round(sum(flops) / 1e12, 3), "matmul_gflops": round(statistics.median(rates) / 1e9, 1),
+            "matmul_gflops_range": [round(min(rates) / 1e9, 1), round(max(rates) / 1e9, 1)],
+            "floor_seconds": round(floor, 1), "over_floor": round(seconds / floor, 3)}
+
+
+def dtype_agreement(reference: dict, other: dict) -> dict:
+    """How far another dtype's predictions are from the reference's: the share of identical predicted
+    tokens over every row of every task, and the largest change of a task's ICL and task-vector accuracy."""
+    from taskvec.evaluate import score
+
+    same = total = 0
+    icl_change = tv_change = 0.0
+    for task, table in reference.items():
+        a, b = table.column("token_id").to_numpy(), other[task].column("token_id").to_numpy()
+        same += int((a == b).sum())
+        total += len(a)
+        sa, sb = score(table), score(other[task])
+        icl_change = max(icl_change, abs(sa.icl - sb.icl))
+        tv_change = max(tv_change, abs(sa.tv - sb.tv))
+    return {"same_predictions": round(same / total, 4), "max_icl_accuracy_change": round(icl_change, 3),
+            "max_tv_accuracy_change": round(tv_change, 3)}
 
 
 class _WarningCounter(logging.Handler):

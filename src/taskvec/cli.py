@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive, default=5, help="timed runs per measurement (median reported)")
     p.add_argument("--task", default="next_letter", help="task whose dev prompts the sweep is timed on")
     p.add_argument("--no-workload", action="store_true", help="skip timing every task's full workload")
+    p.add_argument("--compare-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "none"],
+                   help="also time the workload in this dtype and count how many predictions change (none: skip)")
     _add_compute(p)
     p.set_defaults(func=cmd_bench)
 
@@ -333,7 +335,7 @@ def cmd_bench(args) -> None:
         torch.set_num_threads(args.threads)
     run_benchmarks(args.models, args.data_dir, args.logs_dir, args.out, repeats=args.repeats,
                    batch_size=args.batch_size, device=args.device, dtype=args.dtype, workload=not args.no_workload,
-                   task=args.task)
+                   task=args.task, compare_dtype=None if args.compare_dtype == "none" else args.compare_dtype)
     print(f"Benchmarks: {(args.out / 'benchmarks.md').resolve()}")
 
 

@@ -29,6 +29,19 @@ from taskvec import store
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "taskvec_model.json"
+TOKENIZER_CHECK_FILE = "taskvec_tokenizer.json"
+SPECIAL_TOKENS = ("bos_token", "eos_token", "pad_token", "unk_token", "mask_token")
+# Texts on which the plain tokenizer must encode exactly as the model's own tokenizer class does
+# (besides decoding every token id alike): the study's prompt shapes in the scripts and cases the
+# built-in tasks use, and whitespace, digits and punctuation around them.
+TOKENIZER_PROBES = (
+    "", " ", "\n", "\n\n", "  two  spaces ", "\ttab", "example:cat->", "example:cat->dog\nexample:sun->",
+    "example:a->b\nexample:c->d\nexample:e->", "example:[3, 7, 1]->3", "example:Paris->France",
+    "example:été->summer\nexample:niño->child\nexample:Zürich->", "example:São Tomé->", "Ünïcödé ÀÉÎÕÜ ß ø å",
+    "example:東京->Japan", "数学 العربية русский ελληνικά", "emoji 🙂 and ✓", "1234567890 3.14 -42 1e10",
+    "it's don't you're", "a-b_c.d,e;f!g?h(i)j[k]{l}", "<bos>", "<|endoftext|>", "UPPER lower MiXeD",
+    " leading space", "trailing space ", "example: spaced -> out\n",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,14 +181,73 @@ def convert_model(source: str, out_dir: str | os.PathLike[str]) -> dict:
         with store.atomic_path(out_dir) as tmp:
             fresh.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
+            write_tokenizer_check(tmp, tokenizer)
             (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     return provenance
+
+
+def _plain_tokenizer(model_dir: Path, special_tokens: dict[str, str]):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"), **special_tokens)
+
+
+def write_tokenizer_check(model_dir: Path, tokenizer) -> bool:
+    """Record in ``model_dir`` whether its ``tokenizer.json`` alone, read by the generic fast
+    tokenizer, behaves exactly as ``tokenizer`` (the model's own tokenizer class): the same special
+    token ids, the same ids for every probe text and the same text for every token id.
+
+    Where it does, :func:`load_tokenizer` skips the model's tokenizer class, whose set-up rereads the
+    vocabulary in Python (seconds for a 262k-token vocabulary, in every job of a study)."""
+    path = Path(model_dir) / TOKENIZER_CHECK_FILE
+    special = {name: str(getattr(tokenizer, name)) for name in SPECIAL_TOKENS if getattr(tokenizer, name, None)}
+    same = False
+    if (Path(model_dir) / "tokenizer.json").exists():
+        plain = _plain_tokenizer(Path(model_dir), special)
+        ids = range(len(tokenizer))
+        same = (
+            all(getattr(plain, f"{name}_id") == getattr(tokenizer, f"{name}_id") for name in special)
+            and len(plain) == len(tokenizer)
+            and all(plain.encode(text) == tokenizer.encode(text) for text in TOKENIZER_PROBES)
+            and all(plain.decode([i]) == tokenizer.decode([i]) for i in ids)
+        )
+    log.info("tokenizer.json %s the model's own tokenizer", "matches" if same else "does not match")
+    path.write_text(json.dumps({"plain_tokenizer_matches": same, "special_tokens": special,
+                                "checked_texts": len(TOKENIZER_PROBES), "checked_ids": len(tokenizer)},
+                               indent=2, sort_keys=True) + "\n")
+    return same
+
+
+def load_tokenizer(model_dir: str | os.PathLike[str]):
+    """The tokenizer of a model directory: the generic fast tokenizer on its ``tokenizer.json`` when
+    conversion checked that it matches the model's own tokenizer class (:func:`write_tokenizer_check`),
+    otherwise that class through ``AutoTokenizer``."""
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    check_path = model_dir / TOKENIZER_CHECK_FILE
+    if check_path.exists() and (model_dir / "tokenizer.json").exists():
+        check = json.loads(check_path.read_text())
+        if check.get("plain_tokenizer_matches"):
+            return _plain_tokenizer(model_dir, check["special_tokens"])
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
 def check_weights(model_dir: Path) -> None:
     """Check that every safetensors file in ``model_dir`` is whole: its header parses and the file is
     exactly as long as the header says. A truncated or overwritten file fails here with its name,
-    rather than deep inside the loader."""
+    rather than deep inside the loader. A sharded model's index must name only shards that exist."""
+    index_path = model_dir / "model.safetensors.index.json"
+    if index_path.exists():
+        try:
+            shards = sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError) as error:
+            raise store.ArtifactError(f"{index_path} is not a readable shard index ({error}). Delete {model_dir} and "
+                                      "rebuild it: `make reproduce` or `taskvec convert-model`") from None
+        missing = [shard for shard in shards if not (model_dir / shard).is_file()]
+        if missing:
+            raise store.ArtifactError(f"{model_dir} lacks {', '.join(missing)}, named by {index_path.name}. Delete "
+                                      f"{model_dir} and rebuild it: `make reproduce` or `taskvec convert-model`")
     for path in sorted(model_dir.glob("*.safetensors")):
         size = path.stat().st_size
         try:
@@ -232,8 +304,6 @@ class LoadedModel:
 def load_model(model_dir: str | os.PathLike[str], device: str = "auto", dtype: str = "auto",
                threads: int = 0) -> LoadedModel:
     """Load a model directory written by :func:`convert_model` (or any local HF model directory)."""
-    from transformers import AutoTokenizer
-
     if threads:
         torch.set_num_threads(threads)
 
@@ -244,7 +314,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str = "auto", dtype: s
     torch_device = pick_device(device)
     model = load_causal_lm(model_dir, dtype=pick_dtype(dtype, torch_device), device=str(torch_device))
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     provenance_path = model_dir / PROVENANCE_FILE
     provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else {"source": str(model_dir)}
     return LoadedModel(model, tokenizer, torch_device, provenance)

@@ -173,7 +173,7 @@ def write_prompts(prompts: Sequence[Prompt], metadata: dict, out: str | os.PathL
 def make_prompt_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLike[str],
                      out: str | os.PathLike[str], fmt: PromptFormat, sizes: SplitSizes, seed: int) -> None:
     """Filter a built task for a model's tokenizer, sample the splits, and write them with provenance."""
-    from transformers import AutoTokenizer
+    from taskvec.models import load_tokenizer
 
-    prompts, metadata = build_prompts(task_file, AutoTokenizer.from_pretrained(model_dir), fmt, sizes, seed)
+    prompts, metadata = build_prompts(task_file, load_tokenizer(model_dir), fmt, sizes, seed)
     write_prompts(prompts, metadata, out)
