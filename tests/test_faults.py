@@ -220,7 +220,6 @@ def test_gpu_benchmark_figures_are_recorded_with_the_device_named():
     assert gpu["machine"]["cuda"] in text and f"| {entry['sweep_ratio']:.2f} |" in text
 
 
-
 def test_cpu_benchmark_figures_include_the_workload_floor_and_the_other_dtype():
     """reports/benchmarks.json is written by `taskvec bench` after the study; its workload sits above
     its compute floor (a floor below the measured time would be a wrong count), the bfloat16 run is

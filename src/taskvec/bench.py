@@ -87,31 +87,35 @@ def _params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def sweep_limit(lm: LoadedModel, token_counts: list[int]) -> float:
-    """The least work of a full layer sweep, in unpatched forwards of the same bare queries.
-
-    A weight does one multiply-add per token, so FLOPs are 2 x parameters per token (attention
-    scores over these short prompts are negligible and left out). The unpatched forward runs every
-    query token through every block, plus one unembedding per query; the sweep's least work is, for
-    each layer l, the last token through the blocks above l, plus one unembedding per layer.
-    """
+def _flop_costs(lm: LoadedModel) -> tuple[float, float, int]:
+    """FLOPs of one token through one block and of one unembedding, and the number of blocks: a weight
+    does one multiply-add per token, so 2 x parameters (attention scores over these short prompts are
+    negligible and left out)."""
     arch = describe(lm.model)
-    per_layer = 2 * statistics.mean(_params(layer) for layer in arch.layers)
-    unembedding = 2 * arch.unembedding.weight.numel()
-    n_layers = arch.n_layers
-    forward = sum(t * n_layers * per_layer + unembedding for t in token_counts)
-    least = len(token_counts) * (n_layers * (n_layers - 1) / 2 * per_layer + n_layers * unembedding)
-    return least / forward
+    per_block = 2 * statistics.mean(_params(layer) for layer in arch.layers)
+    return per_block, 2 * arch.unembedding.weight.numel(), arch.n_layers
+
+
+def _forward_flops(lm: LoadedModel, token_counts: list[int]) -> float:
+    """One unpatched forward of queries of these lengths: every token through every block, plus one
+    unembedding per query."""
+    per_block, unembedding, n_layers = _flop_costs(lm)
+    return sum(t * n_layers * per_block + unembedding for t in token_counts)
+
+
+def sweep_limit(lm: LoadedModel, token_counts: list[int]) -> float:
+    """The least work of a full layer sweep, in unpatched forwards of the same bare queries: for each
+    layer l, the last token through the blocks above l, plus one unembedding per layer."""
+    per_block, unembedding, n_layers = _flop_costs(lm)
+    least = len(token_counts) * (n_layers * (n_layers - 1) / 2 * per_block + n_layers * unembedding)
+    return least / _forward_flops(lm, token_counts)
 
 
 def sweep_prefix_share(lm: LoadedModel, token_counts: list[int]) -> float:
     """The sweep's other necessary work, in the same unit as :func:`sweep_limit`: every query token but
     the last through every block, once, for the KV cache that the patched last token attends to."""
-    arch = describe(lm.model)
-    per_layer = 2 * statistics.mean(_params(layer) for layer in arch.layers)
-    unembedding = 2 * arch.unembedding.weight.numel()
-    forward = sum(t * arch.n_layers * per_layer + unembedding for t in token_counts)
-    return sum((t - 1) * arch.n_layers * per_layer for t in token_counts) / forward
+    per_block, _, n_layers = _flop_costs(lm)
+    return sum((t - 1) * n_layers * per_block for t in token_counts) / _forward_flops(lm, token_counts)
 
 
 def _dev_queries(prompts_file: Path):
@@ -157,6 +161,7 @@ def bench_lm(lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch
     }, repeats, lm.device)
     forward_t, sweep_t, naive_t = sweeps["forward"], sweeps["sweep"], sweeps["naive"]
     token_counts = [len(lm.tokenizer.encode(q)) for q in queries]
+    limit, prefix_share = sweep_limit(lm, token_counts), sweep_prefix_share(lm, token_counts)
 
     texts = [fmt.render(p.demonstrations, d) for p in dev for d in p.dummies]
     passes = timed_together({"plain": lambda: _plain_forward(lm, texts, batch_size),
@@ -170,14 +175,13 @@ def bench_lm(lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch
         "sweep_prompts": len(dev),
         "sweep_agreement": agreement,
         "sweep_ratio": round(sweep_t.median / forward_t.median, 3),
-        "sweep_limit": round(sweep_limit(lm, token_counts), 3),
+        "sweep_limit": round(limit, 3),
         "naive_ratio": round(naive_t.median / forward_t.median, 3),
         "naive_speedup": round(naive_t.median / sweep_t.median, 3),
-        "sweep_prefix_share": round(sweep_prefix_share(lm, token_counts), 3),
+        "sweep_prefix_share": round(prefix_share, 3),
         # The naive reference does one whole forward per layer: at equal efficiency, a sweep doing only its
         # least work (the limit, plus the queries' prefixes once) would beat it by this much and no more.
-        "naive_speedup_at_limit": round(describe(lm.model).n_layers / (sweep_limit(lm, token_counts)
-                                                                       + sweep_prefix_share(lm, token_counts)), 3),
+        "naive_speedup_at_limit": round(describe(lm.model).n_layers / (limit + prefix_share), 3),
         "extraction_overhead": round(hooked_t.median / plain_t.median - 1, 4),
         "extraction_prompts_per_second": round(len(dev) / extract_t.median, 2),
         "shared_prefix_speedup": round(hooked_t.median / extract_t.median, 3),
@@ -208,7 +212,8 @@ def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device
     rates: list[float] = []
     entry = workload_lm(lm, files, batch_size, tables, rates)
     entry["dtype"] = lm.dtype_name
-    entry.update(workload_against_floor(lm, files, entry["seconds"], rates))
+    flops = [workload_flops(lm, [path]) for path in files]
+    entry.update(workload_against_floor(flops, entry["seconds"], rates))
     if compare_dtype and compare_dtype != lm.dtype_name:
         del lm
         gc.collect()
@@ -217,7 +222,7 @@ def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device
         other_rates: list[float] = []
         alternative = workload_lm(other, files, batch_size, other_tables, other_rates)
         alternative.update(dtype=other.dtype_name,
-                           **workload_against_floor(other, files, alternative["seconds"], other_rates))
+                           **workload_against_floor(flops, alternative["seconds"], other_rates))
         alternative.update(dtype_agreement(tables, other_tables))
         entry["alternative_dtype"] = alternative
     return entry
@@ -454,10 +459,7 @@ def workload_flops(lm: LoadedModel, prompts_files: list[Path]) -> float:
     """
     from taskvec.forward import _shared_prefix_split
 
-    arch = describe(lm.model)
-    per_block = 2 * statistics.mean(_params(layer) for layer in arch.layers)
-    unembedding = 2 * arch.unembedding.weight.numel()
-    n_layers = arch.n_layers
+    per_block, unembedding, n_layers = _flop_costs(lm)
     tokens = 0  # tokens through every block
     readouts = 0  # unembeddings
     sweep_blocks = 0  # last tokens through the blocks above the patched layer
@@ -501,10 +503,10 @@ def matmul_rate(lm: LoadedModel, tokens: int = 2048, repeats: int = 5) -> float:
     return flops / timed(run, repeats, lm.device).min
 
 
-def workload_against_floor(lm: LoadedModel, prompts_files: list[Path], seconds: float, rates: list[float]) -> dict:
-    """The workload's seconds beside its compute floor: each task's least FLOPs at the machine's best
-    rate on the model's matrices, sampled right after that task (a shared machine's speed drifts)."""
-    flops = [workload_flops(lm, [path]) for path in prompts_files]
+def workload_against_floor(flops: list[float], seconds: float, rates: list[float]) -> dict:
+    """The workload's seconds beside its compute floor: each task's least FLOPs
+    (:func:`workload_flops`) at the machine's best rate on the model's matrices, sampled right after
+    that task (a shared machine's speed drifts)."""
     floor = sum(f / rate for f, rate in zip(flops, rates, strict=True))
     return {"least_tflop": round(sum(flops) / 1e12, 3), "matmul_gflops": round(statistics.median(rates) / 1e9, 1),
             "matmul_gflops_range": [round(min(rates) / 1e9, 1), round(max(rates) / 1e9, 1)],
