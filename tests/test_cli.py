@@ -32,3 +32,33 @@ def test_conflicting_tasks_rejects_a_malformed_pair(tmp_path):
     result = _taskvec("conflicting-tasks", "--model-dir", "m", "--model", "x", "--pairs", "next_letter",
                       "--out", "c.parquet", cwd=tmp_path)
     assert result.returncode == 2 and "a pair is TASK_A:TASK_B" in result.stderr
+
+
+def test_tasks_lists_each_tasks_rules_and_how_it_differs_from_the_paper(tmp_path):
+    result = _taskvec("tasks", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert text.count("differs from the paper:") == 18
+    assert "present_simple_past_simple" in text and "one_token=true leading_space=auto scoring=exact" in text
+    assert "country_capital" in text and "one_token=false leading_space=off scoring=prefix" in text
+
+
+def test_build_task_records_the_rules_given_on_the_command_line(tmp_path):
+    import json
+
+    from taskvec import store
+
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps({"input": f"w{i}", "output": f"a{i}"}) + "\n" for i in range(10)))
+    out = tmp_path / "mine.parquet"
+    result = _taskvec("build-task", "mine", "--file", str(source), "--one-token", "--leading-space", "auto",
+                      "--scoring", "exact", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert store.parquet_metadata(out)["rules"] == {"one_token": True, "leading_space": "auto", "scoring": "exact"}
+    default = tmp_path / "default.parquet"
+    _taskvec("build-task", "mine", "--file", str(source), "--out", str(default), cwd=tmp_path)
+    assert store.parquet_metadata(default)["rules"] == {"one_token": False, "leading_space": "off",
+                                                        "scoring": "prefix"}
+    bad = _taskvec("build-task", "mine", "--file", str(source), "--scoring", "fuzzy", "--out", str(tmp_path / "b"),
+                   cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice: 'fuzzy'" in bad.stderr and not (tmp_path / "b").exists()

@@ -21,6 +21,8 @@ from taskvec.tasks import get_task
 
 FMT = PromptFormat()
 
+RULES = {"one_token": False, "leading_space": "off", "scoring": "exact"}
+
 
 def _prompts(seed: int = 0):
     return sample_prompts(get_task("next_letter").build(0), SplitSizes(k=3, baseline=4, dev=5, test=5), seed)
@@ -126,7 +128,7 @@ def test_run_task_file_writes_nothing_when_a_later_seed_fails(tmp_path, monkeypa
         calls.append(seed)
         if seed == 1:
             raise ValueError("seed 1 cannot be sampled")
-        return _prompts(seed), {"task": {"task": "next_letter", "one_token_output": True}}
+        return _prompts(seed), {"task": {"task": "next_letter", "rules": RULES}}
 
     monkeypatch.setattr(run, "load_model", lambda *args, **kwargs: lm)
     monkeypatch.setattr(run, "build_prompts", fake_build)

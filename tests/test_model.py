@@ -12,7 +12,7 @@ from taskvec.architectures import describe
 from taskvec.evaluate import evaluate_task, score
 from taskvec.extract import task_vectors, task_vectors_and_icl
 from taskvec.forward import last_token_states, next_tokens, patched_sweep, patched_sweep_naive
-from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, single_token_pairs
+from taskvec.prompts import PromptFormat, SplitSizes, apply_rules, sample_prompts
 from taskvec.run import run_task
 from taskvec.tasks import get_task
 
@@ -21,7 +21,8 @@ FMT = PromptFormat()
 
 
 def _prompts(lm, task: str, sizes: SplitSizes, seed: int = 0):
-    return sample_prompts(single_token_pairs(get_task(task).build(0), lm.tokenizer), sizes, seed)
+    built_in = get_task(task)
+    return sample_prompts(apply_rules(built_in.build(0), lm.tokenizer, built_in.rules)[0], sizes, seed)
 
 
 def test_conversion_writes_safetensors_and_provenance(smollm2_dir):
@@ -94,9 +95,9 @@ def test_icl_on_the_shared_prefix_equals_icl_on_whole_prompts(smollm2):
 
 def test_run_task_matches_separate_extraction_and_evaluation(smollm2):
     prompts = _prompts(smollm2, "next_letter", SplitSizes(baseline=10, dev=8, test=8))
-    evaluated, vectors, combined = run_task(smollm2, prompts, FMT, batch_size=8, exact=True)
+    evaluated, vectors, combined = run_task(smollm2, prompts, FMT, batch_size=8, scoring="exact")
     separate = evaluate_task(smollm2, prompts, dict(zip([(p.split, p.index) for p in evaluated], vectors)), FMT,
-                             batch_size=8, exact=True)
+                             batch_size=8, scoring="exact")
     assert combined.equals(separate)
 
 
@@ -112,10 +113,38 @@ def test_task_vector_recovers_icl_at_a_middle_layer(smollm2):
     """The paper's claim, on one task: the bare query fails, ICL works, and patching theta in at a
     middle layer recovers most of ICL."""
     prompts = _prompts(smollm2, "to_upper", SplitSizes(baseline=30, dev=20, test=20))
-    scores = score(run_task(smollm2, prompts, FMT, exact=True)[2])
+    scores = score(run_task(smollm2, prompts, FMT, scoring="exact")[2])
     n_layers = describe(smollm2.model).n_layers
     assert scores.baseline <= 0.1
     assert scores.icl >= 0.8
     assert scores.tv >= 0.6 * scores.icl
     assert 3 <= scores.best_layer <= n_layers - 4
     assert max(scores.dev_by_layer[:3]) <= 0.1 and max(scores.dev_by_layer[-3:]) < scores.tv
+
+
+def test_the_leading_space_rule_on_the_real_tokenizer(smollm2):
+    """SmolLM2's tokenizer has ` walked` but not `walked` as one token for most verbs: the paper's rule
+    takes the leading-space variant for the past tense, which keeps several times the pairs."""
+    task = get_task("present_simple_past_simple")
+    usable, rendering = apply_rules(task.build(0), smollm2.tokenizer, task.rules)
+    assert rendering["leading_space"] is True
+    assert rendering["one_token_pairs_leading_space"] > 3 * rendering["one_token_pairs_plain"]
+    assert len(usable) == rendering["one_token_pairs_leading_space"]
+    walk = next(p for p in usable if p.input == " walk")
+    assert walk.answers == (" walked",) and FMT.render([(walk.input, walk.answers[0])], " go") == \
+        "example: walk-> walked\nexample: go->"
+
+
+def test_the_strict_metric_scores_the_whole_generated_answer(smollm2):
+    prompts = _prompts(smollm2, "present_simple_past_simple", SplitSizes(baseline=6, dev=4, test=6))
+    _, _, table = run_task(smollm2, prompts, FMT, batch_size=8, scoring="exact", strict=True)
+    rows = [r for r in table.to_pylist() if r["generated"] is not None]
+    assert {(r["split"], r["method"]) for r in rows} == {("baseline", "baseline"), ("test", "icl"), ("test", "tv")}
+    by_key = {(p.split, p.index): p for p in prompts}
+    for row in rows:
+        answer = row["generated"].split("\n")[0].strip()
+        assert row["generated"].startswith(row["prediction"])
+        valid = {a.strip() for a in by_key[(row["split"], row["index"])].strict_answers}
+        assert row["strict_correct"] == (answer in valid)
+    icl = [r for r in rows if r["method"] == "icl"]
+    assert any(r["strict_correct"] for r in icl)

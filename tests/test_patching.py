@@ -26,6 +26,8 @@ from taskvec.hooks import capture_last_token, replace_last_token
 
 TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->", "x"]
 
+RULES = {"one_token": False, "leading_space": "off", "scoring": "exact"}
+
 
 def test_capture_equals_output_hidden_states(tiny_lm):
     arch = describe(tiny_lm.model)
@@ -151,7 +153,7 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
     fmt = PromptFormat()
     prompts = sample_prompts(get_task("to_upper").build(0), SplitSizes(k=3, baseline=8, dev=6, test=6), seed=0)
     path = tmp_path / "prompts.parquet"
-    write_prompts(prompts, {"task": {"task": "to_upper", "one_token_output": False},
+    write_prompts(prompts, {"task": {"task": "to_upper", "rules": RULES},
                             "format": dataclasses.asdict(fmt)}, path)
     arch = describe(lm.model)
     counted = {"block_tokens": 0, "readouts": 0}
@@ -173,3 +175,99 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
             + counted["readouts"] * 2 * arch.unembedding.weight.numel())
     least = workload_flops(lm, [path])
     assert least <= done <= 1.25 * least, (least, done)
+
+
+def _reference_continuation(lm, text, first, n_tokens, layer=None, theta=None):
+    """Greedy continuation one text at a time without a cache: the whole sequence runs again for every
+    token, with theta replacing the block output at the text's last position."""
+    arch = describe(lm.model)
+    ids = lm.tokenizer.encode(text)
+    end = len(ids) - 1
+    generated = [first]
+    while len(generated) < n_tokens:
+        tokens = torch.tensor([ids + generated])
+        with torch.inference_mode():
+            hooks = []
+            if layer is not None:
+                def patch(module, args, output):
+                    hidden = output[0] if isinstance(output, tuple) else output
+                    hidden[0, end] = torch.as_tensor(theta, dtype=hidden.dtype)
+                    return output
+                hooks.append(arch.layers[layer].register_forward_hook(patch))
+            try:
+                logits = lm.model(input_ids=tokens).logits
+            finally:
+                for hook in hooks:
+                    hook.remove()
+        generated.append(int(logits[0, -1].argmax()))
+    return generated
+
+
+def test_greedy_continuation_equals_full_recomputation(tiny_lm):
+    """The strict metric's batched, left-padded, cached generation (patched or not) produces what
+    running each text alone, whole, for every new token produces."""
+    texts = TEXTS[:3]
+    n_tokens = 5
+    first = [7, 8, 9]
+    hidden = tiny_lm.model.config.hidden_size
+    thetas = np.random.default_rng(0).normal(size=(len(texts), hidden)).astype(np.float32) * 100
+    layers = [0, 2, 1]
+    until = forward.Continuation(n_tokens, "\x00")
+    plain = forward.greedy_continue(tiny_lm, texts, first, until, batch_size=2)
+    patched = forward.greedy_continue(tiny_lm, texts, first, until, batch_size=3, layers=layers, vectors=thetas)
+    for i, text in enumerate(texts):
+        assert plain[i] == _reference_continuation(tiny_lm, text, first[i], n_tokens)
+        assert patched[i] == _reference_continuation(tiny_lm, text, first[i], n_tokens, layers[i], thetas[i])
+
+
+def test_a_patched_continuation_differs_from_the_plain_one():
+    """Guards the test above against a patch that both paths ignore (tiny GPT-2 and GPT-J repeat their
+    input token whatever the patch, so this uses the tiny Llama)."""
+    lm = tiny_model("llama")
+    thetas = np.random.default_rng(0).normal(size=(3, lm.model.config.hidden_size)).astype(np.float32) * 100
+    plain = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], forward.Continuation(5, "\x00"))
+    patched = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], forward.Continuation(5, "\x00"), layers=[0, 2, 1],
+                                      vectors=thetas)
+    assert plain != patched
+    assert patched[1] == _reference_continuation(lm, TEXTS[1], 8, 5, 2, thetas[1])
+
+
+def test_greedy_continuation_stops_at_the_separator():
+    lm = tiny_model("llama")
+    newline = lm.tokenizer.convert_tokens_to_ids("\n")
+    generated = forward.greedy_continue(lm, TEXTS[:2], [newline, 7], forward.Continuation(6, "\n"), batch_size=2)
+    assert generated[0] == [newline]
+    assert len(generated[1]) == 6 or "\n" in lm.tokenizer.decode(generated[1])
+
+
+def test_the_icl_generation_on_the_shared_prefix_equals_generating_from_the_whole_prompt(tiny_lm):
+    """Extraction continues each group's last text (the ICL prompt) on the cache of the shared prefix
+    and its suffix; that must generate what the whole prompt generates alone, and start with the
+    prompt's own next token."""
+    groups = [["example:a->b\nexample:c->d\nexample:e->", "example:a->b\nexample:c->d\nexample:qq->"],
+              ["example:x->y\nexample:[a,b]->", "example:x->y\nexample:z->"],
+              ["ab", "abc"]]
+    until = forward.Continuation(4, "\x00")
+    states, generated = shared_prefix_states(tiny_lm, groups, batch_size=2, continue_last=until)
+    np.testing.assert_allclose(states, shared_prefix_states(tiny_lm, groups, batch_size=2))
+    last = [group[-1] for group in groups]
+    first = next_tokens(tiny_lm, last, batch_size=1)
+    assert [ids[0] for ids in generated] == first.tolist()
+    assert generated == forward.greedy_continue(tiny_lm, last, first.tolist(), until, batch_size=1)
+
+
+def test_a_generation_stops_once_it_cannot_become_an_answer_and_scores_the_same():
+    from taskvec.scoring import strict_correct
+
+    lm = tiny_model("llama")
+    until = forward.Continuation(6, "\x00")
+    full = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], until)
+    texts = [lm.tokenizer.decode(ids) for ids in full]
+    reachable = [[texts[0]], [texts[1][:3] + "?"], ["zzz"]]  # the whole, a wrong turn at the 4th character, none
+    stopped = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], until, answers=reachable)
+    assert stopped[0] == full[0]
+    assert full[1][:len(stopped[1])] == stopped[1] and len(stopped[1]) < len(full[1])
+    assert stopped[2] == full[2][:1]
+    for answers, whole, short in zip(reachable, full, stopped):
+        assert strict_correct(lm.tokenizer.decode(short), answers, "\x00") == \
+            strict_correct(lm.tokenizer.decode(whole), answers, "\x00")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, single_token_pairs
+from taskvec.prompts import PromptFormat, SplitSizes, UsablePair, apply_rules, is_one_token, sample_prompts
 from taskvec.tasks import Pair, get_task
+from taskvec.tasks.base import MAPPING_RULES, TaskRules
 
 
 def test_default_format_matches_the_paper():
@@ -41,13 +42,75 @@ def test_too_few_pairs_for_k_is_an_error_that_says_so():
         sample_prompts(pairs, SplitSizes(k=5), seed=0)
 
 
-def test_single_token_filter_uses_the_tokenizer():
-    class WordTokenizer:
-        def encode(self, text, add_special_tokens=False):
-            return text.split("-")
+class VocabTokenizer:
+    """Greedy longest match over a fixed vocabulary; any other character is a token of its own."""
 
-    pairs = [Pair("a", ("b",)), Pair("c", ("d-e",)), Pair("f", ("g-h", "i"))]
-    assert single_token_pairs(pairs, WordTokenizer()) == [Pair("a", ("b",)), Pair("f", ("i",))]
+    def __init__(self, words):
+        self.vocab = sorted(set(words), key=len, reverse=True)
+
+    def encode(self, text, add_special_tokens=False):
+        tokens, i = [], 0
+        while i < len(text):
+            token = next((w for w in self.vocab if text.startswith(w, i)), text[i])
+            tokens.append(token)
+            i += len(token)
+        return tokens
+
+
+VERBS = [Pair("walk", ("walked",)), Pair("run", ("ran",)), Pair("go", ("went",))]
+
+
+def test_one_token_means_one_token_after_other_text():
+    tokenizer = VocabTokenizer(["walked", " ran"])
+    assert is_one_token(tokenizer, "walked") and is_one_token(tokenizer, " ran")
+    assert not is_one_token(tokenizer, " walked") and not is_one_token(tokenizer, "ran")
+
+
+@pytest.mark.parametrize("vocabulary, leading_space", [
+    ([" walked", " ran", " went"], True),           # only the spaced answers are tokens: the paper's code spaces
+    (["walked", "ran", "went", " ran"], False),      # spacing keeps 1 of 3: fewer than 70%, plain
+    (["walked", "ran", "went", " ran", " went", " walked"], True),  # a tie keeps the leading space
+])
+def test_the_leading_space_rule_chooses_the_variant_that_keeps_70_percent(vocabulary, leading_space):
+    usable, rendering = apply_rules(VERBS, VocabTokenizer(vocabulary), MAPPING_RULES)
+    assert rendering["leading_space"] is leading_space
+    space = " " if leading_space else ""
+    assert usable and all(p.input == space + p.input.strip() and p.answers[0] == space + p.answers[0].strip()
+                          for p in usable)
+
+
+def test_the_70_percent_boundary():
+    pairs = [Pair(f"w{i}", (f"a{i}",)) for i in range(10)]
+    plain = [f"a{i}" for i in range(10)]
+    seven = VocabTokenizer(plain + [f" a{i}" for i in range(7)])
+    six = VocabTokenizer(plain + [f" a{i}" for i in range(6)])
+    assert apply_rules(pairs, seven, MAPPING_RULES)[1] == {
+        "leading_space": True, "one_token_pairs_plain": 10, "one_token_pairs_leading_space": 7}
+    assert apply_rules(pairs, six, MAPPING_RULES)[1]["leading_space"] is False
+    forced = TaskRules(one_token=True, leading_space="on", scoring="exact")
+    assert apply_rules(pairs, six, forced)[1]["leading_space"] is True
+    assert len(apply_rules(pairs, six, forced)[0]) == 6
+
+
+def test_the_one_token_filter_keeps_every_answer_for_the_strict_metric():
+    tokenizer = VocabTokenizer(["b", "i"])
+    pairs = [Pair("a", ("b",)), Pair("c", ("de",)), Pair("f", ("gh", "i"))]
+    usable, _ = apply_rules(pairs, tokenizer, TaskRules(one_token=True, leading_space="off"))
+    assert usable == [UsablePair("a", ("b",), ("b",)), UsablePair("f", ("i",), ("gh", "i"))]
+    many = [UsablePair(f"{i}", ("i",), ("gh", "i")) for i in range(9)]
+    prompts = sample_prompts(many, SplitSizes(k=2, baseline=3, dev=2, test=2, dummies=1), seed=0)
+    assert all(p.answers == ("i",) and p.strict_answers == ("gh", "i") for p in prompts)
+    assert all(y == "i" for p in prompts for _, y in p.demonstrations)
+
+
+def test_lists_are_written_as_the_paper_writes_them():
+    pairs = get_task("list_first").build(0)
+    lengths = {len(p.input.split(",")) for p in pairs}
+    assert lengths == {2, 3, 4}
+    assert all(p.input.replace(",", "").isalpha() and "[" not in p.input for p in pairs)
+    assert all(p.outputs == (p.input.split(",")[0],) for p in pairs)
+    assert any(len(set(p.input.split(","))) < len(p.input.split(",")) for p in pairs)  # with replacement
+    assert len({p.input for p in pairs}) == len(pairs)
 
 
 def test_a_template_without_placeholders_is_rejected():

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.workflow
 TINY_PARAMS = {
     "models": {"smollm2-135m": {"source": "packaged:smollm2-135m"}},
     "tasks": {"next_letter": {"seed": 0}, "to_upper": {"seed": 0},
-              "country_currency": {"file": "examples/tasks/country_currency.jsonl", "seed": 0}},
+              # a user task under the paper's protocol for a mapping dataset
+              "country_currency": {"file": "examples/tasks/country_currency.jsonl", "seed": 0, "one_token": True,
+                                   "leading_space": "auto", "scoring": "exact"}},
     "prompt": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n"},
     "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2, "seeds": 2},
     "compute": {"device": "cpu", "dtype": "float32", "batch_size": 8},
@@ -94,16 +96,19 @@ def test_study_writes_a_report_that_agrees_with_its_parquet_files(study):
     assert model["n_layers"] == 30
     assert set(model["tasks"]) == {"next_letter", "to_upper", "country_currency"}
     assert model["tasks"]["country_currency"]["category"] == "custom"
+    assert model["tasks"]["country_currency"]["rules"] == {"one_token": True, "leading_space": "auto",
+                                                           "scoring": "exact"}
+    assert model["tasks"]["next_letter"]["rules"] == {"one_token": False, "leading_space": "off", "scoring": "exact"}
     assert "country_currency.jsonl" in html
     rows = {row["task"]: row for row in csv.DictReader((report / "tables" / "accuracy.csv").open())}
     for task, entry in model["tasks"].items():
         assert entry["n_test"] == 12 and entry["seeds"] == [0, 1]
         samples = _results(study, task)
-        for method in ("baseline", "icl", "tv"):
+        for method in ("baseline", "icl", "tv", "baseline_strict", "icl_strict", "tv_strict"):
             mean = sum(getattr(s, method) for s in samples) / 2
             assert entry[method] == pytest.approx(mean, abs=1e-4)
             low, high = entry[f"{method}_ci"]
-            assert low - 1e-9 <= entry[method] <= high + 1e-9
+            assert low - 1e-9 <= entry[method] <= high + 1e-9 and high > low
             assert float(rows[task][method]) == pytest.approx(entry[method])
             assert float(rows[task][f"{method}_ci_low"]) == pytest.approx(low)
         assert entry["best_layers"] == [s.best_layer for s in samples]
@@ -150,7 +155,12 @@ def test_the_analyses_agree_with_their_tables_and_metrics(study):
     assert tsne.num_rows == 36 and set(tsne.column("task").to_pylist()) == set(model["tasks"])
     vocab = list(csv.DictReader((report / "tables" / "vocabulary.csv").open()))
     assert {row["task"] for row in vocab} == set(model["tasks"])
-    assert all(int(row["layer"]) == model["tasks"][row["task"]]["best_layers"][0] for row in vocab)
+    chosen = [row for row in vocab if row["layer_kind"] == "chosen"]
+    assert len(chosen) == 3 and all(int(row["layer"]) == model["tasks"][row["task"]]["best_layers"][0]
+                                    for row in chosen)
+    assert all(int(row["layer"]) == 29 for row in vocab if row["layer_kind"] == "last")
+    judged = model["vocabulary_projection"]["chosen"]
+    assert judged["n_tasks"] == 3 and 0 <= judged["n_naming_outputs"] <= 3
 
 
 def test_snakemake_report_packages_the_figures_with_captions(study, tmp_path):
@@ -362,10 +372,13 @@ def test_dvc_repro_then_status_is_clean(study):
         (lambda p: p["tasks"].update({"a/b": {"seed": 0}}), r"'a/b' does not match"),
         (lambda p: p["tasks"].update({"x;rm": {"seed": 0}}), r"'x;rm' does not match"),
         (lambda p: p["models"].update(bad={"source": "org/model;touch pwned"}), r"'org/model;touch pwned' does not"),
+        (lambda p: p["tasks"]["to_upper"].update(leading_space="maybe"),
+         r"'maybe' is not one of \['auto', 'on', 'off', True, False\]"),
+        (lambda p: p["tasks"]["to_upper"].update(scoring="fuzzy"), r"'fuzzy' is not one of \['exact', 'prefix'\]"),
     ],
     ids=["unknown-task", "bad-task-file-type", "missing-task-file", "unknown-packaged-model", "wrong-type",
          "zero-size", "missing-key", "unknown-key", "negative-size", "k-above-available-pairs", "model-name-path",
-         "task-name-slash", "task-name-shell", "model-source-shell"],
+         "task-name-slash", "task-name-shell", "model-source-shell", "unknown-leading-space", "unknown-scoring"],
 )
 def test_invalid_params_stop_before_any_job(tmp_path, change, message):
     params = json.loads(json.dumps(TINY_PARAMS))

@@ -36,7 +36,7 @@ from taskvec.forward import (
     patched_sweep_naive,
 )
 from taskvec.models import LoadedModel, load_model
-from taskvec.prompts import PromptFormat, read_prompts
+from taskvec.prompts import PromptFormat, read_prompts, task_rules
 from taskvec.run import run_task
 
 log = logging.getLogger(__name__)
@@ -430,7 +430,7 @@ def workload_lm(lm: LoadedModel, prompts_files: list[Path], batch_size: int,
         prompts, metadata, fmt = _dev_queries(prompts_file)
         _synchronize(lm.device)
         start = time.perf_counter()
-        evaluated, _, table = run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
+        evaluated, _, table = run_task(lm, prompts, fmt, batch_size, scoring=task_rules(metadata["task"]).scoring)
         _synchronize(lm.device)
         task = metadata["task"]["task"]
         per_task[task] = round(time.perf_counter() - start, 3)
@@ -560,7 +560,7 @@ def oom_backoff_check(lm: LoadedModel, prompts_file: Path, batch_size: int,
             free, _ = torch.cuda.mem_get_info(lm.device)
             ballast = torch.empty(max(0, free - int(headroom * 2**30)), dtype=torch.uint8, device=lm.device)
             try:
-                _, _, table = run_task(lm, prompts, fmt, batch_size, exact=metadata["task"]["one_token_output"])
+                _, _, table = run_task(lm, prompts, fmt, batch_size, scoring=task_rules(metadata["task"]).scoring)
                 outcome.update(headroom_gb=headroom, completed=True, backoffs=list(handler.messages),
                                final_batch_size=batch_size >> len(handler.messages), results=table)
             except MemoryError as error:
@@ -576,7 +576,7 @@ def oom_backoff_check(lm: LoadedModel, prompts_file: Path, batch_size: int,
         torch.cuda.empty_cache()
     if outcome.get("completed"):
         _, _, reference = run_task(lm, prompts, fmt, outcome["final_batch_size"],
-                                   exact=metadata["task"]["one_token_output"])
+                                   scoring=task_rules(metadata["task"]).scoring)
         outcome["same_results"] = outcome.pop("results").equals(reference)
     return outcome
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 log = logging.getLogger("taskvec")
@@ -41,6 +42,8 @@ def _add_prompt_settings(parser: argparse.ArgumentParser, seed: bool = True) -> 
     group.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
     group.add_argument("--query", default="example:{x}->", help="query template")
     group.add_argument("--separator", default="\n", help="text between demonstrations")
+    group.add_argument("--max-answer-tokens", type=_positive, default=10,
+                       help="the strict metric's generation stops at the separator or after this many tokens")
 
 
 def _add_theta_inputs(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", help="task name: a built-in one (see `taskvec tasks`) or, with --file, a name of yours")
     p.add_argument("--seed", type=int, default=0, help="seed for generated tasks")
     p.add_argument("--file", type=Path, help="JSONL or CSV file of your own pairs")
-    p.add_argument("--one-token", action="store_true",
-                   help="with --file: keep only one-token answers and require exact matches (default: the first "
-                   "predicted token must be a prefix of an answer)")
+    rules = p.add_argument_group("rendering and scoring (default: the paper's rules for a built-in task; for a file, "
+                                 "no filter, no leading space, prefix scoring)")
+    rules.add_argument("--one-token", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep only pairs with an answer that is one token for the model's tokenizer (the paper's "
+                       "linguistic and translation tasks)")
+    rules.add_argument("--leading-space", choices=["auto", "on", "off"],
+                       help="write input and answer with a leading space (`example: walk-> walked`); auto: the "
+                       "paper's rule, on when it keeps at least 70%% as many one-token pairs as without")
+    rules.add_argument("--scoring", choices=["exact", "prefix"],
+                       help="the paper's first-token rule: exact (the stripped token equals an answer) or prefix "
+                       "(either is a prefix of the other, as for the paper's knowledge tasks)")
     p.add_argument("--min-pairs", type=_positive, default=1,
                    help="with --file: fail unless the file has at least this many pairs")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file")
@@ -155,10 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("vocabulary", help="top tokens of each task's mean theta through the unembedding",
-                       description="Read each task's mean task vector at its chosen layer through the final norm "
-                       "and the unembedding, and keep the top tokens. Writes one Parquet file.")
+                       description="Read each task's mean task vector at its chosen layer and at the last layer "
+                       "through the final norm and the unembedding, keep the top tokens, and judge whether they name "
+                       "the task's outputs (the share of them that are the task's answer tokens, against the same "
+                       "share for the other tasks' theta). Writes one Parquet file.")
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
     _add_theta_inputs(p)
+    p.add_argument("--prompts", required=True, type=Path, nargs="+", help="the matching prompts files (answers)")
     _add_compute(p)
     p.set_defaults(func=cmd_vocabulary)
 
@@ -216,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="analysis files laid out as <model>/<analysis>.parquet (conflicting_tasks, robustness, "
                    "vocabulary)")
     p.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, for the report's time per step")
+    p.add_argument("--prompts", nargs="*", type=Path, default=[],
+                   help="the prompts files of the results files, in the same order (to diagnose ICL's errors)")
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.set_defaults(func=cmd_report)
     return parser
@@ -225,7 +241,12 @@ def cmd_tasks(args) -> None:
     from taskvec.tasks import TASKS
 
     for task in TASKS.values():
+        rules = task.rules
         print(f"{task.name:28} {task.category:12} {task.example:22} {task.description}")
+        print(f"{'':28} rules: one_token={str(rules.one_token).lower()} leading_space={rules.leading_space} "
+              f"scoring={rules.scoring}")
+        print(textwrap.fill(f"differs from the paper: {task.differs}", 118, initial_indent=" " * 29,
+                            subsequent_indent=" " * 29))
 
 
 def cmd_models(args) -> None:
@@ -238,13 +259,15 @@ def cmd_models(args) -> None:
 def cmd_build_task(args) -> None:
     from taskvec.tasks import get_task
     from taskvec.tasks.base import write_task
-    from taskvec.tasks.custom import custom_task
+    from taskvec.tasks.custom import custom_task, default_rules
 
     if args.file is not None:
-        task = custom_task(args.task, args.file, one_token_output=args.one_token, min_pairs=args.min_pairs)
+        task = custom_task(args.task, args.file, default_rules(bool(args.one_token)), min_pairs=args.min_pairs)
     else:
         task = get_task(args.task)
-    count = write_task(task, args.seed, args.out)
+    rules = task.rules.with_settings(one_token=args.one_token, leading_space=args.leading_space,
+                                     scoring=args.scoring)
+    count = write_task(task, args.seed, args.out, rules)
     log.info("wrote %d pairs of %s to %s", count, args.task, args.out)
 
 
@@ -259,7 +282,7 @@ def cmd_convert_model(args) -> None:
 def _prompt_settings(args):
     from taskvec.prompts import PromptFormat, SplitSizes
 
-    return (PromptFormat(args.demonstration, args.query, args.separator),
+    return (PromptFormat(args.demonstration, args.query, args.separator, args.max_answer_tokens),
             SplitSizes(args.k, args.n_baseline, args.n_dev, args.n_test, args.n_dummies))
 
 
@@ -323,7 +346,10 @@ def cmd_vocabulary(args) -> None:
     compute = _compute(args)
     compute.pop("progress")
     compute.pop("batch_size")
-    vocabulary_file(args.model_dir, args.activations, args.results, args.out, **compute)
+    if len(args.prompts) != len(args.activations):
+        raise ValueError(f"give one prompts file per activations file ({len(args.activations)} activations, "
+                         f"{len(args.prompts)} prompts)")
+    vocabulary_file(args.model_dir, args.activations, args.results, args.prompts, args.out, **compute)
 
 
 def cmd_bench(args) -> None:
@@ -359,7 +385,7 @@ def cmd_bench_random(args) -> None:
 def cmd_report(args) -> None:
     from taskvec.report import build_report
 
-    index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir)
+    index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir, args.prompts)
     print(f"Report: {index.resolve()}")
 
 

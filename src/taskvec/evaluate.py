@@ -1,4 +1,4 @@
-"""Baseline, ICL and task-vector predictions, scoring, and layer choice."""
+"""Baseline, ICL and task-vector predictions, their scores (see :mod:`taskvec.scoring`), and layer choice."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.forward import next_tokens, patched_sweep
+from taskvec.forward import Continuation, greedy_continue, next_tokens, patched_sweep
 from taskvec.models import LoadedModel
-from taskvec.prompts import Prompt, PromptFormat, read_prompts
+from taskvec.prompts import Prompt, PromptFormat, read_prompts, task_rules
+from taskvec.scoring import first_token_correct, strict_correct
 
 log = logging.getLogger(__name__)
 
@@ -24,33 +25,28 @@ RESULT_SCHEMA = pa.schema(
     [
         ("split", pa.string()),
         ("index", pa.int32()),
+        ("query", pa.string()),
         ("method", pa.string()),
         ("layer", pa.int16()),
         ("token_id", pa.int64()),
         ("prediction", pa.string()),
-        ("correct", pa.bool_()),
+        ("correct", pa.bool_()),  # the paper's first-token rule
+        ("generated", pa.string()),  # greedy generation to the separator (null where not generated)
+        ("strict_correct", pa.bool_()),  # the strict metric (null where not generated)
     ]
 )
-
-
-def is_correct(prediction: str, answers: Sequence[str], exact: bool = False) -> bool:
-    """First-token scoring: the stripped token must be a non-empty prefix of a valid answer, or, for
-    tasks filtered to one-token answers (``exact``), equal to one."""
-    token = prediction.strip()
-    if exact:
-        return token in answers
-    return bool(token) and any(answer.startswith(token) for answer in answers)
+STRICT_ROWS = (("baseline", "baseline"), ("test", "icl"), ("test", "tv"))  # (split, method) with a strict score
 
 
 @dataclasses.dataclass
 class _Rows:
-    exact: bool
+    scoring: str
     columns: dict[str, list] = dataclasses.field(default_factory=lambda: {n: [] for n in RESULT_SCHEMA.names})
 
     def add(self, prompt: Prompt, method: str, layer: int, token_id: int, prediction: str) -> bool:
-        correct = is_correct(prediction, prompt.answers, self.exact)
-        for name, value in zip(RESULT_SCHEMA.names, (prompt.split, prompt.index, method, layer, token_id,
-                                                        prediction, correct)):
+        correct = first_token_correct(prediction, prompt.answers, self.scoring)
+        for name, value in zip(RESULT_SCHEMA.names, (prompt.split, prompt.index, prompt.query, method, layer,
+                                                        token_id, prediction, correct, None, None)):
             self.columns[name].append(value)
         return correct
 
@@ -59,7 +55,7 @@ class _Rows:
 
 
 def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tuple[str, int], np.ndarray],
-                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False, exact: bool = False,
+                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False, scoring: str = "exact",
                   icl: dict[tuple[str, int], int] | None = None) -> pa.Table:
     """Predictions of every method: baseline on the baseline split, ICL on test, the task vector at
     every layer on dev, and on test at the layer chosen on dev.
@@ -68,7 +64,7 @@ def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tupl
     :func:`taskvec.extract.task_vectors_and_icl`); without it ICL runs here, on test.
     """
     decode = _decoder(lm)
-    rows = _Rows(exact)
+    rows = _Rows(scoring)
     baseline = [p for p in prompts if p.split == "baseline"]
     ids = next_tokens(lm, [fmt.query.format(x=p.query) for p in baseline], batch_size, progress)
     for prompt, token in zip(baseline, ids):
@@ -98,6 +94,52 @@ def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tupl
     return rows.table()
 
 
+def add_strict_scores(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tuple[str, int], np.ndarray],
+                      table: pa.Table, fmt: PromptFormat, batch_size: int = 16, progress: bool = False,
+                      icl_generations: dict[tuple[str, int], list[int]] | None = None) -> pa.Table:
+    """``table`` with the strict metric filled in for the baseline, ICL and task-vector test rows: each
+    prediction's greedy continuation to the separator (at most ``fmt.max_answer_tokens`` tokens, and
+    no further than it can still become a valid answer), scored by exact match against every valid
+    answer. The task vector's generation runs on the bare query with
+    theta patched in at the chosen layer, as its first token did. ``icl_generations`` (by split and
+    index, from :func:`taskvec.extract.task_vectors_and_icl`) saves running the ICL prompts again."""
+    by_key = {(p.split, p.index): p for p in prompts}
+    data = table.to_pydict()
+    generated, strict = list(data["generated"]), list(data["strict_correct"])
+    for split, method in STRICT_ROWS:
+        picks = [i for i in range(table.num_rows) if data["split"][i] == split and data["method"][i] == method]
+        if not picks:
+            continue
+        chosen = [by_key[(split, data["index"][i])] for i in picks]
+        first = [data["token_id"][i] for i in picks]
+        if method == "icl" and icl_generations is not None:
+            ids = [icl_generations[(p.split, p.index)] for p in chosen]
+            if any(tokens[0] != token for tokens, token in zip(ids, first)):
+                raise ValueError("the ICL generations do not start with the ICL predictions of the results")
+            for i, prompt, tokens in zip(picks, chosen, ids):
+                generated[i] = lm.tokenizer.decode(tokens)
+                strict[i] = strict_correct(generated[i], prompt.strict_answers, fmt.separator)
+            continue
+        if method == "icl":
+            texts = [fmt.render(p.demonstrations, p.query) for p in chosen]
+        else:
+            texts = [fmt.query.format(x=p.query) for p in chosen]
+        patch = {}
+        if method == "tv":
+            layers = [data["layer"][i] for i in picks]
+            patch = {"layers": layers,
+                     "vectors": np.stack([vectors[(p.split, p.index)][layer] for p, layer in zip(chosen, layers)])}
+        ids = greedy_continue(lm, texts, first, Continuation(fmt.max_answer_tokens, fmt.separator), batch_size,
+                              answers=[p.strict_answers for p in chosen], progress=progress, **patch)
+        for i, prompt, tokens in zip(picks, chosen, ids):
+            generated[i] = lm.tokenizer.decode(tokens)
+            strict[i] = strict_correct(generated[i], prompt.strict_answers, fmt.separator)
+    table = table.set_column(RESULT_SCHEMA.get_field_index("generated"), "generated",
+                             pa.array(generated, pa.string()))
+    return table.set_column(RESULT_SCHEMA.get_field_index("strict_correct"), "strict_correct",
+                            pa.array(strict, pa.bool_()))
+
+
 def choose_layer(dev_accuracy_by_layer: Sequence[float]) -> int:
     """The layer with the best dev accuracy; ties go to the earliest."""
     return int(np.argmax(dev_accuracy_by_layer))
@@ -117,6 +159,9 @@ def _decoder(lm: LoadedModel):
 
 @dataclasses.dataclass(frozen=True)
 class TaskScores:
+    """Accuracies of one task and sampling of the splits: the paper's first-token metric (``baseline``,
+    ``icl``, ``tv``) and the strict metric (``*_strict``; NaN where the results hold no generation)."""
+
     baseline: float
     icl: float
     tv: float
@@ -128,6 +173,13 @@ class TaskScores:
     baseline_correct: tuple[bool, ...] = ()
     icl_correct: tuple[bool, ...] = ()
     tv_correct: tuple[bool, ...] = ()
+    baseline_queries: tuple[str, ...] = ()  # the bare queries, in the same order (they repeat)
+    baseline_strict: float = float("nan")
+    icl_strict: float = float("nan")
+    tv_strict: float = float("nan")
+    baseline_strict_correct: tuple[bool, ...] = ()
+    icl_strict_correct: tuple[bool, ...] = ()
+    tv_strict_correct: tuple[bool, ...] = ()
 
 
 def score(results: pa.Table) -> TaskScores:
@@ -138,30 +190,44 @@ def score(results: pa.Table) -> TaskScores:
     layer = np.array(data["layer"])
     index = np.array(data["index"])
     correct = np.array(data["correct"], dtype=bool)
+    strict_values = data.get("strict_correct") or [None] * len(correct)
+    has_strict = np.array([v is not None for v in strict_values], dtype=bool)
+    strict = np.array([bool(v) for v in strict_values], dtype=bool)
 
-    def in_order(mask: np.ndarray) -> tuple[bool, ...]:
-        return tuple(bool(c) for c in correct[mask][np.argsort(index[mask], kind="stable")])
+    def ordered(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return values[mask][np.argsort(index[mask], kind="stable")]
 
-    def accuracy(mask: np.ndarray) -> float:
-        return float(correct[mask].mean()) if mask.any() else float("nan")
+    def in_order(values: np.ndarray, mask: np.ndarray) -> tuple[bool, ...]:
+        return tuple(bool(c) for c in ordered(values, mask))
+
+    def accuracy(values: np.ndarray, mask: np.ndarray) -> float:
+        return float(values[mask].mean()) if mask.any() else float("nan")
 
     n_layers = int(layer.max()) + 1
-    dev_by_layer = [accuracy((method == "tv") & (split == "dev") & (layer == i)) for i in range(n_layers)]
+    dev_by_layer = [accuracy(correct, (method == "tv") & (split == "dev") & (layer == i)) for i in range(n_layers)]
     best = choose_layer(dev_by_layer)
-    baseline = method == "baseline"
-    icl = (method == "icl") & (split == "test")
-    tv = (method == "tv") & (split == "test") & (layer == best)
+    masks = {"baseline": method == "baseline", "icl": (method == "icl") & (split == "test"),
+             "tv": (method == "tv") & (split == "test") & (layer == best)}
+    strict_scores = {}
+    for name, mask in masks.items():
+        generated = mask & has_strict
+        complete = bool(mask.any()) and bool(generated.sum() == mask.sum())
+        strict_scores[f"{name}_strict"] = accuracy(strict, mask) if complete else float("nan")
+        strict_scores[f"{name}_strict_correct"] = in_order(strict, mask) if complete else ()
+    queries = np.array(data["query"]) if "query" in data else np.array([""] * len(correct))
     return TaskScores(
-        baseline=accuracy(baseline),
-        icl=accuracy(icl),
-        tv=accuracy(tv),
+        baseline=accuracy(correct, masks["baseline"]),
+        icl=accuracy(correct, masks["icl"]),
+        tv=accuracy(correct, masks["tv"]),
         best_layer=best,
-        n_baseline=int(baseline.sum()),
-        n_test=int(icl.sum()),
+        n_baseline=int(masks["baseline"].sum()),
+        n_test=int(masks["icl"].sum()),
         dev_by_layer=dev_by_layer,
-        baseline_correct=in_order(baseline),
-        icl_correct=in_order(icl),
-        tv_correct=in_order(tv),
+        baseline_correct=in_order(correct, masks["baseline"]),
+        icl_correct=in_order(correct, masks["icl"]),
+        tv_correct=in_order(correct, masks["tv"]),
+        baseline_queries=tuple(str(q) for q in ordered(queries, masks["baseline"])),
+        **strict_scores,
     )
 
 
@@ -176,8 +242,9 @@ def evaluate_file(model_dir: str | os.PathLike[str], prompts_file: str | os.Path
     vectors, act_meta = read_activations(activations_file)
     lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
     start = time.perf_counter()
-    table = evaluate_task(lm, prompts, vectors, PromptFormat(**metadata["format"]), batch_size, progress,
-                          exact=metadata["task"]["one_token_output"])
+    fmt = PromptFormat(**metadata["format"])
+    table = evaluate_task(lm, prompts, vectors, fmt, batch_size, progress, scoring=task_rules(metadata["task"]).scoring)
+    table = add_strict_scores(lm, prompts, vectors, table, fmt, batch_size, progress)
     scores = score(table)
     log.info("%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", metadata["task"]["task"],
              scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.forward import next_tokens_from_states, shared_prefix_states
+from taskvec.forward import Continuation, next_tokens_from_states, shared_prefix_states
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, read_prompts
 
@@ -30,17 +30,26 @@ def task_vectors(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, 
 
 
 def task_vectors_and_icl(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16,
-                         progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """theta for each prompt and layer, and the ICL prediction (next token id) of each prompt.
+                         progress: bool = False, generate: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """theta for each prompt and layer, and the ICL prediction (next token id) of each prompt; with
+    ``generate``, also the ICL prompt's greedy generation for the strict metric (starting with that
+    prediction, up to the separator or ``fmt.max_answer_tokens`` tokens).
 
     The ICL prompt (demonstrations + the real query) shares its demonstrations with the dummy-query
-    prompts that theta comes from, so it runs as one more suffix on their shared prefix.
+    prompts that theta comes from, so it runs as one more suffix on their shared prefix, and its
+    generation continues on that cache.
     """
     groups = [[fmt.render(p.demonstrations, query) for query in (*p.dummies, p.query)] for p in prompts]
     if any(len(group) < 2 for group in groups):
         raise ValueError("every prompt needs at least one dummy query")
-    states = shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress)
-    return states[:, :-1].mean(axis=1), next_tokens_from_states(lm, states[:, -1, -1])
+    if not generate:
+        states = shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress)
+        return states[:, :-1].mean(axis=1), next_tokens_from_states(lm, states[:, -1, -1])
+    states, generated = shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress,
+                                             continue_last=Continuation(fmt.max_answer_tokens, fmt.separator),
+                                             answers=[p.strict_answers for p in prompts])
+    return states[:, :-1].mean(axis=1), np.array([ids[0] for ids in generated], dtype=np.int64), generated
 
 
 def activations_table(prompts: Sequence[Prompt], vectors: np.ndarray) -> pa.Table:

@@ -8,6 +8,7 @@ computes alone (tests check batched against unbatched).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import gc
@@ -172,12 +173,18 @@ def _min_sliding_window(lm: LoadedModel) -> int | None:
 
 @torch.inference_mode()
 def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch_size: int = 16,
-                         progress: bool = False) -> np.ndarray:
+                         progress: bool = False, continue_last: Continuation | None = None,
+                         answers: Sequence[Sequence[str]] | None = None
+                         ) -> np.ndarray | tuple[np.ndarray, list[list[int]]]:
     """Last-token block outputs of every text in ``groups``: ``[n_groups, group_size, n_layers, hidden]``.
 
     The texts of a group share a long prefix (the demonstrations) and differ in a short suffix (the
     query). Each group's common token prefix runs once; its KV cache is then reused by every suffix.
     Texts are tokenized whole, so the result equals running each text alone.
+
+    With ``continue_last``, the last text of each group (the ICL prompt) is also continued greedily
+    on its own cache, starting from its argmax next token; the generated ids per group are returned
+    beside the states. ``answers`` (per group) stops a generation that can no longer become one.
     """
     layers = describe(lm.model).layers
     group_size = len(groups[0])
@@ -189,7 +196,13 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
     window = _min_sliding_window(lm)
     if window is not None and max(len(t) for group in tokenized for t in group) > window:
         flat = last_token_states(lm, [text for group in groups for text in group], batch_size, progress)
-        return flat.reshape(result.shape)
+        result = flat.reshape(result.shape)
+        if continue_last is None:
+            return result
+        first = next_tokens_from_states(lm, result[:, -1, -1])
+        return result, greedy_continue(lm, [group[-1] for group in groups], first.tolist(), continue_last, batch_size,
+                                       answers=answers)
+    generated: list[list[int]] = [[] for _ in groups]
     splits = [_shared_prefix_split(group) for group in tokenized]
     keys = [" ".join(group) for group in groups]
     copies = _HostCopies(result.reshape(len(groups) * group_size, len(layers), hidden))
@@ -218,14 +231,26 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
                 # positions continue from each row's own prefix length.
                 row_prefix_mask = prefix_mask[group_of_row]
                 positions = (row_prefix_mask.sum(dim=1, keepdim=True) + suffix_mask.cumsum(dim=1) - 1).clamp(min=0)
+                mask = torch.cat([row_prefix_mask, suffix_mask], dim=1).to(lm.device)
                 with capture_last_token(layers) as states:
-                    lm.model.base_model(input_ids=suffix_ids.to(lm.device),
-                                        attention_mask=torch.cat([row_prefix_mask, suffix_mask], dim=1).to(lm.device),
-                                        position_ids=positions.to(lm.device), cache=cache, use_cache=cache is not None)
+                    out = lm.model.base_model(input_ids=suffix_ids.to(lm.device), attention_mask=mask,
+                                              position_ids=positions.to(lm.device), cache=cache,
+                                              use_cache=cache is not None or continue_last is not None)
                 copies.add(flat_rows[bucket], torch.stack(states, dim=1))
+                last = np.nonzero(bucket % group_size == group_size - 1)[0]
+                if continue_last is not None and len(last):
+                    selected = torch.from_numpy(last).to(lm.device)
+                    out.cache.reorder_cache(selected)
+                    first = read_out(lm, states[-1][selected].float().cpu().numpy()).argmax(dim=-1).tolist()
+                    owners = [int(flat_rows[bucket[i]]) // group_size for i in last]
+                    continued = [generated[group] for group in owners]
+                    for ids, token in zip(continued, first):
+                        ids.append(int(token))
+                    _decode(lm, out.cache, mask[selected], positions.to(lm.device)[selected, -1:], continued,
+                            continue_last, None if answers is None else [answers[group] for group in owners])
             bar.update(len(rows))
     copies.flush()
-    return result
+    return result if continue_last is None else (result, generated)
 
 
 PASS_OVERHEAD_TOKENS = 64  # a pass's fixed cost (cache copy, kernel launches), in padded suffix tokens
@@ -389,3 +414,98 @@ def patched_sweep_naive(lm: LoadedModel, queries: Sequence[str], vectors: np.nda
         layer_of_row, patch = _sweep_rows(vectors_t[rows], layers, lm.device)
         result[rows] = _naive_rows(lm, arch, batch, layer_of_row, patch, len(layers))
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Continuation:
+    """When the strict metric's greedy generation stops: after ``max_new_tokens`` tokens, when the
+    decoded generation contains ``stop`` (or at the end-of-text token), or, given a row's valid
+    answers, as soon as the generation can no longer become one of them (its stripped text is not a
+    prefix of any answer). The last rule changes no score, only saves the passes of answers already
+    wrong; the recorded generation then ends where it went wrong."""
+
+    max_new_tokens: int
+    stop: str
+
+    def finished(self, lm: LoadedModel, ids: list[int], answers: Sequence[str] | None = None) -> bool:
+        if len(ids) >= self.max_new_tokens or ids[-1] == lm.tokenizer.eos_token_id:
+            return True
+        text = lm.tokenizer.decode(ids)
+        if self.stop in text:
+            return True
+        return answers is not None and not any(answer.strip().startswith(text.strip()) for answer in answers)
+
+
+def _decode(lm: LoadedModel, cache, mask: torch.Tensor, last_positions: torch.Tensor, generated: list[list[int]],
+            until: Continuation, answers: Sequence[Sequence[str]] | None = None) -> None:
+    """Greedy decoding on ``cache`` (one row per list in ``generated``, each holding at least the first
+    generated token), appending to the lists in place. ``mask`` covers the cached positions and
+    ``last_positions`` is each row's position of its last cached token (``[rows, 1]``). Rows that
+    finish leave the batch (their cache rows are dropped), so the passes shrink as answers end.
+    ``answers`` (per row) lets a row stop once it cannot become a valid answer."""
+
+    def done(i: int) -> bool:
+        return until.finished(lm, generated[i], answers[i] if answers is not None else None)
+
+    active = [i for i in range(len(generated)) if not done(i)]
+    if len(active) < len(generated):
+        keep = torch.tensor(active, dtype=torch.long, device=lm.device)
+        if active:
+            cache.reorder_cache(keep)
+        mask, last_positions = mask[keep], last_positions[keep]
+    while active:
+        tokens = torch.tensor([[generated[i][-1]] for i in active], dtype=torch.long, device=lm.device)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        last_positions = last_positions + 1
+        out = lm.model(input_ids=tokens, attention_mask=mask, position_ids=last_positions, cache=cache,
+                       use_cache=True, logits_to_keep=1)
+        cache = out.cache
+        for i, token in zip(active, out.logits[:, -1, :].argmax(dim=-1).tolist()):
+            generated[i].append(int(token))
+        still = [j for j, i in enumerate(active) if not done(i)]
+        if len(still) < len(active):
+            keep = torch.tensor(still, dtype=torch.long, device=lm.device)
+            if still:
+                cache.reorder_cache(keep)
+            mask, last_positions = mask[keep], last_positions[keep]
+            active = [active[j] for j in still]
+
+
+@torch.inference_mode()
+def greedy_continue(lm: LoadedModel, texts: Sequence[str], first_tokens: Sequence[int], until: Continuation,
+                    batch_size: int = 16, layers: Sequence[int] | None = None, vectors: np.ndarray | None = None,
+                    answers: Sequence[Sequence[str]] | None = None, progress: bool = False) -> list[list[int]]:
+    """Greedy generation after each text that starts from the given first token: ``first_tokens[i]``
+    and what follows it, until ``until`` says stop. Returns the generated token ids per text.
+
+    With ``layers`` and ``vectors``, ``vectors[i]`` replaces block ``layers[i]``'s output at the
+    text's last position while the text runs (the task-vector patch); the generated tokens then follow
+    on the patched cache, unpatched themselves. Starting from the first token that the study already
+    predicted keeps the strict metric and the first-token metric about the same prediction. Given
+    each text's valid ``answers``, a generation stops once it cannot become one of them.
+    """
+    arch = describe(lm.model)
+    patched = layers is not None
+
+    def answers_of(rows: Sequence[int]) -> list[Sequence[str]] | None:
+        return None if answers is None else [answers[row] for row in rows]
+
+    if patched:
+        layer_index = torch.as_tensor(np.asarray(layers), dtype=torch.long)
+        patches = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    generated: list[list[int]] = [[int(token)] for token in first_tokens]
+    with _progress(len(texts), "generate", progress) as bar:
+        for rows in batches(texts, batch_size):
+            open_rows = [int(row) for row in rows
+                         if not until.finished(lm, generated[row], None if answers is None else answers[row])]
+            if open_rows:
+                batch = encode(lm, [texts[row] for row in open_rows])
+                index = torch.tensor(open_rows, dtype=torch.long)
+                patch = (replace_last_token(arch.layers, layer_index[index], patches[index].to(lm.device)) if patched
+                         else contextlib.nullcontext())
+                with patch:
+                    cache = lm.model.base_model(**batch.inputs(), use_cache=True).cache
+                _decode(lm, cache, batch.attention_mask, batch.position_ids[:, -1:],
+                        [generated[row] for row in open_rows], until, answers_of(open_rows))
+            bar.update(len(rows))
+    return generated

@@ -1,4 +1,5 @@
-"""Prompt format, seeded sampling of the baseline/dev/test splits, and tokenizer filtering."""
+"""Prompt format, seeded sampling of the baseline/dev/test splits, and the per-model rendering rules:
+the one-token filter and the leading-space choice, as the paper's code applies them."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ import pyarrow as pa
 
 from taskvec import store
 from taskvec.tasks import Pair
-from taskvec.tasks.base import read_pairs
+from taskvec.tasks.base import TaskRules, read_pairs
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class PromptFormat:
-    """How demonstrations and the query are written. ``{x}`` and ``{y}`` are the placeholders."""
+    """How demonstrations and the query are written. ``{x}`` and ``{y}`` are the placeholders.
+    ``max_answer_tokens`` bounds the strict metric's generation (it stops earlier at the separator)."""
 
     demonstration: str = "example:{x}->{y}"
     query: str = "example:{x}->"
     separator: str = "\n"
+    max_answer_tokens: int = 10
 
     def render(self, demonstrations: Sequence[tuple[str, str]], query: str) -> str:
         parts = [self.demonstration.format(x=x, y=y) for x, y in demonstrations]
@@ -50,7 +53,10 @@ class SplitSizes:
 @dataclasses.dataclass(frozen=True)
 class Prompt:
     """One evaluation item: demonstrations, the query and its answers, and the dummy queries used
-    to extract the task vector (never the query, never a demonstration)."""
+    to extract the task vector (never the query, never a demonstration).
+
+    ``answers`` are what the paper's first-token rule scores against (for a task filtered to one-token
+    answers, only those); ``all_answers`` every answer the task lists, for the strict metric."""
 
     split: str
     index: int
@@ -58,6 +64,11 @@ class Prompt:
     query: str
     answers: tuple[str, ...]
     dummies: tuple[str, ...]
+    all_answers: tuple[str, ...] = ()
+
+    @property
+    def strict_answers(self) -> tuple[str, ...]:
+        return self.all_answers or self.answers
 
 
 PROMPT_SCHEMA = pa.schema(
@@ -69,26 +80,96 @@ PROMPT_SCHEMA = pa.schema(
         ("query", pa.string()),
         ("answers", pa.list_(pa.string())),
         ("dummies", pa.list_(pa.string())),
+        ("all_answers", pa.list_(pa.string())),
     ]
 )
 
 
-def single_token_pairs(pairs: Sequence[Pair], tokenizer) -> list[Pair]:
-    """Keep the pairs whose outputs are one token for ``tokenizer`` (dropping multi-token outputs)."""
+@dataclasses.dataclass(frozen=True)
+class UsablePair:
+    """A pair as a model's prompts use it: ``answers`` are scored by the first-token rule (the first is
+    shown in demonstrations), ``all_answers`` by the strict metric."""
+
+    input: str
+    answers: tuple[str, ...]
+    all_answers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pair: Pair) -> UsablePair:
+        return cls(pair.input, pair.outputs, pair.outputs)
+
+
+# The paper's code asks whether `!` + text is two tokens: the text as one token after other text,
+# where it stands in a prompt. Here: the tokens of `!` + text are those of `!` and exactly one more.
+ONE_TOKEN_PROBE = "!"
+LEADING_SPACE_KEEPS = 0.7  # the paper's rule: the leading-space variant if it keeps >= 70% as many pairs
+
+
+def _after_probe(tokenizer, text: str) -> list[int] | None:
+    probe = tokenizer.encode(ONE_TOKEN_PROBE, add_special_tokens=False)
+    ids = tokenizer.encode(ONE_TOKEN_PROBE + text, add_special_tokens=False)
+    return ids[len(probe):] if ids[:len(probe)] == probe else None
+
+
+def is_one_token(tokenizer, text: str) -> bool:
+    """Whether ``text`` is a single token where it follows other text in a prompt."""
+    rest = _after_probe(tokenizer, text)
+    return rest is not None and len(rest) == 1
+
+
+def first_token_id(tokenizer, text: str) -> int:
+    """The id of the first token of ``text`` where it follows other text in a prompt."""
+    rest = _after_probe(tokenizer, text)
+    return int(rest[0]) if rest else int(tokenizer.encode(text, add_special_tokens=False)[0])
+
+
+def one_token_pairs(pairs: Sequence[Pair], tokenizer, leading_space: bool = False) -> list[UsablePair]:
+    """The pairs with at least one answer that is one token for ``tokenizer``; their first-token
+    answers are those, their strict answers all of them. With ``leading_space`` every input and
+    answer is written with a space before it."""
+    space = " " if leading_space else ""
     kept = []
     for pair in pairs:
-        outputs = tuple(o for o in pair.outputs if len(tokenizer.encode(o, add_special_tokens=False)) == 1)
-        if outputs:
-            kept.append(Pair(pair.input, outputs))
+        outputs = tuple(space + o for o in pair.outputs)
+        answers = tuple(o for o in outputs if is_one_token(tokenizer, o))
+        if answers:
+            kept.append(UsablePair(space + pair.input, answers, outputs))
     return kept
 
 
-def sample_prompts(pairs: Sequence[Pair], sizes: SplitSizes, seed: int) -> list[Prompt]:
+def apply_rules(pairs: Sequence[Pair], tokenizer, rules: TaskRules) -> tuple[list[UsablePair], dict]:
+    """The pairs a model's prompts draw from under ``rules``, and how they were chosen.
+
+    As the paper's code: a one-token task keeps the pairs with a one-token answer, written with a
+    leading space if that keeps at least 70% as many pairs as without (``auto``), or as forced."""
+    if rules.one_token:
+        plain = one_token_pairs(pairs, tokenizer)
+        spaced = one_token_pairs(pairs, tokenizer, leading_space=True) if rules.leading_space != "off" else []
+        if rules.leading_space == "auto":
+            use_space = len(spaced) >= LEADING_SPACE_KEEPS * len(plain)
+        else:
+            use_space = rules.leading_space == "on"
+        usable = spaced if use_space else plain
+        counts = {"one_token_pairs_plain": len(plain),
+                  "one_token_pairs_leading_space": len(spaced) if rules.leading_space != "off" else None}
+    else:
+        use_space = rules.leading_space == "on"
+        space = " " if use_space else ""
+        usable = [UsablePair(space + p.input, tuple(space + o for o in p.outputs),
+                             tuple(space + o for o in p.outputs)) for p in pairs]
+        counts = {}
+    return usable, {"leading_space": use_space, **counts}
+
+
+def sample_prompts(pairs: Sequence[UsablePair | Pair], sizes: SplitSizes, seed: int) -> list[Prompt]:
     """Sample the baseline, dev and test splits from ``pairs``, deterministically from ``seed``.
 
     Each dev/test prompt draws k + 1 + dummies distinct pairs: the demonstrations, the query and the
-    dummy queries. Baseline prompts are bare queries (no demonstrations).
+    dummy queries. Baseline prompts are bare queries (no demonstrations), drawn with replacement as
+    in the paper's code (so a task of 25 pairs repeats queries: the report's interval counts each
+    distinct query once).
     """
+    pairs = [p if isinstance(p, UsablePair) else UsablePair.of(p) for p in pairs]
     needed = sizes.k + 1 + sizes.dummies
     if len(pairs) < needed:
         raise ValueError(
@@ -99,15 +180,15 @@ def sample_prompts(pairs: Sequence[Pair], sizes: SplitSizes, seed: int) -> list[
     rng = random.Random(f"baseline:{seed}")
     for index in range(sizes.baseline):
         query = rng.choice(pairs)
-        prompts.append(Prompt("baseline", index, (), query.input, query.outputs, ()))
+        prompts.append(Prompt("baseline", index, (), query.input, query.answers, (), query.all_answers))
     for split, count in (("dev", sizes.dev), ("test", sizes.test)):
         rng = random.Random(f"{split}:{seed}")
         for index in range(count):
             chosen = rng.sample(pairs, needed)
-            demos = tuple((p.input, p.outputs[0]) for p in chosen[: sizes.k])
+            demos = tuple((p.input, p.answers[0]) for p in chosen[: sizes.k])
             query = chosen[sizes.k]
             dummies = tuple(p.input for p in chosen[sizes.k + 1 :])
-            prompts.append(Prompt(split, index, demos, query.input, query.outputs, dummies))
+            prompts.append(Prompt(split, index, demos, query.input, query.answers, dummies, query.all_answers))
     return prompts
 
 
@@ -121,6 +202,7 @@ def prompts_to_table(prompts: Sequence[Prompt]) -> pa.Table:
             "query": [p.query for p in prompts],
             "answers": [list(p.answers) for p in prompts],
             "dummies": [list(p.dummies) for p in prompts],
+            "all_answers": [list(p.strict_answers) for p in prompts],
         },
         schema=PROMPT_SCHEMA,
     )
@@ -136,6 +218,7 @@ def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], dict]:
             row["query"],
             tuple(row["answers"]),
             tuple(row["dummies"]),
+            tuple(row.get("all_answers") or row["answers"]),
         )
         for row in table.to_pylist()
     ]
@@ -148,7 +231,7 @@ def build_prompts(task_file: str | os.PathLike[str], tokenizer, fmt: PromptForma
     fmt.validate()
     pairs = read_pairs(task_file)
     task_meta = store.parquet_metadata(task_file)
-    usable = single_token_pairs(pairs, tokenizer) if task_meta.get("one_token_output", True) else list(pairs)
+    usable, rendering = apply_rules(pairs, tokenizer, task_rules(task_meta))
     try:
         prompts = sample_prompts(usable, sizes, seed)
     except ValueError as error:
@@ -158,12 +241,19 @@ def build_prompts(task_file: str | os.PathLike[str], tokenizer, fmt: PromptForma
         "task": task_meta,
         "n_pairs": len(pairs),
         "n_pairs_usable": len(usable),
+        "rendering": rendering,
         "seed": seed,
         "sizes": dataclasses.asdict(sizes),
         "format": dataclasses.asdict(fmt),
     }
-    log.info("%s: %d of %d pairs usable; %d prompts", task_meta.get("task"), len(usable), len(pairs), len(prompts))
+    log.info("%s: %d of %d pairs usable%s; %d prompts", task_meta.get("task"), len(usable), len(pairs),
+             " (leading space)" if rendering["leading_space"] else "", len(prompts))
     return prompts, metadata
+
+
+def task_rules(task_metadata: dict) -> TaskRules:
+    """The rules a built task file records."""
+    return TaskRules(**task_metadata["rules"])
 
 
 def write_prompts(prompts: Sequence[Prompt], metadata: dict, out: str | os.PathLike[str]) -> None:

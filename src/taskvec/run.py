@@ -16,27 +16,30 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.evaluate import TaskScores, evaluate_task, score
+from taskvec.evaluate import TaskScores, add_strict_scores, evaluate_task, score
 from taskvec.extract import EVALUATED_SPLITS, activations_table, task_vectors_and_icl, write_activations
 from taskvec.forward import with_batch_backoff
 from taskvec.models import LoadedModel, load_model
-from taskvec.prompts import Prompt, PromptFormat, SplitSizes, build_prompts, write_prompts
+from taskvec.prompts import Prompt, PromptFormat, SplitSizes, build_prompts, task_rules, write_prompts
 
 log = logging.getLogger(__name__)
 
 
 def run_task(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16,
-             progress: bool = False, exact: bool = False) -> tuple[list[Prompt], np.ndarray, pa.Table]:
+             progress: bool = False, scoring: str = "exact", strict: bool = False
+             ) -> tuple[list[Prompt], np.ndarray, pa.Table]:
     """Task vectors of the dev and test prompts (``[n, n_layers, hidden]``, in the order returned) and
-    the predictions of every method (see :func:`taskvec.evaluate.evaluate_task`).
+    the predictions of every method (see :func:`taskvec.evaluate.evaluate_task`), scored by the
+    paper's first-token rule ``scoring``; with ``strict``, also by the strict metric
+    (:func:`taskvec.evaluate.add_strict_scores`).
 
     Out of accelerator memory, the task starts again at half the batch size."""
-    evaluated, vectors, table, _ = run_task_backing_off(lm, prompts, fmt, batch_size, progress, exact)
+    evaluated, vectors, table, _ = run_task_backing_off(lm, prompts, fmt, batch_size, progress, scoring, strict)
     return evaluated, vectors, table
 
 
 def run_task_backing_off(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int,
-                         progress: bool = False, exact: bool = False
+                         progress: bool = False, scoring: str = "exact", strict: bool = False
                          ) -> tuple[list[Prompt], np.ndarray, pa.Table, int]:
     """:func:`run_task`, also returning the batch size it completed at (smaller than ``batch_size``
     after running out of accelerator memory)."""
@@ -44,9 +47,14 @@ def run_task_backing_off(lm: LoadedModel, prompts: Sequence[Prompt], fmt: Prompt
     keys = [(p.split, p.index) for p in evaluated]
 
     def attempt(size: int) -> tuple[np.ndarray, pa.Table]:
-        vectors, icl_tokens = task_vectors_and_icl(lm, evaluated, fmt, size, progress=progress)
-        table = evaluate_task(lm, prompts, dict(zip(keys, vectors)), fmt, size, progress, exact=exact,
+        vectors, icl_tokens, *generations = task_vectors_and_icl(lm, evaluated, fmt, size, progress=progress,
+                                                                 generate=strict)
+        by_key = dict(zip(keys, vectors))
+        table = evaluate_task(lm, prompts, by_key, fmt, size, progress, scoring=scoring,
                               icl=dict(zip(keys, icl_tokens.tolist())))
+        if strict:
+            table = add_strict_scores(lm, prompts, by_key, table, fmt, size, progress,
+                                      icl_generations=dict(zip(keys, generations[0])))
         return vectors, table
 
     (vectors, table), used = with_batch_backoff(attempt, batch_size, "a task's extraction and evaluation")
@@ -77,10 +85,12 @@ def run_task_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLik
         task = metadata["task"]["task"]
         start = time.perf_counter()
         evaluated, vectors, table, size = run_task_backing_off(lm, prompts, fmt, size, progress,
-                                                               exact=metadata["task"]["one_token_output"])
+                                                               scoring=task_rules(metadata["task"]).scoring,
+                                                               strict=True)
         scores = score(table)
-        log.info("%s, split seed %d: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", task, seed,
-                 scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
+        log.info("%s, split seed %d: baseline %.2f, ICL %.2f, task vector %.2f at layer %d; strict: %.2f, %.2f, "
+                 "%.2f (%.1f s)", task, seed, scores.baseline, scores.icl, scores.tv, scores.best_layer,
+                 scores.baseline_strict, scores.icl_strict, scores.tv_strict, time.perf_counter() - start)
         computed.append((seed, prompts, metadata, evaluated, vectors, table, size, scores))
     for (seed, prompts, metadata, evaluated, vectors, table, size, _), prompts_path, activations_path, results_path \
             in zip(computed, prompts_out, activations_out, results_out):

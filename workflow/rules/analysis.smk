@@ -4,7 +4,7 @@ rule conflicting_tasks:
         model="data/models/{model}",
         code=code(
             "store.py", "models.py", "architectures.py", "hooks.py", "forward.py", "prompts.py", "extract.py",
-            "evaluate.py", "tasks/base.py", "analysis/pairs.py", "analysis/conflicting.py"
+            "evaluate.py", "scoring.py", "tasks/base.py", "analysis/pairs.py", "analysis/conflicting.py"
         ),
     output:
         "data/analysis/{model}/conflicting_tasks.parquet",
@@ -28,7 +28,7 @@ rule robustness:
     input:
         activations=lambda wc: first_sample("activations", wc.model),
         results=lambda wc: first_sample("results", wc.model),
-        code=code("store.py", "evaluate.py", "extract.py", "analysis/robustness.py"),
+        code=code("store.py", "evaluate.py", "scoring.py", "extract.py", "analysis/robustness.py"),
     output:
         "data/analysis/{model}/robustness.parquet",
     threads: 1
@@ -46,8 +46,10 @@ rule vocabulary_projection:
     input:
         activations=lambda wc: first_sample("activations", wc.model),
         results=lambda wc: first_sample("results", wc.model),
+        prompts=lambda wc: first_sample("prompts", wc.model),
         model="data/models/{model}",
-        code=code("store.py", "models.py", "architectures.py", "evaluate.py", "extract.py", "analysis/vocabulary.py"),
+        code=code("store.py", "models.py", "architectures.py", "forward.py", "prompts.py", "evaluate.py", "scoring.py",
+            "extract.py", "analysis/vocabulary.py"),
     output:
         "data/analysis/{model}/vocabulary.parquet",
     params:
@@ -61,4 +63,4 @@ rule vocabulary_projection:
         "logs/benchmarks/vocabulary_projection/{model}.tsv"
     shell:
         "taskvec vocabulary --model-dir {input.model} --activations {input.activations} --results {input.results}"
-        " --out {output} {params.compute} --threads {threads} 2> {log}"
+        " --prompts {input.prompts} --out {output} {params.compute} --threads {threads} 2> {log}"

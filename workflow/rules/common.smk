@@ -45,7 +45,7 @@ def code(*modules):
 
 def task_code(task):
     """The modules that build one task: a change to another task's builder leaves it alone."""
-    modules = ["store.py", "tasks/__init__.py", "tasks/base.py", "tasks/sources.py"]
+    modules = ["store.py", "scoring.py", "tasks/__init__.py", "tasks/base.py", "tasks/sources.py"]
     if "file" in config["tasks"][task]:
         return code(*modules, "tasks/custom.py") + [config["tasks"][task]["file"]]
     builder_module = BUILTIN_TASKS[task].build.__module__.split(".")[-1]
@@ -53,13 +53,20 @@ def task_code(task):
 
 
 def build_task_args(task):
+    """build-task's arguments: the seed, a user task's file, and the rendering and scoring rules that
+    params.yaml sets (unset ones keep the task's own: the paper's for a built-in task)."""
     settings = config["tasks"][task]
     args = f"--seed {settings.get('seed', 0)}"
     if "file" in settings:
         min_pairs = config["sizes"]["k"] + 1 + config["sizes"]["dummies"]
         args += f" --file '{settings['file']}' --min-pairs {min_pairs}"
-        if settings.get("one_token", False):
-            args += " --one-token"
+    if "one_token" in settings:
+        args += " --one-token" if settings["one_token"] else " --no-one-token"
+    if "leading_space" in settings:
+        value = settings["leading_space"]  # YAML reads a bare on/off as true/false
+        args += " --leading-space " + ("on" if value is True else "off" if value is False else value)
+    if "scoring" in settings:
+        args += f" --scoring {settings['scoring']}"
     return args
 
 
@@ -70,6 +77,7 @@ PROMPT_ARGS = " ".join(
                           ("n-dummies", "dummies"))
     ]
     + [f"--{name} {shlex.quote(config['prompt'][name])}" for name in ("demonstration", "query", "separator")]
+    + [f"--max-answer-tokens {config['prompt']['max_answer_tokens']}"]
 )
 COMPUTE_ARGS = (
     f"--device {config['compute']['device']} --dtype {config['compute']['dtype']} "
@@ -106,6 +114,7 @@ def conflict_inputs(model):
 
 
 RESULTS = [path for model in MODELS for task in TASKS for path in per_sample("results", model, task)]
+PROMPTS = [path for model in MODELS for task in TASKS for path in per_sample("prompts", model, task)]
 ANALYSES = [
     *expand("data/analysis/{model}/robustness.parquet", model=MODELS),
     *expand("data/analysis/{model}/vocabulary.parquet", model=MODELS),

@@ -4,7 +4,7 @@ rule evaluate_task:
         model="data/models/{model}",
         code=code(
             "store.py", "models.py", "architectures.py", "hooks.py", "forward.py", "prompts.py", "extract.py",
-            "evaluate.py", "run.py"
+            "evaluate.py", "run.py", "scoring.py", "tasks/base.py"
         ),
     output:
         prompts=per_sample("prompts"),

@@ -3,8 +3,10 @@
 If theta carries the task, the patched model should follow B although every demonstration shows A.
 Each of A's test prompts (its demonstrations and query) runs with the theta of one of B's test
 prompts replacing the last token's residual stream at B's chosen layer; the prediction is scored
-against A's answer and against B's answer for the same query. The ICL predictions without a patch
-come from A's results file (not recomputed).
+against A's answer and against B's answer for the same query, by the paper's first-token rule of
+each task and by the strict metric (greedy generation to the separator, exact match). The ICL
+first-token predictions without a patch come from A's results file; their generations run here in
+full, since they are scored against B's answers too.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import pyarrow as pa
 
 from taskvec import store
 from taskvec.analysis.pairs import PAIRS, conflict_summary
-from taskvec.evaluate import is_correct, score
+from taskvec.evaluate import score
 from taskvec.extract import read_activations
-from taskvec.forward import patched_next_tokens, with_batch_backoff
+from taskvec.forward import Continuation, greedy_continue, patched_next_tokens, with_batch_backoff
 from taskvec.models import LoadedModel
-from taskvec.prompts import PromptFormat, read_prompts
+from taskvec.prompts import PromptFormat, read_prompts, task_rules
+from taskvec.scoring import first_token_correct, strict_correct
 from taskvec.tasks.base import read_pairs
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,12 @@ SCHEMA = pa.schema(
         ("icl_correct_b", pa.bool_()),
         ("patched_correct_a", pa.bool_()),
         ("patched_correct_b", pa.bool_()),
+        ("icl_generated", pa.string()),
+        ("patched_generated", pa.string()),
+        ("icl_strict_a", pa.bool_()),
+        ("icl_strict_b", pa.bool_()),
+        ("patched_strict_a", pa.bool_()),
+        ("patched_strict_b", pa.bool_()),
     ]
 )
 
@@ -62,28 +71,48 @@ def conflict_pair(lm: LoadedModel, data_dir: Path, model: str, sample: str, task
     fmt = PromptFormat(**meta_a["format"])
     test_a = [p for p in prompts_a if p.split == "test"]
     results_a = store.read_parquet(a["results"]).to_pydict()
-    icl = {i: pred for i, split, method, pred in zip(results_a["index"], results_a["split"], results_a["method"],
-                                                     results_a["prediction"]) if split == "test" and method == "icl"}
+    icl = {i: (pred, token) for i, split, method, pred, token in zip(
+        results_a["index"], results_a["split"], results_a["method"], results_a["prediction"], results_a["token_id"])
+        if split == "test" and method == "icl"}
     results_b = store.read_parquet(b["results"])
     layer_b = score(results_b).best_layer
-    exact_b = store.parquet_metadata(results_b)["task"]["one_token_output"]
-    exact_a = meta_a["task"]["one_token_output"]
+    rule_b = task_rules(store.parquet_metadata(results_b)["task"]).scoring
+    rule_a = task_rules(meta_a["task"]).scoring
     vectors_b, _ = read_activations(b["activations"])
     thetas_b = [v[layer_b] for (split, _), v in sorted(vectors_b.items()) if split == "test"]
-    answers_b = {pair.input: pair.outputs for pair in read_pairs(b["task"])}
+    # B's answers for A's query; the two tasks may render with and without a leading space
+    answers_b = {pair.input.strip(): pair.outputs for pair in read_pairs(b["task"])}
 
     texts = [fmt.render(p.demonstrations, p.query) for p in test_a]
     patches = np.stack([thetas_b[i % len(thetas_b)] for i in range(len(test_a))])
-    tokens, _ = with_batch_backoff(lambda size: patched_next_tokens(lm, texts, [layer_b] * len(test_a), patches, size),
-                                   batch_size, f"the patched passes of {task_a} with theta of {task_b}")
+    layers = [layer_b] * len(test_a)
+
+    until = Continuation(fmt.max_answer_tokens, fmt.separator)
+
+    def runs(size: int) -> tuple[list[list[int]], list[list[int]]]:
+        # Whole generations, scored against both tasks' answers (the results file's ICL generations
+        # stop once they cannot become one of A's answers).
+        unpatched = greedy_continue(lm, texts, [icl[p.index][1] for p in test_a], until, size)
+        first = patched_next_tokens(lm, texts, layers, patches, size)
+        return unpatched, greedy_continue(lm, texts, first.tolist(), until, size, layers=layers, vectors=patches)
+
+    (icl_generations, generations), _ = with_batch_backoff(
+        runs, batch_size, f"the passes of {task_a} with and without theta of {task_b}")
     rows = {name: [] for name in SCHEMA.names}
-    for prompt, token in zip(test_a, tokens):
-        patched = lm.tokenizer.decode([int(token)])
-        b_answers = answers_b.get(prompt.query, ())
-        unpatched = icl[prompt.index]
+    for prompt, tokens, icl_tokens in zip(test_a, generations, icl_generations):
+        patched = lm.tokenizer.decode(tokens[:1])
+        patched_text = lm.tokenizer.decode(tokens)
+        b_answers = answers_b.get(prompt.query.strip(), ())
+        unpatched, unpatched_text = icl[prompt.index][0], lm.tokenizer.decode(icl_tokens)
         values = (task_a, task_b, prompt.index, prompt.query, layer_b, unpatched, patched, bool(b_answers),
-                  is_correct(unpatched, prompt.answers, exact_a), is_correct(unpatched, b_answers, exact_b),
-                  is_correct(patched, prompt.answers, exact_a), is_correct(patched, b_answers, exact_b))
+                  first_token_correct(unpatched, prompt.answers, rule_a),
+                  first_token_correct(unpatched, b_answers, rule_b),
+                  first_token_correct(patched, prompt.answers, rule_a), first_token_correct(patched, b_answers, rule_b),
+                  unpatched_text, patched_text,
+                  strict_correct(unpatched_text, prompt.strict_answers, fmt.separator),
+                  strict_correct(unpatched_text, b_answers, fmt.separator),
+                  strict_correct(patched_text, prompt.strict_answers, fmt.separator),
+                  strict_correct(patched_text, b_answers, fmt.separator))
         for name, value in zip(SCHEMA.names, values):
             rows[name].append(value)
     return pa.table(rows, schema=SCHEMA)

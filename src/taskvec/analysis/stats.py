@@ -1,8 +1,14 @@
 """Confidence intervals and paired tests for accuracies measured on a few dozen prompts.
 
-With 50 test prompts one prompt is 2 points of accuracy, so every accuracy carries a 95% bootstrap
-interval (resampling prompts), and task vector against ICL is a paired comparison on the same
-prompts (McNemar's exact test on the prompts where exactly one of the two is right).
+With 50 test prompts one prompt is 2 points of accuracy. So:
+
+- every per-task accuracy carries a 95% Wilson score interval, which, unlike a percentile bootstrap,
+  does not collapse to a point at 0 or 1;
+- a mean over tasks (and the task vector's share of ICL accuracy) carries a two-level bootstrap
+  interval: tasks are resampled, then each drawn task's prompts, so the interval covers which tasks
+  were studied as well as which prompts;
+- task vector against ICL is a paired comparison on the same prompts (McNemar's exact test), and
+  p-values over many tasks are Holm-adjusted for the family of tests.
 """
 
 from __future__ import annotations
@@ -19,26 +25,61 @@ BOOTSTRAP_SEED = 0  # fixed: the same results give the same intervals
 ALPHA = 0.05
 
 
-def paired_bootstrap(groups: Sequence[dict[str, np.ndarray]], resamples: int = BOOTSTRAP_RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED) -> dict[str, np.ndarray]:
-    """Bootstrap distribution of the mean over ``groups`` of each method's accuracy.
+Z_95 = 1.959963984540054  # the standard normal quantile of 0.975
 
-    Each group holds per-prompt correctness of one or more methods on the same prompts (for example
-    ICL and the task vector on one task's test prompts of one split seed). Every resample draws each
-    group's prompts with replacement, the same draw for all of its methods (a paired resample), and
-    averages each method's group accuracies. Returns, per method, ``[resamples]`` means.
-    """
+
+def wilson_interval(accuracy: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion ``accuracy`` observed on ``n`` independent items.
+    Its width is positive for every n, also at accuracies of exactly 0 or 1."""
+    if n <= 0 or not np.isfinite(accuracy):
+        return (float("nan"), float("nan"))
+    denominator = 1 + z * z / n
+    centre = (accuracy + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / denominator
+    low = 0.0 if accuracy <= 0 else max(0.0, centre - half)
+    high = 1.0 if accuracy >= 1 else min(1.0, centre + half)
+    return (low, high)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: adjusted p-values that control the family-wise error rate over
+    all the tests given (reject where the adjusted value is below the level)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def task_bootstrap(tasks: Sequence[Sequence[dict[str, np.ndarray]]], resamples: int = BOOTSTRAP_RESAMPLES,
+                   seed: int = BOOTSTRAP_SEED) -> dict[str, np.ndarray]:
+    """Two-level bootstrap distribution of the mean over tasks of each method's accuracy.
+
+    ``tasks[t]`` is a list of groups; a group holds per-prompt correctness of one or more methods on
+    the same prompts (e.g. ICL and the task vector on the test prompts). Each resample draws the tasks
+    with replacement, then within each drawn task each group's prompts with replacement (paired across
+    the group's methods), and averages the methods' accuracies over the drawn tasks. A task's accuracy
+    is the mean over its groups. Returns, per method, ``[resamples]`` means."""
     rng = np.random.default_rng(seed)
-    methods = list(groups[0])
-    totals = {method: np.zeros(resamples) for method in methods}
-    for group in groups:
-        size = len(next(iter(group.values())))
-        if size == 0 or any(len(values) != size for values in group.values()):
-            raise ValueError("every method of a group needs a result for each of the group's prompts")
-        draw = rng.integers(0, size, size=(resamples, size))
-        for method in methods:
-            totals[method] += np.asarray(group[method], dtype=float)[draw].mean(axis=1)
-    return {method: total / len(groups) for method, total in totals.items()}
+    per_task: list[dict[str, np.ndarray]] = []
+    for groups in tasks:
+        sums: dict[str, np.ndarray] = {}
+        counts: dict[str, int] = {}
+        for group in groups:
+            size = len(next(iter(group.values())))
+            if size == 0 or any(len(values) != size for values in group.values()):
+                raise ValueError("every method of a group needs a result for each of the group's prompts")
+            draw = rng.integers(0, size, size=(resamples, size))
+            for method, values in group.items():
+                sums[method] = sums.get(method, 0) + np.asarray(values, dtype=float)[draw].mean(axis=1)
+                counts[method] = counts.get(method, 0) + 1
+        per_task.append({method: total / counts[method] for method, total in sums.items()})
+    methods = list(per_task[0])
+    task_draw = rng.integers(0, len(per_task), size=(resamples, len(per_task)))
+    columns = np.arange(resamples)[:, None]
+    return {method: np.stack([t[method] for t in per_task])[task_draw, columns].mean(axis=1) for method in methods}
 
 
 def interval(distribution: np.ndarray) -> tuple[float, float]:
@@ -46,15 +87,6 @@ def interval(distribution: np.ndarray) -> tuple[float, float]:
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(distribution, [tail, 100 - tail])
     return (float(low), float(high))
-
-
-def bootstrap_ci(correct: Sequence[bool] | np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean of ``correct`` (prompts resampled with replacement)."""
-    values = np.asarray(correct, dtype=float)
-    if values.size == 0:
-        return (float("nan"), float("nan"))
-    return interval(paired_bootstrap([{"x": values}], resamples, seed)["x"])
 
 
 @dataclasses.dataclass(frozen=True)

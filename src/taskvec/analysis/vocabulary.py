@@ -1,8 +1,11 @@
-"""Vocabulary projection: read theta as if it were the last layer's output.
+"""Vocabulary projection: read theta as if it were the last layer's output, and judge whether its
+top tokens name the task's outputs, as the paper observes for its models.
 
-The mean task vector of a task (over its dev and test prompts) at the task's chosen layer goes
-through the final norm and the unembedding; its top tokens often name the task ("upper", "past",
-"capital") or its typical answers.
+The mean task vector of a task (over its dev and test prompts) at a layer goes through the final
+norm and the unembedding. The criterion: the share of its top ``TOP_TOKENS`` tokens that are first
+tokens of the task's own answers, against the same share for the other tasks' mean thetas (how often
+the answers of this task come up anyway). A task's theta *names its outputs* where its own share is
+positive and above the other thetas' mean share. Both the chosen layer and the last layer are read.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ from taskvec.evaluate import score
 from taskvec.extract import read_activations
 from taskvec.forward import read_out
 from taskvec.models import LoadedModel
+from taskvec.prompts import first_token_id, read_prompts
 
-TOP_TOKENS = 10
+TOP_TOKENS = 20
+
+SCHEMA = pa.schema([("task", pa.string()), ("layer_kind", pa.string()), ("layer", pa.int16()),
+                    ("rank", pa.int8()), ("token_id", pa.int64()), ("token", pa.string()),
+                    ("answer_token", pa.bool_()), ("logit", pa.float32())])
 
 
 @torch.inference_mode()
@@ -32,22 +40,56 @@ def top_tokens(lm: LoadedModel, vector: np.ndarray, k: int = TOP_TOKENS) -> list
     return [(int(i), lm.tokenizer.decode([int(i)]), float(v)) for i, v in zip(ids, values)]
 
 
+def answer_tokens(lm: LoadedModel, prompts_file: str | os.PathLike[str]) -> set[int]:
+    """First token ids of every answer that a task's prompts score, as written in its prompts."""
+    prompts, _ = read_prompts(prompts_file)
+    return {first_token_id(lm.tokenizer, answer) for p in prompts for answer in p.answers}
+
+
+def judge(top: dict[str, list[int]], answers: dict[str, set[int]], k: int = TOP_TOKENS) -> dict:
+    """The criterion over every task: ``top[t]`` are the top token ids of task t's mean theta,
+    ``answers[t]`` its answer tokens. Returns per task the own share and the other thetas' mean share,
+    and over tasks how many name their outputs."""
+    tasks = list(top)
+    per_task = {}
+    for task in tasks:
+        own = len(set(top[task]) & answers[task]) / k
+        others = [len(set(top[other]) & answers[task]) / k for other in tasks if other != task]
+        other_share = float(np.mean(others)) if others else 0.0
+        per_task[task] = {"own_share": round(own, 4), "other_share": round(other_share, 4),
+                          "names_outputs": bool(own > 0 and own > other_share)}
+    named = [t for t in tasks if per_task[t]["names_outputs"]]
+    return {"top": k, "tasks": per_task, "n_tasks": len(tasks), "n_naming_outputs": len(named), "naming_outputs": named,
+            "mean_own_share": round(float(np.mean([v["own_share"] for v in per_task.values()])), 4),
+            "mean_other_share": round(float(np.mean([v["other_share"] for v in per_task.values()])), 4)}
+
+
 def vocabulary_file(model_dir: str | os.PathLike[str], activations_files: Sequence[str | os.PathLike[str]],
-                    results_files: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
-                    device: str = "auto", dtype: str = "auto", threads: int = 0) -> None:
-    """Top tokens of each task's mean theta at its chosen layer, one Parquet file per model."""
+                    results_files: Sequence[str | os.PathLike[str]], prompts_files: Sequence[str | os.PathLike[str]],
+                    out: str | os.PathLike[str], device: str = "auto", dtype: str = "auto", threads: int = 0) -> None:
+    """Top tokens of each task's mean theta at its chosen layer and at the last layer, with the
+    criterion's judgement in the file's metadata; one Parquet file per model."""
     from taskvec.models import load_model
 
     lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
-    columns: dict[str, list] = {"task": [], "layer": [], "rank": [], "token_id": [], "token": [], "logit": []}
-    for activations, results in zip(activations_files, results_files, strict=True):
-        layer = score(store.read_parquet(results)).best_layer
+    columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+    top: dict[str, dict[str, list[int]]] = {"chosen": {}, "last": {}}
+    layers: dict[str, dict[str, int]] = {"chosen": {}, "last": {}}
+    answers: dict[str, set[int]] = {}
+    for activations, results, prompts in zip(activations_files, results_files, prompts_files, strict=True):
         by_prompt, metadata = read_activations(activations)
-        mean = np.mean([theta[layer] for theta in by_prompt.values()], axis=0)
-        for rank, (token_id, token, logit) in enumerate(top_tokens(lm, mean)):
-            for name, value in zip(columns, (metadata["task"], layer, rank + 1, token_id, token, round(logit, 3))):
-                columns[name].append(value)
-    table = pa.table(columns, schema=pa.schema([("task", pa.string()), ("layer", pa.int16()), ("rank", pa.int8()),
-                                               ("token_id", pa.int64()), ("token", pa.string()),
-                                               ("logit", pa.float32())]))
-    store.write_parquet(table, out, {"model": lm.provenance, "top": TOP_TOKENS})
+        task = metadata["task"]
+        answers[task] = answer_tokens(lm, prompts)
+        chosen = score(store.read_parquet(results)).best_layer
+        for kind, layer in (("chosen", chosen), ("last", int(metadata["n_layers"]) - 1)):
+            mean = np.mean([theta[layer] for theta in by_prompt.values()], axis=0)
+            ranked = top_tokens(lm, mean)
+            top[kind][task] = [token_id for token_id, _, _ in ranked]
+            layers[kind][task] = layer
+            for rank, (token_id, token, logit) in enumerate(ranked):
+                for name, value in zip(SCHEMA.names, (task, kind, layer, rank + 1, token_id, token,
+                                                      token_id in answers[task], round(logit, 3))):
+                    columns[name].append(value)
+    judgement = {kind: judge(top[kind], answers) for kind in top}
+    store.write_parquet(pa.table(columns, schema=SCHEMA), out,
+                        {"model": lm.provenance, "top": TOP_TOKENS, "judgement": judgement, "layers": layers})

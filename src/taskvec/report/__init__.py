@@ -44,11 +44,13 @@ def step_timings(benchmarks_dir: Path) -> list[dict]:
 
 def build_report(result_files: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                  analysis_files: Sequence[str | os.PathLike[str]] = (),
-                 benchmarks_dir: str | os.PathLike[str] | None = None) -> Path:
+                 benchmarks_dir: str | os.PathLike[str] | None = None,
+                 prompts_files: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Write the report for ``result_files`` (``.../{model}/{task}/{sample}.parquet``) and the
     analyses (``.../{model}/{analysis}.parquet``) into ``out_dir``."""
     out = Path(out_dir)
-    study = collect([Path(f) for f in result_files], [Path(f) for f in analysis_files])
+    study = collect([Path(f) for f in result_files], [Path(f) for f in analysis_files],
+                    [Path(f) for f in prompts_files])
     store.write_json(metrics(study), out / "metrics.json")
     tables = out / "tables"
     write_table(accuracy_rows(study), tables, "accuracy")

@@ -12,28 +12,46 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.analysis.stats import PairedTest, interval, mcnemar_exact, mean_and_spread, paired_bootstrap
+from taskvec.analysis.stats import (
+    ALPHA,
+    PairedTest,
+    holm,
+    interval,
+    mcnemar_exact,
+    mean_and_spread,
+    task_bootstrap,
+    wilson_interval,
+)
 from taskvec.evaluate import TaskScores, score
+from taskvec.prompts import Prompt, read_prompts
 
 ICL_WORKS = 0.2  # the paper's filter: tasks where ICL beats the baseline by at least this much
 METHODS = ("baseline", "icl", "tv")
+STRICT = tuple(f"{m}_strict" for m in METHODS)  # the same methods under the strict metric
+METRICS = METHODS + STRICT
 
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """One (model, task) over its samplings of the splits: means, 95% intervals, spread over seeds,
-    and the paired test of the task vector against ICL."""
+    """One (model, task) over its samplings of the splits: mean accuracies by the paper's first-token
+    rule (``baseline``, ``icl``, ``tv``) and the strict metric (``*_strict``; NaN where not measured),
+    95% Wilson intervals, spread over seeds, and the paired tests of the task vector against ICL."""
 
     baseline: float
     icl: float
     tv: float
+    baseline_strict: float
+    icl_strict: float
+    tv_strict: float
     ci: dict[str, tuple[float, float]]
     spread: dict[str, float]
     best_layers: tuple[int, ...]
     dev_by_layer: list[float]
     n_baseline: int
+    n_baseline_distinct: int  # distinct bare queries: the baseline's interval counts each once
     n_test: int
     tv_vs_icl: PairedTest
+    tv_vs_icl_strict: PairedTest | None
 
     @property
     def best_layer(self) -> int:
@@ -41,22 +59,36 @@ class Scores:
         counts = collections.Counter(self.best_layers)
         return max(self.best_layers, key=lambda layer: (counts[layer], -self.best_layers.index(layer)))
 
+    @property
+    def has_strict(self) -> bool:
+        return bool(np.isfinite(self.icl_strict))
+
+
+def _pooled(samples: Sequence[TaskScores], field: str) -> np.ndarray:
+    return np.concatenate([np.asarray(getattr(s, field), dtype=bool) for s in samples])
+
 
 def aggregate(samples: Sequence[TaskScores]) -> Scores:
-    baseline = paired_bootstrap([{"baseline": np.array(s.baseline_correct)} for s in samples])["baseline"]
-    test = paired_bootstrap([{"icl": np.array(s.icl_correct), "tv": np.array(s.tv_correct)} for s in samples])
-    draws = {"baseline": baseline, **test}
-    means = {m: mean_and_spread([getattr(s, m) for s in samples]) for m in METHODS}
+    """Means over the samplings; Wilson intervals over the pooled test prompts (ICL, task vector) or
+    the distinct bare queries (baseline: its queries repeat, and a query's prediction does not change)."""
+    distinct = len({q for s in samples for q in s.baseline_queries}) or sum(s.n_baseline for s in samples)
+    n_test = sum(s.n_test for s in samples)
+    means = {m: mean_and_spread([getattr(s, m) for s in samples]) for m in METRICS}
+    items = {"baseline": distinct, "icl": n_test, "tv": n_test}
+    ci = {m: wilson_interval(means[m][0], items[m.removesuffix("_strict")]) for m in METRICS}
+    strict_measured = all(s.icl_strict_correct and s.tv_strict_correct for s in samples)
     return Scores(
-        baseline=means["baseline"][0], icl=means["icl"][0], tv=means["tv"][0],
-        ci={m: interval(draws[m]) for m in METHODS},
-        spread={m: means[m][1] for m in METHODS},
+        **{m: means[m][0] for m in METRICS},
+        ci=ci,
+        spread={m: means[m][1] for m in METRICS},
         best_layers=tuple(s.best_layer for s in samples),
         dev_by_layer=list(np.mean([s.dev_by_layer for s in samples], axis=0)),
         n_baseline=sum(s.n_baseline for s in samples),
-        n_test=sum(s.n_test for s in samples),
-        tv_vs_icl=mcnemar_exact(np.concatenate([s.tv_correct for s in samples]),
-                                np.concatenate([s.icl_correct for s in samples])),
+        n_baseline_distinct=distinct,
+        n_test=n_test,
+        tv_vs_icl=mcnemar_exact(_pooled(samples, "tv_correct"), _pooled(samples, "icl_correct")),
+        tv_vs_icl_strict=mcnemar_exact(_pooled(samples, "tv_strict_correct"), _pooled(samples, "icl_strict_correct"))
+        if strict_measured else None,
     )
 
 
@@ -69,6 +101,9 @@ class TaskResult:
     samples: tuple[TaskScores, ...]
     seeds: tuple[int, ...]
     metadata: dict  # of the first sampling
+    p_holm: float = float("nan")  # tv_vs_icl's p-value, Holm-adjusted over every (model, task) of the study
+    icl_errors: dict | None = None  # ICL's wrong predictions on the first sampling (see icl_errors), and the
+    # task vector's strict failures there (``tv_strict``, see strict_failures)
 
     @property
     def n_pairs(self) -> int:
@@ -79,26 +114,64 @@ class TaskResult:
         return self.scores.icl - self.scores.baseline >= ICL_WORKS
 
     @property
+    def direction(self) -> str:
+        """``above`` or ``below`` where the task vector differs from ICL after Holm's adjustment, else
+        ``within noise``."""
+        if not self.p_holm < ALPHA:
+            return "within noise"
+        return "above" if self.scores.tv > self.scores.icl else "below"
+
+    @property
+    def leading_space(self) -> bool:
+        return bool(self.metadata.get("rendering", {}).get("leading_space", False))
+
+    @property
     def sources(self) -> str:
         return ", ".join(f"{s['package']} {s['version']}" for s in self.metadata["task"]["sources"])
 
 
 def mean_scores(results: Sequence[TaskResult]) -> dict[str, float]:
     return {key: float(np.mean([getattr(r.scores, key) for r in results])) if results else float("nan")
-            for key in METHODS}
+            for key in METRICS}
+
+
+def _ratio_interval(draws: dict[str, np.ndarray], tv: str, icl: str) -> tuple[float, float]:
+    ratio = draws[tv] / np.where(draws[icl] == 0, np.nan, draws[icl])
+    return interval(ratio[np.isfinite(ratio)]) if np.isfinite(ratio).any() else (float("nan"), float("nan"))
 
 
 def mean_intervals(results: Sequence[TaskResult]) -> dict[str, tuple[float, float]]:
-    """95% intervals of the mean accuracy over ``results`` (prompts resampled within every task and
-    sampling), and of the task vector's share of ICL accuracy."""
+    """95% intervals of the mean accuracy over ``results`` and of the task vector's share of ICL
+    accuracy, by the two-level bootstrap (tasks, then prompts within each task and sampling). They
+    hold the layer chosen on dev fixed: the spread that the layer choice adds shows in the spread
+    over split seeds. A mean's interval is never narrower than the Wilson interval of its prompts
+    taken together (where every prompt agrees, as at an accuracy of 0, resampling sees no spread)."""
     if not results:
         return {}
-    test = paired_bootstrap([{"icl": np.array(s.icl_correct), "tv": np.array(s.tv_correct)}
-                             for r in results for s in r.samples])
-    baseline = paired_bootstrap([{"baseline": np.array(s.baseline_correct)} for r in results for s in r.samples])
-    ratio = test["tv"] / np.where(test["icl"] == 0, np.nan, test["icl"])
-    return {"baseline": interval(baseline["baseline"]), "icl": interval(test["icl"]), "tv": interval(test["tv"]),
-            "tv_over_icl": interval(ratio[np.isfinite(ratio)]) if np.isfinite(ratio).any() else (np.nan, np.nan)}
+    strict = all(r.scores.has_strict for r in results)
+    tasks = []
+    for r in results:
+        groups = [{"baseline": _pooled(r.samples, "baseline_correct")},
+                  {"icl": _pooled(r.samples, "icl_correct"), "tv": _pooled(r.samples, "tv_correct")}]
+        if strict:
+            groups += [{"baseline_strict": _pooled(r.samples, "baseline_strict_correct")},
+                       {"icl_strict": _pooled(r.samples, "icl_strict_correct"),
+                        "tv_strict": _pooled(r.samples, "tv_strict_correct")}]
+        tasks.append(groups)
+    draws = task_bootstrap(tasks)
+    intervals = {}
+    for metric, distribution in draws.items():
+        low, high = interval(distribution)
+        if metric.startswith("baseline"):  # its draws repeat queries: count each distinct one once
+            n = sum(r.scores.n_baseline_distinct for r in results)
+        else:
+            n = sum(len(group[metric]) for groups in tasks for group in groups if metric in group)
+        wilson_low, wilson_high = wilson_interval(float(np.mean([getattr(r.scores, metric) for r in results])), n)
+        intervals[metric] = (min(low, wilson_low), max(high, wilson_high))
+    intervals["tv_over_icl"] = _ratio_interval(draws, "tv", "icl")
+    if strict:
+        intervals["tv_over_icl_strict"] = _ratio_interval(draws, "tv_strict", "icl_strict")
+    return intervals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +182,7 @@ class Analyses:
     robustness: pa.Table | None = None
     robustness_summary: dict | None = None
     vocabulary: pa.Table | None = None
+    vocabulary_summary: dict | None = None  # the vocabulary criterion's judgement per layer kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +197,10 @@ class StudyResults:
     @property
     def tasks(self) -> list[str]:
         return list(dict.fromkeys(r.task for r in self.results))
+
+    def differs(self, task: str) -> str:
+        """How ``task`` differs from the paper's version (source, size, format, filter)."""
+        return next(r for r in self.results if r.task == task).metadata["task"].get("differs", "")
 
     def paper_task(self, task: str) -> str | None:
         """The paper's name for ``task`` (None for tasks the paper does not have)."""
@@ -170,23 +248,70 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
             found[model]["robustness_summary"] = store.parquet_metadata(table)["summary"]
         elif path.stem == "vocabulary":
             found[model]["vocabulary"] = table
+            found[model]["vocabulary_summary"] = store.parquet_metadata(table).get("judgement")
         else:
             raise ValueError(f"{path}: not an analysis file (conflicting_tasks, robustness or vocabulary)")
     return {model: Analyses(**fields) for model, fields in found.items()}
 
 
-def collect(paths: Sequence[Path], analysis_paths: Sequence[Path] = ()) -> StudyResults:
-    """Results files are laid out as ``{model}/{task}/{sample}.parquet``; order follows ``paths``."""
+def icl_errors(results: pa.Table, prompts: Sequence[Prompt]) -> dict:
+    """What ICL predicts where it is wrong on the test prompts of one results file (the first token):
+    the most frequent wrong predictions, and how many repeat one of the prompt's demonstration
+    answers or inputs, or the query itself."""
+    by_index = {p.index: p for p in prompts if p.split == "test"}
+    wrong = [(row["prediction"].strip(), by_index[row["index"]]) for row in results.to_pylist()
+             if row["method"] == "icl" and row["split"] == "test" and not row["correct"]]
+    return {
+        "n_test": len(by_index),
+        "n_wrong": len(wrong),
+        "most_frequent": collections.Counter(prediction for prediction, _ in wrong).most_common(3),
+        "demonstration_answer": sum(pred in {y.strip() for _, y in p.demonstrations} for pred, p in wrong),
+        "demonstration_input": sum(pred in {x.strip() for x, _ in p.demonstrations} for pred, p in wrong),
+        "query": sum(pred == p.query.strip() for pred, p in wrong),
+    }
+
+
+def strict_failures(results: pa.Table, prompts: Sequence[Prompt], method: str = "tv") -> dict:
+    """On the test prompts of one results file: where ``method``'s first token is right by the paper's
+    rule but its generation fails the strict metric, how often the generation starts with a valid answer
+    and goes on instead of ending there (the answer, then more text before any separator)."""
+    by_index = {p.index: p for p in prompts if p.split == "test"}
+    rows = [row for row in results.to_pylist() if row["method"] == method and row["split"] == "test"
+            and row["correct"] and row["strict_correct"] is False]
+    goes_on = 0
+    for row in rows:
+        text = row["generated"].strip()
+        goes_on += any(text.startswith(a.strip()) and len(text) > len(a.strip())
+                       for a in by_index[row["index"]].strict_answers)
+    return {"first_token_right_strict_wrong": len(rows), "answer_then_more": goes_on}
+
+
+def collect(paths: Sequence[Path], analysis_paths: Sequence[Path] = (),
+            prompts_paths: Sequence[Path] = ()) -> StudyResults:
+    """Results files are laid out as ``{model}/{task}/{sample}.parquet``; order follows ``paths``.
+    ``prompts_paths``, if given, are the prompts files of the same samplings, in the same order (for
+    the diagnosis of ICL's errors on the first sampling)."""
+    if prompts_paths and len(prompts_paths) != len(paths):
+        raise ValueError(f"give one prompts file per results file ({len(paths)} results, {len(prompts_paths)} "
+                         "prompts)")
     grouped: dict[tuple[str, str], list[tuple[TaskScores, dict]]] = {}
-    for path in paths:
+    errors: dict[tuple[str, str], dict] = {}
+    for number, path in enumerate(paths):
         table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` makes it")
         metadata = store.parquet_metadata(table)
-        grouped.setdefault((path.parent.parent.name, metadata["task"]["task"]), []).append((score(table), metadata))
+        key = (path.parent.parent.name, metadata["task"]["task"])
+        if prompts_paths and key not in errors:
+            first_prompts = read_prompts(prompts_paths[number])[0]
+            errors[key] = {**icl_errors(table, first_prompts), "tv_strict": strict_failures(table, first_prompts)}
+        grouped.setdefault(key, []).append((score(table), metadata))
     if not grouped:
         raise ValueError("no results files given")
     results = []
     for (model, task), samples in grouped.items():
         first = samples[0][1]
         results.append(TaskResult(model, task, first["task"]["category"], aggregate([s for s, _ in samples]),
-                                  tuple(s for s, _ in samples), tuple(int(m["seed"]) for _, m in samples), first))
+                                  tuple(s for s, _ in samples), tuple(int(m["seed"]) for _, m in samples), first,
+                                  icl_errors=errors.get((model, task))))
+    adjusted = holm([r.scores.tv_vs_icl.p_value for r in results])
+    results = [dataclasses.replace(r, p_holm=p) for r, p in zip(results, adjusted)]
     return StudyResults(tuple(results), _read_analyses(analysis_paths))

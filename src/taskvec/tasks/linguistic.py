@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from taskvec.tasks.base import Pair, Task
+from taskvec.tasks.base import MAPPING_RULES, Pair, Task
 from taskvec.tasks.sources import (
     WORDNET_DIR,
     common_words,
@@ -98,13 +98,25 @@ def _sources(*packages: str):
     return sources
 
 
+VERBS_DIFFER = (f"Source: lemminflect's inflection of the common English verbs in wordfreq's {VOCABULARY} most "
+                f"frequent words (WordNet decides the part of speech), up to {MAX_PAIRS}. The paper: a public "
+                "list of English verb conjugations. Filter and scoring as the paper (one-token answers, leading-space "
+                "rule, exact).")
+
 LINGUISTIC_TASKS = (
     Task("present_simple_past_simple", "linguistic", "the past simple of a common English verb", "go -> went",
-         _past, sources=_sources("lemminflect"), paper_task="present_simple_past_simple"),
+         _past, MAPPING_RULES, sources=_sources("lemminflect"), paper_task="present_simple_past_simple",
+         differs=VERBS_DIFFER),
     Task("present_simple_gerund", "linguistic", "the gerund of a common English verb", "go -> going",
-         _gerund, sources=_sources("lemminflect"), paper_task="present_simple_gerund"),
+         _gerund, MAPPING_RULES, sources=_sources("lemminflect"), paper_task="present_simple_gerund",
+         differs=VERBS_DIFFER),
     Task("plural_singular", "linguistic", "the singular of a common English plural noun", "cats -> cat",
-         _plural_singular, sources=_sources("inflect"), paper_task="plural_singular"),
+         _plural_singular, MAPPING_RULES, sources=_sources("inflect"), paper_task="plural_singular",
+         differs="Source: inflect's plurals of common English nouns, regular ones included. The paper uses only "
+                 "irregular plurals (a public list: men -> man, cacti -> cactus), a harder task. Filter and scoring "
+                 "as the paper."),
     Task("antonyms", "linguistic", "an antonym of a common English word (any WordNet antonym counts)",
-         "hot -> cold", _antonyms, sources=_sources(), paper_task="antonyms"),
+         "hot -> cold", _antonyms, MAPPING_RULES, sources=_sources(), paper_task="antonyms",
+         differs="Source: WordNet 3.0's antonym pointers for common English words, every antonym counting. The "
+                 "paper: its own antonym list, one answer each. Filter and scoring as the paper."),
 )

@@ -1,12 +1,13 @@
 """Translation of common words with Debian's FreeDict dictionaries; wordfreq decides what is common.
 
 A word may have several translations: every one the dictionary gives (that is itself a common
-word of the target language) counts as correct.
+word of the target language) counts as correct. As in the paper's code, each model keeps the pairs
+with a one-token translation (leading-space rule) and a prediction must equal a translation.
 """
 
 from __future__ import annotations
 
-from taskvec.tasks.base import Pair, Task
+from taskvec.tasks.base import MAPPING_RULES, Pair, Task
 from taskvec.tasks.sources import common_words, freedict, is_plain_word, python_source, zipf
 
 VOCABULARY = 5000   # source-language words considered, most frequent first
@@ -37,8 +38,12 @@ def _translation(source: str, target: str):
 
     name = f"translation_{source}_{target}"
     example = {"fr_en": "chat -> cat", "es_en": "perro -> dog", "en_fr": "cat -> chat", "en_es": "dog -> perro"}
+    differs = (f"Source: the {source}->{target} FreeDict dictionary (Debian) over wordfreq's {VOCABULARY} most common "
+               f"{NAMES[source]} words (the {SKIP_MOST_FREQUENT} most frequent skipped), up to {MAX_ANSWERS} "
+               "translations each, any of which counts. The paper: 1,000 common English words aligned with their "
+               "translations in a word-frequency list, one answer each, WordNet synonyms of it also counting.")
     return Task(name, "translation", f"{NAMES[target]} translation of a common {NAMES[source]} word",
-                example[f"{source}_{target}"], build, one_token_output=False, sources=sources, paper_task=name)
+                example[f"{source}_{target}"], build, MAPPING_RULES, sources=sources, paper_task=name, differs=differs)
 
 
 TRANSLATION_TASKS = (
