@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := wordnet-base dict-freedict-fra-eng dict-freedict-spa-eng dict
 # The tests also open the report in a headless browser.
 TEST_PACKAGES := chromium
 
-.PHONY: setup debian-packages test-packages reproduce push pull test bench lint
+.PHONY: setup debian-packages test-packages reproduce push pull test test-fast bench lint
 
 setup: $(STAMP) debian-packages
 
@@ -65,6 +65,11 @@ pull: setup
 
 test: setup test-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# The inner loop: unit tests on tiny random-weight models and synthetic data; no real model, no
+# workflow run, no browser, no Debian data packages (so no root). `make test` runs everything.
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not model and not workflow and not sources and not browser"
 
 # Speed and memory of the study's forward passes (needs a finished study); writes reports/benchmarks.*
 bench: setup

@@ -20,7 +20,13 @@ BIN = Path(sys.executable).parent
 
 TINY_CONFIGS = {
     "llama": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+    "mistral": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                    sliding_window=None),
     "qwen2": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+    "qwen3": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=8),
+    "gemma": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1, head_dim=8),
+    "gemma2": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1, head_dim=8,
+                   sliding_window=4),
     "gemma3_text": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1,
                         head_dim=8, sliding_window=4, layer_types=None),
     "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4),

@@ -62,3 +62,12 @@ def test_build_task_records_the_rules_given_on_the_command_line(tmp_path):
     bad = _taskvec("build-task", "mine", "--file", str(source), "--scoring", "fuzzy", "--out", str(tmp_path / "b"),
                    cwd=tmp_path)
     assert bad.returncode == 2 and "invalid choice: 'fuzzy'" in bad.stderr and not (tmp_path / "b").exists()
+
+
+def test_an_error_is_one_line_and_verbose_adds_its_traceback(tmp_path):
+    quiet = _taskvec("build-task", "nope", "--out", "t.parquet", cwd=tmp_path)
+    assert quiet.returncode == 1 and "unknown task 'nope'" in quiet.stderr and "Traceback" not in quiet.stderr
+    verbose = _taskvec("-v", "build-task", "nope", "--out", "t.parquet", cwd=tmp_path)
+    assert verbose.returncode == 1 and "unknown task 'nope'" in verbose.stderr
+    assert "Traceback (most recent call last)" in verbose.stderr and "get_task" in verbose.stderr
+    assert not (tmp_path / "t.parquet").exists()

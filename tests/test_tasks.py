@@ -38,6 +38,7 @@ def test_eighteen_tasks_in_four_categories():
                                                                    "linguistic": 4, "knowledge": 4}
 
 
+@pytest.mark.sources
 @pytest.mark.parametrize("task", sorted(SOURCED))
 def test_sourced_tasks_build_from_their_real_source(task, tmp_path):
     category, (example_input, example_output), sources = SOURCED[task]
@@ -70,6 +71,7 @@ def test_every_built_in_task_says_how_it_differs_from_the_paper_and_has_the_pape
     assert (built_in.rules.one_token, built_in.rules.leading_space, built_in.rules.scoring) == expected
 
 
+@pytest.mark.sources
 def test_params_rules_override_a_built_in_tasks_rules(tmp_path):
     from taskvec.tasks.base import TaskRules
 
@@ -100,6 +102,7 @@ def test_list_tasks_answer_with_the_right_item(task, position):
         assert pair.outputs == (items[position],)
 
 
+@pytest.mark.sources
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_builds_are_deterministic_and_without_duplicates(task, tmp_path):
     write_task(get_task(task), 3, tmp_path / "a.parquet")

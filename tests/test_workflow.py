@@ -351,6 +351,21 @@ def test_dvc_repro_then_status_is_clean(study):
     status = subprocess.run([str(BIN / "dvc"), "status"], cwd=study, env=_env(), capture_output=True, text=True)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr
     assert planned_jobs(study) == []
+    # a user's task file is a dependency of the stage: editing it is a change DVC sees
+    task_file = study / "examples" / "tasks" / "country_currency.jsonl"
+    original = task_file.read_text()
+    try:
+        task_file.write_text(original + '{"input": "Atlantis", "output": "Orichalcum"}\n')
+        edited = subprocess.run([str(BIN / "dvc"), "status"], cwd=study, env=_env(), capture_output=True, text=True)
+        assert "modified:" in edited.stdout and "examples" in edited.stdout, edited.stdout
+    finally:
+        task_file.write_text(original)
+    # the plots declared in dvc.yaml render from the report's tables
+    plots = subprocess.run([str(BIN / "dvc"), "plots", "show", "-o", str(study / "plots")], cwd=study, env=_env(),
+                           capture_output=True, text=True)
+    assert plots.returncode == 0, plots.stdout + plots.stderr
+    page = (study / "plots" / "index.html").read_text()
+    assert "reports_tables_accuracy_by_layer_csv" in page and "dev_tv" in page
 
 
 @pytest.mark.parametrize(
@@ -439,3 +454,48 @@ def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(stud
     assert locked_meanwhile
     assert first.returncode == 0, out + err
     assert planned_jobs(study) == []
+
+
+TRACE_IMPORTS = """
+import ast, sys
+from pathlib import Path
+import taskvec.cli
+cli = Path(taskvec.cli.__file__)
+tree = ast.parse(cli.read_text())
+function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == sys.argv[1])
+imports = [n for n in ast.walk(function) if isinstance(n, (ast.Import, ast.ImportFrom))]
+exec(compile(ast.Module(body=imports, type_ignores=[]), "imports", "exec"), {})
+root = cli.parent
+for name, module in sorted(sys.modules.items()):
+    if name.split(".")[0] == "taskvec" and getattr(module, "__file__", None):
+        print(Path(module.__file__).relative_to(root))
+"""
+
+
+def code_inputs_missing_imports(project: Path) -> dict[str, list[str]]:
+    """For each rule of a study: the taskvec modules that its command really imports (traced by
+    Python's import system, not by taskvec.codedeps) but that are not among the rule's inputs."""
+    plan = snakemake(project, "--dry-run", "--forceall", "--printshellcmds").stdout
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)((?:.*\n)*?)\n", plan, flags=re.M)
+    missing: dict[str, list[str]] = {}
+    traced: dict[str, set[str]] = {}
+    for rule, body, command_lines in jobs:
+        command = re.search(r"taskvec ([a-z-]+)", command_lines)
+        inputs = re.search(r"^    input: (.*)$", body, flags=re.M)
+        if not command or not inputs:
+            continue
+        subcommand = command.group(1)
+        if subcommand not in traced:
+            out = subprocess.run([str(BIN / "python"), "-c", TRACE_IMPORTS, "cmd_" + subcommand.replace("-", "_")],
+                                 capture_output=True, text=True, check=True).stdout
+            traced[subcommand] = {f"src/taskvec/{name}" for name in out.split()}
+        gaps = sorted(traced[subcommand] - set(inputs.group(1).split(", ")))
+        if gaps:
+            missing[rule] = gaps
+    return missing
+
+
+def test_every_rule_depends_on_every_module_its_command_imports(study):
+    """A rule whose code inputs miss a module its command imports would not rerun when that module
+    changes. The rules' code inputs are computed (taskvec.codedeps); this traces the imports instead."""
+    assert code_inputs_missing_imports(study) == {}

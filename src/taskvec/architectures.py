@@ -42,10 +42,19 @@ class Architecture:
     layers: torch.nn.ModuleList
     final_norm: torch.nn.Module
     unembedding: torch.nn.Module
+    logit_softcap: float | None = None  # Gemma 2's final tanh soft-capping of the logits
 
     @property
     def n_layers(self) -> int:
         return len(self.layers)
+
+    def logits(self, last_block_output: torch.Tensor) -> torch.Tensor:
+        """The model's next-token logits from its last block's output: the final norm, the unembedding
+        and, where the architecture has one, the final soft-capping."""
+        logits = self.unembedding(self.final_norm(last_block_output))
+        if self.logit_softcap:
+            logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
+        return logits
 
 
 def describe(model: torch.nn.Module) -> Architecture:
@@ -66,4 +75,4 @@ def describe(model: torch.nn.Module) -> Architecture:
             f"model of type {model_type!r} ({type(model).__name__}) does not have the expected modules "
             f"({layout}); load it with AutoModelForCausalLM"
         ) from error
-    return Architecture(model_type, layers, norm, head)
+    return Architecture(model_type, layers, norm, head, getattr(model.config, "final_logit_softcapping", None))

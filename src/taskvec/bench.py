@@ -37,7 +37,7 @@ from taskvec.forward import (
 )
 from taskvec.models import LoadedModel, load_model
 from taskvec.prompts import PromptFormat, read_prompts, task_rules
-from taskvec.run import run_task
+from taskvec.run import run_task, run_task_backing_off
 
 log = logging.getLogger(__name__)
 
@@ -560,9 +560,10 @@ def oom_backoff_check(lm: LoadedModel, prompts_file: Path, batch_size: int,
             free, _ = torch.cuda.mem_get_info(lm.device)
             ballast = torch.empty(max(0, free - int(headroom * 2**30)), dtype=torch.uint8, device=lm.device)
             try:
-                _, _, table = run_task(lm, prompts, fmt, batch_size, scoring=task_rules(metadata["task"]).scoring)
+                _, _, table, used = run_task_backing_off(lm, prompts, fmt, batch_size,
+                                                         scoring=task_rules(metadata["task"]).scoring)
                 outcome.update(headroom_gb=headroom, completed=True, backoffs=list(handler.messages),
-                               final_batch_size=batch_size >> len(handler.messages), results=table)
+                               final_batch_size=used, results=table)
             except MemoryError as error:
                 outcome.update(headroom_gb=headroom, completed=False, backoffs=list(handler.messages),
                                message=str(error)[:400])

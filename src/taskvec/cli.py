@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract and patch in-context-learning task vectors (Hendel et al., 2023). "
         "Each subcommand is one step of the study; `taskvec <step> --help` explains it.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<step>")
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
@@ -400,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError, MemoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        log.error("%s", message)
+        # the message says what is wrong and what to do; -v adds where it happened
+        log.error("%s", message, exc_info=error if args.verbose else None)
         return 1
     return 0
 

@@ -318,11 +318,11 @@ def patched_next_tokens(lm: LoadedModel, texts: Sequence[str], layers: Sequence[
 @torch.inference_mode()
 def read_out(lm: LoadedModel, last_block_states: np.ndarray) -> torch.Tensor:
     """Next-token logits ``[n, vocab]`` from the last block's output at the last position: the final
-    norm and the unembedding, the rest of the forward pass."""
+    norm, the unembedding and any final soft-capping, the rest of the forward pass."""
     arch = describe(lm.model)
     dtype = next(arch.unembedding.parameters()).dtype
     states = torch.from_numpy(np.ascontiguousarray(last_block_states, dtype=np.float32))
-    return arch.unembedding(arch.final_norm(states.to(lm.device, dtype)[:, None, :]))[:, -1, :]
+    return arch.logits(states.to(lm.device, dtype)[:, None, :])[:, -1, :]
 
 
 @torch.inference_mode()

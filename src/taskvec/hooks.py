@@ -70,11 +70,9 @@ def replace_last_token(
             handle.remove()
 
 
-class _Passthrough(torch.nn.Module):
-    """Stands in for a decoder block whose output is not needed: returns its input unchanged."""
-
-    def forward(self, hidden_states, *args, **kwargs):
-        return hidden_states
+def _passthrough(hidden_states, *args, **kwargs):
+    """Stands in for a decoder block's computation whose output is not needed: returns its input."""
+    return hidden_states
 
 
 @contextlib.contextmanager
@@ -86,6 +84,9 @@ def start_at_layer(layers: torch.nn.ModuleList, final_norm: torch.nn.Module, sta
     Patching block ``l``'s output at the last token leaves every earlier position, and everything
     below block ``l + 1`` at the last token, unchanged; so with the prefix's KV cache, the patched
     prediction only needs blocks ``l + 1`` onwards on one token: ``start_at_layer(..., l + 1, theta_l)``.
+
+    The blocks below ``start`` stay in place (the model's own loop may read their attributes); only
+    their ``forward`` is shadowed, on the instance, by one that returns its input, and restored on exit.
     """
     target = layers[start] if start < len(layers) else final_norm
 
@@ -97,13 +98,13 @@ def start_at_layer(layers: torch.nn.ModuleList, final_norm: torch.nn.Module, sta
             return (hidden, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": hidden}
 
-    originals = [layers[i] for i in range(start)]
+    skipped = [layers[i] for i in range(start)]
     handle = target.register_forward_pre_hook(feed, with_kwargs=True)
     try:
-        for i in range(start):
-            layers[i] = _Passthrough()
+        for layer in skipped:
+            layer.forward = _passthrough
         yield
     finally:
-        for i, layer in enumerate(originals):
-            layers[i] = layer
+        for layer in skipped:
+            layer.__dict__.pop("forward", None)
         handle.remove()

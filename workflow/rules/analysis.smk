@@ -2,10 +2,7 @@ rule conflicting_tasks:
     input:
         files=lambda wc: conflict_inputs(wc.model),
         model="data/models/{model}",
-        code=code(
-            "store.py", "models.py", "architectures.py", "hooks.py", "forward.py", "prompts.py", "extract.py",
-            "evaluate.py", "scoring.py", "tasks/base.py", "analysis/pairs.py", "analysis/conflicting.py"
-        ),
+        code=code("conflicting-tasks"),
     output:
         "data/analysis/{model}/conflicting_tasks.parquet",
     params:
@@ -28,7 +25,7 @@ rule robustness:
     input:
         activations=lambda wc: first_sample("activations", wc.model),
         results=lambda wc: first_sample("results", wc.model),
-        code=code("store.py", "evaluate.py", "scoring.py", "extract.py", "analysis/robustness.py"),
+        code=code("robustness"),
     output:
         "data/analysis/{model}/robustness.parquet",
     threads: 1
@@ -48,8 +45,7 @@ rule vocabulary_projection:
         results=lambda wc: first_sample("results", wc.model),
         prompts=lambda wc: first_sample("prompts", wc.model),
         model="data/models/{model}",
-        code=code("store.py", "models.py", "architectures.py", "forward.py", "prompts.py", "evaluate.py", "scoring.py",
-            "extract.py", "analysis/vocabulary.py"),
+        code=code("vocabulary"),
     output:
         "data/analysis/{model}/vocabulary.parquet",
     params:

@@ -1,8 +1,10 @@
 import shlex
+from pathlib import Path
 
 from snakemake.utils import validate
 
 from taskvec.analysis.pairs import pairs_in
+from taskvec.codedeps import command_files
 from taskvec.config import check_pairs_available, check_unique_keys
 from taskvec.tasks import TASKS as BUILTIN_TASKS
 
@@ -37,19 +39,20 @@ for _name, _task in config["tasks"].items():
 check_pairs_available(config["tasks"], config["sizes"])
 
 
-def code(*modules):
-    """Library modules that a step runs. Snakemake reruns a job when its command text changes, not
-    when library code does, so each step declares its modules as inputs."""
-    return [f"src/taskvec/{module}" for module in modules]
+SOURCE = Path(workflow.basedir) / "src" / "taskvec"
+
+
+def code(subcommand):
+    """The library files that `taskvec <subcommand>` runs, computed from its imports in this
+    project's src/taskvec (taskvec.codedeps): Snakemake reruns a job when its command text or inputs
+    change, not when the code it runs does, so each step's code is an input."""
+    return [str(path.relative_to(workflow.basedir)) for path in command_files(subcommand, SOURCE)]
 
 
 def task_code(task):
-    """The modules that build one task: a change to another task's builder leaves it alone."""
-    modules = ["store.py", "scoring.py", "tasks/__init__.py", "tasks/base.py", "tasks/sources.py"]
-    if "file" in config["tasks"][task]:
-        return code(*modules, "tasks/custom.py") + [config["tasks"][task]["file"]]
-    builder_module = BUILTIN_TASKS[task].build.__module__.split(".")[-1]
-    return code(*modules, f"tasks/{builder_module}.py")
+    """What one task's build reads beside its code: the user's file, for a task of its own."""
+    extra = [config["tasks"][task]["file"]] if "file" in config["tasks"][task] else []
+    return code("build-task") + extra
 
 
 def build_task_args(task):

@@ -2,10 +2,7 @@ rule evaluate_task:
     input:
         task="data/tasks/{task}.parquet",
         model="data/models/{model}",
-        code=code(
-            "store.py", "models.py", "architectures.py", "hooks.py", "forward.py", "prompts.py", "extract.py",
-            "evaluate.py", "run.py", "scoring.py", "tasks/base.py"
-        ),
+        code=code("run-task"),
     output:
         prompts=per_sample("prompts"),
         activations=per_sample("activations"),

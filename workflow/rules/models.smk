@@ -1,6 +1,6 @@
 rule convert_model:
     input:
-        code("models.py", "architectures.py", "store.py"),
+        code("convert-model"),
     output:
         directory("data/models/{model}"),
     params:

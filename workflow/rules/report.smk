@@ -3,9 +3,7 @@ rule build_report:
         results=RESULTS,
         prompts=PROMPTS,
         analyses=ANALYSES,
-        code=code("store.py", "evaluate.py", "scoring.py", "prompts.py", "tasks/base.py", "analysis/stats.py",
-            "analysis/pairs.py", "report/__init__.py", "report/collect.py", "report/tables.py", "report/figures.py",
-            "report/html.py", "report/paper.py", "report/paper_results.csv"),
+        code=code("report"),
     output:
         REPORT_FILES,
     conda:
