@@ -499,3 +499,33 @@ def test_every_rule_depends_on_every_module_its_command_imports(study):
     """A rule whose code inputs miss a module its command imports would not rerun when that module
     changes. The rules' code inputs are computed (taskvec.codedeps); this traces the imports instead."""
     assert code_inputs_missing_imports(study) == {}
+
+
+def test_a_dvc_experiment_with_another_seed_reruns_only_that_task(study, tmp_path):
+    """The everyday loop of DVC users: `dvc exp run -S tasks.to_upper.seed=3` changes that task's
+    results (and the analyses and report over it), and no other task's."""
+    project = tmp_path / "experiment"
+    copy_tree(study, project)
+    shutil.rmtree(project / ".dvc", ignore_errors=True)
+    (project / "dvc.lock").unlink(missing_ok=True)
+    shutil.copy2(ROOT / ".gitignore", project / ".gitignore")
+    _git(project, "init", "-q")
+    _dvc(project, "init", "-q")
+    _dvc(project, "repro")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-q", "-m", "study")
+    results = sorted((project / "data" / "results").rglob("*.parquet"))
+    before = {path: path.read_bytes() for path in results}
+    env = {**_env(), "GIT_AUTHOR_NAME": "taskvec tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+           "GIT_COMMITTER_NAME": "taskvec tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid"}
+    experiment = subprocess.run([str(BIN / "dvc"), "exp", "run", "-S", "tasks.to_upper.seed=3"], cwd=project, env=env,
+                                capture_output=True, text=True)
+    assert experiment.returncode == 0, experiment.stdout + experiment.stderr
+    changed = [path for path in results if path.read_bytes() != before[path]]
+    assert changed and all(path.parent.name == "to_upper" for path in changed), changed
+    assert yaml.safe_load((project / "params.yaml").read_text())["tasks"]["to_upper"]["seed"] == 3
+    shown = subprocess.run([str(BIN / "dvc"), "exp", "show", "--json"], cwd=project, env=env, capture_output=True,
+                           text=True)
+    assert shown.returncode == 0, shown.stderr
+    seeds = re.findall(r'"to_upper": \{\s*"seed": (\d+)', json.dumps(json.loads(shown.stdout), indent=1))
+    assert set(seeds) == {"0", "3"}, seeds  # the baseline and the experiment
