@@ -63,7 +63,8 @@ pull: setup
 	$(BIN)/dvc pull
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile workflow/profiles/local --touch --quiet
 
-test: setup test-packages
+# The full suite, after the linters (ruff, snakemake --lint): CI runs exactly this.
+test: setup test-packages lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # The inner loop: unit tests on tiny random-weight models and synthetic data; no real model, no
