@@ -68,3 +68,20 @@ def test_vocabulary_readout_of_the_last_layer_is_the_models_prediction(smollm2):
         top = top_tokens(smollm2, state[-1], k=5)
         assert top[0][0] == token
         assert [logit for _, _, logit in top] == sorted((logit for _, _, logit in top), reverse=True)
+
+
+def test_the_vocabulary_criterion_counts_own_answers_against_other_tasks_theta():
+    """Synthetic top tokens with a known answer: upper's theta shows its own answers (as spaced capitals),
+    lower's shows upper's answers, noise's shows nothing of either."""
+    from taskvec.analysis.vocabulary import judge
+
+    top = {"upper": [" A", " B", "x", "y"], "lower": ["A", "z", "q", "w"], "noise": [".", ",", "the", "\n"]}
+    answers = {"upper": {"A", "B", "C"}, "lower": {" a", "b"}, "noise": {"zz"}}
+    result = judge(top, answers)
+    assert result["top"] == 4 and result["n_tasks"] == 3
+    upper, lower, noise = (result["tasks"][t] for t in ("upper", "lower", "noise"))
+    assert upper == {"own_share": 0.5, "other_share": 0.125, "names_outputs": True}  # lower's 'A' counts for it
+    assert lower["own_share"] == 0.25 and lower["other_share"] == 0.25  # ' a' and 'A' match; upper's ' A', ' B'
+    assert lower["names_outputs"] is False  # no more often than other tasks' theta
+    assert noise == {"own_share": 0.0, "other_share": 0.0, "names_outputs": False}
+    assert result["n_naming_outputs"] == 1 and result["naming_outputs"] == ["upper"]

@@ -4,8 +4,10 @@ top tokens name the task's outputs, as the paper observes for its models.
 The mean task vector of a task (over its dev and test prompts) at a layer goes through the final
 norm and the unembedding. The criterion: the share of its top ``TOP_TOKENS`` tokens that are first
 tokens of the task's own answers, against the same share for the other tasks' mean thetas (how often
-the answers of this task come up anyway). A task's theta *names its outputs* where its own share is
-positive and above the other thetas' mean share. Both the chosen layer and the last layer are read.
+the answers of this task come up anyway). Tokens are compared as text with case and surrounding
+space ignored (`` A`` counts for the answer ``a``). A task's theta *names its outputs* where its own
+share is positive and above the other thetas' mean share. Both the chosen layer and the last layer
+are read.
 """
 
 from __future__ import annotations
@@ -40,21 +42,33 @@ def top_tokens(lm: LoadedModel, vector: np.ndarray, k: int = TOP_TOKENS) -> list
     return [(int(i), lm.tokenizer.decode([int(i)]), float(v)) for i, v in zip(ids, values)]
 
 
+def normalized(token: str) -> str:
+    """A token's text as the criterion compares it: case and surrounding space ignored."""
+    return token.strip().lower()
+
+
 def answer_tokens(lm: LoadedModel, prompts_file: str | os.PathLike[str]) -> set[int]:
     """First token ids of every answer that a task's prompts score, as written in its prompts."""
     prompts, _ = read_prompts(prompts_file)
     return {first_token_id(lm.tokenizer, answer) for p in prompts for answer in p.answers}
 
 
-def judge(top: dict[str, list[int]], answers: dict[str, set[int]], k: int = TOP_TOKENS) -> dict:
-    """The criterion over every task: ``top[t]`` are the top token ids of task t's mean theta,
-    ``answers[t]`` its answer tokens. Returns per task the own share and the other thetas' mean share,
-    and over tasks how many name their outputs."""
+def _share(top: list[str], answers: set[str]) -> float:
+    return sum(normalized(token) in answers for token in top) / len(top)
+
+
+def judge(top: dict[str, list[str]], answers: dict[str, set[str]]) -> dict:
+    """The criterion over every task: ``top[t]`` are the top tokens (text) of task t's mean theta,
+    ``answers[t]`` the text of its answers' first tokens. Returns per task the share of the top tokens
+    that are its own answer tokens, the mean of that share for the other tasks' theta, whether it names
+    its outputs, and over tasks how many do."""
+    answers = {task: {normalized(a) for a in texts} - {""} for task, texts in answers.items()}
     tasks = list(top)
+    k = len(next(iter(top.values()))) if top else 0
     per_task = {}
     for task in tasks:
-        own = len(set(top[task]) & answers[task]) / k
-        others = [len(set(top[other]) & answers[task]) / k for other in tasks if other != task]
+        own = _share(top[task], answers[task])
+        others = [_share(top[other], answers[task]) for other in tasks if other != task]
         other_share = float(np.mean(others)) if others else 0.0
         per_task[task] = {"own_share": round(own, 4), "other_share": round(other_share, 4),
                           "names_outputs": bool(own > 0 and own > other_share)}
@@ -73,23 +87,25 @@ def vocabulary_file(model_dir: str | os.PathLike[str], activations_files: Sequen
 
     lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
     columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-    top: dict[str, dict[str, list[int]]] = {"chosen": {}, "last": {}}
+    top: dict[str, dict[str, list[str]]] = {"chosen": {}, "last": {}}
     layers: dict[str, dict[str, int]] = {"chosen": {}, "last": {}}
     answers: dict[str, set[int]] = {}
     for activations, results, prompts in zip(activations_files, results_files, prompts_files, strict=True):
         by_prompt, metadata = read_activations(activations)
         task = metadata["task"]
         answers[task] = answer_tokens(lm, prompts)
+        answer_texts = {normalized(lm.tokenizer.decode([i])) for i in answers[task]}
         chosen = score(store.read_parquet(results)).best_layer
         for kind, layer in (("chosen", chosen), ("last", int(metadata["n_layers"]) - 1)):
             mean = np.mean([theta[layer] for theta in by_prompt.values()], axis=0)
             ranked = top_tokens(lm, mean)
-            top[kind][task] = [token_id for token_id, _, _ in ranked]
+            top[kind][task] = [token for _, token, _ in ranked]
             layers[kind][task] = layer
             for rank, (token_id, token, logit) in enumerate(ranked):
                 for name, value in zip(SCHEMA.names, (task, kind, layer, rank + 1, token_id, token,
-                                                      token_id in answers[task], round(logit, 3))):
+                                                      normalized(token) in answer_texts, round(logit, 3))):
                     columns[name].append(value)
-    judgement = {kind: judge(top[kind], answers) for kind in top}
+    texts = {task: {lm.tokenizer.decode([i]) for i in ids} for task, ids in answers.items()}
+    judgement = {kind: judge(top[kind], texts) for kind in top}
     store.write_parquet(pa.table(columns, schema=SCHEMA), out,
                         {"model": lm.provenance, "top": TOP_TOKENS, "judgement": judgement, "layers": layers})

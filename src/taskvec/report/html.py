@@ -313,12 +313,12 @@ def _vocabulary_section(study: StudyResults) -> str:
 <h2 id="vocabulary">Vocabulary projection</h2>
 <p>Each task's mean theta (dev and test prompts, first split seed), read through the final norm and the unembedding
 as if it were the last layer's output, at the task's chosen layer and at the last layer. The paper observes that the
-top tokens name the task's outputs. Criterion: the share of the top {top} tokens that are first tokens of the task's own
-answers, against the mean of the same share for the other tasks' theta (answer tokens come up by
-chance too: letters, common words); theta names its outputs where its own share is positive and higher. At the last
-layer, theta is the last block's output for the dummy queries, so its top tokens are the model's own ICL predictions
-for them: that they name the outputs there is expected; the paper's observation concerns the middle layer where theta
-is patched.</p>
+top tokens name the task's outputs. Criterion: the share of the top {top} tokens that are first tokens of the task's
+own answers (as text, case and surrounding space ignored), against the mean of the same share for the other tasks'
+theta (answer tokens come up by chance too: letters, common words); theta names its outputs where its own share is
+positive and higher. At the last layer, theta is the last block's output for the dummy queries, so its top tokens
+are the model's own ICL predictions for them: that they name the outputs there is expected; the paper's observation
+concerns the middle layer where theta is patched.</p>
 <p>{sentences}</p>
 <table><thead><tr><th class="l">model</th><th class="l">task</th><th class="l">layer</th><th>index</th>
 <th class="l">top 5 tokens (* answer token)</th><th>own share</th><th>others' share</th><th>names outputs</th></tr>
