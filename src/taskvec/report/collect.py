@@ -102,8 +102,9 @@ class TaskResult:
     seeds: tuple[int, ...]
     metadata: dict  # of the first sampling
     p_holm: float = float("nan")  # tv_vs_icl's p-value, Holm-adjusted over every (model, task) of the study
-    icl_errors: dict | None = None  # ICL's wrong predictions on the first sampling (see icl_errors), and the
-    # task vector's strict failures there (``tv_strict``, see strict_failures)
+    # on the first sampling: ICL's wrong predictions (``icl_errors``) and the task vector's strict failures
+    # (``tv_strict``); None without prompts files
+    diagnosis: dict | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -302,7 +303,8 @@ def collect(paths: Sequence[Path], analysis_paths: Sequence[Path] = (),
         key = (path.parent.parent.name, metadata["task"]["task"])
         if prompts_paths and key not in errors:
             first_prompts = read_prompts(prompts_paths[number])[0]
-            errors[key] = {**icl_errors(table, first_prompts), "tv_strict": strict_failures(table, first_prompts)}
+            errors[key] = {"icl_errors": icl_errors(table, first_prompts),
+                           "tv_strict": strict_failures(table, first_prompts)}
         grouped.setdefault(key, []).append((score(table), metadata))
     if not grouped:
         raise ValueError("no results files given")
@@ -311,7 +313,7 @@ def collect(paths: Sequence[Path], analysis_paths: Sequence[Path] = (),
         first = samples[0][1]
         results.append(TaskResult(model, task, first["task"]["category"], aggregate([s for s, _ in samples]),
                                   tuple(s for s, _ in samples), tuple(int(m["seed"]) for _, m in samples), first,
-                                  icl_errors=errors.get((model, task))))
+                                  diagnosis=errors.get((model, task))))
     adjusted = holm([r.scores.tv_vs_icl.p_value for r in results])
     results = [dataclasses.replace(r, p_holm=p) for r, p in zip(results, adjusted)]
     return StudyResults(tuple(results), _read_analyses(analysis_paths))

@@ -7,7 +7,7 @@ import html
 import importlib.metadata
 
 from taskvec.analysis.stats import ALPHA, BOOTSTRAP_RESAMPLES
-from taskvec.report.collect import ICL_WORKS, METHODS, StudyResults, TaskResult, mean_intervals
+from taskvec.report.collect import ICL_WORKS, METHODS, StudyResults, TaskResult, mean_intervals, mean_scores
 from taskvec.report.paper import CITATION, paper_mean, paper_models
 from taskvec.report.tables import conflict_rows, robustness_rows, vocabulary_rows
 
@@ -93,7 +93,7 @@ def direction_sentence(results: list[TaskResult]) -> str:
 
 def strict_failure_sentence(results: list[TaskResult]) -> str:
     """How the task vector fails the strict metric where its first token is right (first sampling)."""
-    counts = [r.icl_errors["tv_strict"] for r in results if r.icl_errors]
+    counts = [r.diagnosis["tv_strict"] for r in results if r.diagnosis]
     failures = sum(c["first_token_right_strict_wrong"] for c in counts)
     if not failures:
         return ""
@@ -116,8 +116,7 @@ def model_summary(study: StudyResults, model: str) -> str:
                 f"tasks: task vector {means['tv']:.2f}, ICL {means['icl']:.2f}, baseline {means['baseline']:.2f}. "
                 f"{direction_sentence(everything)}</li>")
     ci = mean_intervals(kept)
-    k = {m: sum(getattr(r.scores, m) for r in kept) / len(kept)
-         for m in (*METHODS, "baseline_strict", "icl_strict", "tv_strict")}
+    k = mean_scores(kept)
     strict = ""
     if "tv_over_icl_strict" in ci:
         strict = (f" By the strict metric (the whole generated answer must be right) the task vector keeps "
@@ -190,7 +189,7 @@ space (the paper's rule, see Provenance).</p>
 
 def error_sentence(result: TaskResult) -> str:
     """What ICL predicts where it is wrong, for a task where the task vector beats it."""
-    errors = result.icl_errors
+    errors = result.diagnosis["icl_errors"] if result.diagnosis else None
     s = result.scores
     text = (f"{result.model}, {result.task}: task vector {s.tv:.2f} against ICL {s.icl:.2f} (Holm-adjusted p = "
             f"{result.p_holm:.2g}).")

@@ -139,12 +139,13 @@ def metrics(study: StudyResults) -> dict:
                 "sources": r.sources,
                 "paper_task": r.metadata["task"].get("paper_task"),
             }
-            if r.icl_errors:
-                tasks[r.task]["tv_strict_failures_first_sampling"] = r.icl_errors["tv_strict"]
-            if r.direction == "above" and r.icl_errors:
+            if r.diagnosis:
+                tasks[r.task]["tv_strict_failures_first_sampling"] = r.diagnosis["tv_strict"]
+            if r.direction == "above" and r.diagnosis:
+                errors = r.diagnosis["icl_errors"]
                 tasks[r.task]["icl_errors_first_sampling"] = {
-                    **{k: v for k, v in r.icl_errors.items() if k not in ("most_frequent", "tv_strict")},
-                    "most_frequent": [[prediction, count] for prediction, count in r.icl_errors["most_frequent"]]}
+                    **{k: v for k, v in errors.items() if k != "most_frequent"},
+                    "most_frequent": [[prediction, count] for prediction, count in errors["most_frequent"]]}
         means = study.means(model)
         kept_results = study.icl_works_results(model)
         n_kept, kept = study.icl_works_means(model)
