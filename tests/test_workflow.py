@@ -288,16 +288,21 @@ def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def _versioned_copy(study: Path, project: Path) -> None:
+    """A copy of the study as a fresh git + DVC repository (no lock file, no DVC state yet)."""
+    copy_tree(study, project)
+    shutil.rmtree(project / ".dvc", ignore_errors=True)
+    (project / "dvc.lock").unlink(missing_ok=True)
+    shutil.copy2(ROOT / ".gitignore", project / ".gitignore")
+    _git(project, "init", "-q")
+    _dvc(project, "init", "-q")
+
+
 def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(study, tmp_path):
     """The README's sharing recipe, step by step: producer `dvc repro` + `dvc push`; consumer
     `git clone`, then `make pull` (that is `dvc pull` and `snakemake --touch`)."""
     producer, consumer, remote = tmp_path / "producer", tmp_path / "consumer", tmp_path / "remote"
-    copy_tree(study, producer)
-    shutil.rmtree(producer / ".dvc", ignore_errors=True)
-    (producer / "dvc.lock").unlink(missing_ok=True)
-    shutil.copy2(ROOT / ".gitignore", producer / ".gitignore")
-    _git(producer, "init", "-q")
-    _dvc(producer, "init", "-q")
+    _versioned_copy(study, producer)
     _dvc(producer, "remote", "add", "-d", "shared", str(remote))
     _dvc(producer, "repro")
     _git(producer, "add", "-A")
@@ -505,12 +510,7 @@ def test_a_dvc_experiment_with_another_seed_reruns_only_that_task(study, tmp_pat
     """The everyday loop of DVC users: `dvc exp run -S tasks.to_upper.seed=3` changes that task's
     results (and the analyses and report over it), and no other task's."""
     project = tmp_path / "experiment"
-    copy_tree(study, project)
-    shutil.rmtree(project / ".dvc", ignore_errors=True)
-    (project / "dvc.lock").unlink(missing_ok=True)
-    shutil.copy2(ROOT / ".gitignore", project / ".gitignore")
-    _git(project, "init", "-q")
-    _dvc(project, "init", "-q")
+    _versioned_copy(study, project)
     _dvc(project, "repro")
     _git(project, "add", "-A")
     _git(project, "commit", "-q", "-m", "study")
