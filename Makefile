@@ -61,7 +61,7 @@ push: setup
 
 pull: setup
 	$(BIN)/dvc pull
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile workflow/profiles/local --touch --quiet
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --touch --quiet
 
 # The full suite, after the linters (ruff, snakemake --lint): CI runs exactly this.
 test: setup test-packages lint

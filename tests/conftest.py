@@ -20,15 +20,24 @@ BIN = Path(sys.executable).parent
 
 TINY_CONFIGS = {
     "llama": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
-    "mistral": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
-                    sliding_window=None),
+    "mistral": dict(
+        hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, sliding_window=None
+    ),
     "qwen2": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
     "qwen3": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=8),
     "gemma": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1, head_dim=8),
-    "gemma2": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1, head_dim=8,
-                   sliding_window=4),
-    "gemma3_text": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1,
-                        head_dim=8, sliding_window=4, layer_types=None),
+    "gemma2": dict(
+        hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1, head_dim=8, sliding_window=4
+    ),
+    "gemma3_text": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=4,
+        layer_types=None,
+    ),
     "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4),
     "gptj": dict(n_embd=32, n_head=4, rotary_dim=4, n_positions=64),
     "gpt2": dict(n_embd=32, n_head=4, n_positions=64),
@@ -59,8 +68,9 @@ def tiny_model(model_type: str, n_layers: int = TINY_LAYERS, **overrides) -> Loa
         settings["num_hidden_layers"] = n_layers
     if settings.pop("layer_types", "absent") is None:
         settings["layer_types"] = ["sliding_attention", "full_attention"] * (n_layers // 2)
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1,
-                                  eos_token_id=1, **settings)
+    config = AutoConfig.for_model(
+        model_type, vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=1, **settings
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
     return LoadedModel(model, tokenizer, torch.device("cpu"), {"source": f"tiny-random-{model_type}"})
@@ -104,3 +114,31 @@ def _link_or_copy(src, dst):
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def run_info(task: str, rules: dict | None = None, model_name: str = "synthetic", seed: int = 0, **fields):
+    """The metadata record of a prompts or results file of a synthetic run (see taskvec.prompts.RunInfo)."""
+    from taskvec.prompts import PromptFormat, RunInfo, SplitSizes
+    from taskvec.tasks.base import TaskInfo, TaskRules
+
+    sources = ({"package": "taskvec", "version": "test", "registry": "generated", "license": "Apache-2.0"},)
+    info = TaskInfo(
+        task,
+        "algorithmic",
+        0,
+        f"{task}, synthetic",
+        sources,
+        TaskRules(**(rules or {})),
+        None,
+        f"{task} is synthetic",
+        30,
+    )
+    values = {
+        "format": PromptFormat(),
+        "sizes": SplitSizes(),
+        "n_pairs": 30,
+        "n_pairs_usable": 30,
+        "rendering": {"leading_space": False},
+        **fields,
+    }
+    return RunInfo(model_name, info, seed, **values)

@@ -81,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     output_file = project / "logs" / "fault_injection_run.txt"
     output_file.parent.mkdir(parents=True, exist_ok=True)
     with output_file.open("wb") as output:
-        run = subprocess.Popen(taskvec("run-study", "--", "--forcerun", target), cwd=project, stdout=output,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+        run = subprocess.Popen(
+            taskvec("run-study", "--", "--forcerun", target),
+            cwd=project,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + args.timeout
     killed = False
     while time.monotonic() < deadline and run.poll() is None:
@@ -96,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.05)
     run.wait()
     if not killed:
-        print(f"FAIL: the run ended (status {run.returncode}) before its extraction could be killed:\n"
-              + output_file.read_text(errors="replace"))
+        print(
+            f"FAIL: the run ended (status {run.returncode}) before its extraction could be killed:\n"
+            + output_file.read_text(errors="replace")
+        )
         return 1
     while time.monotonic() < deadline:  # until every process of the killed run is gone
         try:
@@ -110,8 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     leftover.mkdir(parents=True, exist_ok=True)
     (leftover / "sample0.parquet").write_bytes(b"PAR1 half a file")
 
-    rerun = subprocess.run(taskvec("run-study"), cwd=project, capture_output=True, text=True,
-                           timeout=max(60.0, deadline - time.monotonic()))
+    rerun = subprocess.run(
+        taskvec("run-study"),
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=max(60.0, deadline - time.monotonic()),
+    )
     watch.stop.set()
     watch.join()
     after = artifact_hashes(project)
@@ -126,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print("FAIL:", failure)
     if not failures:
-        print(f"OK: the rerun completed; {len(after)} artifacts byte-identical to the uninterrupted run; "
-              f"{watch.reads} reads of output files during both runs, none partial")
+        print(
+            f"OK: the rerun completed; {len(after)} artifacts byte-identical to the uninterrupted run; "
+            f"{watch.reads} reads of output files during both runs, none partial"
+        )
     return 1 if failures else 0
 
 

@@ -12,25 +12,68 @@ def _taskvec(*args: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_run_task_needs_one_output_file_of_each_kind_per_seed(tmp_path):
-    result = _taskvec("run-task", "--task-file", "t.parquet", "--model-dir", "m", "--seeds", "0", "1",
-                      "--prompts-out", "p0.parquet", "p1.parquet", "--activations-out", "a0.parquet",
-                      "--results-out", "r0.parquet", "r1.parquet", cwd=tmp_path)
+    result = _taskvec(
+        "run-task",
+        "--task-file",
+        "t.parquet",
+        "--model-dir",
+        "m",
+        "--seeds",
+        "0",
+        "1",
+        "--prompts-out",
+        "p0.parquet",
+        "p1.parquet",
+        "--activations-out",
+        "a0.parquet",
+        "--results-out",
+        "r0.parquet",
+        "r1.parquet",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "one prompts, activations and results file per seed (2 seeds: 2, 1 and 2 files)" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_run_task_refuses_repeated_seeds(tmp_path):
-    result = _taskvec("run-task", "--task-file", "t.parquet", "--model-dir", "m", "--seeds", "3", "3",
-                      "--prompts-out", "p0", "p1", "--activations-out", "a0", "a1", "--results-out", "r0", "r1",
-                      cwd=tmp_path)
+    result = _taskvec(
+        "run-task",
+        "--task-file",
+        "t.parquet",
+        "--model-dir",
+        "m",
+        "--seeds",
+        "3",
+        "3",
+        "--prompts-out",
+        "p0",
+        "p1",
+        "--activations-out",
+        "a0",
+        "a1",
+        "--results-out",
+        "r0",
+        "r1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1 and "split seeds must differ" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_conflicting_tasks_rejects_a_malformed_pair(tmp_path):
-    result = _taskvec("conflicting-tasks", "--model-dir", "m", "--model", "x", "--pairs", "next_letter",
-                      "--out", "c.parquet", cwd=tmp_path)
+    result = _taskvec(
+        "conflicting-tasks",
+        "--model-dir",
+        "m",
+        "--model",
+        "x",
+        "--pairs",
+        "next_letter",
+        "--out",
+        "c.parquet",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "a pair is TASK_A:TASK_B" in result.stderr
 
 
@@ -51,16 +94,28 @@ def test_build_task_records_the_rules_given_on_the_command_line(tmp_path):
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(json.dumps({"input": f"w{i}", "output": f"a{i}"}) + "\n" for i in range(10)))
     out = tmp_path / "mine.parquet"
-    result = _taskvec("build-task", "mine", "--file", str(source), "--one-token", "--leading-space", "auto",
-                      "--scoring", "exact", "--out", str(out), cwd=tmp_path)
+    result = _taskvec(
+        "build-task",
+        "mine",
+        "--file",
+        str(source),
+        "--one-token",
+        "--leading-space",
+        "auto",
+        "--scoring",
+        "exact",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert store.parquet_metadata(out)["rules"] == {"one_token": True, "leading_space": "auto", "scoring": "exact"}
     default = tmp_path / "default.parquet"
     _taskvec("build-task", "mine", "--file", str(source), "--out", str(default), cwd=tmp_path)
-    assert store.parquet_metadata(default)["rules"] == {"one_token": False, "leading_space": "off",
-                                                        "scoring": "prefix"}
-    bad = _taskvec("build-task", "mine", "--file", str(source), "--scoring", "fuzzy", "--out", str(tmp_path / "b"),
-                   cwd=tmp_path)
+    assert store.parquet_metadata(default)["rules"] == {"one_token": False, "leading_space": "off", "scoring": "prefix"}
+    bad = _taskvec(
+        "build-task", "mine", "--file", str(source), "--scoring", "fuzzy", "--out", str(tmp_path / "b"), cwd=tmp_path
+    )
     assert bad.returncode == 2 and "invalid choice: 'fuzzy'" in bad.stderr and not (tmp_path / "b").exists()
 
 

@@ -9,8 +9,10 @@ import pytest
 from conftest import ROOT, run_cli
 from taskvec.tasks.base import read_pairs
 
-GOOD_JSONL = "\n".join(json.dumps({"input": f"w{i}", "output": [f"a{i}", f"b{i}"] if i % 2 else f"a{i}"})
-                       for i in range(12)) + "\n"
+GOOD_JSONL = (
+    "\n".join(json.dumps({"input": f"w{i}", "output": [f"a{i}", f"b{i}"] if i % 2 else f"a{i}"}) for i in range(12))
+    + "\n"
+)
 GOOD_CSV = "input,output\n" + "".join(f"w{i},a{i}|b{i}\n" for i in range(12))
 
 

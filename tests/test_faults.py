@@ -11,9 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import char_tokenizer, run_cli, tiny_model
+from conftest import char_tokenizer, run_cli, run_info, tiny_model
 from taskvec import run, store
 from taskvec.architectures import describe
+from taskvec.compute import Compute
 from taskvec.forward import next_tokens, with_batch_backoff
 from taskvec.models import LoadedModel, check_weights, load_model
 from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts
@@ -124,19 +125,22 @@ def test_run_task_file_writes_nothing_when_a_later_seed_fails(tmp_path, monkeypa
     lm = tiny_model("llama")
     calls = []
 
-    def fake_build(task_file, tokenizer, fmt, sizes, seed):
+    def fake_build(task_file, tokenizer, fmt, sizes, seed, model_name):
         calls.append(seed)
         if seed == 1:
             raise ValueError("seed 1 cannot be sampled")
-        return _prompts(seed), {"task": {"task": "next_letter", "rules": RULES}}
+        return _prompts(seed), run_info("next_letter", RULES, model_name, seed)
 
-    monkeypatch.setattr(run, "load_model", lambda *args, **kwargs: lm)
+    monkeypatch.setattr(Compute, "load", lambda self, model_dir: lm)
     monkeypatch.setattr(run, "build_prompts", fake_build)
-    outs = {kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)]
-            for kind in ("prompts", "activations", "results")}
+    outs = {
+        kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)]
+        for kind in ("prompts", "activations", "results")
+    }
     with pytest.raises(ValueError, match="seed 1"):
-        run.run_task_file("t.parquet", "m", FMT, SplitSizes(), [0, 1], outs["prompts"], outs["activations"],
-                          outs["results"])
+        run.run_task_file(
+            "t.parquet", "m", "tiny", FMT, SplitSizes(), [0, 1], outs["prompts"], outs["activations"], outs["results"]
+        )
     assert calls == [0, 1]
     assert not any(path.exists() for paths in outs.values() for path in paths)
 
@@ -189,8 +193,11 @@ def test_converting_a_model_that_is_not_a_causal_lm_fails_and_writes_nothing(tmp
     from transformers import ViTConfig, ViTModel
 
     source = tmp_path / "vit"
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                       image_size=8, patch_size=4)).save_pretrained(source, safe_serialization=True)
+    ViTModel(
+        ViTConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=8, patch_size=4
+        )
+    ).save_pretrained(source, safe_serialization=True)
     result = run_cli("convert-model", str(source), "--out", str(tmp_path / "out"), check=False)
     assert result.returncode == 1
     assert "(model type 'vit') is not a causal language model" in result.stderr

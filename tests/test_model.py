@@ -36,8 +36,9 @@ def test_conversion_writes_safetensors_and_provenance(smollm2_dir):
     assert "quantization_config" not in json.loads((smollm2_dir / "config.json").read_text())
 
 
-def test_the_checked_plain_tokenizer_encodes_and_decodes_as_the_model_class(smollm2_dir, smollm2, tmp_path,
-                                                                             monkeypatch):
+def test_the_checked_plain_tokenizer_encodes_and_decodes_as_the_model_class(
+    smollm2_dir, smollm2, tmp_path, monkeypatch
+):
     """Conversion checks that tokenizer.json alone matches the model's tokenizer class, and loading
     then skips that class (seconds per job for large vocabularies); the study's texts encode alike."""
     import transformers
@@ -51,13 +52,16 @@ def test_the_checked_plain_tokenizer_encodes_and_decodes_as_the_model_class(smol
     texts = [FMT.render(p.demonstrations, q) for p in prompts for q in (*p.dummies, p.query)]
     texts += [FMT.query.format(x=p.query) for p in prompts]
     assert [smollm2.tokenizer.encode(t) for t in texts] == [reference.encode(t) for t in texts]
-    assert (smollm2.tokenizer.pad_token_id, smollm2.tokenizer.bos_token_id) == (reference.pad_token_id,
-                                                                                reference.bos_token_id)
+    assert (smollm2.tokenizer.pad_token_id, smollm2.tokenizer.bos_token_id) == (
+        reference.pad_token_id,
+        reference.bos_token_id,
+    )
 
     class_loads = []
     original = transformers.AutoTokenizer.from_pretrained
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
-                        lambda *a, **k: class_loads.append(a) or original(*a, **k))
+    monkeypatch.setattr(
+        transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: class_loads.append(a) or original(*a, **k)
+    )
     load_tokenizer(smollm2_dir)
     assert class_loads == []
     # A tokenizer that tokenizer.json does not describe fails the check, and loading falls back to its class.
@@ -96,8 +100,14 @@ def test_icl_on_the_shared_prefix_equals_icl_on_whole_prompts(smollm2):
 def test_run_task_matches_separate_extraction_and_evaluation(smollm2):
     prompts = _prompts(smollm2, "next_letter", SplitSizes(baseline=10, dev=8, test=8))
     evaluated, vectors, combined = run_task(smollm2, prompts, FMT, batch_size=8, scoring="exact")
-    separate = evaluate_task(smollm2, prompts, dict(zip([(p.split, p.index) for p in evaluated], vectors)), FMT,
-                             batch_size=8, scoring="exact")
+    separate = evaluate_task(
+        smollm2,
+        prompts,
+        dict(zip([(p.split, p.index) for p in evaluated], vectors)),
+        FMT,
+        batch_size=8,
+        scoring="exact",
+    )
     assert combined.equals(separate)
 
 
@@ -131,8 +141,10 @@ def test_the_leading_space_rule_on_the_real_tokenizer(smollm2):
     assert rendering["one_token_pairs_leading_space"] > 3 * rendering["one_token_pairs_plain"]
     assert len(usable) == rendering["one_token_pairs_leading_space"]
     walk = next(p for p in usable if p.input == " walk")
-    assert walk.answers == (" walked",) and FMT.render([(walk.input, walk.answers[0])], " go") == \
-        "example: walk-> walked\nexample: go->"
+    assert (
+        walk.answers == (" walked",)
+        and FMT.render([(walk.input, walk.answers[0])], " go") == "example: walk-> walked\nexample: go->"
+    )
 
 
 def test_the_strict_metric_scores_the_whole_generated_answer(smollm2):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import run_info, tiny_model
 from taskvec import forward
 from taskvec.architectures import describe
 from taskvec.forward import (
@@ -93,8 +93,9 @@ def test_fast_sweep_matches_naive_patched_forwards(tiny_lm, rows_per_pass, monke
     naive = patched_sweep_naive(tiny_lm, queries, vectors, batch_size=3)
     assert fast.shape == (3, n_layers)
     assert np.array_equal(fast, naive)
-    one_by_one = np.concatenate([patched_sweep(tiny_lm, [q], vectors[i:i + 1], batch_size=1)
-                                 for i, q in enumerate(queries)])
+    one_by_one = np.concatenate(
+        [patched_sweep(tiny_lm, [q], vectors[i : i + 1], batch_size=1) for i, q in enumerate(queries)]
+    )
     assert np.array_equal(fast, one_by_one)
 
 
@@ -144,8 +145,6 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
     """`taskvec bench` divides the workload's least FLOPs by the machine's best matrix rate and reports
     that as a floor no implementation beats: the count must be a lower bound of the block and
     unembedding work that run_task really does (counted with hooks), and close to it."""
-    import dataclasses
-
     from taskvec.bench import _params, workload_flops
     from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, write_prompts
     from taskvec.run import run_task
@@ -155,8 +154,7 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
     fmt = PromptFormat()
     prompts = sample_prompts(get_task("to_upper").build(0), SplitSizes(k=3, baseline=8, dev=6, test=6), seed=0)
     path = tmp_path / "prompts.parquet"
-    write_prompts(prompts, {"task": {"task": "to_upper", "rules": RULES},
-                            "format": dataclasses.asdict(fmt)}, path)
+    write_prompts(prompts, run_info("to_upper", RULES), path)
     arch = describe(lm.model)
     counted = {"block_tokens": 0, "readouts": 0}
 
@@ -164,6 +162,7 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
             counted[key] += hidden.shape[0] * hidden.shape[1]
+
         return hook
 
     handles = [layer.register_forward_pre_hook(count("block_tokens"), with_kwargs=True) for layer in arch.layers]
@@ -173,8 +172,10 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
     finally:
         for handle in handles:
             handle.remove()
-    done = (counted["block_tokens"] * 2 * _params(arch.layers[0])
-            + counted["readouts"] * 2 * arch.unembedding.weight.numel())
+    done = (
+        counted["block_tokens"] * 2 * _params(arch.layers[0])
+        + counted["readouts"] * 2 * arch.unembedding.weight.numel()
+    )
     least = workload_flops(lm, [path])
     assert least <= done <= 1.25 * least, (least, done)
 
@@ -191,10 +192,12 @@ def _reference_continuation(lm, text, first, n_tokens, layer=None, theta=None):
         with torch.inference_mode():
             hooks = []
             if layer is not None:
+
                 def patch(module, args, output):
                     hidden = output[0] if isinstance(output, tuple) else output
                     hidden[0, end] = torch.as_tensor(theta, dtype=hidden.dtype)
                     return output
+
                 hooks.append(arch.layers[layer].register_forward_hook(patch))
             try:
                 logits = lm.model(input_ids=tokens).logits
@@ -228,8 +231,9 @@ def test_a_patched_continuation_differs_from_the_plain_one():
     lm = tiny_model("llama")
     thetas = np.random.default_rng(0).normal(size=(3, lm.model.config.hidden_size)).astype(np.float32) * 100
     plain = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], forward.Continuation(5, "\x00"))
-    patched = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], forward.Continuation(5, "\x00"), layers=[0, 2, 1],
-                                      vectors=thetas)
+    patched = forward.greedy_continue(
+        lm, TEXTS[:3], [7, 8, 9], forward.Continuation(5, "\x00"), layers=[0, 2, 1], vectors=thetas
+    )
     assert plain != patched
     assert patched[1] == _reference_continuation(lm, TEXTS[1], 8, 5, 2, thetas[1])
 
@@ -246,9 +250,11 @@ def test_the_icl_generation_on_the_shared_prefix_equals_generating_from_the_whol
     """Extraction continues each group's last text (the ICL prompt) on the cache of the shared prefix
     and its suffix; that must generate what the whole prompt generates alone, and start with the
     prompt's own next token."""
-    groups = [["example:a->b\nexample:c->d\nexample:e->", "example:a->b\nexample:c->d\nexample:qq->"],
-              ["example:x->y\nexample:[a,b]->", "example:x->y\nexample:z->"],
-              ["ab", "abc"]]
+    groups = [
+        ["example:a->b\nexample:c->d\nexample:e->", "example:a->b\nexample:c->d\nexample:qq->"],
+        ["example:x->y\nexample:[a,b]->", "example:x->y\nexample:z->"],
+        ["ab", "abc"],
+    ]
     until = forward.Continuation(4, "\x00")
     states, generated = shared_prefix_states(tiny_lm, groups, batch_size=2, continue_last=until)
     np.testing.assert_allclose(states, shared_prefix_states(tiny_lm, groups, batch_size=2))
@@ -268,11 +274,12 @@ def test_a_generation_stops_once_it_cannot_become_an_answer_and_scores_the_same(
     reachable = [[texts[0]], [texts[1][:3] + "?"], ["zzz"]]  # the whole, a wrong turn at the 4th character, none
     stopped = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], until, answers=reachable)
     assert stopped[0] == full[0]
-    assert full[1][:len(stopped[1])] == stopped[1] and len(stopped[1]) < len(full[1])
+    assert full[1][: len(stopped[1])] == stopped[1] and len(stopped[1]) < len(full[1])
     assert stopped[2] == full[2][:1]
     for answers, whole, short in zip(reachable, full, stopped):
-        assert strict_correct(lm.tokenizer.decode(short), answers, "\x00") == \
-            strict_correct(lm.tokenizer.decode(whole), answers, "\x00")
+        assert strict_correct(lm.tokenizer.decode(short), answers, "\x00") == strict_correct(
+            lm.tokenizer.decode(whole), answers, "\x00"
+        )
 
 
 def test_the_layer_skip_leaves_the_blocks_in_place_and_restores_them_even_on_error(tiny_lm):

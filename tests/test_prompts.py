@@ -66,17 +66,21 @@ def test_one_token_means_one_token_after_other_text():
     assert not is_one_token(tokenizer, " walked") and not is_one_token(tokenizer, "ran")
 
 
-@pytest.mark.parametrize("vocabulary, leading_space", [
-    ([" walked", " ran", " went"], True),           # only the spaced answers are tokens: the paper's code spaces
-    (["walked", "ran", "went", " ran"], False),      # spacing keeps 1 of 3: fewer than 70%, plain
-    (["walked", "ran", "went", " ran", " went", " walked"], True),  # a tie keeps the leading space
-])
+@pytest.mark.parametrize(
+    "vocabulary, leading_space",
+    [
+        ([" walked", " ran", " went"], True),  # only the spaced answers are tokens: the paper's code spaces
+        (["walked", "ran", "went", " ran"], False),  # spacing keeps 1 of 3: fewer than 70%, plain
+        (["walked", "ran", "went", " ran", " went", " walked"], True),  # a tie keeps the leading space
+    ],
+)
 def test_the_leading_space_rule_chooses_the_variant_that_keeps_70_percent(vocabulary, leading_space):
     usable, rendering = apply_rules(VERBS, VocabTokenizer(vocabulary), MAPPING_RULES)
     assert rendering["leading_space"] is leading_space
     space = " " if leading_space else ""
-    assert usable and all(p.input == space + p.input.strip() and p.answers[0] == space + p.answers[0].strip()
-                          for p in usable)
+    assert usable and all(
+        p.input == space + p.input.strip() and p.answers[0] == space + p.answers[0].strip() for p in usable
+    )
 
 
 def test_the_70_percent_boundary():
@@ -85,7 +89,10 @@ def test_the_70_percent_boundary():
     seven = VocabTokenizer(plain + [f" a{i}" for i in range(7)])
     six = VocabTokenizer(plain + [f" a{i}" for i in range(6)])
     assert apply_rules(pairs, seven, MAPPING_RULES)[1] == {
-        "leading_space": True, "one_token_pairs_plain": 10, "one_token_pairs_leading_space": 7}
+        "leading_space": True,
+        "one_token_pairs_plain": 10,
+        "one_token_pairs_leading_space": 7,
+    }
     assert apply_rules(pairs, six, MAPPING_RULES)[1]["leading_space"] is False
     forced = TaskRules(one_token=True, leading_space="on", scoring="exact")
     assert apply_rules(pairs, six, forced)[1]["leading_space"] is True

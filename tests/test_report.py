@@ -11,9 +11,9 @@ import re
 import pyarrow as pa
 import pytest
 
-from taskvec import store
-from taskvec.evaluate import RESULT_SCHEMA
-from taskvec.prompts import Prompt, write_prompts
+from conftest import run_info
+from taskvec.evaluate import RESULT_SCHEMA, write_results
+from taskvec.prompts import Prompt, SplitSizes, write_prompts
 from taskvec.report import build_report
 
 N_TEST = 50
@@ -29,9 +29,20 @@ def _results(baseline: int, icl: int, tv: int, icl_strict: int, tv_strict: int) 
     def add(split, index, method, layer, correct, strict=None):
         # a generation that fails the strict metric after a right first token goes on after the answer
         generated = None if strict is None else "x" if strict else "x and more" if correct else "y"
-        rows.append({"split": split, "index": index, "query": f"q{index % 20}", "method": method, "layer": layer,
-                     "token_id": 1, "prediction": "x" if correct else "y", "correct": correct,
-                     "generated": generated, "strict_correct": strict})
+        rows.append(
+            {
+                "split": split,
+                "index": index,
+                "query": f"q{index % 20}",
+                "method": method,
+                "layer": layer,
+                "token_id": 1,
+                "prediction": "x" if correct else "y",
+                "correct": correct,
+                "generated": generated,
+                "strict_correct": strict,
+            }
+        )
 
     for i in range(100):
         add("baseline", i, "baseline", -1, i < baseline, i < baseline)
@@ -45,15 +56,18 @@ def _results(baseline: int, icl: int, tv: int, icl_strict: int, tv_strict: int) 
     return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 
 
-def _metadata(task: str) -> dict:
-    return {"task": {"task": task, "category": "algorithmic", "rules": RULES, "sources": [
-        {"package": "taskvec", "version": "test", "registry": "generated", "license": "Apache-2.0"}],
-        "paper_task": None, "differs": f"{task} is synthetic"},
-        "n_pairs": 30, "n_pairs_usable": 30, "rendering": {"leading_space": False}, "seed": 0,
-        "sizes": {"k": 5, "baseline": 100, "dev": N_TEST, "test": N_TEST, "dummies": 2},
-        "format": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n",
-                   "max_answer_tokens": 10},
-        "model": {"source": "synthetic"}, "n_layers": N_LAYERS, "dtype": "float32"}
+def _metadata(task: str):
+    return run_info(
+        task,
+        RULES,
+        "synthetic-model",
+        sizes=SplitSizes(5, 100, N_TEST, N_TEST, 2),
+        model={"source": "synthetic"},
+        n_layers=N_LAYERS,
+        hidden_size=8,
+        dtype="float32",
+        batch_size=16,
+    )
 
 
 TASKS = {  # baseline, icl, tv, icl strict, tv strict (of 100, 50, 50, 50, 50)
@@ -68,12 +82,13 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     files, prompts = [], []
     for task, counts in TASKS.items():
-        path = root / "results" / "synthetic-model" / task / "sample0.parquet"
-        store.write_parquet(_results(*counts), path, _metadata(task))
+        # the files name their model and task in their metadata: their paths say nothing
+        path = root / "results" / f"r{len(files)}.parquet"
+        write_results(_results(*counts), path, _metadata(task))
         files.append(path)
         # every demonstration shows the answer "y", which is what ICL predicts where it is wrong
         test = [Prompt("test", i, (("d", "y"),) * 5, f"q{i % 20}", ("x",), ("e",)) for i in range(N_TEST)]
-        prompts.append(root / "prompts" / "synthetic-model" / task / "sample0.parquet")
+        prompts.append(root / "prompts" / f"p{len(prompts)}.parquet")
         write_prompts(test, _metadata(task), prompts[-1])
     out = root / "reports"
     build_report(files, out, prompts_files=prompts)
@@ -90,12 +105,17 @@ def test_the_summary_names_the_task_above_and_the_task_below_icl(report):
     assert "significantly below on 1 (vector_below)" in text
     assert "within the noise on 1" in text
     assert "elsewhere the difference is within the noise" not in text
-    assert ("synthetic-model, vector_above: task vector 0.90 against ICL 0.20" in text
-            and "wrong on 40 of 50 test prompts; the most frequent wrong tokens are 'y' (40); 40 of the wrong tokens "
-                "repeat an answer shown in the demonstrations, 0 a demonstration's input, 0 the query" in text)
+    assert (
+        "synthetic-model, vector_above: task vector 0.90 against ICL 0.20" in text
+        and "wrong on 40 of 50 test prompts; the most frequent wrong tokens are 'y' (40); 40 of the wrong tokens "
+        "repeat an answer shown in the demonstrations, 0 a demonstration's input, 0 the query"
+        in text
+    )
     assert "synthetic-model, vector_below: task vector" not in text
-    assert ("Where the task vector's first token is right but its generation fails the strict metric (15 test prompts "
-            "of the first sampling), the generation is a valid answer followed by more text in 15 (100%)") in text
+    assert (
+        "Where the task vector's first token is right but its generation fails the strict metric (15 test prompts "
+        "of the first sampling), the generation is a valid answer followed by more text in 15 (100%)"
+    ) in text
 
 
 def test_metrics_record_the_direction_and_holm_adjusted_p(report):
@@ -105,8 +125,11 @@ def test_metrics_record_the_direction_and_holm_adjusted_p(report):
     assert tasks["vector_equal"]["tv_vs_icl"] == "within noise"
     for task in tasks.values():
         assert task["tv_vs_icl_p"] <= task["tv_vs_icl_p_holm"] <= 1
-    assert metrics["tv_vs_icl_holm"] == {"above": ["vector_above"], "below": ["vector_below"],
-                                         "within noise": ["vector_equal"]}
+    assert metrics["tv_vs_icl_holm"] == {
+        "above": ["vector_above"],
+        "below": ["vector_below"],
+        "within noise": ["vector_equal"],
+    }
     assert tasks["vector_above"]["icl_strict"] == 0.2 and tasks["vector_above"]["tv_strict"] == 0.8
 
 

@@ -17,9 +17,17 @@ pytestmark = pytest.mark.browser
 
 REPORT = ROOT / "reports" / "index.html"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 # Put first in <head>: records script errors, then on load writes what loaded into the DOM.
 CHECK = """<script>
 window.__errors = [];
@@ -42,15 +50,17 @@ def _chromium() -> str:
 
 
 def _run(args: list[str], profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_report_renders_with_every_image_and_no_script_error(tmp_path):
     page = tmp_path / "index.html"
     page.write_text(REPORT.read_text().replace("<head>", "<head>" + CHECK, 1))
-    result = _run(["--virtual-time-budget=10000", "--window-size=1280,900", "--dump-dom", page.as_uri()],
-                  tmp_path / "profile")
+    result = _run(
+        ["--virtual-time-budget=10000", "--window-size=1280,900", "--dump-dom", page.as_uri()], tmp_path / "profile"
+    )
     match = re.search(r"data-check=\"([^\"]*)\"", result.stdout)
     assert match, f"the page did not finish loading: {result.stderr[-2000:]}"
     check = json.loads(match.group(1).replace("&quot;", '"'))

@@ -10,39 +10,45 @@ from taskvec.scoring import first_token_correct, strict_correct
 CONTINENTS = ("Asia", "Africa")
 
 
-@pytest.mark.parametrize(("prediction", "answers", "rule", "correct"), [
-    # knowledge, the paper's rule: a prefix either way, so a one-letter token counts for Asia and Africa
-    (" A", ("Asia",), "prefix", True),
-    (" A", ("Africa",), "prefix", True),
-    ("Par", ("Paris",), "prefix", True),
-    ("Paris", ("Paris, France",), "prefix", True),
-    ("Paris, France", ("Paris",), "prefix", True),
-    ("Lyon", ("Paris",), "prefix", False),
-    (" ", ("Paris",), "prefix", False),           # an empty prediction is never a prefix
-    ("Par", ("",), "prefix", False),
-    # one-token tasks, the paper's rule: the stripped token equals a valid answer
-    (" walked", (" walked",), "exact", True),
-    ("walked", (" walked",), "exact", True),
-    (" walk", (" walked",), "exact", False),
-    (" A", ("Asia",), "exact", False),
-    (" chien", (" chien", " toutou"), "exact", True),  # any listed translation counts
-    (" perro", (" chien",), "exact", False),
-])
+@pytest.mark.parametrize(
+    ("prediction", "answers", "rule", "correct"),
+    [
+        # knowledge, the paper's rule: a prefix either way, so a one-letter token counts for Asia and Africa
+        (" A", ("Asia",), "prefix", True),
+        (" A", ("Africa",), "prefix", True),
+        ("Par", ("Paris",), "prefix", True),
+        ("Paris", ("Paris, France",), "prefix", True),
+        ("Paris, France", ("Paris",), "prefix", True),
+        ("Lyon", ("Paris",), "prefix", False),
+        (" ", ("Paris",), "prefix", False),  # an empty prediction is never a prefix
+        ("Par", ("",), "prefix", False),
+        # one-token tasks, the paper's rule: the stripped token equals a valid answer
+        (" walked", (" walked",), "exact", True),
+        ("walked", (" walked",), "exact", True),
+        (" walk", (" walked",), "exact", False),
+        (" A", ("Asia",), "exact", False),
+        (" chien", (" chien", " toutou"), "exact", True),  # any listed translation counts
+        (" perro", (" chien",), "exact", False),
+    ],
+)
 def test_the_papers_first_token_rules(prediction, answers, rule, correct):
     assert first_token_correct(prediction, answers, rule) is correct
 
 
-@pytest.mark.parametrize(("generated", "answers", "correct"), [
-    (" A", ("Asia", "Africa"), False),              # the strict metric tells Asia from Africa
-    (" Asia\nexample:", ("Asia", "Africa"), True),
-    (" Africa\n", ("Asia",), False),
-    (" pomme de terre\n", ("pomme de terre", "patate"), True),   # a multi-token translation, whole
-    (" pomme de table\n", ("pomme de terre", "patate"), False),  # right first token, wrong later token
-    (" pomme\n", ("pomme de terre",), False),
-    (" walked", (" walked",), True),                # no separator within the token limit: all of it
-    (" walked to the", (" walked",), False),
-    ("\n walked", (" walked",), False),             # nothing before the separator
-])
+@pytest.mark.parametrize(
+    ("generated", "answers", "correct"),
+    [
+        (" A", ("Asia", "Africa"), False),  # the strict metric tells Asia from Africa
+        (" Asia\nexample:", ("Asia", "Africa"), True),
+        (" Africa\n", ("Asia",), False),
+        (" pomme de terre\n", ("pomme de terre", "patate"), True),  # a multi-token translation, whole
+        (" pomme de table\n", ("pomme de terre", "patate"), False),  # right first token, wrong later token
+        (" pomme\n", ("pomme de terre",), False),
+        (" walked", (" walked",), True),  # no separator within the token limit: all of it
+        (" walked to the", (" walked",), False),
+        ("\n walked", (" walked",), False),  # nothing before the separator
+    ],
+)
 def test_the_strict_metric_compares_the_whole_generated_answer(generated, answers, correct):
     assert strict_correct(generated, answers, "\n") is correct
 

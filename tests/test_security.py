@@ -53,21 +53,29 @@ def test_package_never_unpickles_or_runs_remote_code(path):
     assert _problems(path.read_text()) == []
 
 
-@pytest.mark.parametrize("snippet", [
-    "import pickle\n",
-    "from joblib import load\n",
-    "import torch\nstate = torch.load('x.pt')\n",
-    "import torch\nstate = torch.load('x.pt', weights_only=False)\n",
-    "from transformers import AutoModel\nm = AutoModel.from_pretrained('x', trust_remote_code=True)\n",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import pickle\n",
+        "from joblib import load\n",
+        "import torch\nstate = torch.load('x.pt')\n",
+        "import torch\nstate = torch.load('x.pt', weights_only=False)\n",
+        "from transformers import AutoModel\nm = AutoModel.from_pretrained('x', trust_remote_code=True)\n",
+    ],
+)
 def test_the_check_catches_each_unsafe_pattern(snippet):
     assert _problems(snippet) != []
 
 
 def test_repository_holds_no_credentials():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    patterns = [r"AKIA[0-9A-Z]{16}", r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-                r"(?i)\b(password|secret_access_key)\s*=\s*\S+", r"ghp_[A-Za-z0-9]{36}", r"hf_[A-Za-z0-9]{30,}"]
+    patterns = [
+        r"AKIA[0-9A-Z]{16}",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+        r"(?i)\b(password|secret_access_key)\s*=\s*\S+",
+        r"ghp_[A-Za-z0-9]{36}",
+        r"hf_[A-Za-z0-9]{30,}",
+    ]
     found = []
     for name in tracked:
         path = ROOT / name

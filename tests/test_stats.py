@@ -44,8 +44,10 @@ def test_mean_and_spread_over_seeds():
 
 
 def test_a_paired_resample_keeps_the_pairing_of_methods_on_the_same_prompts():
-    groups = [{"icl": np.array([True] * 40 + [False] * 10), "tv": np.array([True] * 30 + [False] * 20)},
-              {"icl": np.array([True] * 20 + [False] * 30), "tv": np.array([True] * 20 + [False] * 30)}]
+    groups = [
+        {"icl": np.array([True] * 40 + [False] * 10), "tv": np.array([True] * 30 + [False] * 20)},
+        {"icl": np.array([True] * 20 + [False] * 30), "tv": np.array([True] * 20 + [False] * 30)},
+    ]
     draws = task_bootstrap([groups])  # one task: only its prompts are resampled
     assert np.mean(draws["icl"]) == pytest.approx(0.6, abs=0.01)
     assert np.mean(draws["tv"]) == pytest.approx(0.5, abs=0.01)
@@ -58,13 +60,16 @@ def test_a_paired_resample_needs_equal_lengths_within_a_group():
         task_bootstrap([[{"icl": np.ones(5, bool), "tv": np.ones(4, bool)}]])
 
 
-@pytest.mark.parametrize(("accuracy", "n", "expected"), [
-    # reference values of the 95% Wilson score interval (z = 1.96)
-    (0.5, 50, (0.3664, 0.6336)),
-    (0.0, 150, (0.0, 0.0250)),
-    (1.0, 150, (0.9750, 1.0)),
-    (0.9, 50, (0.7864, 0.9565)),
-])
+@pytest.mark.parametrize(
+    ("accuracy", "n", "expected"),
+    [
+        # reference values of the 95% Wilson score interval (z = 1.96)
+        (0.5, 50, (0.3664, 0.6336)),
+        (0.0, 150, (0.0, 0.0250)),
+        (1.0, 150, (0.9750, 1.0)),
+        (0.9, 50, (0.7864, 0.9565)),
+    ],
+)
 def test_wilson_interval_matches_reference_values(accuracy, n, expected):
     low, high = wilson_interval(accuracy, n)
     assert low == pytest.approx(expected[0], abs=1e-4) and high == pytest.approx(expected[1], abs=1e-4)

@@ -34,8 +34,12 @@ def test_eighteen_tasks_in_four_categories():
     assert len(TASKS) == 18
     assert set(TASKS) == set(ALGORITHMIC) | set(SOURCED)
     categories = [task.category for task in TASKS.values()]
-    assert {c: categories.count(c) for c in set(categories)} == {"algorithmic": 6, "translation": 4,
-                                                                   "linguistic": 4, "knowledge": 4}
+    assert {c: categories.count(c) for c in set(categories)} == {
+        "algorithmic": 6,
+        "translation": 4,
+        "linguistic": 4,
+        "knowledge": 4,
+    }
 
 
 @pytest.mark.sources
@@ -48,8 +52,10 @@ def test_sourced_tasks_build_from_their_real_source(task, tmp_path):
     assert get_task(task).category == category
     assert len(pairs) >= 100
     assert example_output in pairs[example_input]
-    assert all(i.strip() == i and "\n" not in i and outputs and all(o.strip() == o and o and "\n" not in o
-               for o in outputs) for i, outputs in pairs.items())
+    assert all(
+        i.strip() == i and "\n" not in i and outputs and all(o.strip() == o and o and "\n" not in o for o in outputs)
+        for i, outputs in pairs.items()
+    )
     metadata = store.parquet_metadata(path)
     recorded = {s["package"]: s for s in metadata["sources"]}
     assert set(recorded) == sources
@@ -66,8 +72,12 @@ def test_replacements_for_counterfact_tasks_say_so():
 def test_every_built_in_task_says_how_it_differs_from_the_paper_and_has_the_papers_rules(task):
     built_in = get_task(task)
     assert len(built_in.differs) > 20
-    expected = {"algorithmic": (False, "off", "exact"), "translation": (True, "auto", "exact"),
-                "linguistic": (True, "auto", "exact"), "knowledge": (False, "off", "prefix")}[built_in.category]
+    expected = {
+        "algorithmic": (False, "off", "exact"),
+        "translation": (True, "auto", "exact"),
+        "linguistic": (True, "auto", "exact"),
+        "knowledge": (False, "off", "prefix"),
+    }[built_in.category]
     assert (built_in.rules.one_token, built_in.rules.leading_space, built_in.rules.scoring) == expected
 
 

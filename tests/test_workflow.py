@@ -25,10 +25,18 @@ pytestmark = pytest.mark.workflow
 
 TINY_PARAMS = {
     "models": {"smollm2-135m": {"source": "packaged:smollm2-135m"}},
-    "tasks": {"next_letter": {"seed": 0}, "to_upper": {"seed": 0},
-              # a user task under the paper's protocol for a mapping dataset
-              "country_currency": {"file": "examples/tasks/country_currency.jsonl", "seed": 0, "one_token": True,
-                                   "leading_space": "auto", "scoring": "exact"}},
+    "tasks": {
+        "next_letter": {"seed": 0},
+        "to_upper": {"seed": 0},
+        # a user task under the paper's protocol for a mapping dataset
+        "country_currency": {
+            "file": "examples/tasks/country_currency.jsonl",
+            "seed": 0,
+            "one_token": True,
+            "leading_space": "auto",
+            "scoring": "exact",
+        },
+    },
     "prompt": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n"},
     "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2, "seeds": 2},
     "compute": {"device": "cpu", "dtype": "float32", "batch_size": 8},
@@ -40,8 +48,9 @@ def _env() -> dict[str, str]:
 
 
 def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN / "snakemake"), "--cores", "2", *args], cwd=project, env=_env(),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", *args], cwd=project, env=_env(), capture_output=True, text=True
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -61,12 +70,11 @@ def planned_jobs(project: Path) -> list[tuple[str, str]]:
 def make_project(root: Path, params: dict) -> Path:
     project = root / "project"
     project.mkdir()
-    for name in ("Snakefile", "dvc.yaml", "environment.yml"):
+    for name in ("dvc.yaml", "environment.yml"):
         shutil.copy2(ROOT / name, project / name)
     shutil.copytree(ROOT / "workflow", project / "workflow")
     shutil.copytree(ROOT / "examples", project / "examples")
-    shutil.copytree(ROOT / "src" / "taskvec", project / "src" / "taskvec",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "src" / "taskvec", project / "src" / "taskvec", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 
@@ -83,8 +91,10 @@ def study(tmp_path_factory, smollm2_dir) -> Path:
 
 
 def _results(study: Path, task: str) -> list:
-    return [score(pq.read_table(study / "data" / "results" / "smollm2-135m" / task / f"sample{i}.parquet"))
-            for i in range(2)]
+    return [
+        score(pq.read_table(study / "data" / "results" / "smollm2-135m" / task / f"sample{i}.parquet"))
+        for i in range(2)
+    ]
 
 
 def test_study_writes_a_report_that_agrees_with_its_parquet_files(study):
@@ -96,8 +106,11 @@ def test_study_writes_a_report_that_agrees_with_its_parquet_files(study):
     assert model["n_layers"] == 30
     assert set(model["tasks"]) == {"next_letter", "to_upper", "country_currency"}
     assert model["tasks"]["country_currency"]["category"] == "custom"
-    assert model["tasks"]["country_currency"]["rules"] == {"one_token": True, "leading_space": "auto",
-                                                           "scoring": "exact"}
+    assert model["tasks"]["country_currency"]["rules"] == {
+        "one_token": True,
+        "leading_space": "auto",
+        "scoring": "exact",
+    }
     assert model["tasks"]["next_letter"]["rules"] == {"one_token": False, "leading_space": "off", "scoring": "exact"}
     assert "country_currency.jsonl" in html
     rows = {row["task"]: row for row in csv.DictReader((report / "tables" / "accuracy.csv").open())}
@@ -125,8 +138,16 @@ def test_study_writes_a_report_that_agrees_with_its_parquet_files(study):
     paper = {row["task"]: row for row in csv.DictReader((report / "tables" / "paper_comparison.csv").open())}
     assert float(paper["to_upper"]["paper_icl"]) == pytest.approx(metrics["paper_mean_over_models"]["to_upper"]["icl"])
     assert paper["country_currency"]["paper_icl"] == ""
-    for section in ("Summary", "Comparison with the paper", "Provenance of data and models", "Conflicting tasks",
-                    "Robustness of theta", "Vocabulary projection", "Method and settings", "Time per step"):
+    for section in (
+        "Summary",
+        "Comparison with the paper",
+        "Provenance of data and models",
+        "Conflicting tasks",
+        "Robustness of theta",
+        "Vocabulary projection",
+        "Method and settings",
+        "Time per step",
+    ):
         assert f">{section}</h2>" in html
     assert "| model | task |" in (report / "tables" / "accuracy.md").read_text()
 
@@ -144,8 +165,11 @@ def test_the_analyses_agree_with_their_tables_and_metrics(study):
     assert conflict["patched_on_b"] == pytest.approx(sum(table["patched_correct_b"]) / 6, abs=1e-4)
     # ICL alone is read from next_letter's results, not recomputed
     icl = pq.read_table(study / "data" / "results" / "smollm2-135m" / "next_letter" / "sample0.parquet").to_pydict()
-    icl_test = {i: p for i, s, m, p in zip(icl["index"], icl["split"], icl["method"], icl["prediction"])
-                if s == "test" and m == "icl"}
+    icl_test = {
+        i: p
+        for i, s, m, p in zip(icl["index"], icl["split"], icl["method"], icl["prediction"])
+        if s == "test" and m == "icl"
+    }
     assert table["icl_prediction"] == [icl_test[i] for i in table["index"]]
 
     robustness = model["robustness"]
@@ -156,8 +180,9 @@ def test_the_analyses_agree_with_their_tables_and_metrics(study):
     vocab = list(csv.DictReader((report / "tables" / "vocabulary.csv").open()))
     assert {row["task"] for row in vocab} == set(model["tasks"])
     chosen = [row for row in vocab if row["layer_kind"] == "chosen"]
-    assert len(chosen) == 3 and all(int(row["layer"]) == model["tasks"][row["task"]]["best_layers"][0]
-                                    for row in chosen)
+    assert len(chosen) == 3 and all(
+        int(row["layer"]) == model["tasks"][row["task"]]["best_layers"][0] for row in chosen
+    )
     assert all(int(row["layer"]) == 29 for row in vocab if row["layer_kind"] == "last")
     judged = model["vocabulary_projection"]["chosen"]
     assert judged["n_tasks"] == 3 and 0 <= judged["n_naming_outputs"] <= 3
@@ -202,10 +227,17 @@ def planned_jobs_with_appended(study: Path, relative: str, text: str) -> list[tu
 
 
 def test_editing_a_custom_task_file_reruns_only_that_task(study):
-    jobs = planned_jobs_with_appended(study, "examples/tasks/country_currency.jsonl",
-                                      '{"input": "Atlantis", "output": "Orichalcum"}\n')
-    assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
-                                          "vocabulary_projection"}
+    jobs = planned_jobs_with_appended(
+        study, "examples/tasks/country_currency.jsonl", '{"input": "Atlantis", "output": "Orichalcum"}\n'
+    )
+    assert {rule for rule, _ in jobs} == {
+        "all",
+        "build_report",
+        "build_task",
+        "evaluate_task",
+        "robustness",
+        "vocabulary_projection",
+    }
     task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
     assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
 
@@ -225,28 +257,48 @@ def planned_jobs_with_params(study: Path, change) -> list[tuple[str, str]]:
 
 def test_changing_one_tasks_setting_reruns_only_that_task(study):
     jobs = planned_jobs_with_params(study, lambda p: p["tasks"]["to_upper"].update(seed=5))
-    assert {rule for rule, _ in jobs} == {"all", "build_report", "build_task", "evaluate_task", "robustness",
-                                          "vocabulary_projection", "conflicting_tasks"}
+    assert {rule for rule, _ in jobs} == {
+        "all",
+        "build_report",
+        "build_task",
+        "evaluate_task",
+        "robustness",
+        "vocabulary_projection",
+        "conflicting_tasks",
+    }
     task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
     assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
 
 
 def test_adding_a_model_runs_only_that_models_jobs(study):
-    jobs = planned_jobs_with_params(study, lambda p: p["models"].update({"gemma3-270m": {"source":
-                                                                                         "packaged:gemma3-270m"}}))
+    jobs = planned_jobs_with_params(
+        study, lambda p: p["models"].update({"gemma3-270m": {"source": "packaged:gemma3-270m"}})
+    )
     per_model = [(rule, w) for rule, w in jobs if rule not in ("all", "build_report")]
-    assert {rule for rule, _ in per_model} == {"convert_model", "evaluate_task", "conflicting_tasks", "robustness",
-                                               "vocabulary_projection"}
+    assert {rule for rule, _ in per_model} == {
+        "convert_model",
+        "evaluate_task",
+        "conflicting_tasks",
+        "robustness",
+        "vocabulary_projection",
+    }
     assert all("model=gemma3-270m" in w for _, w in per_model), per_model
     assert len([rule for rule, _ in per_model if rule == "evaluate_task"]) == len(TINY_PARAMS["tasks"])
 
 
 def test_changing_extraction_code_reruns_extraction_and_everything_after_it(study):
     jobs = planned_jobs_with_appended(study, "src/taskvec/extract.py", "\n")
-    assert sorted({rule for rule, _ in jobs}) == ["all", "build_report", "conflicting_tasks", "evaluate_task",
-                                                  "robustness", "vocabulary_projection"]
+    assert sorted({rule for rule, _ in jobs}) == [
+        "all",
+        "build_report",
+        "conflicting_tasks",
+        "evaluate_task",
+        "robustness",
+        "vocabulary_projection",
+    ]
     assert sorted(w for rule, w in jobs if rule == "evaluate_task") == sorted(
-        f"model=smollm2-135m, task={task}" for task in TINY_PARAMS["tasks"])
+        f"model=smollm2-135m, task={task}" for task in TINY_PARAMS["tasks"]
+    )
 
 
 def test_a_corrupted_results_file_is_named_with_the_command_that_rebuilds_it(study):
@@ -256,13 +308,16 @@ def test_a_corrupted_results_file_is_named_with_the_command_that_rebuilds_it(stu
     try:
         path.write_bytes(original[: len(original) // 2])
         # the study's profile shows a failed job's log, as `make reproduce` does
-        result = snakemake(study, "--profile", "workflow/profiles/local", "--forcerun", "build_report", check=False)
+        result = snakemake(study, "--forcerun", "build_report", check=False)
     finally:
         path.write_bytes(original)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert result.returncode != 0
-    assert re.search(r"to_upper/sample1.parquet is not a readable Parquet file: truncated or corrupted .*Delete it "
-                     r"and rebuild it: `make reproduce` remakes", result.stdout + result.stderr), result.stderr
+    assert re.search(
+        r"to_upper/sample1.parquet is not a readable Parquet file: truncated or corrupted .*Delete it "
+        r"and rebuild it: `make reproduce` remakes",
+        result.stdout + result.stderr,
+    ), result.stderr
     snakemake(study, "--forcerun", "build_report")
     assert planned_jobs(study) == []
 
@@ -270,16 +325,25 @@ def test_a_corrupted_results_file_is_named_with_the_command_that_rebuilds_it(stu
 def test_sigkill_during_extraction_then_rerun_gives_byte_identical_results(study):
     """Runs the fault-injection script (tests/fault_injection.py) on the tiny study."""
     script = Path(__file__).with_name("fault_injection.py")
-    result = subprocess.run([str(BIN / "python"), str(script), str(study), "--task", "to_upper"], env=_env(),
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [str(BIN / "python"), str(script), str(study), "--task", "to_upper"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "byte-identical" in result.stdout and "none partial" in result.stdout
     assert planned_jobs(study) == []
 
 
 def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=taskvec tests", "-c", "user.email=tests@example.invalid", *args],
-                   cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=taskvec tests", "-c", "user.email=tests@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
 
 
 def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -312,7 +376,7 @@ def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(study, tmp_pat
     _git(tmp_path, "clone", "-q", str(producer), str(consumer))
     assert not (consumer / "data").exists()
     _dvc(consumer, "pull")  # then what `make pull` runs after it:
-    snakemake(consumer, "--profile", "workflow/profiles/local", "--touch", "--quiet")
+    snakemake(consumer, "--touch", "--quiet")
     assert "up to date" in _dvc(consumer, "status").stdout
     assert planned_jobs(consumer) == []
     for step in ("activations", "results"):
@@ -330,10 +394,14 @@ def planned_jobs_forced(project: Path, rule: str) -> list[tuple[str, str]]:
 
 
 def test_rerunning_gives_byte_identical_outputs(study):
-    outputs = [study / "data" / step / "smollm2-135m" / "country_currency" / "sample1.parquet"
-               for step in ("prompts", "activations", "results")]
-    outputs += [study / "data" / "analysis" / "smollm2-135m" / f"{name}.parquet"
-                for name in ("conflicting_tasks", "robustness", "vocabulary")]
+    outputs = [
+        study / "data" / step / "smollm2-135m" / "country_currency" / "sample1.parquet"
+        for step in ("prompts", "activations", "results")
+    ]
+    outputs += [
+        study / "data" / "analysis" / "smollm2-135m" / f"{name}.parquet"
+        for name in ("conflicting_tasks", "robustness", "vocabulary")
+    ]
     outputs += [study / "reports" / "metrics.json", study / "reports" / "tables" / "accuracy.csv"]
     outputs += sorted((study / "reports" / "figures").iterdir())
     before = [path.read_bytes() for path in outputs]
@@ -346,7 +414,7 @@ def test_rerunning_gives_byte_identical_outputs(study):
 
 
 def _without_timings(html: str) -> str:
-    return html[:html.index("<h2 id='time'>") if "<h2 id='time'>" in html else html.index('<h2 id="time">')]
+    return html[: html.index("<h2 id='time'>") if "<h2 id='time'>" in html else html.index('<h2 id="time">')]
 
 
 def test_dvc_repro_then_status_is_clean(study):
@@ -366,8 +434,13 @@ def test_dvc_repro_then_status_is_clean(study):
     finally:
         task_file.write_text(original)
     # the plots declared in dvc.yaml render from the report's tables
-    plots = subprocess.run([str(BIN / "dvc"), "plots", "show", "-o", str(study / "plots")], cwd=study, env=_env(),
-                           capture_output=True, text=True)
+    plots = subprocess.run(
+        [str(BIN / "dvc"), "plots", "show", "-o", str(study / "plots")],
+        cwd=study,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     assert plots.returncode == 0, plots.stdout + plots.stderr
     page = (study / "plots" / "index.html").read_text()
     assert "reports_tables_accuracy_by_layer_csv" in page and "dev_tv" in page
@@ -376,12 +449,16 @@ def test_dvc_repro_then_status_is_clean(study):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: p["tasks"].update(reverse_words={"seed": 0}),
-         r"tasks.reverse_words is not a built-in task.*next_letter"),
+        (
+            lambda p: p["tasks"].update(reverse_words={"seed": 0}),
+            r"tasks.reverse_words is not a built-in task.*next_letter",
+        ),
         (lambda p: p["tasks"].update(mine={"file": "missing.txt"}), r"does not match"),
         (lambda p: p["tasks"].update(bad={"file": "examples/tasks/missing.jsonl"}), r"missing.jsonl"),
-        (lambda p: p["models"].update(tiny={"source": "packaged:gpt5"}),
-         r"models.tiny.source.*packaged:smollm2-135m, packaged:gemma3-270m"),
+        (
+            lambda p: p["models"].update(tiny={"source": "packaged:gpt5"}),
+            r"models.tiny.source.*packaged:smollm2-135m, packaged:gemma3-270m",
+        ),
         (lambda p: p["sizes"].update(k="five"), r"'five' is not of type 'integer'"),
         (lambda p: p["sizes"].update(test=0), r"0 is less than the minimum of 1"),
         (lambda p: p.pop("sizes"), r"'sizes' is a required property"),
@@ -392,13 +469,30 @@ def test_dvc_repro_then_status_is_clean(study):
         (lambda p: p["tasks"].update({"a/b": {"seed": 0}}), r"'a/b' does not match"),
         (lambda p: p["tasks"].update({"x;rm": {"seed": 0}}), r"'x;rm' does not match"),
         (lambda p: p["models"].update(bad={"source": "org/model;touch pwned"}), r"'org/model;touch pwned' does not"),
-        (lambda p: p["tasks"]["to_upper"].update(leading_space="maybe"),
-         r"'maybe' is not one of \['auto', 'on', 'off', True, False\]"),
+        (
+            lambda p: p["tasks"]["to_upper"].update(leading_space="maybe"),
+            r"'maybe' is not one of \['auto', 'on', 'off', True, False\]",
+        ),
         (lambda p: p["tasks"]["to_upper"].update(scoring="fuzzy"), r"'fuzzy' is not one of \['exact', 'prefix'\]"),
     ],
-    ids=["unknown-task", "bad-task-file-type", "missing-task-file", "unknown-packaged-model", "wrong-type",
-         "zero-size", "missing-key", "unknown-key", "negative-size", "k-above-available-pairs", "model-name-path",
-         "task-name-slash", "task-name-shell", "model-source-shell", "unknown-leading-space", "unknown-scoring"],
+    ids=[
+        "unknown-task",
+        "bad-task-file-type",
+        "missing-task-file",
+        "unknown-packaged-model",
+        "wrong-type",
+        "zero-size",
+        "missing-key",
+        "unknown-key",
+        "negative-size",
+        "k-above-available-pairs",
+        "model-name-path",
+        "task-name-slash",
+        "task-name-shell",
+        "model-source-shell",
+        "unknown-leading-space",
+        "unknown-scoring",
+    ],
 )
 def test_invalid_params_stop_before_any_job(tmp_path, change, message):
     params = json.loads(json.dumps(TINY_PARAMS))
@@ -412,14 +506,36 @@ def test_invalid_params_stop_before_any_job(tmp_path, change, message):
 
 def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
     result = subprocess.run(
-        [str(BIN / "taskvec"), "bench", "--models", "smollm2-135m", "--task", "to_upper", "--repeats", "1",
-         "--no-workload", "--device", "cpu", "--out", str(tmp_path)],
-        cwd=study, env=_env(), capture_output=True, text=True,
+        [
+            str(BIN / "taskvec"),
+            "bench",
+            "--models",
+            "smollm2-135m",
+            "--task",
+            "to_upper",
+            "--repeats",
+            "1",
+            "--no-workload",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=study,
+        env=_env(),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     figures = json.loads((tmp_path / "benchmarks.json").read_text())["models"]["smollm2-135m"]
-    assert set(figures) >= {"sweep_ratio", "sweep_limit", "naive_speedup", "extraction_overhead", "study_seconds",
-                            "peak_rss_mb"}
+    assert set(figures) >= {
+        "sweep_ratio",
+        "sweep_limit",
+        "naive_speedup",
+        "extraction_overhead",
+        "study_seconds",
+        "peak_rss_mb",
+    }
     assert 1 < figures["sweep_limit"] < figures["naive_ratio"]
     # one evaluate_task job per task and three analyses; the model was converted beforehand
     assert figures["study_jobs"] == 6
@@ -437,8 +553,14 @@ def test_a_task_listed_twice_in_params_stops_before_any_job(tmp_path):
 
 
 def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(study):
-    first = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", "--forcerun", "robustness"], cwd=study,
-                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [str(BIN / "snakemake"), "--cores", "1", "--forcerun", "robustness"],
+        cwd=study,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         locks = study / ".snakemake" / "locks"
         for _ in range(300):
@@ -447,15 +569,17 @@ def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(stud
             time.sleep(0.1)
         second = snakemake(study, "--forcerun", "build_report", check=False)
         # `taskvec run-study` (what `dvc repro` runs) sees the live run and leaves its lock alone
-        third = subprocess.run([str(BIN / "taskvec"), "run-study"], cwd=study, env=_env(), capture_output=True,
-                               text=True)
+        third = subprocess.run(
+            [str(BIN / "taskvec"), "run-study"], cwd=study, env=_env(), capture_output=True, text=True
+        )
         locked_meanwhile = any(locks.iterdir())
     finally:
         out, err = first.communicate(timeout=300)
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
-    assert third.returncode != 0 and re.search(r"is locked by Snakemake and a process \(pid \d+", third.stderr), \
+    assert third.returncode != 0 and re.search(r"is locked by Snakemake and a process \(pid \d+", third.stderr), (
         third.stderr
+    )
     assert locked_meanwhile
     assert first.returncode == 0, out + err
     assert planned_jobs(study) == []
@@ -491,8 +615,12 @@ def code_inputs_missing_imports(project: Path) -> dict[str, list[str]]:
             continue
         subcommand = command.group(1)
         if subcommand not in traced:
-            out = subprocess.run([str(BIN / "python"), "-c", TRACE_IMPORTS, "cmd_" + subcommand.replace("-", "_")],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [str(BIN / "python"), "-c", TRACE_IMPORTS, "cmd_" + subcommand.replace("-", "_")],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             traced[subcommand] = {f"src/taskvec/{name}" for name in out.split()}
         gaps = sorted(traced[subcommand] - set(inputs.group(1).split(", ")))
         if gaps:
@@ -516,16 +644,27 @@ def test_a_dvc_experiment_with_another_seed_reruns_only_that_task(study, tmp_pat
     _git(project, "commit", "-q", "-m", "study")
     results = sorted((project / "data" / "results").rglob("*.parquet"))
     before = {path: path.read_bytes() for path in results}
-    env = {**_env(), "GIT_AUTHOR_NAME": "taskvec tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-           "GIT_COMMITTER_NAME": "taskvec tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid"}
-    experiment = subprocess.run([str(BIN / "dvc"), "exp", "run", "-S", "tasks.to_upper.seed=3"], cwd=project, env=env,
-                                capture_output=True, text=True)
+    env = {
+        **_env(),
+        "GIT_AUTHOR_NAME": "taskvec tests",
+        "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+        "GIT_COMMITTER_NAME": "taskvec tests",
+        "GIT_COMMITTER_EMAIL": "tests@example.invalid",
+    }
+    experiment = subprocess.run(
+        [str(BIN / "dvc"), "exp", "run", "-S", "tasks.to_upper.seed=3"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert experiment.returncode == 0, experiment.stdout + experiment.stderr
     changed = [path for path in results if path.read_bytes() != before[path]]
     assert changed and all(path.parent.name == "to_upper" for path in changed), changed
     assert yaml.safe_load((project / "params.yaml").read_text())["tasks"]["to_upper"]["seed"] == 3
-    shown = subprocess.run([str(BIN / "dvc"), "exp", "show", "--json"], cwd=project, env=env, capture_output=True,
-                           text=True)
+    shown = subprocess.run(
+        [str(BIN / "dvc"), "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True
+    )
     assert shown.returncode == 0, shown.stderr
     seeds = re.findall(r'"to_upper": \{\s*"seed": (\d+)', json.dumps(json.loads(shown.stdout), indent=1))
     assert set(seeds) == {"0", "3"}, seeds  # the baseline and the experiment

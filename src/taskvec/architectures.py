@@ -8,6 +8,8 @@ import operator
 
 import torch
 
+from taskvec.errors import UnsupportedArchitecture
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -30,10 +32,6 @@ LAYOUTS: dict[str, Layout] = {
     "gptj": Layout("transformer.h", "transformer.ln_f", "lm_head"),
     "gpt2": Layout("transformer.h", "transformer.ln_f", "lm_head"),
 }
-
-
-class UnsupportedArchitecture(ValueError):
-    pass
 
 
 @dataclasses.dataclass(frozen=True)

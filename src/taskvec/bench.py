@@ -26,6 +26,7 @@ import torch
 
 from taskvec import store
 from taskvec.architectures import describe
+from taskvec.compute import Compute
 from taskvec.extract import task_vectors
 from taskvec.forward import (
     batches,
@@ -36,7 +37,7 @@ from taskvec.forward import (
     patched_sweep_naive,
 )
 from taskvec.models import LoadedModel, load_model
-from taskvec.prompts import PromptFormat, read_prompts, task_rules
+from taskvec.prompts import read_prompts
 from taskvec.run import run_task, run_task_backing_off
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,12 @@ class Timing:
     runs: int
 
     def as_dict(self) -> dict:
-        return {"median": round(self.median, 4), "min": round(self.min, 4), "max": round(self.max, 4),
-                "runs": self.runs}
+        return {
+            "median": round(self.median, 4),
+            "min": round(self.min, 4),
+            "max": round(self.max, 4),
+            "runs": self.runs,
+        }
 
 
 def timed(fn: Callable[[], object], repeats: int, device: torch.device | None = None) -> Timing:
@@ -65,8 +70,9 @@ def _synchronize(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_together(fns: dict[str, Callable[[], object]], repeats: int,
-                   device: torch.device | None = None) -> dict[str, Timing]:
+def timed_together(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device | None = None
+) -> dict[str, Timing]:
     """Time functions that are compared with each other in alternation (a, b, a, b, ...), so that a
     slow phase of the machine (another process, frequency changes) falls on both alike. On a GPU the
     device is synchronised before each clock reading."""
@@ -119,21 +125,28 @@ def sweep_prefix_share(lm: LoadedModel, token_counts: list[int]) -> float:
 
 
 def _dev_queries(prompts_file: Path):
-    prompts, metadata = read_prompts(prompts_file)
-    fmt = PromptFormat(**metadata["format"])
-    return prompts, metadata, fmt
+    prompts, info = read_prompts(prompts_file)
+    return prompts, info, info.format
 
 
-def bench_model(model_dir: Path, prompts_dir: Path, repeats: int, batch_size: int, device: str,
-                dtype: str, task: str = SWEEP_TASK) -> dict:
+def bench_model(
+    model_dir: Path, prompts_dir: Path, repeats: int, batch_size: int, device: str, dtype: str, task: str = SWEEP_TASK
+) -> dict:
     lm = load_model(model_dir, device=device, dtype=dtype)
     # In bfloat16 (the default on a GPU) rounding differs between the two paths' kernels.
-    return bench_lm(lm, model_dir.name, prompts_dir / task / "sample0.parquet", repeats, batch_size,
-                    require_identical=lm.model.dtype == torch.float32)
+    return bench_lm(
+        lm,
+        model_dir.name,
+        prompts_dir / task / "sample0.parquet",
+        repeats,
+        batch_size,
+        require_identical=lm.model.dtype == torch.float32,
+    )
 
 
-def bench_lm(lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch_size: int,
-             require_identical: bool = True) -> dict:
+def bench_lm(
+    lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch_size: int, require_identical: bool = True
+) -> dict:
     """Sweep, naive reference and extraction timings of one loaded model on one task's dev prompts.
 
     With ``require_identical`` (the packaged models in float32) a disagreement between the fast sweep
@@ -141,7 +154,7 @@ def bench_lm(lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch
     rounding differ between kernels) the share of agreeing predictions is recorded.
     """
     prompts, metadata, fmt = _dev_queries(prompts_file)
-    task = metadata["task"]["task"]
+    task = metadata.task.name
     dev = [p for p in prompts if p.split == "dev"]
     queries = [fmt.query.format(x=p.query) for p in dev]
     vectors = task_vectors(lm, dev, fmt, batch_size)
@@ -154,18 +167,28 @@ def bench_lm(lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch
         raise RuntimeError(f"{name}: the fast sweep and the naive reference disagree; not timing them")
 
     log.info("%s: timing the sweep, the naive reference and extraction (%d runs each)", name, repeats)
-    sweeps = timed_together({
-        "forward": lambda: next_tokens(lm, queries, batch_size),
-        "sweep": lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size),
-        "naive": lambda: patched_sweep_naive(lm, queries, vectors, batch_size=batch_size),
-    }, repeats, lm.device)
+    sweeps = timed_together(
+        {
+            "forward": lambda: next_tokens(lm, queries, batch_size),
+            "sweep": lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size),
+            "naive": lambda: patched_sweep_naive(lm, queries, vectors, batch_size=batch_size),
+        },
+        repeats,
+        lm.device,
+    )
     forward_t, sweep_t, naive_t = sweeps["forward"], sweeps["sweep"], sweeps["naive"]
     token_counts = [len(lm.tokenizer.encode(q)) for q in queries]
     limit, prefix_share = sweep_limit(lm, token_counts), sweep_prefix_share(lm, token_counts)
 
     texts = [fmt.render(p.demonstrations, d) for p in dev for d in p.dummies]
-    passes = timed_together({"plain": lambda: _plain_forward(lm, texts, batch_size),
-                             "hooked": lambda: last_token_states(lm, texts, batch_size)}, repeats, lm.device)
+    passes = timed_together(
+        {
+            "plain": lambda: _plain_forward(lm, texts, batch_size),
+            "hooked": lambda: last_token_states(lm, texts, batch_size),
+        },
+        repeats,
+        lm.device,
+    )
     plain_t, hooked_t = passes["plain"], passes["hooked"]
     extract_t = timed(lambda: task_vectors(lm, dev, fmt, batch_size), repeats, lm.device)
 
@@ -186,9 +209,12 @@ def bench_lm(lm: LoadedModel, name: str, prompts_file: Path, repeats: int, batch
         "extraction_prompts_per_second": round(len(dev) / extract_t.median, 2),
         "shared_prefix_speedup": round(hooked_t.median / extract_t.median, 3),
         "timings_seconds": {
-            "unpatched_forward": forward_t.as_dict(), "fast_sweep": sweep_t.as_dict(),
-            "naive_sweep": naive_t.as_dict(), "plain_forward_extraction_texts": plain_t.as_dict(),
-            "hooked_forward_extraction_texts": hooked_t.as_dict(), "extraction_shared_prefix": extract_t.as_dict(),
+            "unpatched_forward": forward_t.as_dict(),
+            "fast_sweep": sweep_t.as_dict(),
+            "naive_sweep": naive_t.as_dict(),
+            "plain_forward_extraction_texts": plain_t.as_dict(),
+            "hooked_forward_extraction_texts": hooked_t.as_dict(),
+            "extraction_shared_prefix": extract_t.as_dict(),
         },
     }
 
@@ -200,8 +226,9 @@ def _plain_forward(lm: LoadedModel, texts: list[str], batch_size: int) -> None:
         lm.model.base_model(**encode(lm, [texts[i] for i in rows]).inputs(), use_cache=False)
 
 
-def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device: str, dtype: str,
-                     compare_dtype: str | None = None) -> dict:
+def workload_seconds(
+    model_dir: Path, prompts_dir: Path, batch_size: int, device: str, dtype: str, compare_dtype: str | None = None
+) -> dict:
     """The study's compute for one model, model load excluded: extraction and evaluation of every
     task whose prompts file exists (what the paper's own code times as its main experiment), beside
     its compute floor; with ``compare_dtype``, the same workload in that dtype and how its predictions
@@ -221,8 +248,7 @@ def workload_seconds(model_dir: Path, prompts_dir: Path, batch_size: int, device
         other_tables: dict = {}
         other_rates: list[float] = []
         alternative = workload_lm(other, files, batch_size, other_tables, other_rates)
-        alternative.update(dtype=other.dtype_name,
-                           **workload_against_floor(flops, alternative["seconds"], other_rates))
+        alternative.update(dtype=other.dtype_name, **workload_against_floor(flops, alternative["seconds"], other_rates))
         alternative.update(dtype_agreement(tables, other_tables))
         entry["alternative_dtype"] = alternative
     return entry
@@ -264,15 +290,30 @@ def _version(version: Callable[[str], str], package: str) -> str:
         return "source tree"
 
 
-def run_benchmarks(models: list[str], data_dir: Path, logs_dir: Path, out_dir: Path, repeats: int = 5,
-                   batch_size: int = 64, device: str = "auto", dtype: str = "auto",
-                   workload: bool = True, task: str = SWEEP_TASK, compare_dtype: str | None = None) -> dict:
+BENCH_COMPUTE = Compute(batch_size=64)
+
+
+def run_benchmarks(
+    models: list[str],
+    data_dir: Path,
+    logs_dir: Path,
+    out_dir: Path,
+    compute: Compute = BENCH_COMPUTE,
+    repeats: int = 5,
+    workload: bool = True,
+    task: str = SWEEP_TASK,
+    compare_dtype: str | None = None,
+) -> dict:
+    batch_size, device, dtype = compute.batch_size, compute.device, compute.dtype
+    if compute.threads:
+        torch.set_num_threads(compute.threads)
     results = {"machine": machine(), "repeats": repeats, "batch_size": batch_size, "models": {}}
     for model in models:
         model_dir, prompts_dir = data_dir / "models" / model, data_dir / "prompts" / model
         if not (prompts_dir / task / "sample0.parquet").exists():
-            raise FileNotFoundError(f"{prompts_dir / task / 'sample0.parquet'} is missing: run the study first "
-                                    "(make reproduce)")
+            raise FileNotFoundError(
+                f"{prompts_dir / task / 'sample0.parquet'} is missing: run the study first (make reproduce)"
+            )
         entry = bench_model(model_dir, prompts_dir, repeats, batch_size, device, dtype, task)
         if workload:
             entry["workload"] = workload_seconds(model_dir, prompts_dir, batch_size, device, dtype, compare_dtype)
@@ -306,7 +347,8 @@ def render_markdown(results: dict) -> str:
         "",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}, "
         f"GPU: {m['cuda'] or 'none'}; Python {m['python']}, "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ".",
         f"Each timing is the median of {results['repeats']} runs (min and max in benchmarks.json), batch size "
         f"{results['batch_size']}; timings that are compared (forward, sweep, naive; plain and hooked passes) run in "
         "alternation. Produced by `taskvec bench`.",
@@ -359,11 +401,16 @@ def render_markdown(results: dict) -> str:
                 if not run:
                     continue
                 same = f"{run['same_predictions']:.1%}" if "same_predictions" in run else "(reference)"
-                change = (f"{run['max_icl_accuracy_change']:.2f}, {run['max_tv_accuracy_change']:.2f}"
-                          if "same_predictions" in run else "")
-                lines.append(f"| {name} | {run['dtype']} | {run['seconds']:.1f} | {run['least_tflop']:.2f} "
-                             f"| {run['matmul_gflops']:.0f} | {run['floor_seconds']:.1f} | {run['over_floor']:.2f} "
-                             f"| {same} | {change} |")
+                change = (
+                    f"{run['max_icl_accuracy_change']:.2f}, {run['max_tv_accuracy_change']:.2f}"
+                    if "same_predictions" in run
+                    else ""
+                )
+                lines.append(
+                    f"| {name} | {run['dtype']} | {run['seconds']:.1f} | {run['least_tflop']:.2f} "
+                    f"| {run['matmul_gflops']:.0f} | {run['floor_seconds']:.1f} | {run['over_floor']:.2f} "
+                    f"| {same} | {change} |"
+                )
         lines += [
             "",
             "- *least TFLOP*: the workload's least work (each prompt's demonstrations once, its dummy and real "
@@ -386,11 +433,24 @@ def render_markdown(results: dict) -> str:
 # Random-weight models of real shapes, for measuring throughput where the real weights are not at hand
 # (a GPU machine without network). Their predictions mean nothing; only timings and memory are kept.
 RANDOM_SHAPES = {
-    "llama-7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
-                 "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096,
-                 "rms_norm_eps": 1e-5},
-    "tiny-llama": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
-                   "num_key_value_heads": 2, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5},
+    "llama-7b": {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+    },
+    "tiny-llama": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-5,
+    },
 }
 
 
@@ -406,21 +466,28 @@ def random_model(shape: str, tokenizer_dir: Path, device: str = "auto", dtype: s
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
-    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=False, **RANDOM_SHAPES[shape],
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=False,
+        **RANDOM_SHAPES[shape],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     with torch.device(torch_device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype).eval()
-    return LoadedModel(model, tokenizer, torch_device,
-                       {"source": f"random weights, {shape} shape", "parameters": _params(model)})
+    return LoadedModel(
+        model, tokenizer, torch_device, {"source": f"random weights, {shape} shape", "parameters": _params(model)}
+    )
 
 
 def _gpu_peak_mb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
 
 
-def workload_lm(lm: LoadedModel, prompts_files: list[Path], batch_size: int,
-                tables: dict | None = None, rates: list | None = None) -> dict:
+def workload_lm(
+    lm: LoadedModel, prompts_files: list[Path], batch_size: int, tables: dict | None = None, rates: list | None = None
+) -> dict:
     """Extraction and evaluation of every task in ``prompts_files`` (the study's work for one seed).
     The results table of each task goes into ``tables`` (by task) when it is given; with ``rates``,
     the machine's matrix rate (:func:`matmul_rate`) is sampled after each task, untimed, so that a
@@ -430,9 +497,9 @@ def workload_lm(lm: LoadedModel, prompts_files: list[Path], batch_size: int,
         prompts, metadata, fmt = _dev_queries(prompts_file)
         _synchronize(lm.device)
         start = time.perf_counter()
-        evaluated, _, table = run_task(lm, prompts, fmt, batch_size, scoring=task_rules(metadata["task"]).scoring)
+        evaluated, _, table = run_task(lm, prompts, fmt, batch_size, scoring=metadata.task.rules.scoring)
         _synchronize(lm.device)
-        task = metadata["task"]["task"]
+        task = metadata.task.name
         per_task[task] = round(time.perf_counter() - start, 3)
         prompts_done += len(evaluated)
         if tables is not None:
@@ -441,8 +508,13 @@ def workload_lm(lm: LoadedModel, prompts_files: list[Path], batch_size: int,
             rates.append(matmul_rate(lm, repeats=3))
         log.info("workload of %s took %.1f s", task, per_task[task])
     seconds = sum(per_task.values())
-    return {"tasks": len(per_task), "batch_size": batch_size, "seconds": round(seconds, 2),
-            "evaluated_prompts_per_second": round(prompts_done / seconds, 1), "per_task": per_task}
+    return {
+        "tasks": len(per_task),
+        "batch_size": batch_size,
+        "seconds": round(seconds, 2),
+        "evaluated_prompts_per_second": round(prompts_done / seconds, 1),
+        "per_task": per_task,
+    }
 
 
 def workload_flops(lm: LoadedModel, prompts_files: list[Path]) -> float:
@@ -508,9 +580,13 @@ def workload_against_floor(flops: list[float], seconds: float, rates: list[float
     (:func:`workload_flops`) at the machine's best rate on the model's matrices, sampled right after
     that task (a shared machine's speed drifts)."""
     floor = sum(f / rate for f, rate in zip(flops, rates, strict=True))
-    return {"least_tflop": round(sum(flops) / 1e12, 3), "matmul_gflops": round(statistics.median(rates) / 1e9, 1),
-            "matmul_gflops_range": [round(min(rates) / 1e9, 1), round(max(rates) / 1e9, 1)],
-            "floor_seconds": round(floor, 1), "over_floor": round(seconds / floor, 3)}
+    return {
+        "least_tflop": round(sum(flops) / 1e12, 3),
+        "matmul_gflops": round(statistics.median(rates) / 1e9, 1),
+        "matmul_gflops_range": [round(min(rates) / 1e9, 1), round(max(rates) / 1e9, 1)],
+        "floor_seconds": round(floor, 1),
+        "over_floor": round(seconds / floor, 3),
+    }
 
 
 def dtype_agreement(reference: dict, other: dict) -> dict:
@@ -527,8 +603,11 @@ def dtype_agreement(reference: dict, other: dict) -> dict:
         sa, sb = score(table), score(other[task])
         icl_change = max(icl_change, abs(sa.icl - sb.icl))
         tv_change = max(tv_change, abs(sa.tv - sb.tv))
-    return {"same_predictions": round(same / total, 4), "max_icl_accuracy_change": round(icl_change, 3),
-            "max_tv_accuracy_change": round(tv_change, 3)}
+    return {
+        "same_predictions": round(same / total, 4),
+        "max_icl_accuracy_change": round(icl_change, 3),
+        "max_tv_accuracy_change": round(tv_change, 3),
+    }
 
 
 class _WarningCounter(logging.Handler):
@@ -540,8 +619,9 @@ class _WarningCounter(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def oom_backoff_check(lm: LoadedModel, prompts_file: Path, batch_size: int,
-                      headrooms_gb: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)) -> dict:
+def oom_backoff_check(
+    lm: LoadedModel, prompts_file: Path, batch_size: int, headrooms_gb: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
+) -> dict:
     """Fill the GPU's memory but ``headroom`` GB, run one task at ``batch_size``, and record whether the
     batch size backed off, what it ended at, and whether the results equal those of the same task run
     with room to spare at that final batch size. Tries smaller headrooms until memory runs out."""
@@ -551,7 +631,7 @@ def oom_backoff_check(lm: LoadedModel, prompts_file: Path, batch_size: int,
     handler = _WarningCounter()
     forward_log = logging.getLogger("taskvec.forward")
     forward_log.addHandler(handler)
-    outcome: dict = {"checked": True, "task": metadata["task"]["task"], "start_batch_size": batch_size}
+    outcome: dict = {"checked": True, "task": metadata.task.name, "start_batch_size": batch_size}
     try:
         for headroom in headrooms_gb:
             handler.messages.clear()
@@ -560,13 +640,20 @@ def oom_backoff_check(lm: LoadedModel, prompts_file: Path, batch_size: int,
             free, _ = torch.cuda.mem_get_info(lm.device)
             ballast = torch.empty(max(0, free - int(headroom * 2**30)), dtype=torch.uint8, device=lm.device)
             try:
-                _, _, table, used = run_task_backing_off(lm, prompts, fmt, batch_size,
-                                                         scoring=task_rules(metadata["task"]).scoring)
-                outcome.update(headroom_gb=headroom, completed=True, backoffs=list(handler.messages),
-                               final_batch_size=used, results=table)
+                _, _, table, used = run_task_backing_off(
+                    lm, prompts, fmt, batch_size, scoring=metadata.task.rules.scoring
+                )
+                outcome.update(
+                    headroom_gb=headroom,
+                    completed=True,
+                    backoffs=list(handler.messages),
+                    final_batch_size=used,
+                    results=table,
+                )
             except MemoryError as error:
-                outcome.update(headroom_gb=headroom, completed=False, backoffs=list(handler.messages),
-                               message=str(error)[:400])
+                outcome.update(
+                    headroom_gb=headroom, completed=False, backoffs=list(handler.messages), message=str(error)[:400]
+                )
             finally:
                 del ballast
             if outcome["backoffs"] or not outcome["completed"]:
@@ -576,15 +663,22 @@ def oom_backoff_check(lm: LoadedModel, prompts_file: Path, batch_size: int,
         gc.collect()
         torch.cuda.empty_cache()
     if outcome.get("completed"):
-        _, _, reference = run_task(lm, prompts, fmt, outcome["final_batch_size"],
-                                   scoring=task_rules(metadata["task"]).scoring)
+        _, _, reference = run_task(lm, prompts, fmt, outcome["final_batch_size"], scoring=metadata.task.rules.scoring)
         outcome["same_results"] = outcome.pop("results").equals(reference)
     return outcome
 
 
-def run_random_benchmark(shape: str, tokenizer_dir: Path, prompts_dir: Path, out: Path, repeats: int = 5,
-                         batch_sizes: tuple[int, ...] = (64, 256), device: str = "auto", dtype: str = "auto",
-                         task: str = SWEEP_TASK) -> dict:
+def run_random_benchmark(
+    shape: str,
+    tokenizer_dir: Path,
+    prompts_dir: Path,
+    out: Path,
+    repeats: int = 5,
+    batch_sizes: tuple[int, ...] = (64, 256),
+    device: str = "auto",
+    dtype: str = "auto",
+    task: str = SWEEP_TASK,
+) -> dict:
     """The benchmark on a random-weight model of a real shape: sweep and extraction against their limits,
     the 18-task workload at each batch size, peak GPU memory, and the out-of-memory back-off."""
     lm = random_model(shape, tokenizer_dir, device, dtype)
@@ -593,10 +687,17 @@ def run_random_benchmark(shape: str, tokenizer_dir: Path, prompts_dir: Path, out
     prompts_files = sorted(prompts_dir.glob("*/sample0.parquet"))
     if not prompts_files:
         raise FileNotFoundError(f"no prompts files under {prompts_dir}/*/sample0.parquet: run the study first")
-    entry = {"shape": shape, "config": RANDOM_SHAPES[shape], "parameters": lm.provenance["parameters"],
-             "vocab_size": len(lm.tokenizer), "dtype": lm.dtype_name, "device": str(lm.device)}
-    entry.update(bench_lm(lm, name, prompts_dir / task / "sample0.parquet", repeats, batch_sizes[0],
-                          require_identical=False))
+    entry = {
+        "shape": shape,
+        "config": RANDOM_SHAPES[shape],
+        "parameters": lm.provenance["parameters"],
+        "vocab_size": len(lm.tokenizer),
+        "dtype": lm.dtype_name,
+        "device": str(lm.device),
+    }
+    entry.update(
+        bench_lm(lm, name, prompts_dir / task / "sample0.parquet", repeats, batch_sizes[0], require_identical=False)
+    )
     entry["workload"] = {}
     for size in batch_sizes:
         run_task(lm, *_dev_queries(prompts_dir / task / "sample0.parquet")[::2], size)  # warm-up at this size
@@ -613,16 +714,22 @@ def run_random_benchmark(shape: str, tokenizer_dir: Path, prompts_dir: Path, out
 
 def render_gpu_markdown(gpu: dict) -> str:
     m = gpu["machine"]
-    lines = ["", "## On a GPU, random weights of a real shape", "",
-             f"Device: {m['cuda'] or 'none'}; {m['cpus']} CPUs; Python {m['python']}, "
-             + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-             + f". Median of {gpu['repeats']} runs. Produced by `taskvec bench-random`. The weights are random "
-             "(seed 0), so predictions mean nothing: only time and memory are measured; the prompts are the "
-             "study's smollm2-135m prompts, and that tokenizer's vocabulary sets the embedding size.", ""]
+    lines = [
+        "",
+        "## On a GPU, random weights of a real shape",
+        "",
+        f"Device: {m['cuda'] or 'none'}; {m['cpus']} CPUs; Python {m['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + f". Median of {gpu['repeats']} runs. Produced by `taskvec bench-random`. The weights are random "
+        "(seed 0), so predictions mean nothing: only time and memory are measured; the prompts are the "
+        "study's smollm2-135m prompts, and that tokenizer's vocabulary sets the embedding size.",
+        "",
+    ]
     for name, r in gpu["models"].items():
         lines += [
             f"### {name} ({r['parameters'] / 1e9:.2f}B parameters, {r['dtype']}, {r['n_layers']} layers, "
-            f"vocabulary {r['vocab_size']})", "",
+            f"vocabulary {r['vocab_size']})",
+            "",
             "| sweep / forward | compute limit | naive / forward | fast vs naive | fast = naive predictions "
             "| extraction hook overhead | extraction prompts/s | peak GPU memory MB |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -634,15 +741,23 @@ def render_gpu_markdown(gpu: dict) -> str:
             "| --- | ---: | ---: | ---: | ---: |",
         ]
         for size, w in sorted(r["workload"].items(), key=lambda item: int(item[0])):
-            lines.append(f"| extraction + ICL + baseline + sweep | {size} | {w['tasks']} | {w['seconds']:.1f} "
-                         f"| {w['evaluated_prompts_per_second']:.1f} |")
+            lines.append(
+                f"| extraction + ICL + baseline + sweep | {size} | {w['tasks']} | {w['seconds']:.1f} "
+                f"| {w['evaluated_prompts_per_second']:.1f} |"
+            )
         oom = r.get("oom_backoff", {})
         if oom.get("checked"):
-            how = (f"completed after {len(oom['backoffs'])} back-off(s) at batch size {oom['final_batch_size']}; "
-                   f"results equal to an uninterrupted run at that batch size: {oom['same_results']}"
-                   if oom["completed"] else f"stopped: {oom['message']}")
-            lines += ["", f"Out-of-memory back-off: with all but {oom['headroom_gb']} GB of GPU memory taken, "
-                      f"{oom['task']} at batch size {oom['start_batch_size']}: {how}."]
+            how = (
+                f"completed after {len(oom['backoffs'])} back-off(s) at batch size {oom['final_batch_size']}; "
+                f"results equal to an uninterrupted run at that batch size: {oom['same_results']}"
+                if oom["completed"]
+                else f"stopped: {oom['message']}"
+            )
+            lines += [
+                "",
+                f"Out-of-memory back-off: with all but {oom['headroom_gb']} GB of GPU memory taken, "
+                f"{oom['task']} at batch size {oom['start_batch_size']}: {how}.",
+            ]
             lines += [f"- {message}" for message in oom["backoffs"]]
         lines.append("")
     return "\n".join(lines)

@@ -94,7 +94,8 @@ def command_files(subcommand: str, root: Path = SOURCE) -> list[Path]:
     function = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name), None)
     if function is None:
         raise ValueError(f"taskvec has no subcommand {subcommand!r} (no {name} in {cli})")
-    top_level = ast.Module(body=[node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)],
-                           type_ignores=[])
+    top_level = ast.Module(
+        body=[node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)], type_ignores=[]
+    )
     imported = sources.imported(top_level, PACKAGE) | sources.imported(function, PACKAGE)
     return sorted({cli} | sources.closure([PACKAGE, *sorted(imported)]))

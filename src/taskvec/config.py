@@ -17,8 +17,10 @@ def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ValueError(f"{loader.name}: line {key_node.start_mark.line + 1}: {key!r} appears twice (first on "
-                             f"line {seen[key]}); give each entry once")
+            raise ValueError(
+                f"{loader.name}: line {key_node.start_mark.line + 1}: {key!r} appears twice (first on "
+                f"line {seen[key]}); give each entry once"
+            )
         seen[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
 

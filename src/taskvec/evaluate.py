@@ -12,9 +12,10 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.forward import Continuation, greedy_continue, next_tokens, patched_sweep
 from taskvec.models import LoadedModel
-from taskvec.prompts import Prompt, PromptFormat, read_prompts, task_rules
+from taskvec.prompts import Prompt, PromptFormat, RunInfo, read_prompts
 from taskvec.scoring import first_token_correct, strict_correct
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ class _Rows:
 
     def add(self, prompt: Prompt, method: str, layer: int, token_id: int, prediction: str) -> bool:
         correct = first_token_correct(prediction, prompt.answers, self.scoring)
-        for name, value in zip(RESULT_SCHEMA.names, (prompt.split, prompt.index, prompt.query, method, layer,
-                                                        token_id, prediction, correct, None, None)):
+        for name, value in zip(
+            RESULT_SCHEMA.names,
+            (prompt.split, prompt.index, prompt.query, method, layer, token_id, prediction, correct, None, None),
+        ):
             self.columns[name].append(value)
         return correct
 
@@ -54,9 +57,16 @@ class _Rows:
         return pa.table(self.columns, schema=RESULT_SCHEMA)
 
 
-def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tuple[str, int], np.ndarray],
-                  fmt: PromptFormat, batch_size: int = 16, progress: bool = False, scoring: str = "exact",
-                  icl: dict[tuple[str, int], int] | None = None) -> pa.Table:
+def evaluate_task(
+    lm: LoadedModel,
+    prompts: Sequence[Prompt],
+    vectors: dict[tuple[str, int], np.ndarray],
+    fmt: PromptFormat,
+    batch_size: int = 16,
+    progress: bool = False,
+    scoring: str = "exact",
+    icl: dict[tuple[str, int], int] | None = None,
+) -> pa.Table:
     """Predictions of every method: baseline on the baseline split, ICL on test, the task vector at
     every layer on dev, and on test at the layer chosen on dev.
 
@@ -79,24 +89,42 @@ def evaluate_task(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tupl
         rows.add(prompt, "icl", NO_LAYER, int(token), decode(token))
 
     dev = [p for p in prompts if p.split == "dev"]
-    sweep = patched_sweep(lm, [fmt.query.format(x=p.query) for p in dev], np.stack([vectors[("dev", p.index)]
-                          for p in dev]), batch_size=batch_size, progress=progress)
+    sweep = patched_sweep(
+        lm,
+        [fmt.query.format(x=p.query) for p in dev],
+        np.stack([vectors[("dev", p.index)] for p in dev]),
+        batch_size=batch_size,
+        progress=progress,
+    )
     dev_by_layer = []
     for layer, tokens in enumerate(sweep.T):
         for prompt, token in zip(dev, tokens):
             dev_by_layer.append(rows.add(prompt, "tv", layer, int(token), decode(token)))
     best = choose_layer(np.array(dev_by_layer, dtype=float).reshape(-1, len(dev)).mean(axis=1))
 
-    tokens = patched_sweep(lm, [fmt.query.format(x=p.query) for p in test], np.stack([vectors[("test", p.index)]
-                           for p in test]), layers=[best], batch_size=batch_size, progress=progress)
+    tokens = patched_sweep(
+        lm,
+        [fmt.query.format(x=p.query) for p in test],
+        np.stack([vectors[("test", p.index)] for p in test]),
+        layers=[best],
+        batch_size=batch_size,
+        progress=progress,
+    )
     for prompt, token in zip(test, tokens[:, 0]):
         rows.add(prompt, "tv", best, int(token), decode(token))
     return rows.table()
 
 
-def add_strict_scores(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[tuple[str, int], np.ndarray],
-                      table: pa.Table, fmt: PromptFormat, batch_size: int = 16, progress: bool = False,
-                      icl_generations: dict[tuple[str, int], list[int]] | None = None) -> pa.Table:
+def add_strict_scores(
+    lm: LoadedModel,
+    prompts: Sequence[Prompt],
+    vectors: dict[tuple[str, int], np.ndarray],
+    table: pa.Table,
+    fmt: PromptFormat,
+    batch_size: int = 16,
+    progress: bool = False,
+    icl_generations: dict[tuple[str, int], list[int]] | None = None,
+) -> pa.Table:
     """``table`` with the strict metric filled in for the baseline, ICL and task-vector test rows: each
     prediction's greedy continuation to the separator (at most ``fmt.max_answer_tokens`` tokens, and
     no further than it can still become a valid answer), scored by exact match against every valid
@@ -127,17 +155,27 @@ def add_strict_scores(lm: LoadedModel, prompts: Sequence[Prompt], vectors: dict[
         patch = {}
         if method == "tv":
             layers = [data["layer"][i] for i in picks]
-            patch = {"layers": layers,
-                     "vectors": np.stack([vectors[(p.split, p.index)][layer] for p, layer in zip(chosen, layers)])}
-        ids = greedy_continue(lm, texts, first, Continuation(fmt.max_answer_tokens, fmt.separator), batch_size,
-                              answers=[p.strict_answers for p in chosen], progress=progress, **patch)
+            patch = {
+                "layers": layers,
+                "vectors": np.stack([vectors[(p.split, p.index)][layer] for p, layer in zip(chosen, layers)]),
+            }
+        ids = greedy_continue(
+            lm,
+            texts,
+            first,
+            Continuation(fmt.max_answer_tokens, fmt.separator),
+            batch_size,
+            answers=[p.strict_answers for p in chosen],
+            progress=progress,
+            **patch,
+        )
         for i, prompt, tokens in zip(picks, chosen, ids):
             generated[i] = lm.tokenizer.decode(tokens)
             strict[i] = strict_correct(generated[i], prompt.strict_answers, fmt.separator)
-    table = table.set_column(RESULT_SCHEMA.get_field_index("generated"), "generated",
-                             pa.array(generated, pa.string()))
-    return table.set_column(RESULT_SCHEMA.get_field_index("strict_correct"), "strict_correct",
-                            pa.array(strict, pa.bool_()))
+    table = table.set_column(RESULT_SCHEMA.get_field_index("generated"), "generated", pa.array(generated, pa.string()))
+    return table.set_column(
+        RESULT_SCHEMA.get_field_index("strict_correct"), "strict_correct", pa.array(strict, pa.bool_())
+    )
 
 
 def choose_layer(dev_accuracy_by_layer: Sequence[float]) -> int:
@@ -206,8 +244,11 @@ def score(results: pa.Table) -> TaskScores:
     n_layers = int(layer.max()) + 1
     dev_by_layer = [accuracy(correct, (method == "tv") & (split == "dev") & (layer == i)) for i in range(n_layers)]
     best = choose_layer(dev_by_layer)
-    masks = {"baseline": method == "baseline", "icl": (method == "icl") & (split == "test"),
-             "tv": (method == "tv") & (split == "test") & (layer == best)}
+    masks = {
+        "baseline": method == "baseline",
+        "icl": (method == "icl") & (split == "test"),
+        "tv": (method == "tv") & (split == "test") & (layer == best),
+    }
     strict_scores = {}
     for name, mask in masks.items():
         generated = mask & has_strict
@@ -231,23 +272,56 @@ def score(results: pa.Table) -> TaskScores:
     )
 
 
-def evaluate_file(model_dir: str | os.PathLike[str], prompts_file: str | os.PathLike[str],
-                  activations_file: str | os.PathLike[str], out: str | os.PathLike[str], device: str = "auto",
-                  dtype: str = "auto", batch_size: int = 16, threads: int = 0, progress: bool = False) -> TaskScores:
-    """Evaluate every method on a prompts file with its extracted task vectors; write the predictions."""
-    from taskvec.extract import read_activations
-    from taskvec.models import load_model
+def write_results(table: pa.Table, path: str | os.PathLike[str], info: RunInfo) -> None:
+    """Write a results table with its run's metadata (the same for the study and `taskvec evaluate`)."""
+    store.write_parquet(table, path, info.to_dict())
 
-    prompts, metadata = read_prompts(prompts_file)
-    vectors, act_meta = read_activations(activations_file)
-    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+
+def read_results(path: str | os.PathLike[str]) -> tuple[pa.Table, RunInfo]:
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `evaluate` makes it")
+    return table, RunInfo.of_table(table, path)
+
+
+def evaluate_file(
+    model_dir: str | os.PathLike[str],
+    prompts_file: str | os.PathLike[str],
+    activations_file: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    compute: Compute = DEFAULT_COMPUTE,
+) -> TaskScores:
+    """Evaluate every method on a prompts file with its extracted task vectors, by the same functions
+    as the study (:func:`taskvec.run.run_task`, there with the ICL prompt sharing the extraction's
+    pass); write the predictions with the same metadata."""
+    from taskvec.extract import read_activations
+    from taskvec.forward import with_batch_backoff
+
+    prompts, info = read_prompts(prompts_file)
+    vectors, act_info = read_activations(activations_file)
+    if (act_info.model_name, act_info.task.name, act_info.seed) != (info.model_name, info.task.name, info.seed):
+        raise ValueError(
+            f"{activations_file} holds the task vectors of {act_info.task.name} (split seed "
+            f"{act_info.seed}) on {act_info.model_name}, not of {prompts_file} ({info.task.name}, split "
+            f"seed {info.seed}, {info.model_name}); give the activations `taskvec extract` made from it"
+        )
+    lm = compute.load(model_dir)
     start = time.perf_counter()
-    fmt = PromptFormat(**metadata["format"])
-    table = evaluate_task(lm, prompts, vectors, fmt, batch_size, progress, scoring=task_rules(metadata["task"]).scoring)
-    table = add_strict_scores(lm, prompts, vectors, table, fmt, batch_size, progress)
+
+    def attempt(size: int) -> pa.Table:
+        table = evaluate_task(
+            lm, prompts, vectors, info.format, size, compute.progress, scoring=info.task.rules.scoring
+        )
+        return add_strict_scores(lm, prompts, vectors, table, info.format, size, compute.progress)
+
+    table, size = with_batch_backoff(attempt, compute.batch_size, "a task's evaluation")
     scores = score(table)
-    log.info("%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)", metadata["task"]["task"],
-             scores.baseline, scores.icl, scores.tv, scores.best_layer, time.perf_counter() - start)
-    store.write_parquet(table, out, {**metadata, "model": act_meta["model"], "n_layers": act_meta["n_layers"],
-                                     "dtype": act_meta["dtype"]})
+    log.info(
+        "%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)",
+        info.task.name,
+        scores.baseline,
+        scores.icl,
+        scores.tv,
+        scores.best_layer,
+        time.perf_counter() - start,
+    )
+    write_results(table, out, info.ran(lm, act_info.n_layers, act_info.hidden_size, size))
     return scores

@@ -12,16 +12,18 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.forward import Continuation, next_tokens_from_states, shared_prefix_states
 from taskvec.models import LoadedModel
-from taskvec.prompts import Prompt, PromptFormat, read_prompts
+from taskvec.prompts import Prompt, PromptFormat, RunInfo, read_prompts
 
 log = logging.getLogger(__name__)
 EVALUATED_SPLITS = ("dev", "test")
 
 
-def task_vectors(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16,
-                 progress: bool = False) -> np.ndarray:
+def task_vectors(
+    lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16, progress: bool = False
+) -> np.ndarray:
     """theta for each prompt and layer, ``[n_prompts, n_layers, hidden]`` float32."""
     groups = [[fmt.render(p.demonstrations, dummy) for dummy in p.dummies] for p in prompts]
     if any(not group for group in groups):
@@ -29,9 +31,14 @@ def task_vectors(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, 
     return shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress).mean(axis=1)
 
 
-def task_vectors_and_icl(lm: LoadedModel, prompts: Sequence[Prompt], fmt: PromptFormat, batch_size: int = 16,
-                         progress: bool = False, generate: bool = False
-                         ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[list[int]]]:
+def task_vectors_and_icl(
+    lm: LoadedModel,
+    prompts: Sequence[Prompt],
+    fmt: PromptFormat,
+    batch_size: int = 16,
+    progress: bool = False,
+    generate: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """theta for each prompt and layer, and the ICL prediction (next token id) of each prompt; with
     ``generate``, also the ICL prompt's greedy generation for the strict metric (starting with that
     prediction, up to the separator or ``fmt.max_answer_tokens`` tokens).
@@ -46,9 +53,14 @@ def task_vectors_and_icl(lm: LoadedModel, prompts: Sequence[Prompt], fmt: Prompt
     if not generate:
         states = shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress)
         return states[:, :-1].mean(axis=1), next_tokens_from_states(lm, states[:, -1, -1])
-    states, generated = shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress,
-                                             continue_last=Continuation(fmt.max_answer_tokens, fmt.separator),
-                                             answers=[p.strict_answers for p in prompts])
+    states, generated = shared_prefix_states(
+        lm,
+        groups,
+        batch_size=batch_size,
+        progress=progress,
+        continue_last=Continuation(fmt.max_answer_tokens, fmt.separator),
+        answers=[p.strict_answers for p in prompts],
+    )
     return states[:, :-1].mean(axis=1), np.array([ids[0] for ids in generated], dtype=np.int64), generated
 
 
@@ -66,38 +78,49 @@ def activations_table(prompts: Sequence[Prompt], vectors: np.ndarray) -> pa.Tabl
     )
 
 
-def write_activations(table: pa.Table, path: str | os.PathLike[str], metadata: dict) -> None:
-    store.write_parquet(table, path, metadata, use_byte_stream_split=["vector.list.element"],
-                        use_dictionary=["split"], row_group_size=4096)
+def write_activations(table: pa.Table, path: str | os.PathLike[str], info: RunInfo) -> None:
+    """Write an activations table with its run's metadata (the same for the study and `taskvec extract`)."""
+    store.write_parquet(
+        table,
+        path,
+        info.to_dict(),
+        use_byte_stream_split=["vector.list.element"],
+        use_dictionary=["split"],
+        row_group_size=4096,
+    )
 
 
-def read_activations(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, int], np.ndarray], dict]:
+def read_activations(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, int], np.ndarray], RunInfo]:
     """Map (split, index) to that prompt's ``[n_layers, hidden]`` task vectors."""
     table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `taskvec extract` makes it")
-    metadata = store.parquet_metadata(table)
-    n_layers, hidden = metadata["n_layers"], metadata["hidden_size"]
+    info = RunInfo.of_table(table, path)
+    n_layers, hidden = info.n_layers, info.hidden_size
     vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, n_layers, hidden)
     splits = table.column("split").to_pylist()[::n_layers]
     indices = table.column("index").to_pylist()[::n_layers]
-    return {(s, i): v for s, i, v in zip(splits, indices, vectors)}, metadata
+    return {(s, i): v for s, i, v in zip(splits, indices, vectors)}, info
 
 
-def extract_file(model_dir: str | os.PathLike[str], prompts_file: str | os.PathLike[str], out: str | os.PathLike[str],
-                 device: str = "auto", dtype: str = "auto", batch_size: int = 16, threads: int = 0,
-                 progress: bool = False) -> None:
-    """Compute and write the task vectors of a prompts file's dev and test prompts."""
-    from taskvec.models import load_model
+def extract_file(
+    model_dir: str | os.PathLike[str],
+    prompts_file: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    compute: Compute = DEFAULT_COMPUTE,
+) -> None:
+    """Compute and write the task vectors of a prompts file's dev and test prompts, by the same
+    function as the study and with the same metadata."""
+    from taskvec.forward import with_batch_backoff
 
-    prompts, metadata = read_prompts(prompts_file)
-    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+    prompts, info = read_prompts(prompts_file)
+    lm = compute.load(model_dir)
     evaluated = [p for p in prompts if p.split in EVALUATED_SPLITS]
     start = time.perf_counter()
-    vectors = task_vectors(lm, evaluated, PromptFormat(**metadata["format"]), batch_size, progress=progress)
-    log.info("%s: extracted %d task vectors in %.1f s", metadata["task"]["task"], len(evaluated),
-             time.perf_counter() - start)
+    vectors, size = with_batch_backoff(
+        lambda size: task_vectors(lm, evaluated, info.format, size, progress=compute.progress),
+        compute.batch_size,
+        "a task's extraction",
+    )
+    log.info("%s: extracted %d task vectors in %.1f s", info.task.name, len(evaluated), time.perf_counter() - start)
     write_activations(
-        activations_table(evaluated, vectors),
-        out,
-        {"task": metadata["task"]["task"], "model": lm.provenance, "n_layers": int(vectors.shape[1]),
-         "hidden_size": int(vectors.shape[2]), "dtype": lm.dtype_name},
+        activations_table(evaluated, vectors), out, info.ran(lm, int(vectors.shape[1]), int(vectors.shape[2]), size)
     )

@@ -37,7 +37,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, torch.OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and any(
-        sign in str(error) for sign in ("out of memory", "ALLOC_FAILED", "OUT_OF_MEMORY"))
+        sign in str(error) for sign in ("out of memory", "ALLOC_FAILED", "OUT_OF_MEMORY")
+    )
 
 
 def with_batch_backoff(run: Callable[[int], T], batch_size: int, what: str) -> tuple[T, int]:
@@ -61,8 +62,14 @@ def with_batch_backoff(run: Callable[[int], T], batch_size: int, what: str) -> t
                     f"than float32), or the CPU (compute.device cpu). ({error})"
                 ) from error
             smaller = max(1, batch_size // 2)
-            log.warning("out of accelerator memory on %s at batch size %d; starting it again at batch size %d "
-                        "(lower %s to skip this)", what, batch_size, smaller, BATCH_SIZE_SETTING)
+            log.warning(
+                "out of accelerator memory on %s at batch size %d; starting it again at batch size %d "
+                "(lower %s to skip this)",
+                what,
+                batch_size,
+                smaller,
+                BATCH_SIZE_SETTING,
+            )
         # Outside the except block, the failed attempt's tensors (held by the traceback) are gone.
         gc.collect()
         if torch.cuda.is_available():
@@ -96,7 +103,7 @@ def batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
     """Indices of ``texts`` in batches of similar length (less padding), in a fixed order."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 class _HostCopies:
@@ -129,8 +136,9 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 @torch.inference_mode()
-def last_token_states(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16,
-                      progress: bool = False) -> np.ndarray:
+def last_token_states(
+    lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, progress: bool = False
+) -> np.ndarray:
     """Residual stream after every block at each text's last token: ``[n_texts, n_layers, hidden]``."""
     layers = describe(lm.model).layers
     result = np.zeros((len(texts), len(layers), lm.model.config.hidden_size), dtype=np.float32)
@@ -161,8 +169,8 @@ def _left_pad(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.
     mask = torch.zeros((len(token_lists), width), dtype=torch.long)
     for row, tokens in enumerate(token_lists):
         if tokens:
-            ids[row, width - len(tokens):] = torch.tensor(list(tokens), dtype=torch.long)
-            mask[row, width - len(tokens):] = 1
+            ids[row, width - len(tokens) :] = torch.tensor(list(tokens), dtype=torch.long)
+            mask[row, width - len(tokens) :] = 1
     return ids, mask
 
 
@@ -172,10 +180,14 @@ def _min_sliding_window(lm: LoadedModel) -> int | None:
 
 
 @torch.inference_mode()
-def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch_size: int = 16,
-                         progress: bool = False, continue_last: Continuation | None = None,
-                         answers: Sequence[Sequence[str]] | None = None
-                         ) -> np.ndarray | tuple[np.ndarray, list[list[int]]]:
+def shared_prefix_states(
+    lm: LoadedModel,
+    groups: Sequence[Sequence[str]],
+    batch_size: int = 16,
+    progress: bool = False,
+    continue_last: Continuation | None = None,
+    answers: Sequence[Sequence[str]] | None = None,
+) -> np.ndarray | tuple[np.ndarray, list[list[int]]]:
     """Last-token block outputs of every text in ``groups``: ``[n_groups, group_size, n_layers, hidden]``.
 
     The texts of a group share a long prefix (the demonstrations) and differ in a short suffix (the
@@ -200,8 +212,9 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
         if continue_last is None:
             return result
         first = next_tokens_from_states(lm, result[:, -1, -1])
-        return result, greedy_continue(lm, [group[-1] for group in groups], first.tolist(), continue_last, batch_size,
-                                       answers=answers)
+        return result, greedy_continue(
+            lm, [group[-1] for group in groups], first.tolist(), continue_last, batch_size, answers=answers
+        )
     generated: list[list[int]] = [[] for _ in groups]
     splits = [_shared_prefix_split(group) for group in tokenized]
     keys = [" ".join(group) for group in groups]
@@ -209,16 +222,19 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
     with _progress(len(groups), "extract", progress) as bar:
         for rows in batches(keys, batch_size):
             flat_rows = (rows[:, None] * group_size + np.arange(group_size)).reshape(-1)
-            prefix_ids, prefix_mask = _left_pad([tokenized[i][0][:splits[i]] for i in rows], lm.pad_token_id)
+            prefix_ids, prefix_mask = _left_pad([tokenized[i][0][: splits[i]] for i in rows], lm.pad_token_id)
             prefix_cache = None
             if prefix_mask.any():
                 prefix_positions = (prefix_mask.cumsum(dim=1) - 1).clamp(min=0)
-                prefix_cache = lm.model.base_model(input_ids=prefix_ids.to(lm.device),
-                                                   attention_mask=prefix_mask.to(lm.device),
-                                                   position_ids=prefix_positions.to(lm.device), use_cache=True).cache
+                prefix_cache = lm.model.base_model(
+                    input_ids=prefix_ids.to(lm.device),
+                    attention_mask=prefix_mask.to(lm.device),
+                    position_ids=prefix_positions.to(lm.device),
+                    use_cache=True,
+                ).cache
             else:
                 prefix_mask = prefix_mask[:, :0]
-            suffixes = [t[splits[i]:] for i in rows for t in tokenized[i]]
+            suffixes = [t[splits[i] :] for i in rows for t in tokenized[i]]
             buckets = _length_buckets(np.array([len(t) for t in suffixes]))
             for number, bucket in enumerate(buckets):
                 group_of_row = torch.from_numpy(bucket // group_size)
@@ -233,9 +249,13 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
                 positions = (row_prefix_mask.sum(dim=1, keepdim=True) + suffix_mask.cumsum(dim=1) - 1).clamp(min=0)
                 mask = torch.cat([row_prefix_mask, suffix_mask], dim=1).to(lm.device)
                 with capture_last_token(layers) as states:
-                    out = lm.model.base_model(input_ids=suffix_ids.to(lm.device), attention_mask=mask,
-                                              position_ids=positions.to(lm.device), cache=cache,
-                                              use_cache=cache is not None or continue_last is not None)
+                    out = lm.model.base_model(
+                        input_ids=suffix_ids.to(lm.device),
+                        attention_mask=mask,
+                        position_ids=positions.to(lm.device),
+                        cache=cache,
+                        use_cache=cache is not None or continue_last is not None,
+                    )
                 copies.add(flat_rows[bucket], torch.stack(states, dim=1))
                 last = np.nonzero(bucket % group_size == group_size - 1)[0]
                 if continue_last is not None and len(last):
@@ -246,8 +266,15 @@ def shared_prefix_states(lm: LoadedModel, groups: Sequence[Sequence[str]], batch
                     continued = [generated[group] for group in owners]
                     for ids, token in zip(continued, first):
                         ids.append(int(token))
-                    _decode(lm, out.cache, mask[selected], positions.to(lm.device)[selected, -1:], continued,
-                            continue_last, None if answers is None else [answers[group] for group in owners])
+                    _decode(
+                        lm,
+                        out.cache,
+                        mask[selected],
+                        positions.to(lm.device)[selected, -1:],
+                        continued,
+                        continue_last,
+                        None if answers is None else [answers[group] for group in owners],
+                    )
             bar.update(len(rows))
     copies.flush()
     return result if continue_last is None else (result, generated)
@@ -273,7 +300,7 @@ def _length_buckets(lengths: np.ndarray) -> list[np.ndarray]:
                 best[end], start_of[end] = cost, start
     buckets, end = [], n
     while end > 0:
-        buckets.append(np.sort(order[start_of[end]:end]))
+        buckets.append(np.sort(order[start_of[end] : end]))
         end = start_of[end]
     return buckets[::-1]
 
@@ -294,8 +321,14 @@ def next_tokens(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, pro
 
 
 @torch.inference_mode()
-def patched_next_tokens(lm: LoadedModel, texts: Sequence[str], layers: Sequence[int], vectors: np.ndarray,
-                        batch_size: int = 16, progress: bool = False) -> np.ndarray:
+def patched_next_tokens(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    layers: Sequence[int],
+    vectors: np.ndarray,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> np.ndarray:
     """Argmax next token after each whole text with ``vectors[i]`` replacing block ``layers[i]``'s
     output at its last position (for example another task's theta in an ICL prompt): ``[n]`` ids."""
     arch = describe(lm.model)
@@ -353,8 +386,14 @@ SWEEP_ROWS_PER_PASS = 512  # (prompt, layer) rows in one pass: single-token pass
 
 
 @torch.inference_mode()
-def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, layers: Sequence[int] | None = None,
-                  batch_size: int = 16, progress: bool = False) -> np.ndarray:
+def patched_sweep(
+    lm: LoadedModel,
+    queries: Sequence[str],
+    vectors: np.ndarray,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> np.ndarray:
     """Next-token prediction for each query with ``vectors[i, l]`` patched in at block ``l``'s last
     position, for every layer in ``layers``: ``[n_queries, len(layers)]`` token ids.
 
@@ -376,17 +415,20 @@ def patched_sweep(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, 
                 prefix_cache = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
             per_pass = max(1, SWEEP_ROWS_PER_PASS // len(rows))
             for start in range(0, len(order), per_pass):
-                columns = order[start:start + per_pass]
+                columns = order[start : start + per_pass]
                 chunk = [layers[c] for c in columns]
-                layer_of_row, theta = _sweep_rows(torch.from_numpy(np.ascontiguousarray(vectors[rows])), chunk,
-                                                  lm.device)
+                layer_of_row, theta = _sweep_rows(
+                    torch.from_numpy(np.ascontiguousarray(vectors[rows])), chunk, lm.device
+                )
                 cache = copy.deepcopy(prefix_cache)
                 if cache is not None:
                     cache.batch_repeat_interleave(len(chunk))
                 last = {name: t.repeat_interleave(len(chunk), dim=0) for name, t in batch.inputs(-1).items()}
                 # Rows whose layer is above the chunk's lowest are overwritten at their own layer.
-                with replace_last_token(arch.layers, layer_of_row, theta), \
-                        start_at_layer(arch.layers, arch.final_norm, chunk[0] + 1, theta):
+                with (
+                    replace_last_token(arch.layers, layer_of_row, theta),
+                    start_at_layer(arch.layers, arch.final_norm, chunk[0] + 1, theta),
+                ):
                     logits = lm.model(**last, cache=cache, use_cache=cache is not None, logits_to_keep=1).logits
                 copies.add(np.ix_(rows, columns), logits[:, -1, :].argmax(dim=-1).view(len(rows), len(chunk)))
             bar.update(len(rows))
@@ -402,8 +444,13 @@ def _naive_rows(lm, arch, batch: Batch, layer_of_row: torch.Tensor, patch: torch
 
 
 @torch.inference_mode()
-def patched_sweep_naive(lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray,
-                        layers: Sequence[int] | None = None, batch_size: int = 16) -> np.ndarray:
+def patched_sweep_naive(
+    lm: LoadedModel,
+    queries: Sequence[str],
+    vectors: np.ndarray,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+) -> np.ndarray:
     """Reference for :func:`patched_sweep`: a full patched forward of every query for every layer."""
     arch = describe(lm.model)
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
@@ -436,8 +483,15 @@ class Continuation:
         return answers is not None and not any(answer.strip().startswith(text.strip()) for answer in answers)
 
 
-def _decode(lm: LoadedModel, cache, mask: torch.Tensor, last_positions: torch.Tensor, generated: list[list[int]],
-            until: Continuation, answers: Sequence[Sequence[str]] | None = None) -> None:
+def _decode(
+    lm: LoadedModel,
+    cache,
+    mask: torch.Tensor,
+    last_positions: torch.Tensor,
+    generated: list[list[int]],
+    until: Continuation,
+    answers: Sequence[Sequence[str]] | None = None,
+) -> None:
     """Greedy decoding on ``cache`` (one row per list in ``generated``, each holding at least the first
     generated token), appending to the lists in place. ``mask`` covers the cached positions and
     ``last_positions`` is each row's position of its last cached token (``[rows, 1]``). Rows that
@@ -457,8 +511,14 @@ def _decode(lm: LoadedModel, cache, mask: torch.Tensor, last_positions: torch.Te
         tokens = torch.tensor([[generated[i][-1]] for i in active], dtype=torch.long, device=lm.device)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         last_positions = last_positions + 1
-        out = lm.model(input_ids=tokens, attention_mask=mask, position_ids=last_positions, cache=cache,
-                       use_cache=True, logits_to_keep=1)
+        out = lm.model(
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=last_positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache = out.cache
         for i, token in zip(active, out.logits[:, -1, :].argmax(dim=-1).tolist()):
             generated[i].append(int(token))
@@ -472,9 +532,17 @@ def _decode(lm: LoadedModel, cache, mask: torch.Tensor, last_positions: torch.Te
 
 
 @torch.inference_mode()
-def greedy_continue(lm: LoadedModel, texts: Sequence[str], first_tokens: Sequence[int], until: Continuation,
-                    batch_size: int = 16, layers: Sequence[int] | None = None, vectors: np.ndarray | None = None,
-                    answers: Sequence[Sequence[str]] | None = None, progress: bool = False) -> list[list[int]]:
+def greedy_continue(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    first_tokens: Sequence[int],
+    until: Continuation,
+    batch_size: int = 16,
+    layers: Sequence[int] | None = None,
+    vectors: np.ndarray | None = None,
+    answers: Sequence[Sequence[str]] | None = None,
+    progress: bool = False,
+) -> list[list[int]]:
     """Greedy generation after each text that starts from the given first token: ``first_tokens[i]``
     and what follows it, until ``until`` says stop. Returns the generated token ids per text.
 
@@ -496,16 +564,29 @@ def greedy_continue(lm: LoadedModel, texts: Sequence[str], first_tokens: Sequenc
     generated: list[list[int]] = [[int(token)] for token in first_tokens]
     with _progress(len(texts), "generate", progress) as bar:
         for rows in batches(texts, batch_size):
-            open_rows = [int(row) for row in rows
-                         if not until.finished(lm, generated[row], None if answers is None else answers[row])]
+            open_rows = [
+                int(row)
+                for row in rows
+                if not until.finished(lm, generated[row], None if answers is None else answers[row])
+            ]
             if open_rows:
                 batch = encode(lm, [texts[row] for row in open_rows])
                 index = torch.tensor(open_rows, dtype=torch.long)
-                patch = (replace_last_token(arch.layers, layer_index[index], patches[index].to(lm.device)) if patched
-                         else contextlib.nullcontext())
+                patch = (
+                    replace_last_token(arch.layers, layer_index[index], patches[index].to(lm.device))
+                    if patched
+                    else contextlib.nullcontext()
+                )
                 with patch:
                     cache = lm.model.base_model(**batch.inputs(), use_cache=True).cache
-                _decode(lm, cache, batch.attention_mask, batch.position_ids[:, -1:],
-                        [generated[row] for row in open_rows], until, answers_of(open_rows))
+                _decode(
+                    lm,
+                    cache,
+                    batch.attention_mask,
+                    batch.position_ids[:, -1:],
+                    [generated[row] for row in open_rows],
+                    until,
+                    answers_of(open_rows),
+                )
             bar.update(len(rows))
     return generated

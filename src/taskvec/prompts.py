@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from taskvec import store
 from taskvec.tasks import Pair
-from taskvec.tasks.base import TaskRules, read_pairs
+from taskvec.tasks.base import TaskInfo, TaskRules, read_pairs, read_task_info
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,10 @@ class PromptFormat:
         return self.separator.join(parts)
 
     def validate(self) -> None:
-        for field, template, needed in (("demonstration", self.demonstration, ("{x}", "{y}")),
-                                        ("query", self.query, ("{x}",))):
+        for field, template, needed in (
+            ("demonstration", self.demonstration, ("{x}", "{y}")),
+            ("query", self.query, ("{x}",)),
+        ):
             missing = [n for n in needed if n not in template]
             if missing:
                 raise ValueError(f"prompt {field} template {template!r} lacks {' and '.join(missing)}")
@@ -108,7 +110,7 @@ LEADING_SPACE_KEEPS = 0.7  # the paper's rule: the leading-space variant if it k
 def _after_probe(tokenizer, text: str) -> list[int] | None:
     probe = tokenizer.encode(ONE_TOKEN_PROBE, add_special_tokens=False)
     ids = tokenizer.encode(ONE_TOKEN_PROBE + text, add_special_tokens=False)
-    return ids[len(probe):] if ids[:len(probe)] == probe else None
+    return ids[len(probe) :] if ids[: len(probe)] == probe else None
 
 
 def is_one_token(tokenizer, text: str) -> bool:
@@ -150,13 +152,17 @@ def apply_rules(pairs: Sequence[Pair], tokenizer, rules: TaskRules) -> tuple[lis
         else:
             use_space = rules.leading_space == "on"
         usable = spaced if use_space else plain
-        counts = {"one_token_pairs_plain": len(plain),
-                  "one_token_pairs_leading_space": len(spaced) if rules.leading_space != "off" else None}
+        counts = {
+            "one_token_pairs_plain": len(plain),
+            "one_token_pairs_leading_space": len(spaced) if rules.leading_space != "off" else None,
+        }
     else:
         use_space = rules.leading_space == "on"
         space = " " if use_space else ""
-        usable = [UsablePair(space + p.input, tuple(space + o for o in p.outputs),
-                             tuple(space + o for o in p.outputs)) for p in pairs]
+        usable = [
+            UsablePair(space + p.input, tuple(space + o for o in p.outputs), tuple(space + o for o in p.outputs))
+            for p in pairs
+        ]
         counts = {}
     return usable, {"leading_space": use_space, **counts}
 
@@ -208,7 +214,92 @@ def prompts_to_table(prompts: Sequence[Prompt]) -> pa.Table:
     )
 
 
-def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], dict]:
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """The metadata of a prompts, activations or results file: which model (``model_name``, the
+    study's name for it), task and split seed it belongs to, how its prompts were made, and, once a
+    model has run on them, the model's provenance and how it ran. Nothing is inferred from paths."""
+
+    model_name: str
+    task: TaskInfo
+    seed: int
+    format: PromptFormat
+    sizes: SplitSizes
+    n_pairs: int
+    n_pairs_usable: int
+    rendering: dict
+    model: dict | None = None  # the model directory's provenance (taskvec convert-model)
+    n_layers: int | None = None
+    hidden_size: int | None = None
+    dtype: str | None = None
+    batch_size: int | None = None  # the batch size the model ran at (after any out-of-memory back-off)
+
+    @property
+    def leading_space(self) -> bool:
+        return bool(self.rendering.get("leading_space", False))
+
+    def ran(self, lm, n_layers: int, hidden_size: int, batch_size: int) -> RunInfo:
+        """This record with how ``lm`` ran on the prompts."""
+        return dataclasses.replace(
+            self,
+            model=lm.provenance,
+            n_layers=n_layers,
+            hidden_size=hidden_size,
+            dtype=lm.dtype_name,
+            batch_size=batch_size,
+        )
+
+    def to_dict(self) -> dict:
+        data = {
+            "model_name": self.model_name,
+            "task": self.task.to_dict(),
+            "seed": self.seed,
+            "format": dataclasses.asdict(self.format),
+            "sizes": dataclasses.asdict(self.sizes),
+            "n_pairs": self.n_pairs,
+            "n_pairs_usable": self.n_pairs_usable,
+            "rendering": self.rendering,
+        }
+        if self.model is not None:
+            data.update(
+                model=self.model,
+                n_layers=self.n_layers,
+                hidden_size=self.hidden_size,
+                dtype=self.dtype,
+                batch_size=self.batch_size,
+            )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunInfo:
+        return cls(
+            data["model_name"],
+            TaskInfo.from_dict(data["task"]),
+            int(data["seed"]),
+            PromptFormat(**data["format"]),
+            SplitSizes(**data["sizes"]),
+            int(data["n_pairs"]),
+            int(data["n_pairs_usable"]),
+            dict(data["rendering"]),
+            data.get("model"),
+            data.get("n_layers"),
+            data.get("hidden_size"),
+            data.get("dtype"),
+            data.get("batch_size"),
+        )
+
+    @classmethod
+    def of_table(cls, table: pa.Table, path: str | os.PathLike[str]) -> RunInfo:
+        data = store.parquet_metadata(table)
+        if "model_name" not in data:
+            raise store.ArtifactError(
+                f"{path} lacks taskvec's run metadata (made by an older taskvec?)",
+                fix="delete it and make it again (`make reproduce` in a study)",
+            )
+        return cls.from_dict(data)
+
+
+def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], RunInfo]:
     table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `make-prompts` makes it")
     prompts = [
         Prompt(
@@ -222,48 +313,56 @@ def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], dict]:
         )
         for row in table.to_pylist()
     ]
-    return prompts, store.parquet_metadata(table)
+    return prompts, RunInfo.of_table(table, path)
 
 
-def build_prompts(task_file: str | os.PathLike[str], tokenizer, fmt: PromptFormat, sizes: SplitSizes,
-                  seed: int) -> tuple[list[Prompt], dict]:
-    """Filter a built task for a tokenizer and sample the splits; returns the prompts and their provenance."""
+def build_prompts(
+    task_file: str | os.PathLike[str], tokenizer, fmt: PromptFormat, sizes: SplitSizes, seed: int, model_name: str
+) -> tuple[list[Prompt], RunInfo]:
+    """Filter a built task for a model's tokenizer and sample the splits; returns the prompts and their
+    provenance (``model_name`` is the study's name for the model)."""
     fmt.validate()
     pairs = read_pairs(task_file)
-    task_meta = store.parquet_metadata(task_file)
-    usable, rendering = apply_rules(pairs, tokenizer, task_rules(task_meta))
+    task = read_task_info(task_file)
+    usable, rendering = apply_rules(pairs, tokenizer, task.rules)
     try:
         prompts = sample_prompts(usable, sizes, seed)
     except ValueError as error:
-        raise ValueError(f"task {task_meta.get('task')} ({task_file}), after keeping the pairs whose answers this "
-                         f"model's tokenizer can score: {error} (sizes.k and sizes.dummies in params.yaml)") from None
-    metadata = {
-        "task": task_meta,
-        "n_pairs": len(pairs),
-        "n_pairs_usable": len(usable),
-        "rendering": rendering,
-        "seed": seed,
-        "sizes": dataclasses.asdict(sizes),
-        "format": dataclasses.asdict(fmt),
-    }
-    log.info("%s: %d of %d pairs usable%s; %d prompts", task_meta.get("task"), len(usable), len(pairs),
-             " (leading space)" if rendering["leading_space"] else "", len(prompts))
-    return prompts, metadata
+        raise ValueError(
+            f"task {task.name} ({task_file}), after keeping the pairs whose answers this "
+            f"model's tokenizer can score: {error} (sizes.k and sizes.dummies in params.yaml)"
+        ) from None
+    info = RunInfo(model_name, task, seed, fmt, sizes, len(pairs), len(usable), rendering)
+    log.info(
+        "%s: %d of %d pairs usable%s; %d prompts",
+        task.name,
+        len(usable),
+        len(pairs),
+        " (leading space)" if rendering["leading_space"] else "",
+        len(prompts),
+    )
+    return prompts, info
 
 
-def task_rules(task_metadata: dict) -> TaskRules:
-    """The rules a built task file records."""
-    return TaskRules(**task_metadata["rules"])
+def write_prompts(prompts: Sequence[Prompt], info: RunInfo, out: str | os.PathLike[str]) -> None:
+    store.write_parquet(prompts_to_table(prompts), out, info.to_dict())
 
 
-def write_prompts(prompts: Sequence[Prompt], metadata: dict, out: str | os.PathLike[str]) -> None:
-    store.write_parquet(prompts_to_table(prompts), out, metadata)
-
-
-def make_prompt_file(task_file: str | os.PathLike[str], model_dir: str | os.PathLike[str],
-                     out: str | os.PathLike[str], fmt: PromptFormat, sizes: SplitSizes, seed: int) -> None:
-    """Filter a built task for a model's tokenizer, sample the splits, and write them with provenance."""
+def make_prompt_file(
+    task_file: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    fmt: PromptFormat,
+    sizes: SplitSizes,
+    seed: int,
+    model_name: str | None = None,
+) -> None:
+    """Filter a built task for a model's tokenizer, sample the splits, and write them with provenance
+    (``model_name`` defaults to the model's own, :func:`taskvec.models.model_name`)."""
     from taskvec.models import load_tokenizer
+    from taskvec.models import model_name as default_name
 
-    prompts, metadata = build_prompts(task_file, load_tokenizer(model_dir), fmt, sizes, seed)
-    write_prompts(prompts, metadata, out)
+    prompts, info = build_prompts(
+        task_file, load_tokenizer(model_dir), fmt, sizes, seed, model_name or default_name(model_dir)
+    )
+    write_prompts(prompts, info, out)

@@ -30,8 +30,9 @@ def first_token_correct(prediction: str, answers: Sequence[str], rule: str) -> b
     if rule == "exact":
         return token in stripped
     if rule == "prefix":
-        return bool(token) and any(answer and (answer.startswith(token) or token.startswith(answer))
-                                   for answer in stripped)
+        return bool(token) and any(
+            answer and (answer.startswith(token) or token.startswith(answer)) for answer in stripped
+        )
     raise ValueError(f"unknown scoring rule {rule!r}; use one of {', '.join(FIRST_TOKEN_RULES)}")
 
 

@@ -18,16 +18,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from taskvec.errors import ArtifactError
+
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 3,
     "write_statistics": True,
     "row_group_size": 8192,
 }
-
-
-class ArtifactError(RuntimeError):
-    """An input artifact is missing, truncated or of the wrong shape."""
 
 
 @contextlib.contextmanager
@@ -52,8 +50,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def write_parquet(table: pa.Table, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None,
-                  **options: Any) -> None:
+def write_parquet(
+    table: pa.Table, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None, **options: Any
+) -> None:
     """Write ``table`` atomically; ``metadata`` is stored as JSON under the schema key ``taskvec``."""
     if metadata is not None:
         encoded = json.dumps(metadata, sort_keys=True, ensure_ascii=False).encode()

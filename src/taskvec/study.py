@@ -19,14 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from taskvec.errors import StudyBusyError
+
 log = logging.getLogger(__name__)
 
-PROFILE = "workflow/profiles/local"
+# a plain `snakemake` in the project finds workflow/Snakefile and its default profile (workflow/profiles/default)
 RUN_LOCK = "taskvec-run.lock"
-
-
-class StudyBusyError(RuntimeError):
-    pass
 
 
 def _snakemake() -> str:
@@ -71,8 +69,7 @@ def processes_in(project: Path) -> list[int]:
 def remove_stale_temporaries(project: Path) -> list[Path]:
     """Temporaries that a killed write left beside its output (``.name.*.tmp``, see
     :func:`taskvec.store.atomic_path`); only call this when no run works in ``project``."""
-    stale = [path for top in ("data", "reports") for path in sorted((project / top).rglob(".*.tmp"))
-             if path.is_dir()]
+    stale = [path for top in ("data", "reports") for path in sorted((project / top).rglob(".*.tmp")) if path.is_dir()]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
@@ -87,19 +84,26 @@ def recover_from_killed_run(project: Path) -> None:
     if running:
         if not locked:
             return  # a run without a lock yet, or a lone step: Snakemake decides
-        who = ("a process (pid " + ", ".join(str(pid) for pid in running if pid > 0) + ")"
-               if any(pid > 0 for pid in running) else "perhaps a process")
-        raise StudyBusyError(f"{project.resolve()} is locked by Snakemake and {who} of a study works there; "
-                             "wait for it to finish. If none does, run `snakemake --unlock` in that directory.")
+        who = (
+            "a process (pid " + ", ".join(str(pid) for pid in running if pid > 0) + ")"
+            if any(pid > 0 for pid in running)
+            else "perhaps a process"
+        )
+        raise StudyBusyError(
+            f"{project.resolve()} is locked by Snakemake and {who} of a study works there; "
+            "wait for it to finish. If none does, run `snakemake --unlock` in that directory."
+        )
     stale = remove_stale_temporaries(project)
     if stale:
         log.warning("removed %d temporary file(s) that a killed run left beside its outputs", len(stale))
     if not locked:
         return
-    log.warning("a previous run in %s stopped without releasing Snakemake's lock (killed?); no run works there "
-                "now, so the lock is released and the unfinished jobs run again", project.resolve())
-    unlock = subprocess.run([_snakemake(), "--profile", PROFILE, "--unlock"], cwd=project, capture_output=True,
-                            text=True)
+    log.warning(
+        "a previous run in %s stopped without releasing Snakemake's lock (killed?); no run works there "
+        "now, so the lock is released and the unfinished jobs run again",
+        project.resolve(),
+    )
+    unlock = subprocess.run([_snakemake(), "--unlock"], cwd=project, capture_output=True, text=True)
     if unlock.returncode != 0:
         raise StudyBusyError(f"could not release Snakemake's lock in {project.resolve()}:\n{unlock.stderr.strip()}")
 
@@ -114,14 +118,15 @@ def run_study(snakemake_args: list[str], project: Path = Path(".")) -> int:
         except BlockingIOError:
             handle.seek(0)
             owner = handle.read().strip() or "?"
-            raise StudyBusyError(f"another study run (pid {owner}) is working in {project.resolve()}; wait for it "
-                                 "to finish") from None
+            raise StudyBusyError(
+                f"another study run (pid {owner}) is working in {project.resolve()}; wait for it to finish"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         recover_from_killed_run(project)
-        return _run_forwarding_signals([_snakemake(), "--profile", PROFILE, *snakemake_args], project)
+        return _run_forwarding_signals([_snakemake(), *snakemake_args], project)
 
 
 def _run_forwarding_signals(command: list[str], cwd: Path) -> int:

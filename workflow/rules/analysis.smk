@@ -1,12 +1,14 @@
 rule conflicting_tasks:
     input:
-        files=lambda wc: conflict_inputs(wc.model),
+        tasks=lambda wc: conflict_inputs("tasks", wc.model),
+        prompts=lambda wc: conflict_inputs("prompts", wc.model),
+        activations=lambda wc: conflict_inputs("activations", wc.model),
+        results=lambda wc: conflict_inputs("results", wc.model),
         model="data/models/{model}",
         code=code("conflicting-tasks"),
     output:
         "data/analysis/{model}/conflicting_tasks.parquet",
     params:
-        sample=SAMPLES[0],
         pairs=lambda wc: " ".join(f"{a}:{b}" for a, b in CONFLICT_PAIRS),
         compute=COMPUTE_ARGS,
     threads: 1
@@ -17,8 +19,9 @@ rule conflicting_tasks:
     benchmark:
         "logs/benchmarks/conflicting_tasks/{model}.tsv"
     shell:
-        "taskvec conflicting-tasks --model-dir {input.model} --data-dir data --model {wildcards.model}"
-        " --sample {params.sample} --pairs {params.pairs} --out {output} {params.compute} --threads {threads} 2> {log}"
+        "taskvec conflicting-tasks --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
+        " --activations {input.activations} --results {input.results} --pairs {params.pairs} --out {output}"
+        " {params.compute} --threads {threads} 2> {log}"
 
 
 rule robustness:

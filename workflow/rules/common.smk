@@ -39,14 +39,15 @@ for _name, _task in config["tasks"].items():
 check_pairs_available(config["tasks"], config["sizes"])
 
 
-SOURCE = Path(workflow.basedir) / "src" / "taskvec"
+ROOT = Path(workflow.basedir).parent  # the project: workflow/Snakefile lives one level below it
+SOURCE = ROOT / "src" / "taskvec"
 
 
 def code(subcommand):
     """The library files that `taskvec <subcommand>` runs, computed from its imports in this
     project's src/taskvec (taskvec.codedeps): Snakemake reruns a job when its command text or inputs
     change, not when the code it runs does, so each step's code is an input."""
-    return [str(path.relative_to(workflow.basedir)) for path in command_files(subcommand, SOURCE)]
+    return [str(path.relative_to(ROOT)) for path in command_files(subcommand, SOURCE)]
 
 
 def task_code(task):
@@ -107,13 +108,14 @@ def first_sample(step, model):
 CONFLICT_PAIRS = pairs_in(TASKS)
 
 
-def conflict_inputs(model):
-    tasks = sorted({task for pair in CONFLICT_PAIRS for task in pair})
-    return [f"data/tasks/{task}.parquet" for task in tasks] + [
-        f"data/{step}/{model}/{task}/{SAMPLES[0]}.parquet"
-        for task in tasks
-        for step in ("prompts", "activations", "results")
-    ]
+CONFLICT_TASKS = sorted({task for pair in CONFLICT_PAIRS for task in pair})
+
+
+def conflict_inputs(step, model):
+    """One model's files of the tasks in conflicting pairs, on the first sampling (or the task files)."""
+    if step == "tasks":
+        return [f"data/tasks/{task}.parquet" for task in CONFLICT_TASKS]
+    return [f"data/{step}/{model}/{task}/{SAMPLES[0]}.parquet" for task in CONFLICT_TASKS]
 
 
 RESULTS = [path for model in MODELS for task in TASKS for path in per_sample("results", model, task)]
@@ -127,7 +129,7 @@ ANALYSES = [
 
 def report_file(path, caption, category, **kwargs):
     """An output shown by `snakemake --report`, with its caption from workflow/report/."""
-    return report(path, caption=f"workflow/report/{caption}.rst", category=category, **kwargs)
+    return report(path, caption=f"report/{caption}.rst", category=category, **kwargs)
 
 
 def report_figure(name, model, caption, category):

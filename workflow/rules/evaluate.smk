@@ -19,6 +19,7 @@ rule evaluate_task:
     benchmark:
         "logs/benchmarks/evaluate_task/{model}/{task}.tsv"
     shell:
-        "taskvec run-task --task-file {input.task} --model-dir {input.model} --prompts-out {output.prompts}"
+        "taskvec run-task --task-file {input.task} --model-dir {input.model} --model-name {wildcards.model}"
+        " --prompts-out {output.prompts}"
         " --activations-out {output.activations} --results-out {output.results} --seeds {params.seeds}"
         " {params.prompts} {params.compute} --threads {threads} --no-progress 2> {log}"

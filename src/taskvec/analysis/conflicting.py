@@ -11,6 +11,7 @@ full, since they are scored against B's answers too.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -21,13 +22,14 @@ import pyarrow as pa
 
 from taskvec import store
 from taskvec.analysis.pairs import PAIRS, conflict_summary
-from taskvec.evaluate import score
+from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.evaluate import read_results, score
 from taskvec.extract import read_activations
 from taskvec.forward import Continuation, greedy_continue, patched_next_tokens, with_batch_backoff
 from taskvec.models import LoadedModel
-from taskvec.prompts import PromptFormat, read_prompts, task_rules
+from taskvec.prompts import RunInfo, read_prompts
 from taskvec.scoring import first_token_correct, strict_correct
-from taskvec.tasks.base import read_pairs
+from taskvec.tasks.base import read_pairs, read_task_info
 
 log = logging.getLogger(__name__)
 
@@ -55,33 +57,66 @@ SCHEMA = pa.schema(
 )
 
 
-def _files(data_dir: Path, model: str, task: str, sample: str) -> dict[str, Path]:
-    return {
-        "task": data_dir / "tasks" / f"{task}.parquet",
-        **{step: data_dir / step / model / task / f"{sample}.parquet"
-           for step in ("prompts", "activations", "results")},
+@dataclasses.dataclass(frozen=True)
+class TaskFiles:
+    """One task's files on one model's sampling of the splits: its pairs, prompts, activations, results."""
+
+    pairs: Path
+    prompts: Path
+    activations: Path
+    results: Path
+
+
+def match_files(
+    pairs: Sequence[Path], prompts: Sequence[Path], activations: Sequence[Path], results: Sequence[Path]
+) -> tuple[dict[str, TaskFiles], str, dict[str, int]]:
+    """Each task's files, matched by the task their metadata names (the order and the paths do not
+    matter), with the model's name (one for all) and each task's split seed (one per task)."""
+    tasks = {read_task_info(path).name: Path(path) for path in pairs}
+    runs: dict[str, dict[str, Path]] = {}
+    models, seeds = set(), {}
+    for step, paths in (("prompts", prompts), ("activations", activations), ("results", results)):
+        for path in paths:
+            store.read_parquet(path)  # a missing or broken file is named with how to make it again
+            info = RunInfo.from_dict(store.parquet_metadata(path))
+            models.add(info.model_name)
+            if seeds.setdefault(info.task.name, info.seed) != info.seed:
+                raise ValueError(
+                    f"{path} is of split seed {info.seed}, the other files of {info.task.name} of "
+                    f"seed {seeds[info.task.name]}; give the files of one sampling"
+                )
+            runs.setdefault(info.task.name, {})[step] = Path(path)
+    if len(models) != 1:
+        raise ValueError(f"the files given belong to several models ({sorted(models)}); give one model's files")
+    complete = {
+        name: TaskFiles(tasks[name], **files) for name, files in runs.items() if name in tasks and len(files) == 3
     }
+    return complete, models.pop(), seeds
 
 
-def conflict_pair(lm: LoadedModel, data_dir: Path, model: str, sample: str, task_a: str, task_b: str,
-                  batch_size: int = 16) -> pa.Table:
+def conflict_pair(
+    lm: LoadedModel, a: TaskFiles, b: TaskFiles, task_a: str, task_b: str, batch_size: int = 16
+) -> pa.Table:
     """One row per test prompt of A: ICL and ICL + theta_B predictions, scored against A and B."""
-    a, b = _files(data_dir, model, task_a, sample), _files(data_dir, model, task_b, sample)
-    prompts_a, meta_a = read_prompts(a["prompts"])
-    fmt = PromptFormat(**meta_a["format"])
+    prompts_a, info_a = read_prompts(a.prompts)
+    fmt = info_a.format
     test_a = [p for p in prompts_a if p.split == "test"]
-    results_a = store.read_parquet(a["results"]).to_pydict()
-    icl = {i: (pred, token) for i, split, method, pred, token in zip(
-        results_a["index"], results_a["split"], results_a["method"], results_a["prediction"], results_a["token_id"])
-        if split == "test" and method == "icl"}
-    results_b = store.read_parquet(b["results"])
+    results_a = read_results(a.results)[0].to_pydict()
+    icl = {
+        i: (pred, token)
+        for i, split, method, pred, token in zip(
+            results_a["index"], results_a["split"], results_a["method"], results_a["prediction"], results_a["token_id"]
+        )
+        if split == "test" and method == "icl"
+    }
+    results_b, info_b = read_results(b.results)
     layer_b = score(results_b).best_layer
-    rule_b = task_rules(store.parquet_metadata(results_b)["task"]).scoring
-    rule_a = task_rules(meta_a["task"]).scoring
-    vectors_b, _ = read_activations(b["activations"])
+    rule_b = info_b.task.rules.scoring
+    rule_a = info_a.task.rules.scoring
+    vectors_b, _ = read_activations(b.activations)
     thetas_b = [v[layer_b] for (split, _), v in sorted(vectors_b.items()) if split == "test"]
     # B's answers for A's query; the two tasks may render with and without a leading space
-    answers_b = {pair.input.strip(): pair.outputs for pair in read_pairs(b["task"])}
+    answers_b = {pair.input.strip(): pair.outputs for pair in read_pairs(b.pairs)}
 
     texts = [fmt.render(p.demonstrations, p.query) for p in test_a]
     patches = np.stack([thetas_b[i % len(thetas_b)] for i in range(len(test_a))])
@@ -97,44 +132,82 @@ def conflict_pair(lm: LoadedModel, data_dir: Path, model: str, sample: str, task
         return unpatched, greedy_continue(lm, texts, first.tolist(), until, size, layers=layers, vectors=patches)
 
     (icl_generations, generations), _ = with_batch_backoff(
-        runs, batch_size, f"the passes of {task_a} with and without theta of {task_b}")
+        runs, batch_size, f"the passes of {task_a} with and without theta of {task_b}"
+    )
     rows = {name: [] for name in SCHEMA.names}
     for prompt, tokens, icl_tokens in zip(test_a, generations, icl_generations):
         patched = lm.tokenizer.decode(tokens[:1])
         patched_text = lm.tokenizer.decode(tokens)
         b_answers = answers_b.get(prompt.query.strip(), ())
         unpatched, unpatched_text = icl[prompt.index][0], lm.tokenizer.decode(icl_tokens)
-        values = (task_a, task_b, prompt.index, prompt.query, layer_b, unpatched, patched, bool(b_answers),
-                  first_token_correct(unpatched, prompt.answers, rule_a),
-                  first_token_correct(unpatched, b_answers, rule_b),
-                  first_token_correct(patched, prompt.answers, rule_a), first_token_correct(patched, b_answers, rule_b),
-                  unpatched_text, patched_text,
-                  strict_correct(unpatched_text, prompt.strict_answers, fmt.separator),
-                  strict_correct(unpatched_text, b_answers, fmt.separator),
-                  strict_correct(patched_text, prompt.strict_answers, fmt.separator),
-                  strict_correct(patched_text, b_answers, fmt.separator))
+        values = (
+            task_a,
+            task_b,
+            prompt.index,
+            prompt.query,
+            layer_b,
+            unpatched,
+            patched,
+            bool(b_answers),
+            first_token_correct(unpatched, prompt.answers, rule_a),
+            first_token_correct(unpatched, b_answers, rule_b),
+            first_token_correct(patched, prompt.answers, rule_a),
+            first_token_correct(patched, b_answers, rule_b),
+            unpatched_text,
+            patched_text,
+            strict_correct(unpatched_text, prompt.strict_answers, fmt.separator),
+            strict_correct(unpatched_text, b_answers, fmt.separator),
+            strict_correct(patched_text, prompt.strict_answers, fmt.separator),
+            strict_correct(patched_text, b_answers, fmt.separator),
+        )
         for name, value in zip(SCHEMA.names, values):
             rows[name].append(value)
     return pa.table(rows, schema=SCHEMA)
 
 
-def conflicting_tasks_file(model_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str], model: str,
-                           sample: str, pairs: Sequence[tuple[str, str]], out: str | os.PathLike[str],
-                           device: str = "auto",
-                           dtype: str = "auto", batch_size: int = 16, threads: int = 0) -> None:
-    """Run every pair for one model and write one Parquet file."""
-    from taskvec.models import load_model
-
+def conflicting_tasks_file(
+    model_dir: str | os.PathLike[str],
+    pairs_files: Sequence[Path],
+    prompts: Sequence[Path],
+    activations: Sequence[Path],
+    results: Sequence[Path],
+    pairs: Sequence[tuple[str, str]],
+    out: str | os.PathLike[str],
+    compute: Compute = DEFAULT_COMPUTE,
+) -> None:
+    """Run every pair for one model, from each task's files (matched by their metadata), and write
+    one Parquet file."""
     unknown = [pair for pair in pairs if pair not in PAIRS]
     if unknown or not pairs:
         raise ValueError(f"conflicting-task pairs must be among the paper's: {PAIRS}; got {list(pairs)}")
-    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+    files, model, seeds = match_files(pairs_files, prompts, activations, results)
+    missing = sorted({task for pair in pairs for task in pair} - set(files))
+    if missing:
+        raise ValueError(
+            f"no complete files (pairs, prompts, activations and results) of {', '.join(missing)}; "
+            "give each task of the pairs"
+        )
+    lm = compute.load(model_dir)
     tables = []
     for task_a, task_b in pairs:
-        table = conflict_pair(lm, Path(data_dir), model, sample, task_a, task_b, batch_size)
+        table = conflict_pair(lm, files[task_a], files[task_b], task_a, task_b, compute.batch_size)
         summary = conflict_summary(table)
-        log.info("%s: %s demonstrations + %s theta: follows A %.2f, follows B %.2f (ICL alone: %.2f / %.2f)", model,
-                 task_a, task_b, summary["patched_a"], summary["patched_b"], summary["icl_a"], summary["icl_b"])
+        log.info(
+            "%s: %s demonstrations + %s theta: follows A %.2f, follows B %.2f (ICL alone: %.2f / %.2f)",
+            model,
+            task_a,
+            task_b,
+            summary["patched_a"],
+            summary["patched_b"],
+            summary["icl_a"],
+            summary["icl_b"],
+        )
         tables.append(table)
-    metadata = {"model": model, "sample": sample, "pairs": [list(p) for p in pairs], "dtype": lm.dtype_name}
+    metadata = {
+        "analysis": "conflicting_tasks",
+        "model_name": model,
+        "seeds": {task: seeds[task] for task in sorted({t for pair in pairs for t in pair})},
+        "pairs": [list(p) for p in pairs],
+        "dtype": lm.dtype_name,
+    }
     store.write_parquet(pa.concat_tables(tables), out, metadata)

@@ -32,9 +32,15 @@ def conflict_summary(table: pa.Table) -> dict[str, float]:
     def mean(values: np.ndarray) -> float:
         return float(values.mean()) if values.size else float("nan")
 
-    return {"icl_a": mean(data["icl_correct_a"]), "icl_b": mean(data["icl_correct_b"][known]),
-            "patched_a": mean(data["patched_correct_a"]), "patched_b": mean(data["patched_correct_b"][known]),
-            "icl_strict_a": mean(data["icl_strict_a"]), "icl_strict_b": mean(data["icl_strict_b"][known]),
-            "patched_strict_a": mean(data["patched_strict_a"]),
-            "patched_strict_b": mean(data["patched_strict_b"][known]),
-            "n": int(len(known)), "n_b_defined": int(known.sum())}
+    return {
+        "icl_a": mean(data["icl_correct_a"]),
+        "icl_b": mean(data["icl_correct_b"][known]),
+        "patched_a": mean(data["patched_correct_a"]),
+        "patched_b": mean(data["patched_correct_b"][known]),
+        "icl_strict_a": mean(data["icl_strict_a"]),
+        "icl_strict_b": mean(data["icl_strict_b"][known]),
+        "patched_strict_a": mean(data["patched_strict_a"]),
+        "patched_strict_b": mean(data["patched_strict_b"][known]),
+        "n": int(len(known)),
+        "n_b_defined": int(known.sum()),
+    }

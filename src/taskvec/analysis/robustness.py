@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.analysis import one_model
 from taskvec.evaluate import score
 from taskvec.extract import read_activations
 
@@ -61,8 +62,11 @@ def distance_histograms(distances: np.ndarray, labels: np.ndarray) -> dict[str, 
     same = labels[upper[0]] == labels[upper[1]]
     values = distances[upper]
     edges = np.linspace(0, max(float(values.max()), 1e-6), HISTOGRAM_BINS + 1)
-    return {"edges": edges, "within": np.histogram(values[same], edges)[0],
-            "across": np.histogram(values[~same], edges)[0]}
+    return {
+        "edges": edges,
+        "within": np.histogram(values[same], edges)[0],
+        "across": np.histogram(values[~same], edges)[0],
+    }
 
 
 def tsne_2d(vectors: np.ndarray) -> np.ndarray:
@@ -71,23 +75,34 @@ def tsne_2d(vectors: np.ndarray) -> np.ndarray:
 
     # One thread and a fixed seed: the embedding is then the same on every run.
     with threadpool_limits(1):
-        embedding = TSNE(n_components=2, metric="cosine", init="pca", random_state=TSNE_SEED,
-                         perplexity=min(30.0, (len(vectors) - 1) / 3), n_jobs=1).fit_transform(vectors)
+        embedding = TSNE(
+            n_components=2,
+            metric="cosine",
+            init="pca",
+            random_state=TSNE_SEED,
+            perplexity=min(30.0, (len(vectors) - 1) / 3),
+            n_jobs=1,
+        ).fit_transform(vectors)
     return embedding.astype(np.float32)
 
 
-def robustness_file(activations_files: Sequence[str | os.PathLike[str]],
-                    results_files: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> dict:
+def robustness_file(
+    activations_files: Sequence[str | os.PathLike[str]],
+    results_files: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+) -> dict:
     """t-SNE coordinates of every dev and test theta at the common layer, within/across-task
     distance histograms, and how well theta identifies its task; written as one Parquet file with
     the summary in its metadata."""
     layer = common_layer([Path(p) for p in results_files])
     vectors, labels, splits = [], [], []
+    models = set()
     for path in activations_files:
-        by_prompt, metadata = read_activations(path)
+        by_prompt, info = read_activations(path)
+        models.add(info.model_name)
         for (split, _), theta in sorted(by_prompt.items()):
             vectors.append(theta[layer])
-            labels.append(metadata["task"])
+            labels.append(info.task.name)
             splits.append(split)
     matrix = np.stack(vectors).astype(np.float64)
     labels_array = np.array(labels)
@@ -108,5 +123,5 @@ def robustness_file(activations_files: Sequence[str | os.PathLike[str]],
     }
     coords = tsne_2d(matrix)
     table = pa.table({"task": labels, "split": splits, "x": coords[:, 0], "y": coords[:, 1]})
-    store.write_parquet(table, out, {"summary": summary})
+    store.write_parquet(table, out, {"analysis": "robustness", "model_name": one_model(models), "summary": summary})
     return summary

@@ -53,8 +53,9 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def task_bootstrap(tasks: Sequence[Sequence[dict[str, np.ndarray]]], resamples: int = BOOTSTRAP_RESAMPLES,
-                   seed: int = BOOTSTRAP_SEED) -> dict[str, np.ndarray]:
+def task_bootstrap(
+    tasks: Sequence[Sequence[dict[str, np.ndarray]]], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> dict[str, np.ndarray]:
     """Two-level bootstrap distribution of the mean over tasks of each method's accuracy.
 
     ``tasks[t]`` is a list of groups; a group holds per-prompt correctness of one or more methods on

@@ -20,6 +20,8 @@ import pyarrow as pa
 import torch
 
 from taskvec import store
+from taskvec.analysis import one_model
+from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.evaluate import score
 from taskvec.extract import read_activations
 from taskvec.forward import read_out
@@ -28,9 +30,18 @@ from taskvec.prompts import first_token_id, read_prompts
 
 TOP_TOKENS = 20
 
-SCHEMA = pa.schema([("task", pa.string()), ("layer_kind", pa.string()), ("layer", pa.int16()),
-                    ("rank", pa.int8()), ("token_id", pa.int64()), ("token", pa.string()),
-                    ("answer_token", pa.bool_()), ("logit", pa.float32())])
+SCHEMA = pa.schema(
+    [
+        ("task", pa.string()),
+        ("layer_kind", pa.string()),
+        ("layer", pa.int16()),
+        ("rank", pa.int8()),
+        ("token_id", pa.int64()),
+        ("token", pa.string()),
+        ("answer_token", pa.bool_()),
+        ("logit", pa.float32()),
+    ]
+)
 
 
 @torch.inference_mode()
@@ -70,42 +81,68 @@ def judge(top: dict[str, list[str]], answers: dict[str, set[str]]) -> dict:
         own = _share(top[task], answers[task])
         others = [_share(top[other], answers[task]) for other in tasks if other != task]
         other_share = float(np.mean(others)) if others else 0.0
-        per_task[task] = {"own_share": round(own, 4), "other_share": round(other_share, 4),
-                          "names_outputs": bool(own > 0 and own > other_share)}
+        per_task[task] = {
+            "own_share": round(own, 4),
+            "other_share": round(other_share, 4),
+            "names_outputs": bool(own > 0 and own > other_share),
+        }
     named = [t for t in tasks if per_task[t]["names_outputs"]]
-    return {"top": k, "tasks": per_task, "n_tasks": len(tasks), "n_naming_outputs": len(named), "naming_outputs": named,
-            "mean_own_share": round(float(np.mean([v["own_share"] for v in per_task.values()])), 4),
-            "mean_other_share": round(float(np.mean([v["other_share"] for v in per_task.values()])), 4)}
+    return {
+        "top": k,
+        "tasks": per_task,
+        "n_tasks": len(tasks),
+        "n_naming_outputs": len(named),
+        "naming_outputs": named,
+        "mean_own_share": round(float(np.mean([v["own_share"] for v in per_task.values()])), 4),
+        "mean_other_share": round(float(np.mean([v["other_share"] for v in per_task.values()])), 4),
+    }
 
 
-def vocabulary_file(model_dir: str | os.PathLike[str], activations_files: Sequence[str | os.PathLike[str]],
-                    results_files: Sequence[str | os.PathLike[str]], prompts_files: Sequence[str | os.PathLike[str]],
-                    out: str | os.PathLike[str], device: str = "auto", dtype: str = "auto", threads: int = 0) -> None:
+def vocabulary_file(
+    model_dir: str | os.PathLike[str],
+    activations_files: Sequence[str | os.PathLike[str]],
+    results_files: Sequence[str | os.PathLike[str]],
+    prompts_files: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    compute: Compute = DEFAULT_COMPUTE,
+) -> None:
     """Top tokens of each task's mean theta at its chosen layer and at the last layer, with the
     criterion's judgement in the file's metadata; one Parquet file per model."""
-    from taskvec.models import load_model
-
-    lm = load_model(model_dir, device=device, dtype=dtype, threads=threads)
+    lm = compute.load(model_dir)
+    models = set()
     columns: dict[str, list] = {name: [] for name in SCHEMA.names}
     top: dict[str, dict[str, list[str]]] = {"chosen": {}, "last": {}}
     layers: dict[str, dict[str, int]] = {"chosen": {}, "last": {}}
     answers: dict[str, set[int]] = {}
     for activations, results, prompts in zip(activations_files, results_files, prompts_files, strict=True):
-        by_prompt, metadata = read_activations(activations)
-        task = metadata["task"]
+        by_prompt, info = read_activations(activations)
+        task = info.task.name
+        models.add(info.model_name)
         answers[task] = answer_tokens(lm, prompts)
         answer_texts = {normalized(lm.tokenizer.decode([i])) for i in answers[task]}
         chosen = score(store.read_parquet(results)).best_layer
-        for kind, layer in (("chosen", chosen), ("last", int(metadata["n_layers"]) - 1)):
+        for kind, layer in (("chosen", chosen), ("last", int(info.n_layers) - 1)):
             mean = np.mean([theta[layer] for theta in by_prompt.values()], axis=0)
             ranked = top_tokens(lm, mean)
             top[kind][task] = [token for _, token, _ in ranked]
             layers[kind][task] = layer
             for rank, (token_id, token, logit) in enumerate(ranked):
-                for name, value in zip(SCHEMA.names, (task, kind, layer, rank + 1, token_id, token,
-                                                      normalized(token) in answer_texts, round(logit, 3))):
+                for name, value in zip(
+                    SCHEMA.names,
+                    (task, kind, layer, rank + 1, token_id, token, normalized(token) in answer_texts, round(logit, 3)),
+                ):
                     columns[name].append(value)
     texts = {task: {lm.tokenizer.decode([i]) for i in ids} for task, ids in answers.items()}
     judgement = {kind: judge(top[kind], texts) for kind in top}
-    store.write_parquet(pa.table(columns, schema=SCHEMA), out,
-                        {"model": lm.provenance, "top": TOP_TOKENS, "judgement": judgement, "layers": layers})
+    store.write_parquet(
+        pa.table(columns, schema=SCHEMA),
+        out,
+        {
+            "analysis": "vocabulary",
+            "model_name": one_model(models),
+            "model": lm.provenance,
+            "top": TOP_TOKENS,
+            "judgement": judgement,
+            "layers": layers,
+        },
+    )

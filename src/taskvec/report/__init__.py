@@ -37,28 +37,42 @@ def step_timings(benchmarks_dir: Path) -> list[dict]:
                 seconds.append(float(row["s"]))
                 memory.append(float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else 0.0)
         if seconds:
-            timings.append({"step": step_dir.name, "jobs": len(seconds), "seconds": sum(seconds),
-                            "max_seconds": max(seconds), "peak_rss_mb": max(memory)})
+            timings.append(
+                {
+                    "step": step_dir.name,
+                    "jobs": len(seconds),
+                    "seconds": sum(seconds),
+                    "max_seconds": max(seconds),
+                    "peak_rss_mb": max(memory),
+                }
+            )
     return timings
 
 
-def build_report(result_files: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                 analysis_files: Sequence[str | os.PathLike[str]] = (),
-                 benchmarks_dir: str | os.PathLike[str] | None = None,
-                 prompts_files: Sequence[str | os.PathLike[str]] = ()) -> Path:
+def build_report(
+    result_files: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    analysis_files: Sequence[str | os.PathLike[str]] = (),
+    benchmarks_dir: str | os.PathLike[str] | None = None,
+    prompts_files: Sequence[str | os.PathLike[str]] = (),
+) -> Path:
     """Write the report for ``result_files`` (``.../{model}/{task}/{sample}.parquet``) and the
     analyses (``.../{model}/{analysis}.parquet``) into ``out_dir``."""
     out = Path(out_dir)
-    study = collect([Path(f) for f in result_files], [Path(f) for f in analysis_files],
-                    [Path(f) for f in prompts_files])
+    study = collect(
+        [Path(f) for f in result_files], [Path(f) for f in analysis_files], [Path(f) for f in prompts_files]
+    )
     store.write_json(metrics(study), out / "metrics.json")
     tables = out / "tables"
     write_table(accuracy_rows(study), tables, "accuracy")
     write_table(by_layer_rows(study), tables, "accuracy_by_layer")
     write_table(paper_rows(study), tables, "paper_comparison")
     conflicts = [row for model in study.models for row in conflict_rows(study, model)]
-    for name, rows in (("conflicting_tasks", conflicts), ("robustness", robustness_rows(study)),
-                       ("vocabulary", vocabulary_rows(study))):
+    for name, rows in (
+        ("conflicting_tasks", conflicts),
+        ("robustness", robustness_rows(study)),
+        ("vocabulary", vocabulary_rows(study)),
+    ):
         if rows:
             write_table(rows, tables, name)
     figures = _figures(study)
@@ -73,8 +87,7 @@ def build_report(result_files: Sequence[str | os.PathLike[str]], out_dir: str | 
 
 
 def _figures(study: StudyResults) -> dict[str, dict[str, dict[str, bytes]]]:
-    figures = {name: {} for name in ("accuracy_by_layer", "accuracy_summary", "conflicting_tasks", "tsne",
-                                     "distances")}
+    figures = {name: {} for name in ("accuracy_by_layer", "accuracy_summary", "conflicting_tasks", "tsne", "distances")}
     for model in study.models:
         figures["accuracy_by_layer"][model] = fig.accuracy_by_layer(study, model)
         figures["accuracy_summary"][model] = fig.accuracy_summary(study, model)

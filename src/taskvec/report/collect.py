@@ -22,8 +22,8 @@ from taskvec.analysis.stats import (
     task_bootstrap,
     wilson_interval,
 )
-from taskvec.evaluate import TaskScores, score
-from taskvec.prompts import Prompt, read_prompts
+from taskvec.evaluate import TaskScores, read_results, score
+from taskvec.prompts import Prompt, RunInfo, read_prompts
 
 ICL_WORKS = 0.2  # the paper's filter: tasks where ICL beats the baseline by at least this much
 METHODS = ("baseline", "icl", "tv")
@@ -88,7 +88,8 @@ def aggregate(samples: Sequence[TaskScores]) -> Scores:
         n_test=n_test,
         tv_vs_icl=mcnemar_exact(_pooled(samples, "tv_correct"), _pooled(samples, "icl_correct")),
         tv_vs_icl_strict=mcnemar_exact(_pooled(samples, "tv_strict_correct"), _pooled(samples, "icl_strict_correct"))
-        if strict_measured else None,
+        if strict_measured
+        else None,
     )
 
 
@@ -100,7 +101,7 @@ class TaskResult:
     scores: Scores
     samples: tuple[TaskScores, ...]
     seeds: tuple[int, ...]
-    metadata: dict  # of the first sampling
+    info: RunInfo  # of the first sampling
     p_holm: float = float("nan")  # tv_vs_icl's p-value, Holm-adjusted over every (model, task) of the study
     # on the first sampling: ICL's wrong predictions (``icl_errors``) and the task vector's strict failures
     # (``tv_strict``); None without prompts files
@@ -108,7 +109,7 @@ class TaskResult:
 
     @property
     def n_pairs(self) -> int:
-        return int(self.metadata["n_pairs_usable"])
+        return self.info.n_pairs_usable
 
     @property
     def icl_works(self) -> bool:
@@ -124,16 +125,17 @@ class TaskResult:
 
     @property
     def leading_space(self) -> bool:
-        return bool(self.metadata.get("rendering", {}).get("leading_space", False))
+        return self.info.leading_space
 
     @property
     def sources(self) -> str:
-        return ", ".join(f"{s['package']} {s['version']}" for s in self.metadata["task"]["sources"])
+        return self.info.task.source_versions
 
 
 def mean_scores(results: Sequence[TaskResult]) -> dict[str, float]:
-    return {key: float(np.mean([getattr(r.scores, key) for r in results])) if results else float("nan")
-            for key in METRICS}
+    return {
+        key: float(np.mean([getattr(r.scores, key) for r in results])) if results else float("nan") for key in METRICS
+    }
 
 
 def _ratio_interval(draws: dict[str, np.ndarray], tv: str, icl: str) -> tuple[float, float]:
@@ -152,12 +154,18 @@ def mean_intervals(results: Sequence[TaskResult]) -> dict[str, tuple[float, floa
     strict = all(r.scores.has_strict for r in results)
     tasks = []
     for r in results:
-        groups = [{"baseline": _pooled(r.samples, "baseline_correct")},
-                  {"icl": _pooled(r.samples, "icl_correct"), "tv": _pooled(r.samples, "tv_correct")}]
+        groups = [
+            {"baseline": _pooled(r.samples, "baseline_correct")},
+            {"icl": _pooled(r.samples, "icl_correct"), "tv": _pooled(r.samples, "tv_correct")},
+        ]
         if strict:
-            groups += [{"baseline_strict": _pooled(r.samples, "baseline_strict_correct")},
-                       {"icl_strict": _pooled(r.samples, "icl_strict_correct"),
-                        "tv_strict": _pooled(r.samples, "tv_strict_correct")}]
+            groups += [
+                {"baseline_strict": _pooled(r.samples, "baseline_strict_correct")},
+                {
+                    "icl_strict": _pooled(r.samples, "icl_strict_correct"),
+                    "tv_strict": _pooled(r.samples, "tv_strict_correct"),
+                },
+            ]
         tasks.append(groups)
     draws = task_bootstrap(tasks)
     intervals = {}
@@ -201,11 +209,11 @@ class StudyResults:
 
     def differs(self, task: str) -> str:
         """How ``task`` differs from the paper's version (source, size, format, filter)."""
-        return next(r for r in self.results if r.task == task).metadata["task"].get("differs", "")
+        return next(r for r in self.results if r.task == task).info.task.differs
 
     def paper_task(self, task: str) -> str | None:
         """The paper's name for ``task`` (None for tasks the paper does not have)."""
-        return next(r for r in self.results if r.task == task).metadata["task"].get("paper_task")
+        return next(r for r in self.results if r.task == task).info.task.paper_task
 
     def for_model(self, model: str) -> list[TaskResult]:
         return [r for r in self.results if r.model == model]
@@ -214,7 +222,7 @@ class StudyResults:
         return next((r for r in self.results if r.model == model and r.task == task), None)
 
     def n_layers(self, model: str) -> int:
-        return int(self.for_model(model)[0].metadata["n_layers"])
+        return int(self.for_model(model)[0].info.n_layers)
 
     def means(self, model: str) -> dict[str, float]:
         return mean_scores(self.for_model(model))
@@ -237,19 +245,20 @@ class StudyResults:
 
 
 def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
-    """Analysis files are laid out as ``{model}/{analysis}.parquet``."""
+    """Analysis files of any number of models, each naming its model and analysis in its metadata."""
     found: dict[str, dict] = collections.defaultdict(dict)
     for path in paths:
         table = store.read_parquet(path)
-        model = path.parent.name
-        if path.stem == "conflicting_tasks":
+        metadata = store.parquet_metadata(table)
+        model, kind = metadata.get("model_name"), metadata.get("analysis")
+        if kind == "conflicting_tasks":
             found[model]["conflicting"] = table
-        elif path.stem == "robustness":
+        elif kind == "robustness":
             found[model]["robustness"] = table
-            found[model]["robustness_summary"] = store.parquet_metadata(table)["summary"]
-        elif path.stem == "vocabulary":
+            found[model]["robustness_summary"] = metadata["summary"]
+        elif kind == "vocabulary":
             found[model]["vocabulary"] = table
-            found[model]["vocabulary_summary"] = store.parquet_metadata(table).get("judgement")
+            found[model]["vocabulary_summary"] = metadata.get("judgement")
         else:
             raise ValueError(f"{path}: not an analysis file (conflicting_tasks, robustness or vocabulary)")
     return {model: Analyses(**fields) for model, fields in found.items()}
@@ -260,8 +269,11 @@ def icl_errors(results: pa.Table, prompts: Sequence[Prompt]) -> dict:
     the most frequent wrong predictions, and how many repeat one of the prompt's demonstration
     answers or inputs, or the query itself."""
     by_index = {p.index: p for p in prompts if p.split == "test"}
-    wrong = [(row["prediction"].strip(), by_index[row["index"]]) for row in results.to_pylist()
-             if row["method"] == "icl" and row["split"] == "test" and not row["correct"]]
+    wrong = [
+        (row["prediction"].strip(), by_index[row["index"]])
+        for row in results.to_pylist()
+        if row["method"] == "icl" and row["split"] == "test" and not row["correct"]
+    ]
     return {
         "n_test": len(by_index),
         "n_wrong": len(wrong),
@@ -277,43 +289,57 @@ def strict_failures(results: pa.Table, prompts: Sequence[Prompt], method: str = 
     rule but its generation fails the strict metric, how often the generation starts with a valid answer
     and goes on instead of ending there (the answer, then more text before any separator)."""
     by_index = {p.index: p for p in prompts if p.split == "test"}
-    rows = [row for row in results.to_pylist() if row["method"] == method and row["split"] == "test"
-            and row["correct"] and row["strict_correct"] is False]
+    rows = [
+        row
+        for row in results.to_pylist()
+        if row["method"] == method and row["split"] == "test" and row["correct"] and row["strict_correct"] is False
+    ]
     goes_on = 0
     for row in rows:
         text = row["generated"].strip()
-        goes_on += any(text.startswith(a.strip()) and len(text) > len(a.strip())
-                       for a in by_index[row["index"]].strict_answers)
+        goes_on += any(
+            text.startswith(a.strip()) and len(text) > len(a.strip()) for a in by_index[row["index"]].strict_answers
+        )
     return {"first_token_right_strict_wrong": len(rows), "answer_then_more": goes_on}
 
 
-def collect(paths: Sequence[Path], analysis_paths: Sequence[Path] = (),
-            prompts_paths: Sequence[Path] = ()) -> StudyResults:
-    """Results files are laid out as ``{model}/{task}/{sample}.parquet``; order follows ``paths``.
-    ``prompts_paths``, if given, are the prompts files of the same samplings, in the same order (for
-    the diagnosis of ICL's errors on the first sampling)."""
+def collect(
+    paths: Sequence[Path], analysis_paths: Sequence[Path] = (), prompts_paths: Sequence[Path] = ()
+) -> StudyResults:
+    """Results files of any number of models and tasks, each named by its metadata (the paths do not
+    matter); order follows ``paths``. ``prompts_paths``, if given, are the prompts files of the same
+    samplings, in the same order (for the diagnosis of ICL's errors on the first sampling)."""
     if prompts_paths and len(prompts_paths) != len(paths):
-        raise ValueError(f"give one prompts file per results file ({len(paths)} results, {len(prompts_paths)} "
-                         "prompts)")
-    grouped: dict[tuple[str, str], list[tuple[TaskScores, dict]]] = {}
+        raise ValueError(f"give one prompts file per results file ({len(paths)} results, {len(prompts_paths)} prompts)")
+    grouped: dict[tuple[str, str], list[tuple[TaskScores, RunInfo]]] = {}
     errors: dict[tuple[str, str], dict] = {}
     for number, path in enumerate(paths):
-        table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` makes it")
-        metadata = store.parquet_metadata(table)
-        key = (path.parent.parent.name, metadata["task"]["task"])
+        table, info = read_results(path)
+        key = (info.model_name, info.task.name)
         if prompts_paths and key not in errors:
             first_prompts = read_prompts(prompts_paths[number])[0]
-            errors[key] = {"icl_errors": icl_errors(table, first_prompts),
-                           "tv_strict": strict_failures(table, first_prompts)}
-        grouped.setdefault(key, []).append((score(table), metadata))
+            errors[key] = {
+                "icl_errors": icl_errors(table, first_prompts),
+                "tv_strict": strict_failures(table, first_prompts),
+            }
+        grouped.setdefault(key, []).append((score(table), info))
     if not grouped:
         raise ValueError("no results files given")
     results = []
     for (model, task), samples in grouped.items():
         first = samples[0][1]
-        results.append(TaskResult(model, task, first["task"]["category"], aggregate([s for s, _ in samples]),
-                                  tuple(s for s, _ in samples), tuple(int(m["seed"]) for _, m in samples), first,
-                                  diagnosis=errors.get((model, task))))
+        results.append(
+            TaskResult(
+                model,
+                task,
+                first.task.category,
+                aggregate([s for s, _ in samples]),
+                tuple(s for s, _ in samples),
+                tuple(m.seed for _, m in samples),
+                first,
+                diagnosis=errors.get((model, task)),
+            )
+        )
     adjusted = holm([r.scores.tv_vs_icl.p_value for r in results])
     results = [dataclasses.replace(r, p_holm=p) for r, p in zip(results, adjusted)]
     return StudyResults(tuple(results), _read_analyses(analysis_paths))

@@ -27,8 +27,11 @@ STYLE = {
     "svg.fonttype": "none",
 }
 METHOD_COLOURS = {"baseline": "#9e9e9e", "icl": "#1f77b4", "tv": "#d62728"}
-METHOD_LABELS = {"baseline": "baseline (bare query)", "icl": "ICL (demonstrations + query)",
-                 "tv": "task vector (bare query + theta)"}
+METHOD_LABELS = {
+    "baseline": "baseline (bare query)",
+    "icl": "ICL (demonstrations + query)",
+    "tv": "task vector (bare query + theta)",
+}
 
 
 def _save(fig) -> dict[str, bytes]:
@@ -53,8 +56,14 @@ def accuracy_by_layer(study: StudyResults, model: str) -> dict[str, bytes]:
         colours = dict(zip(categories, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
         for r in rows:
             ax.plot(layers, r.scores.dev_by_layer, color=colours[r.category], linewidth=0.8, alpha=0.35)
-            ax.plot(r.scores.best_layer, r.scores.dev_by_layer[r.scores.best_layer], "o", color=colours[r.category],
-                    markersize=3.5, alpha=0.8)
+            ax.plot(
+                r.scores.best_layer,
+                r.scores.dev_by_layer[r.scores.best_layer],
+                "o",
+                color=colours[r.category],
+                markersize=3.5,
+                alpha=0.8,
+            )
         for category, curve in categories.items():
             ax.plot(layers, curve, color=colours[category], linewidth=2.4, label=f"{category} (mean)")
         ax.plot([], [], "o", color="#444", markersize=3.5, label="a task's chosen layer")
@@ -79,8 +88,17 @@ def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
             values = np.array([getattr(r.scores, method) for r in rows])
             low = values - np.array([r.scores.ci[method][0] for r in rows])
             high = np.array([r.scores.ci[method][1] for r in rows]) - values
-            ax.errorbar(values, y + offset, xerr=[low, high], fmt="o", markersize=3.5, capsize=2, linewidth=1,
-                        color=METHOD_COLOURS[method], label=METHOD_LABELS[method])
+            ax.errorbar(
+                values,
+                y + offset,
+                xerr=[low, high],
+                fmt="o",
+                markersize=3.5,
+                capsize=2,
+                linewidth=1,
+                color=METHOD_COLOURS[method],
+                label=METHOD_LABELS[method],
+            )
         ax.set_yticks(y, [r.task for r in rows])
         ax.invert_yaxis()
         ax.set_xlim(-0.02, 1.02)
@@ -96,9 +114,12 @@ def conflicting_tasks(study: StudyResults, model: str) -> dict[str, bytes]:
     theta), without and with the patch."""
     rows = conflict_rows(study, model)
     pairs = [(r["task_a"], r["task_b"]) for r in rows]
-    bars = (("icl_on_a", "ICL, answer of A", "#1f77b4", ""), ("icl_on_b", "ICL, answer of B", "#aec7e8", ""),
-            ("patched_on_a", "ICL + theta(B), answer of A", "#d62728", "//"),
-            ("patched_on_b", "ICL + theta(B), answer of B", "#ff9896", "//"))
+    bars = (
+        ("icl_on_a", "ICL, answer of A", "#1f77b4", ""),
+        ("icl_on_b", "ICL, answer of B", "#aec7e8", ""),
+        ("patched_on_a", "ICL + theta(B), answer of A", "#d62728", "//"),
+        ("patched_on_b", "ICL + theta(B), answer of B", "#ff9896", "//"),
+    )
     x = np.arange(len(pairs))
     width = 0.2
     with plt.rc_context(STYLE):
@@ -141,8 +162,10 @@ def distances(study: StudyResults, model: str) -> dict[str, bytes]:
     edges = np.array(summary["histogram_edges"])
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.5, 3.8))
-        for key, label, colour in (("histogram_within", "same task", "#2ca02c"),
-                                   ("histogram_across", "different tasks", "#7f7f7f")):
+        for key, label, colour in (
+            ("histogram_within", "same task", "#2ca02c"),
+            ("histogram_across", "different tasks", "#7f7f7f"),
+        ):
             counts = np.array(summary[key], dtype=float)
             share = counts / counts.sum() if counts.sum() else counts
             ax.stairs(share, edges, fill=True, alpha=0.45, color=colour, label=f"pairs of task vectors: {label}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import importlib.metadata
 
@@ -11,8 +12,20 @@ from taskvec.report.collect import ICL_WORKS, METHODS, StudyResults, TaskResult,
 from taskvec.report.paper import CITATION, paper_mean, paper_models
 from taskvec.report.tables import conflict_rows, robustness_rows, vocabulary_rows
 
-PACKAGES = ("taskvec", "torch", "transformers", "tokenizers", "gguf", "safetensors", "pyarrow", "numpy",
-            "scikit-learn", "matplotlib", "snakemake", "dvc")
+PACKAGES = (
+    "taskvec",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "gguf",
+    "safetensors",
+    "pyarrow",
+    "numpy",
+    "scikit-learn",
+    "matplotlib",
+    "snakemake",
+    "dvc",
+)
 HOLDS = 0.75  # the task vector "holds" where it keeps at least this share of ICL accuracy
 
 CSS = """
@@ -83,12 +96,16 @@ def direction_sentence(results: list[TaskResult]) -> str:
     """Which tasks have the task vector significantly above ICL, which below, and which within the
     noise (Holm-adjusted McNemar), each named."""
     groups = {d: [r.task for r in results if r.direction == d] for d in ("above", "below", "within noise")}
-    parts = [f"significantly above ICL on {len(groups['above'])} ({_names(groups['above'])})",
-             f"significantly below on {len(groups['below'])} ({_names(groups['below'])})",
-             f"within the noise on {len(groups['within noise'])}"]
-    return (f"Of these {len(results)} tasks, the task vector is {parts[0]}, {parts[1]}, and {parts[2]} "
-            f"(McNemar's exact test, p &lt; {ALPHA} after Holm's adjustment over every model and task of the "
-            "study).")
+    parts = [
+        f"significantly above ICL on {len(groups['above'])} ({_names(groups['above'])})",
+        f"significantly below on {len(groups['below'])} ({_names(groups['below'])})",
+        f"within the noise on {len(groups['within noise'])}",
+    ]
+    return (
+        f"Of these {len(results)} tasks, the task vector is {parts[0]}, {parts[1]}, and {parts[2]} "
+        f"(McNemar's exact test, p &lt; {ALPHA} after Holm's adjustment over every model and task of the "
+        "study)."
+    )
 
 
 def strict_failure_sentence(results: list[TaskResult]) -> str:
@@ -98,11 +115,16 @@ def strict_failure_sentence(results: list[TaskResult]) -> str:
     if not failures:
         return ""
     goes_on = sum(c["answer_then_more"] for c in counts)
-    reading = (" the patched bare query gives the answer but does not end it as the demonstrations' format would"
-               if goes_on * 2 > failures else " most of these generations are not the answer followed by more text")
-    return (f" Where the task vector's first token is right but its generation fails the strict metric ({failures} "
-            f"test prompts of the first sampling), the generation is a valid answer followed by more text in "
-            f"{goes_on} ({goes_on / failures:.0%}):{reading}.")
+    reading = (
+        " the patched bare query gives the answer but does not end it as the demonstrations' format would"
+        if goes_on * 2 > failures
+        else " most of these generations are not the answer followed by more text"
+    )
+    return (
+        f" Where the task vector's first token is right but its generation fails the strict metric ({failures} "
+        f"test prompts of the first sampling), the generation is a valid answer followed by more text in "
+        f"{goes_on} ({goes_on / failures:.0%}):{reading}."
+    )
 
 
 def model_summary(study: StudyResults, model: str) -> str:
@@ -111,24 +133,30 @@ def model_summary(study: StudyResults, model: str) -> str:
     everything = study.for_model(model)
     means = study.means(model)
     if not kept:
-        return (f"<li><b>{_e(model)}</b>: ICL beats the baseline by at least {ICL_WORKS} on none of its "
-                f"{len(everything)} tasks, so the task vector's share of ICL accuracy is not measured here. Over all "
-                f"tasks: task vector {means['tv']:.2f}, ICL {means['icl']:.2f}, baseline {means['baseline']:.2f}. "
-                f"{direction_sentence(everything)}</li>")
+        return (
+            f"<li><b>{_e(model)}</b>: ICL beats the baseline by at least {ICL_WORKS} on none of its "
+            f"{len(everything)} tasks, so the task vector's share of ICL accuracy is not measured here. Over all "
+            f"tasks: task vector {means['tv']:.2f}, ICL {means['icl']:.2f}, baseline {means['baseline']:.2f}. "
+            f"{direction_sentence(everything)}</li>"
+        )
     ci = mean_intervals(kept)
     k = mean_scores(kept)
     strict = ""
     if "tv_over_icl_strict" in ci:
-        strict = (f" By the strict metric (the whole generated answer must be right) the task vector keeps "
-                  f"<b>{_ratio(k['tv_strict'], k['icl_strict'])}</b> ({_share_ci(ci['tv_over_icl_strict'])}): task "
-                  f"vector {k['tv_strict']:.2f}, ICL {k['icl_strict']:.2f}, baseline {k['baseline_strict']:.2f}."
-                  + strict_failure_sentence(kept))
-    return (f"<li><b>{_e(model)}</b>: on the {len(kept)} tasks where ICL beats the baseline by at least {ICL_WORKS}, "
-            f"the task vector keeps <b>{_ratio(k['tv'], k['icl'])}</b> of ICL accuracy by the paper's first-token "
-            f"rule (95% interval {_share_ci(ci['tv_over_icl'])}, resampling tasks and prompts, for the layers chosen "
-            f"on dev): task vector {k['tv']:.2f} {_ci(ci['tv'])}, ICL {k['icl']:.2f} {_ci(ci['icl'])}, baseline "
-            f"{k['baseline']:.2f} {_ci(ci['baseline'])}.{strict} {direction_sentence(kept)} Over all "
-            f"{len(everything)} tasks: task vector {means['tv']:.2f}, ICL {means['icl']:.2f}.</li>")
+        strict = (
+            f" By the strict metric (the whole generated answer must be right) the task vector keeps "
+            f"<b>{_ratio(k['tv_strict'], k['icl_strict'])}</b> ({_share_ci(ci['tv_over_icl_strict'])}): task "
+            f"vector {k['tv_strict']:.2f}, ICL {k['icl_strict']:.2f}, baseline {k['baseline_strict']:.2f}."
+            + strict_failure_sentence(kept)
+        )
+    return (
+        f"<li><b>{_e(model)}</b>: on the {len(kept)} tasks where ICL beats the baseline by at least {ICL_WORKS}, "
+        f"the task vector keeps <b>{_ratio(k['tv'], k['icl'])}</b> of ICL accuracy by the paper's first-token "
+        f"rule (95% interval {_share_ci(ci['tv_over_icl'])}, resampling tasks and prompts, for the layers chosen "
+        f"on dev): task vector {k['tv']:.2f} {_ci(ci['tv'])}, ICL {k['icl']:.2f} {_ci(ci['icl'])}, baseline "
+        f"{k['baseline']:.2f} {_ci(ci['baseline'])}.{strict} {direction_sentence(kept)} Over all "
+        f"{len(everything)} tasks: task vector {means['tv']:.2f}, ICL {means['icl']:.2f}.</li>"
+    )
 
 
 def _summary_section(study: StudyResults) -> str:
@@ -158,19 +186,43 @@ def _main_table(study: StudyResults, model: str) -> str:
         return (f"{value:.2f} <span class='note'>{_ci(r.scores.ci[metric])}</span>" if value == value else "", "")
 
     body = "".join(
-        _row([(_e(r.task), "l"), (_e(r.category), "l"), *[cell(r, m) for m in METHODS],
-              *[cell(r, f"{m}_strict") for m in ("icl", "tv")],
-              (f"{r.scores.spread['tv']:.2f}", ""), (_p(r), ""),
-              (" ".join(map(str, r.scores.best_layers)), ""), (str(r.n_pairs) + (" &#9251;" if r.leading_space else ""),
-                                                                ""), (str(r.scores.n_test), "")])
+        _row(
+            [
+                (_e(r.task), "l"),
+                (_e(r.category), "l"),
+                *[cell(r, m) for m in METHODS],
+                *[cell(r, f"{m}_strict") for m in ("icl", "tv")],
+                (f"{r.scores.spread['tv']:.2f}", ""),
+                (_p(r), ""),
+                (" ".join(map(str, r.scores.best_layers)), ""),
+                (str(r.n_pairs) + (" &#9251;" if r.leading_space else ""), ""),
+                (str(r.scores.n_test), ""),
+            ]
+        )
         for r in rows
     )
     for category, cat_means in study.category_means(model).items():
-        body += _row([(f"mean: {_e(category)}", "l"), ("", ""), *[(_fmt(cat_means[m]), "") for m in METHODS],
-                      *[(_fmt(cat_means[f"{m}_strict"]), "") for m in ("icl", "tv")], *[("", "")] * 5], "mean")
+        body += _row(
+            [
+                (f"mean: {_e(category)}", "l"),
+                ("", ""),
+                *[(_fmt(cat_means[m]), "") for m in METHODS],
+                *[(_fmt(cat_means[f"{m}_strict"]), "") for m in ("icl", "tv")],
+                *[("", "")] * 5,
+            ],
+            "mean",
+        )
     means = study.means(model)
-    body += _row([("mean: all tasks", "l"), ("", ""), *[(_fmt(means[m]), "") for m in METHODS],
-                  *[(_fmt(means[f"{m}_strict"]), "") for m in ("icl", "tv")], *[("", "")] * 5], "mean")
+    body += _row(
+        [
+            ("mean: all tasks", "l"),
+            ("", ""),
+            *[(_fmt(means[m]), "") for m in METHODS],
+            *[(_fmt(means[f"{m}_strict"]), "") for m in ("icl", "tv")],
+            *[("", "")] * 5,
+        ],
+        "mean",
+    )
     n_seeds = len(rows[0].samples)
     return f"""
 <h3>{_e(model)}</h3>
@@ -191,15 +243,19 @@ def error_sentence(result: TaskResult) -> str:
     """What ICL predicts where it is wrong, for a task where the task vector beats it."""
     errors = result.diagnosis["icl_errors"] if result.diagnosis else None
     s = result.scores
-    text = (f"{result.model}, {result.task}: task vector {s.tv:.2f} against ICL {s.icl:.2f} (Holm-adjusted p = "
-            f"{result.p_holm:.2g}).")
+    text = (
+        f"{result.model}, {result.task}: task vector {s.tv:.2f} against ICL {s.icl:.2f} (Holm-adjusted p = "
+        f"{result.p_holm:.2g})."
+    )
     if not errors or not errors["n_wrong"]:
         return text
     frequent = ", ".join(f"{prediction!r} ({count})" for prediction, count in errors["most_frequent"])
-    return (f"{text} On the first sampling ICL's first token is wrong on {errors['n_wrong']} of {errors['n_test']} "
-            f"test prompts; the most frequent wrong tokens are {frequent}; {errors['demonstration_answer']} of the "
-            f"wrong tokens repeat an answer shown in the demonstrations, {errors['demonstration_input']} a "
-            f"demonstration's input, {errors['query']} the query.")
+    return (
+        f"{text} On the first sampling ICL's first token is wrong on {errors['n_wrong']} of {errors['n_test']} "
+        f"test prompts; the most frequent wrong tokens are {frequent}; {errors['demonstration_answer']} of the "
+        f"wrong tokens repeat an answer shown in the demonstrations, {errors['demonstration_input']} a "
+        f"demonstration's input, {errors['query']} the query."
+    )
 
 
 def _above_section(study: StudyResults) -> str:
@@ -219,7 +275,7 @@ predicts where it fails, and how often that is a token the demonstrations show.<
 def _layers_section(study: StudyResults, figures: dict) -> str:
     parts = []
     for model in study.models:
-        parts.append(f"""<figure>{_img(figures['accuracy_by_layer'][model], f'{model}: accuracy by layer')}
+        parts.append(f"""<figure>{_img(figures["accuracy_by_layer"][model], f"{model}: accuracy by layer")}
 <figcaption class="note">{_e(model)} ({study.n_layers(model)} decoder blocks): task-vector accuracy on the dev prompts
 when theta is patched in after each block; thin lines are tasks, thick lines category means, dots each task's
 chosen layer. Reported test accuracies use the layer chosen on dev.</figcaption></figure>""")
@@ -229,17 +285,36 @@ chosen layer. Reported test accuracies use the layer chosen on dev.</figcaption>
 def _conflict_section(study: StudyResults, figures: dict) -> str:
     rows = [row for model in study.models for row in conflict_rows(study, model)]
     if not rows:
-        return ("<h2 id='conflicting'>Conflicting tasks</h2><p>No pair of the paper's conflicting tasks has both "
-                "tasks in this study.</p>")
+        return (
+            "<h2 id='conflicting'>Conflicting tasks</h2><p>No pair of the paper's conflicting tasks has both "
+            "tasks in this study.</p>"
+        )
+
     def both(row: dict, key: str) -> tuple[str, str]:
         return (f"{_fmt(row[key])} <span class='note'>/ {_fmt(row[key + '_strict'])}</span>", "")
 
-    body = "".join(_row([(_e(r["model"]), "l"), (_e(r["task_a"]), "l"), (_e(r["task_b"]), "l"),
-                         both(r, "icl_on_a"), both(r, "icl_on_b"), both(r, "patched_on_a"), both(r, "patched_on_b"),
-                         ("yes" if r["overrides"] else "no", ""), (str(r["prompts"]), "")]) for r in rows)
+    body = "".join(
+        _row(
+            [
+                (_e(r["model"]), "l"),
+                (_e(r["task_a"]), "l"),
+                (_e(r["task_b"]), "l"),
+                both(r, "icl_on_a"),
+                both(r, "icl_on_b"),
+                both(r, "patched_on_a"),
+                both(r, "patched_on_b"),
+                ("yes" if r["overrides"] else "no", ""),
+                (str(r["prompts"]), ""),
+            ]
+        )
+        for r in rows
+    )
     overridden = [r for r in rows if r["overrides"]]
-    images = "".join(f"<figure>{_img(figures['conflicting_tasks'][m], f'{m}: conflicting tasks')}</figure>"
-                     for m in study.models if m in figures["conflicting_tasks"])
+    images = "".join(
+        f"<figure>{_img(figures['conflicting_tasks'][m], f'{m}: conflicting tasks')}</figure>"
+        for m in study.models
+        if m in figures["conflicting_tasks"]
+    )
     return f"""
 <h2 id="conflicting">Conflicting tasks</h2>
 <p>The demonstrations show task A; theta of task B is patched in at B's chosen layer. If theta carries the task,
@@ -258,14 +333,26 @@ def _robustness_section(study: StudyResults, figures: dict) -> str:
     rows = robustness_rows(study)
     if not rows:
         return ""
-    body = "".join(_row([(_e(r["model"]), "l"), (str(r["layer"]), ""), (str(r["task_vectors"]), ""),
-                         (f"{r['nearest_centroid_accuracy']:.2f}", ""), (f"{r['chance']:.2f}", ""),
-                         (f"{r['mean_within_task_distance']:.3f}", ""), (f"{r['mean_across_task_distance']:.3f}", "")])
-                    for r in rows)
+    body = "".join(
+        _row(
+            [
+                (_e(r["model"]), "l"),
+                (str(r["layer"]), ""),
+                (str(r["task_vectors"]), ""),
+                (f"{r['nearest_centroid_accuracy']:.2f}", ""),
+                (f"{r['chance']:.2f}", ""),
+                (f"{r['mean_within_task_distance']:.3f}", ""),
+                (f"{r['mean_across_task_distance']:.3f}", ""),
+            ]
+        )
+        for r in rows
+    )
     images = "".join(
         f"<figure>{_img(figures['tsne'][m], f'{m}: t-SNE of task vectors')}</figure>"
         f"<figure>{_img(figures['distances'][m], f'{m}: distance histograms')}</figure>"
-        for m in study.models if m in figures["tsne"])
+        for m in study.models
+        if m in figures["tsne"]
+    )
     return f"""
 <h2 id="robustness">Robustness of theta</h2>
 <p>Task vectors from different demonstrations of one task should lie close together and apart from other tasks'.
@@ -286,14 +373,26 @@ def vocabulary_sentence(model: str, judgement: dict) -> str:
         if not j:
             continue
         named, total = j["n_naming_outputs"], j["n_tasks"]
-        verdict = ("holds for most tasks" if named * 2 > total else "holds for half of the tasks" if named * 2 == total
-                   else "does not hold for any task" if named == 0 else "does not hold for most tasks")
-        reading = (f"so the paper's observation {verdict}" if kind == "chosen" else
-                   "as expected of the model's own predictions for the dummy queries")
-        parts.append(f"{label}, the top {j['top']} tokens of theta name the task's outputs for "
-                     f"{j['n_naming_outputs']} of {j['n_tasks']} tasks ({_names(j['naming_outputs'])}); on average "
-                     f"{j['mean_own_share']:.0%} of them are the task's own answer tokens against "
-                     f"{j['mean_other_share']:.0%} for the other tasks' theta, {reading}")
+        verdict = (
+            "holds for most tasks"
+            if named * 2 > total
+            else "holds for half of the tasks"
+            if named * 2 == total
+            else "does not hold for any task"
+            if named == 0
+            else "does not hold for most tasks"
+        )
+        reading = (
+            f"so the paper's observation {verdict}"
+            if kind == "chosen"
+            else "as expected of the model's own predictions for the dummy queries"
+        )
+        parts.append(
+            f"{label}, the top {j['top']} tokens of theta name the task's outputs for "
+            f"{j['n_naming_outputs']} of {j['n_tasks']} tasks ({_names(j['naming_outputs'])}); on average "
+            f"{j['mean_own_share']:.0%} of them are the task's own answer tokens against "
+            f"{j['mean_other_share']:.0%} for the other tasks' theta, {reading}"
+        )
     return f"{model}: " + "; ".join(parts) + "." if parts else ""
 
 
@@ -301,10 +400,21 @@ def _vocabulary_section(study: StudyResults) -> str:
     rows = vocabulary_rows(study)
     if not rows:
         return ""
-    body = "".join(_row([(_e(r["model"]), "l"), (_e(r["task"]), "l"), (_e(r["layer_kind"]), "l"),
-                         (str(r["layer"]), ""), (f"<code>{_e(r['top_tokens'])}</code>", "l"),
-                         (_fmt(r["own_answer_share"]), ""), (_fmt(r["other_tasks_share"]), ""),
-                         ("yes" if r["names_outputs"] else "no", "")]) for r in rows)
+    body = "".join(
+        _row(
+            [
+                (_e(r["model"]), "l"),
+                (_e(r["task"]), "l"),
+                (_e(r["layer_kind"]), "l"),
+                (str(r["layer"]), ""),
+                (f"<code>{_e(r['top_tokens'])}</code>", "l"),
+                (_fmt(r["own_answer_share"]), ""),
+                (_fmt(r["other_tasks_share"]), ""),
+                ("yes" if r["names_outputs"] else "no", ""),
+            ]
+        )
+        for r in rows
+    )
     judgements = {m: study.analysis(m).vocabulary_summary or {} for m in study.models}
     sentences = " ".join(_e(vocabulary_sentence(m, j)) for m, j in judgements.items())
     top = next((kind["top"] for j in judgements.values() for kind in j.values()), "")
@@ -341,7 +451,7 @@ def _paper_section(study: StudyResults) -> str:
         body += _row(cells)
     return f"""
 <h2 id="paper">Comparison with the paper</h2>
-<p class="note">Paper: mean over its {len(paper_models())} models ({_e(', '.join(paper_models()))}); source:
+<p class="note">Paper: mean over its {len(paper_models())} models ({_e(", ".join(paper_models()))}); source:
 {_e(CITATION)}. Tasks marked n/a replace a paper task that has no installable data source (see Provenance).</p>
 <table><thead><tr><th class="l" rowspan="2">task</th><th colspan="3">paper (mean)</th>{head}
 <th class="l" rowspan="2">differs from the paper</th></tr>
@@ -359,20 +469,26 @@ def _comparison_text(study: StudyResults) -> str:
         holds = [r.task for r in works if r.scores.tv >= HOLDS * r.scores.icl]
         falls = [r.task for r in works if r.scores.tv < HOLDS * r.scores.icl]
         no_icl = [r.task for r in rows if not r.icl_works]
-        text = (f"{model}: ICL beats the baseline by at least {ICL_WORKS} on {len(works)} of {len(rows)} tasks; on "
-                f"{len(holds)} of them the task vector keeps at least {HOLDS:.0%} of ICL accuracy, as in the paper")
+        text = (
+            f"{model}: ICL beats the baseline by at least {ICL_WORKS} on {len(works)} of {len(rows)} tasks; on "
+            f"{len(holds)} of them the task vector keeps at least {HOLDS:.0%} of ICL accuracy, as in the paper"
+        )
         text += f" (it falls short on {', '.join(falls)})" if falls else ""
         text += "."
         if no_icl:
-            text += (f" On {', '.join(no_icl)} ICL does not beat the baseline by {ICL_WORKS} at this model size, so "
-                     "the task vector's share of ICL accuracy says little there.")
+            text += (
+                f" On {', '.join(no_icl)} ICL does not beat the baseline by {ICL_WORKS} at this model size, so "
+                "the task vector's share of ICL accuracy says little there."
+            )
         sentences.append(text)
     paper = [paper_mean(study.paper_task(t)) for t in study.tasks if study.paper_task(t)]
     if paper:
         icl = sum(p["icl"] for p in paper) / len(paper)
         tv = sum(p["tv"] for p in paper) / len(paper)
-        sentences.append(f"In the paper, on these tasks, the task vector keeps {tv / icl:.0%} of ICL accuracy "
-                         f"on average over its models (task vector {tv:.2f}, ICL {icl:.2f}).")
+        sentences.append(
+            f"In the paper, on these tasks, the task vector keeps {tv / icl:.0%} of ICL accuracy "
+            f"on average over its models (task vector {tv:.2f}, ICL {icl:.2f})."
+        )
     return " ".join(sentences)
 
 
@@ -380,25 +496,38 @@ def _provenance_section(study: StudyResults) -> str:
     body = ""
     for task in study.tasks:
         rows = [r for r in study.results if r.task == task]
-        meta = rows[0].metadata["task"]
+        meta = rows[0].info.task
         pairs = ", ".join(f"{r.model}: {r.n_pairs}" for r in rows)
-        rules = meta["rules"]
+        rules = meta.rules
         spaced = [r.model for r in rows if r.leading_space]
-        scoring = ("first token equals an answer" if rules["scoring"] == "exact" else
-                   "first token and an answer, one a prefix of the other")
-        if rules["one_token"]:
+        scoring = (
+            "first token equals an answer"
+            if rules.scoring == "exact"
+            else "first token and an answer, one a prefix of the other"
+        )
+        if rules.one_token:
             scoring += "; pairs with a one-token answer only"
-        scoring += f"; leading space ({rules['leading_space']}): {', '.join(spaced) if spaced else 'none'}"
-        note = meta.get("differs") or ""
-        body += _row([(_e(task), "l"), (_e(meta.get("description", "")), "l"), (_e(pairs), "l"), (scoring, "l"),
-                      (_e(rows[0].sources), "src"), (_e(note), "l")])
+        scoring += f"; leading space ({rules.leading_space}): {', '.join(spaced) if spaced else 'none'}"
+        note = meta.differs or ""
+        body += _row(
+            [
+                (_e(task), "l"),
+                (_e(meta.description), "l"),
+                (_e(pairs), "l"),
+                (scoring, "l"),
+                (_e(rows[0].sources), "src"),
+                (_e(note), "l"),
+            ]
+        )
     models = ""
     for model in study.models:
-        provenance = study.for_model(model)[0].metadata["model"]
-        details = ", ".join(f"{key}: {_e(provenance[key])}" for key in (
-            "source", "package", "package_version", "license", "file_sha256", "model_type", "n_layers")
-            if key in provenance)
-        models += f"<li><b>{_e(model)}</b>: {details}; dtype {_e(study.for_model(model)[0].metadata['dtype'])}</li>"
+        provenance = study.for_model(model)[0].info.model
+        details = ", ".join(
+            f"{key}: {_e(provenance[key])}"
+            for key in ("source", "package", "package_version", "license", "file_sha256", "model_type", "n_layers")
+            if key in provenance
+        )
+        models += f"<li><b>{_e(model)}</b>: {details}; dtype {_e(study.for_model(model)[0].info.dtype)}</li>"
     return f"""
 <h2 id="provenance">Provenance of data and models</h2>
 <ul>{models}</ul>
@@ -413,10 +542,22 @@ they have 25 or 26 pairs; their prompts are sampled from those.</p>
 
 def _timings_section(timings: list[dict]) -> str:
     if not timings:
-        return ("<h2 id='time'>Time per step</h2><p class='note'>No timings were found (they are read from "
-                "Snakemake's benchmark files under logs/benchmarks/ when the report is built).</p>")
-    body = "".join(_row([(_e(t["step"]), "l"), (str(t["jobs"]), ""), (f"{t['seconds']:.0f}", ""),
-                         (f"{t['max_seconds']:.0f}", ""), (f"{t['peak_rss_mb']:.0f}", "")]) for t in timings)
+        return (
+            "<h2 id='time'>Time per step</h2><p class='note'>No timings were found (they are read from "
+            "Snakemake's benchmark files under logs/benchmarks/ when the report is built).</p>"
+        )
+    body = "".join(
+        _row(
+            [
+                (_e(t["step"]), "l"),
+                (str(t["jobs"]), ""),
+                (f"{t['seconds']:.0f}", ""),
+                (f"{t['max_seconds']:.0f}", ""),
+                (f"{t['peak_rss_mb']:.0f}", ""),
+            ]
+        )
+        for t in timings
+    )
     return f"""
 <h2 id="time">Time per step</h2>
 <table><thead><tr><th class="l">step</th><th>jobs</th><th>job-seconds</th><th>longest job (s)</th>
@@ -426,11 +567,12 @@ side by side, so wall time is less than the sum.</p>
 """
 
 
-def render_html(study: StudyResults, figures: dict[str, dict[str, dict[str, bytes]]],
-                timings: list[dict] | None = None) -> str:
-    first = study.results[0].metadata
-    fmt = first["format"]
-    sizes = first["sizes"]
+def render_html(
+    study: StudyResults, figures: dict[str, dict[str, dict[str, bytes]]], timings: list[dict] | None = None
+) -> str:
+    first = study.results[0].info
+    fmt = dataclasses.asdict(first.format)
+    sizes = dataclasses.asdict(first.sizes)
     seeds = ", ".join(f"{r.task}: {' '.join(map(str, r.seeds))}" for r in study.for_model(study.models[0]))
     settings = (
         f"<li>Demonstration <code>{_e(fmt['demonstration'])}</code>, query "
@@ -454,12 +596,25 @@ def render_html(study: StudyResults, figures: dict[str, dict[str, dict[str, byte
     )
     versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
     tables = "".join(_main_table(study, model) for model in study.models)
-    summaries = "".join(f"<figure>{_img(figures['accuracy_summary'][m], f'{m}: accuracy per task')}</figure>"
-                        for m in study.models)
-    nav = " ".join(f"<a href='#{anchor}'>{name}</a>" for anchor, name in (
-        ("summary", "Summary"), ("results", "Results"), ("layers", "Layers"), ("conflicting", "Conflicting tasks"),
-        ("robustness", "Robustness"), ("vocabulary", "Vocabulary"), ("paper", "Paper"), ("method", "Method"),
-        ("provenance", "Provenance"), ("software", "Software"), ("time", "Time")))
+    summaries = "".join(
+        f"<figure>{_img(figures['accuracy_summary'][m], f'{m}: accuracy per task')}</figure>" for m in study.models
+    )
+    nav = " ".join(
+        f"<a href='#{anchor}'>{name}</a>"
+        for anchor, name in (
+            ("summary", "Summary"),
+            ("results", "Results"),
+            ("layers", "Layers"),
+            ("conflicting", "Conflicting tasks"),
+            ("robustness", "Robustness"),
+            ("vocabulary", "Vocabulary"),
+            ("paper", "Paper"),
+            ("method", "Method"),
+            ("provenance", "Provenance"),
+            ("software", "Software"),
+            ("time", "Time"),
+        )
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>taskvec: in-context learning creates task vectors</title><style>{CSS}</style></head>

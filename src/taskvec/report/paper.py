@@ -10,8 +10,10 @@ from importlib import resources
 
 import numpy as np
 
-CITATION = ("Hendel, Geva and Globerson. In-Context Learning Creates Task Vectors. Findings of EMNLP 2023, "
-            "complete-results table")
+CITATION = (
+    "Hendel, Geva and Globerson. In-Context Learning Creates Task Vectors. Findings of EMNLP 2023, "
+    "complete-results table"
+)
 
 
 @functools.cache
@@ -21,7 +23,9 @@ def paper_results() -> dict[str, dict[str, dict[str, float]]]:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for row in csv.DictReader(io.StringIO(text)):
         results.setdefault(row["task"], {})[row["model"]] = {
-            "baseline": float(row["baseline"]), "icl": float(row["icl"]), "tv": float(row["task_vector"])
+            "baseline": float(row["baseline"]),
+            "icl": float(row["icl"]),
+            "tv": float(row["task_vector"]),
         }
     return results
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -45,18 +46,30 @@ def conflict_rows(study: StudyResults, model: str) -> list[dict]:
         return []
     rows = []
     for task_a, task_b in pairs_in(study.tasks):
-        mask = [a == task_a and b == task_b for a, b in zip(table.column("task_a").to_pylist(),
-                                                           table.column("task_b").to_pylist())]
+        mask = [
+            a == task_a and b == task_b
+            for a, b in zip(table.column("task_a").to_pylist(), table.column("task_b").to_pylist())
+        ]
         summary = conflict_summary(table.filter(mask))
         overrides = summary["patched_b"] > summary["patched_a"] and summary["patched_b"] >= OVERRIDES
-        rows.append({"model": model, "task_a": task_a, "task_b": task_b, "prompts": summary["n"],
-                     "prompts_b_defined": summary["n_b_defined"], "icl_on_a": _round(summary["icl_a"]),
-                     "icl_on_b": _round(summary["icl_b"]), "patched_on_a": _round(summary["patched_a"]),
-                     "patched_on_b": _round(summary["patched_b"]), "overrides": overrides,
-                     "icl_on_a_strict": _round(summary["icl_strict_a"]),
-                     "icl_on_b_strict": _round(summary["icl_strict_b"]),
-                     "patched_on_a_strict": _round(summary["patched_strict_a"]),
-                     "patched_on_b_strict": _round(summary["patched_strict_b"])})
+        rows.append(
+            {
+                "model": model,
+                "task_a": task_a,
+                "task_b": task_b,
+                "prompts": summary["n"],
+                "prompts_b_defined": summary["n_b_defined"],
+                "icl_on_a": _round(summary["icl_a"]),
+                "icl_on_b": _round(summary["icl_b"]),
+                "patched_on_a": _round(summary["patched_a"]),
+                "patched_on_b": _round(summary["patched_b"]),
+                "overrides": overrides,
+                "icl_on_a_strict": _round(summary["icl_strict_a"]),
+                "icl_on_b_strict": _round(summary["icl_strict_b"]),
+                "patched_on_a_strict": _round(summary["patched_strict_a"]),
+                "patched_on_b_strict": _round(summary["patched_strict_b"]),
+            }
+        )
     return rows
 
 
@@ -65,11 +78,18 @@ def robustness_rows(study: StudyResults) -> list[dict]:
     for model in study.models:
         summary = study.analysis(model).robustness_summary
         if summary:
-            rows.append({"model": model, "layer": summary["layer"], "task_vectors": summary["n_vectors"],
-                         "tasks": summary["n_tasks"], "nearest_centroid_accuracy": summary["nearest_centroid_accuracy"],
-                         "chance": _round(1 / summary["n_tasks"]),
-                         "mean_within_task_distance": summary["mean_within_task_distance"],
-                         "mean_across_task_distance": summary["mean_across_task_distance"]})
+            rows.append(
+                {
+                    "model": model,
+                    "layer": summary["layer"],
+                    "task_vectors": summary["n_vectors"],
+                    "tasks": summary["n_tasks"],
+                    "nearest_centroid_accuracy": summary["nearest_centroid_accuracy"],
+                    "chance": _round(1 / summary["n_tasks"]),
+                    "mean_within_task_distance": summary["mean_within_task_distance"],
+                    "mean_across_task_distance": summary["mean_across_task_distance"],
+                }
+            )
     return rows
 
 
@@ -85,17 +105,28 @@ def vocabulary_rows(study: StudyResults, top: int = 5) -> list[dict]:
         judgement = analyses.vocabulary_summary or {}
         for task in dict.fromkeys(data["task"]):
             for kind in ("chosen", "last"):
-                picks = [i for i, (t, k) in enumerate(zip(data["task"], data["layer_kind"]))
-                         if t == task and k == kind and data["rank"][i] <= top]
+                picks = [
+                    i
+                    for i, (t, k) in enumerate(zip(data["task"], data["layer_kind"]))
+                    if t == task and k == kind and data["rank"][i] <= top
+                ]
                 if not picks:
                     continue
                 shares = judgement.get(kind, {}).get("tasks", {}).get(task, {})
-                rows.append({"model": model, "task": task, "layer_kind": kind, "layer": data["layer"][picks[0]],
-                             "top_tokens": " | ".join(repr(data["token"][i]) + ("*" if data["answer_token"][i] else "")
-                                                      for i in picks),
-                             "own_answer_share": shares.get("own_share"),
-                             "other_tasks_share": shares.get("other_share"),
-                             "names_outputs": shares.get("names_outputs")})
+                rows.append(
+                    {
+                        "model": model,
+                        "task": task,
+                        "layer_kind": kind,
+                        "layer": data["layer"][picks[0]],
+                        "top_tokens": " | ".join(
+                            repr(data["token"][i]) + ("*" if data["answer_token"][i] else "") for i in picks
+                        ),
+                        "own_answer_share": shares.get("own_share"),
+                        "other_tasks_share": shares.get("other_share"),
+                        "names_outputs": shares.get("names_outputs"),
+                    }
+                )
     return rows
 
 
@@ -104,8 +135,13 @@ def vocabulary_judgement(study: StudyResults, model: str) -> dict | None:
     judgement = study.analysis(model).vocabulary_summary
     if not judgement:
         return None
-    return {kind: {key: value[key] for key in ("top", "n_tasks", "n_naming_outputs", "naming_outputs", "mean_own_share",
-                                                 "mean_other_share")} for kind, value in judgement.items()}
+    return {
+        kind: {
+            key: value[key]
+            for key in ("top", "n_tasks", "n_naming_outputs", "naming_outputs", "mean_own_share", "mean_other_share")
+        }
+        for kind, value in judgement.items()
+    }
 
 
 def metrics(study: StudyResults) -> dict:
@@ -129,15 +165,15 @@ def metrics(study: StudyResults) -> dict:
                 "best_layers": list(s.best_layers),
                 "seeds": list(r.seeds),
                 "n_test": s.n_test,
-                "n_dev": r.metadata["sizes"]["dev"] * len(r.samples),
+                "n_dev": r.info.sizes.dev * len(r.samples),
                 "n_baseline": s.n_baseline,
                 "n_baseline_distinct": s.n_baseline_distinct,
                 "n_pairs": r.n_pairs,
-                "rules": r.metadata["task"]["rules"],
+                "rules": dataclasses.asdict(r.info.task.rules),
                 "leading_space": r.leading_space,
                 "icl_works": r.icl_works,
                 "sources": r.sources,
-                "paper_task": r.metadata["task"].get("paper_task"),
+                "paper_task": r.info.task.paper_task,
             }
             if r.diagnosis:
                 tasks[r.task]["tv_strict_failures_first_sampling"] = r.diagnosis["tv_strict"]
@@ -145,48 +181,73 @@ def metrics(study: StudyResults) -> dict:
                 errors = r.diagnosis["icl_errors"]
                 tasks[r.task]["icl_errors_first_sampling"] = {
                     **{k: v for k, v in errors.items() if k != "most_frequent"},
-                    "most_frequent": [[prediction, count] for prediction, count in errors["most_frequent"]]}
+                    "most_frequent": [[prediction, count] for prediction, count in errors["most_frequent"]],
+                }
         means = study.means(model)
         kept_results = study.icl_works_results(model)
         n_kept, kept = study.icl_works_means(model)
         all_ci, kept_ci = mean_intervals(study.for_model(model)), mean_intervals(kept_results)
 
         def share(ci: dict, scores: dict, suffix: str = "") -> dict:
-            return {f"tv_over_icl{suffix}": _ratio(scores[f"tv{suffix}"], scores[f"icl{suffix}"]),
-                    f"tv_over_icl{suffix}_ci": _ci(ci.get(f"tv_over_icl{suffix}", (None, None)))}
+            return {
+                f"tv_over_icl{suffix}": _ratio(scores[f"tv{suffix}"], scores[f"icl{suffix}"]),
+                f"tv_over_icl{suffix}_ci": _ci(ci.get(f"tv_over_icl{suffix}", (None, None))),
+            }
 
         entry = {
             "n_layers": study.n_layers(model),
             "tasks": tasks,
             "mean": {**_rounded(means), **{f"{m}_ci": _ci(all_ci.get(m, (None, None))) for m in METRICS}},
-            **share(all_ci, means), **share(all_ci, means, "_strict"),
+            **share(all_ci, means),
+            **share(all_ci, means, "_strict"),
             "by_category": {c: _rounded(m) for c, m in study.category_means(model).items()},
-            "icl_works": {"n_tasks": n_kept, **_rounded(kept),
-                          **{f"{m}_ci": _ci(kept_ci.get(m, (None, None))) for m in METRICS},
-                          **share(kept_ci, kept), **share(kept_ci, kept, "_strict")},
-            "tv_vs_icl_holm": {direction: [r.task for r in study.for_model(model) if r.direction == direction]
-                               for direction in ("above", "below", "within noise")},
+            "icl_works": {
+                "n_tasks": n_kept,
+                **_rounded(kept),
+                **{f"{m}_ci": _ci(kept_ci.get(m, (None, None))) for m in METRICS},
+                **share(kept_ci, kept),
+                **share(kept_ci, kept, "_strict"),
+            },
+            "tv_vs_icl_holm": {
+                direction: [r.task for r in study.for_model(model) if r.direction == direction]
+                for direction in ("above", "below", "within noise")
+            },
         }
         conflicts = conflict_rows(study, model)
         if conflicts:
-            entry["conflicting_tasks"] = {f"{r['task_a']}/{r['task_b']}": {k: v for k, v in r.items() if k not in (
-                "model", "task_a", "task_b")} for r in conflicts}
+            entry["conflicting_tasks"] = {
+                f"{r['task_a']}/{r['task_b']}": {k: v for k, v in r.items() if k not in ("model", "task_a", "task_b")}
+                for r in conflicts
+            }
         summary = study.analysis(model).robustness_summary
         if summary:
-            entry["robustness"] = {k: summary[k] for k in ("layer", "n_vectors", "nearest_centroid_accuracy",
-                                                           "mean_within_task_distance", "mean_across_task_distance")}
+            entry["robustness"] = {
+                k: summary[k]
+                for k in (
+                    "layer",
+                    "n_vectors",
+                    "nearest_centroid_accuracy",
+                    "mean_within_task_distance",
+                    "mean_across_task_distance",
+                )
+            }
         vocabulary = vocabulary_judgement(study, model)
         if vocabulary:
             entry["vocabulary_projection"] = vocabulary
         models[model] = entry
     paper = {task: _rounded(paper_mean(study.paper_task(task))) for task in study.tasks if study.paper_task(task)}
-    return {"models": models, "paper_mean_over_models": paper,
-            "notes": {"intervals": "per task: 95% Wilson score interval (baseline: over its distinct queries); means "
-                                   "and tv_over_icl: two-level bootstrap over tasks and prompts, conditional on the "
-                                   "layer chosen on dev",
-                      "tv_vs_icl_p_holm": "McNemar's exact test, Holm-adjusted over every (model, task) of the study",
-                      "metrics": "baseline/icl/tv: the paper's first-token rule per task; *_strict: greedy "
-                                 "generation to the separator, exact match against every valid answer"}}
+    return {
+        "models": models,
+        "paper_mean_over_models": paper,
+        "notes": {
+            "intervals": "per task: 95% Wilson score interval (baseline: over its distinct queries); means "
+            "and tv_over_icl: two-level bootstrap over tasks and prompts, conditional on the "
+            "layer chosen on dev",
+            "tv_vs_icl_p_holm": "McNemar's exact test, Holm-adjusted over every (model, task) of the study",
+            "metrics": "baseline/icl/tv: the paper's first-token rule per task; *_strict: greedy "
+            "generation to the separator, exact match against every valid answer",
+        },
+    }
 
 
 def accuracy_rows(study: StudyResults) -> list[dict]:
@@ -198,13 +259,24 @@ def accuracy_rows(study: StudyResults) -> list[dict]:
             row[m] = _round(getattr(s, m))
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _ci(s.ci[m])
             row[f"{m}_sd_over_seeds"] = _round(s.spread[m])
-        row.update({"tv_vs_icl_p": _round(s.tv_vs_icl.p_value), "tv_vs_icl_p_holm": _round(r.p_holm),
-                    "tv_vs_icl": r.direction, "best_layer": s.best_layer,
-                    "best_layers": " ".join(map(str, s.best_layers)), "n_layers": study.n_layers(r.model),
-                    "seeds": len(r.samples), "n_test": s.n_test, "n_baseline": s.n_baseline,
-                    "n_baseline_distinct": s.n_baseline_distinct, "n_pairs": r.n_pairs,
-                    "scoring": r.metadata["task"]["rules"]["scoring"], "leading_space": r.leading_space,
-                    "sources": r.sources})
+        row.update(
+            {
+                "tv_vs_icl_p": _round(s.tv_vs_icl.p_value),
+                "tv_vs_icl_p_holm": _round(r.p_holm),
+                "tv_vs_icl": r.direction,
+                "best_layer": s.best_layer,
+                "best_layers": " ".join(map(str, s.best_layers)),
+                "n_layers": study.n_layers(r.model),
+                "seeds": len(r.samples),
+                "n_test": s.n_test,
+                "n_baseline": s.n_baseline,
+                "n_baseline_distinct": s.n_baseline_distinct,
+                "n_pairs": r.n_pairs,
+                "scoring": r.info.task.rules.scoring,
+                "leading_space": r.leading_space,
+                "sources": r.sources,
+            }
+        )
         rows.append(row)
     return rows
 
@@ -227,8 +299,14 @@ def paper_rows(study: StudyResults) -> list[dict]:
 
 def by_layer_rows(study: StudyResults) -> list[dict]:
     return [
-        {"model": r.model, "task": r.task, "category": r.category, "layer": layer, "dev_tv": _round(dev),
-         "chosen": layer == r.scores.best_layer}
+        {
+            "model": r.model,
+            "task": r.task,
+            "category": r.category,
+            "layer": layer,
+            "dev_tv": _round(dev),
+            "chosen": layer == r.scores.best_layer,
+        }
         for r in study.results
         for layer, dev in enumerate(r.scores.dev_by_layer)
     ]
@@ -250,8 +328,7 @@ def markdown(rows: list[dict]) -> str:
 
     header = list(rows[0])
     numeric = [all(isinstance(r[k], int | float) and not isinstance(r[k], bool) for r in rows) for k in header]
-    lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
     lines += ["| " + " | ".join(cell(r[k]) for k in header) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 

@@ -58,20 +58,70 @@ def _list_last(seed: int) -> list[Pair]:
 
 
 SAME_AS_PAPER = "None: the same inputs, format and scoring as the paper's code."
-LIST_DIFFERS = (f"Format as the paper (a,b,c; 2-4 letters with replacement). The paper draws each prompt's lists "
-                f"afresh; here they come from a seeded pool of {LIST_PAIRS} distinct lists.")
+LIST_DIFFERS = (
+    f"Format as the paper (a,b,c; 2-4 letters with replacement). The paper draws each prompt's lists "
+    f"afresh; here they come from a seeded pool of {LIST_PAIRS} distinct lists."
+)
 
 ALGORITHMIC_TASKS = (
-    Task("next_letter", "algorithmic", "the letter after the input letter", "a -> b", _next_letter,
-         ALGORITHMIC_RULES, paper_task="next_letter", differs=SAME_AS_PAPER),
-    Task("prev_letter", "algorithmic", "the letter before the input letter", "b -> a", _prev_letter,
-         ALGORITHMIC_RULES, paper_task="prev_letter", differs=SAME_AS_PAPER),
-    Task("list_first", "algorithmic", "the first item of a list of letters", "a,b,c -> a", _list_first,
-         ALGORITHMIC_RULES, paper_task="list_first", differs=LIST_DIFFERS),
-    Task("list_last", "algorithmic", "the last item of a list of letters", "a,b,c -> c", _list_last,
-         ALGORITHMIC_RULES, paper_task="list_last", differs=LIST_DIFFERS),
-    Task("to_upper", "algorithmic", "the input letter in upper case", "a -> A", _to_upper, ALGORITHMIC_RULES,
-         paper_task="to_upper", differs=SAME_AS_PAPER),
-    Task("to_lower", "algorithmic", "the input letter in lower case", "A -> a", _to_lower, ALGORITHMIC_RULES,
-         paper_task="to_lower", differs=SAME_AS_PAPER),
+    Task(
+        "next_letter",
+        "algorithmic",
+        "the letter after the input letter",
+        "a -> b",
+        _next_letter,
+        ALGORITHMIC_RULES,
+        paper_task="next_letter",
+        differs=SAME_AS_PAPER,
+    ),
+    Task(
+        "prev_letter",
+        "algorithmic",
+        "the letter before the input letter",
+        "b -> a",
+        _prev_letter,
+        ALGORITHMIC_RULES,
+        paper_task="prev_letter",
+        differs=SAME_AS_PAPER,
+    ),
+    Task(
+        "list_first",
+        "algorithmic",
+        "the first item of a list of letters",
+        "a,b,c -> a",
+        _list_first,
+        ALGORITHMIC_RULES,
+        paper_task="list_first",
+        differs=LIST_DIFFERS,
+    ),
+    Task(
+        "list_last",
+        "algorithmic",
+        "the last item of a list of letters",
+        "a,b,c -> c",
+        _list_last,
+        ALGORITHMIC_RULES,
+        paper_task="list_last",
+        differs=LIST_DIFFERS,
+    ),
+    Task(
+        "to_upper",
+        "algorithmic",
+        "the input letter in upper case",
+        "a -> A",
+        _to_upper,
+        ALGORITHMIC_RULES,
+        paper_task="to_upper",
+        differs=SAME_AS_PAPER,
+    ),
+    Task(
+        "to_lower",
+        "algorithmic",
+        "the input letter in lower case",
+        "A -> a",
+        _to_lower,
+        ALGORITHMIC_RULES,
+        paper_task="to_lower",
+        differs=SAME_AS_PAPER,
+    ),
 )

@@ -23,8 +23,9 @@ class Pair:
 def generated() -> list[dict]:
     from taskvec import __version__
 
-    return [{"package": "taskvec", "registry": "generated from a seed", "version": __version__,
-             "license": "Apache-2.0"}]
+    return [
+        {"package": "taskvec", "registry": "generated from a seed", "version": __version__, "license": "Apache-2.0"}
+    ]
 
 
 LEADING_SPACE_CHOICES = ("auto", "on", "off")
@@ -49,8 +50,9 @@ class TaskRules:
 
     def __post_init__(self) -> None:
         if self.leading_space not in LEADING_SPACE_CHOICES:
-            raise ValueError(f"leading_space must be one of {', '.join(LEADING_SPACE_CHOICES)}, "
-                             f"got {self.leading_space!r}")
+            raise ValueError(
+                f"leading_space must be one of {', '.join(LEADING_SPACE_CHOICES)}, got {self.leading_space!r}"
+            )
         if self.scoring not in FIRST_TOKEN_RULES:
             raise ValueError(f"scoring must be one of {', '.join(FIRST_TOKEN_RULES)}, got {self.scoring!r}")
 
@@ -96,27 +98,82 @@ def pairs_to_table(pairs: Sequence[Pair]) -> pa.Table:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+    """A built task's provenance, as its Parquet file stores it (and every file made from it)."""
+
+    name: str
+    category: str
+    seed: int
+    description: str
+    sources: tuple[dict, ...]
+    rules: TaskRules
+    paper_task: str | None
+    differs: str
+    n_pairs: int
+
+    @classmethod
+    def of(cls, task: Task, seed: int, rules: TaskRules, n_pairs: int) -> TaskInfo:
+        return cls(
+            task.name,
+            task.category,
+            seed,
+            task.description,
+            tuple(task.sources()),
+            rules,
+            task.paper_task,
+            task.differs,
+            n_pairs,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.name,
+            "category": self.category,
+            "seed": self.seed,
+            "description": self.description,
+            "sources": list(self.sources),
+            "rules": dataclasses.asdict(self.rules),
+            "paper_task": self.paper_task,
+            "differs": self.differs,
+            "n_pairs": self.n_pairs,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TaskInfo:
+        return cls(
+            data["task"],
+            data["category"],
+            int(data["seed"]),
+            data["description"],
+            tuple(data["sources"]),
+            TaskRules(**data["rules"]),
+            data.get("paper_task"),
+            data.get("differs", ""),
+            int(data["n_pairs"]),
+        )
+
+    @property
+    def source_versions(self) -> str:
+        return ", ".join(f"{s['package']} {s['version']}" for s in self.sources)
+
+
 def write_task(task: Task, seed: int, path: str | os.PathLike[str], rules: TaskRules | None = None) -> int:
     """Build ``task`` with ``seed`` and write its pairs, rules and provenance to ``path``; return the
     count. ``rules`` replaces the task's own (settings from params.yaml)."""
-    rules = rules or task.rules
     pairs = task.build(seed)
     inputs = [p.input for p in pairs]
     if len(set(inputs)) != len(inputs):
         raise ValueError(f"task {task.name}: the builder produced duplicate inputs")
-    metadata = {
-        "task": task.name,
-        "category": task.category,
-        "seed": seed,
-        "description": task.description,
-        "sources": task.sources(),
-        "rules": dataclasses.asdict(rules),
-        "paper_task": task.paper_task,
-        "differs": task.differs,
-        "n_pairs": len(pairs),
-    }
-    store.write_parquet(pairs_to_table(pairs), path, metadata)
+    info = TaskInfo.of(task, seed, rules or task.rules, len(pairs))
+    store.write_parquet(pairs_to_table(pairs), path, info.to_dict())
     return len(pairs)
+
+
+def read_task_info(path: str | os.PathLike[str]) -> TaskInfo:
+    """The provenance of a built task's file."""
+    store.read_parquet(path, rebuild_hint="outside a study, `taskvec build-task` makes it")
+    return TaskInfo.from_dict(store.parquet_metadata(path))
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:

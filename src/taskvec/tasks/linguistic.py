@@ -17,12 +17,13 @@ from taskvec.tasks.sources import (
     zipf,
 )
 
-VOCABULARY = 20000   # English words considered, most frequent first
-MIN_ZIPF = 3.0       # an output must be at least this common (about once per million words)
+VOCABULARY = 20000  # English words considered, most frequent first
+MIN_ZIPF = 3.0  # an output must be at least this common (about once per million words)
 MAX_PAIRS = 1000
 # Modal and auxiliary words that WordNet also lists as rare nouns or verbs ("a can", "to will").
-FUNCTION_WORDS = frozenset({"can", "could", "may", "might", "must", "shall", "should", "will", "would", "being",
-                            "people"})
+FUNCTION_WORDS = frozenset(
+    {"can", "could", "may", "might", "must", "shall", "should", "will", "would", "being", "people"}
+)
 
 
 def _wordnet() -> dict:
@@ -32,8 +33,11 @@ def _wordnet() -> dict:
 def _common(pos: str) -> list[str]:
     """Common English words used mostly as ``pos`` (by WordNet's tagged counts), most frequent first."""
     dominant = wordnet_dominant_pos()
-    return [w for w in common_words("en", VOCABULARY)
-            if len(w) >= 3 and is_plain_word(w) and w not in FUNCTION_WORDS and dominant.get(w) == pos]
+    return [
+        w
+        for w in common_words("en", VOCABULARY)
+        if len(w) >= 3 and is_plain_word(w) and w not in FUNCTION_WORDS and dominant.get(w) == pos
+    ]
 
 
 @functools.cache
@@ -98,25 +102,59 @@ def _sources(*packages: str):
     return sources
 
 
-VERBS_DIFFER = (f"Source: lemminflect's inflection of the common English verbs in wordfreq's {VOCABULARY} most "
-                f"frequent words (WordNet decides the part of speech), up to {MAX_PAIRS}. The paper: a public "
-                "list of English verb conjugations. Filter and scoring as the paper (one-token answers, leading-space "
-                "rule, exact).")
+VERBS_DIFFER = (
+    f"Source: lemminflect's inflection of the common English verbs in wordfreq's {VOCABULARY} most "
+    f"frequent words (WordNet decides the part of speech), up to {MAX_PAIRS}. The paper: a public "
+    "list of English verb conjugations. Filter and scoring as the paper (one-token answers, leading-space "
+    "rule, exact)."
+)
 
 LINGUISTIC_TASKS = (
-    Task("present_simple_past_simple", "linguistic", "the past simple of a common English verb", "go -> went",
-         _past, MAPPING_RULES, sources=_sources("lemminflect"), paper_task="present_simple_past_simple",
-         differs=VERBS_DIFFER),
-    Task("present_simple_gerund", "linguistic", "the gerund of a common English verb", "go -> going",
-         _gerund, MAPPING_RULES, sources=_sources("lemminflect"), paper_task="present_simple_gerund",
-         differs=VERBS_DIFFER),
-    Task("plural_singular", "linguistic", "the singular of a common English plural noun", "cats -> cat",
-         _plural_singular, MAPPING_RULES, sources=_sources("inflect"), paper_task="plural_singular",
-         differs="Source: inflect's plurals of common English nouns, regular ones included. The paper uses only "
-                 "irregular plurals (a public list: men -> man, cacti -> cactus), a harder task. Filter and scoring "
-                 "as the paper."),
-    Task("antonyms", "linguistic", "an antonym of a common English word (any WordNet antonym counts)",
-         "hot -> cold", _antonyms, MAPPING_RULES, sources=_sources(), paper_task="antonyms",
-         differs="Source: WordNet 3.0's antonym pointers for common English words, every antonym counting. The "
-                 "paper: its own antonym list, one answer each. Filter and scoring as the paper."),
+    Task(
+        "present_simple_past_simple",
+        "linguistic",
+        "the past simple of a common English verb",
+        "go -> went",
+        _past,
+        MAPPING_RULES,
+        sources=_sources("lemminflect"),
+        paper_task="present_simple_past_simple",
+        differs=VERBS_DIFFER,
+    ),
+    Task(
+        "present_simple_gerund",
+        "linguistic",
+        "the gerund of a common English verb",
+        "go -> going",
+        _gerund,
+        MAPPING_RULES,
+        sources=_sources("lemminflect"),
+        paper_task="present_simple_gerund",
+        differs=VERBS_DIFFER,
+    ),
+    Task(
+        "plural_singular",
+        "linguistic",
+        "the singular of a common English plural noun",
+        "cats -> cat",
+        _plural_singular,
+        MAPPING_RULES,
+        sources=_sources("inflect"),
+        paper_task="plural_singular",
+        differs="Source: inflect's plurals of common English nouns, regular ones included. The paper uses only "
+        "irregular plurals (a public list: men -> man, cacti -> cactus), a harder task. Filter and scoring "
+        "as the paper.",
+    ),
+    Task(
+        "antonyms",
+        "linguistic",
+        "an antonym of a common English word (any WordNet antonym counts)",
+        "hot -> cold",
+        _antonyms,
+        MAPPING_RULES,
+        sources=_sources(),
+        paper_task="antonyms",
+        differs="Source: WordNet 3.0's antonym pointers for common English words, every antonym counting. The "
+        "paper: its own antonym list, one answer each. Filter and scoring as the paper.",
+    ),
 )

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from taskvec.errors import SourceError
+
 WORDNET_DIR = Path("/usr/share/wordnet")
 DICTD_DIR = Path("/usr/share/dictd")
 
@@ -30,23 +32,19 @@ LICENSES = {
 }
 
 
-class MissingSource(RuntimeError):
-    pass
-
-
 def python_source(package: str) -> dict:
     try:
         version = importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
-        raise MissingSource(f"the Python package {package} is not installed; run `make setup`") from None
+        raise SourceError(f"the Python package {package} is not installed") from None
     return {"package": package, "registry": "PyPI", "version": version, "license": LICENSES[package]}
 
 
 def debian_source(package: str, path: Path) -> dict:
     if not path.exists():
-        raise MissingSource(
-            f"{path} is missing: install the Debian package {package} (`apt-get install {package}`, "
-            "or run `make setup` as root)"
+        raise SourceError(
+            f"{path} is missing: the Debian package {package} is not installed",
+            fix=f"`apt-get install {package}` (or `make setup` as root)",
         )
     version = "unknown"
     if shutil.which("dpkg-query"):
@@ -132,7 +130,7 @@ def wordnet_antonyms(pos: str) -> dict[str, set[str]]:
             i = 4 + 2 * n_words
             n_pointers = int(fields[i])
             for j in range(n_pointers):
-                symbol, target, _, source_target = fields[i + 1 + 4 * j: i + 5 + 4 * j]
+                symbol, target, _, source_target = fields[i + 1 + 4 * j : i + 5 + 4 * j]
                 if symbol == "!":
                     pointers.append((offset, int(source_target[:2], 16), target, int(source_target[2:], 16)))
     antonyms: dict[str, set[str]] = {}
@@ -162,7 +160,7 @@ def freedict(pair: str) -> tuple[dict[str, list[str]], dict]:
             headword, offset, length = line.rstrip("\n").split("\t")[:3]
             if headword.startswith("00database") or headword in entries:
                 continue
-            body = data[_dictd_number(offset): _dictd_number(offset) + _dictd_number(length)].decode("utf-8")
+            body = data[_dictd_number(offset) : _dictd_number(offset) + _dictd_number(length)].decode("utf-8")
             translations = []
             for sense in body.split("\n")[1:]:
                 sense = re.sub(r"^\d+\.\s*", "", sense.strip())

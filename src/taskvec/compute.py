@@ -1,0 +1,35 @@
+"""Where and how a step computes: one settings object, passed whole from the CLI to the library."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute:
+    """``device``: cpu, cuda, cuda:N or auto (cuda if available); ``dtype``: auto (bfloat16 on a GPU,
+    float32 on CPU), float32, bfloat16 or float16; ``batch_size``: prompts per forward pass (halved
+    after running out of accelerator memory); ``threads``: CPU threads for torch (0: torch's
+    default); ``progress``: show progress bars."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 16
+    threads: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"the batch size must be at least 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be 0 (torch's default) or more, got {self.threads}")
+
+    def load(self, model_dir: str | os.PathLike[str]):
+        """The model in ``model_dir`` on this device and dtype (:func:`taskvec.models.load_model`)."""
+        from taskvec.models import load_model
+
+        return load_model(model_dir, device=self.device, dtype=self.dtype, threads=self.threads)
+
+
+DEFAULT_COMPUTE = Compute()
