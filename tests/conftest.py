@@ -4,6 +4,7 @@ and the real smollm2-135m model converted once per test session (for behaviour).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import string
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from taskvec.models import LoadedModel
 
@@ -142,3 +144,72 @@ def run_info(task: str, rules: dict | None = None, model_name: str = "synthetic"
         **fields,
     }
     return RunInfo(model_name, info, seed, **values)
+
+
+# The tiny study: the real smollm2-135m, three tasks, a few prompts, in a temporary directory.
+TINY_PARAMS = {
+    "models": {"smollm2-135m": {"source": "packaged:smollm2-135m"}},
+    "tasks": {
+        "next_letter": {"seed": 0},
+        "to_upper": {"seed": 0},
+        # a user task under the paper's protocol for a mapping dataset
+        "country_currency": {
+            "file": "examples/tasks/country_currency.jsonl",
+            "seed": 0,
+            "one_token": True,
+            "leading_space": "auto",
+            "scoring": "exact",
+        },
+    },
+    "prompt": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n"},
+    "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2, "seeds": 2},
+    "compute": {"device": "cpu", "dtype": "float32", "batch_size": 8},
+}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", *args], cwd=project, env=_env(), capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def planned_jobs(project: Path) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    out = snakemake(project, "--dry-run").stdout
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, flags=re.M)
+    result = []
+    for rule, body in jobs:
+        match = re.search(r"wildcards: (.*)", body)
+        result.append((rule, match.group(1) if match else ""))
+    return sorted(result)
+
+
+def make_project(root: Path, params: dict) -> Path:
+    project = root / "project"
+    project.mkdir()
+    for name in ("dvc.yaml", "environment.yml"):
+        shutil.copy2(ROOT / name, project / name)
+    shutil.copytree(ROOT / "workflow", project / "workflow")
+    shutil.copytree(ROOT / "examples", project / "examples")
+    shutil.copytree(ROOT / "src" / "taskvec", project / "src" / "taskvec", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory, smollm2_dir) -> Path:
+    """A completed tiny study (workflow tests and the browser test share it; a test that changes
+    it works on a copy). The model directory is put in place already converted (the
+    conversion itself is tested with the CLI), newer than the code it depends on."""
+    project = make_project(tmp_path_factory.mktemp("study"), TINY_PARAMS)
+    copy_tree(smollm2_dir, project / "data" / "models" / "smollm2-135m")
+    os.utime(project / "data" / "models" / "smollm2-135m")
+    snakemake(project)
+    return project

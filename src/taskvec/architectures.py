@@ -61,8 +61,9 @@ def describe(model: torch.nn.Module) -> Architecture:
     layout = LAYOUTS.get(model_type)
     if layout is None:
         raise UnsupportedArchitecture(
-            f"architecture {model_type!r} is not supported; supported model types: {', '.join(sorted(LAYOUTS))}. "
-            "Add its layer list, final norm and unembedding to taskvec.architectures.LAYOUTS."
+            f"architecture {model_type!r} is not supported; supported model types: {', '.join(sorted(LAYOUTS))}",
+            fix="use a model of one of those types, or add the architecture's layer list, final norm and "
+            "unembedding to taskvec.architectures.LAYOUTS (with a tiny model in the tests)",
         )
     try:
         layers = operator.attrgetter(layout.layers)(model)
@@ -70,7 +71,7 @@ def describe(model: torch.nn.Module) -> Architecture:
         head = operator.attrgetter(layout.unembedding)(model)
     except AttributeError as error:
         raise UnsupportedArchitecture(
-            f"model of type {model_type!r} ({type(model).__name__}) does not have the expected modules "
-            f"({layout}); load it with AutoModelForCausalLM"
+            f"model of type {model_type!r} ({type(model).__name__}) does not have the expected modules ({layout})",
+            fix="load it with AutoModelForCausalLM (a causal language model, not a base or encoder model)",
         ) from error
     return Architecture(model_type, layers, norm, head, getattr(model.config, "final_logit_softcapping", None))

@@ -7,6 +7,8 @@ import os
 
 import yaml
 
+from taskvec.errors import ConfigError
+
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     pass
@@ -17,9 +19,10 @@ def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ValueError(
+            raise ConfigError(
                 f"{loader.name}: line {key_node.start_mark.line + 1}: {key!r} appears twice (first on "
-                f"line {seen[key]}); give each entry once"
+                f"line {seen[key]})",
+                fix="give each entry once",
             )
         seen[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
@@ -64,8 +67,8 @@ def check_pairs_available(tasks: dict, sizes: dict, root: str | os.PathLike[str]
         else:
             continue
         if available < needed:
-            raise ValueError(
+            raise ConfigError(
                 f"params.yaml: tasks.{name} has {available} pairs, but each prompt draws {needed} distinct ones "
-                f"(sizes.k={sizes['k']} demonstrations + 1 query + sizes.dummies={sizes['dummies']}); lower "
-                f"sizes.k or sizes.dummies, or drop the task"
+                f"(sizes.k={sizes['k']} demonstrations + 1 query + sizes.dummies={sizes['dummies']})",
+                fix="lower sizes.k or sizes.dummies in params.yaml, or drop the task",
             )

@@ -269,6 +269,13 @@ def load_tokenizer(model_dir: str | os.PathLike[str]):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
+def _rebuild_model(model_dir: Path) -> str:
+    return (
+        f"delete {model_dir} and make it again: `make reproduce` in a study (step convert_model), or "
+        "`taskvec convert-model` for that model"
+    )
+
+
 def check_weights(model_dir: Path) -> None:
     """Check that every safetensors file in ``model_dir`` is whole: its header parses and the file is
     exactly as long as the header says. A truncated or overwritten file fails here with its name,
@@ -279,14 +286,12 @@ def check_weights(model_dir: Path) -> None:
             shards = sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
         except (ValueError, KeyError, AttributeError) as error:
             raise store.ArtifactError(
-                f"{index_path} is not a readable shard index ({error}). Delete {model_dir} and "
-                "rebuild it: `make reproduce` or `taskvec convert-model`"
+                f"{index_path} is not a readable shard index ({error})", fix=_rebuild_model(model_dir)
             ) from None
         missing = [shard for shard in shards if not (model_dir / shard).is_file()]
         if missing:
             raise store.ArtifactError(
-                f"{model_dir} lacks {', '.join(missing)}, named by {index_path.name}. Delete "
-                f"{model_dir} and rebuild it: `make reproduce` or `taskvec convert-model`"
+                f"{model_dir} lacks {', '.join(missing)}, named by {index_path.name}", fix=_rebuild_model(model_dir)
             )
     for path in sorted(model_dir.glob("*.safetensors")):
         size = path.stat().st_size
@@ -303,8 +308,7 @@ def check_weights(model_dir: Path) -> None:
                 raise ValueError(f"the file has {size} bytes but its header describes {8 + header_bytes + data_bytes}")
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise store.ArtifactError(
-                f"{path} is truncated or corrupted ({error}). Delete {model_dir} and rebuild it: `make reproduce` "
-                "remakes it (step convert_model), or run `taskvec convert-model` for that model"
+                f"{path} is truncated or corrupted ({error})", fix=_rebuild_model(model_dir)
             ) from None
 
 

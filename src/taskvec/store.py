@@ -71,12 +71,13 @@ def read_parquet(path: str | os.PathLike[str], rebuild_hint: str = "") -> pa.Tab
     path = Path(path)
     hint = f"{STUDY_REBUILD}; {rebuild_hint}" if rebuild_hint else STUDY_REBUILD
     if not path.exists():
-        raise ArtifactError(f"{path} does not exist: {hint}")
+        raise ArtifactError(f"{path} does not exist", fix=hint)
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise ArtifactError(
-            f"{path} is not a readable Parquet file: truncated or corrupted ({error}). Delete it and rebuild it: {hint}"
+            f"{path} is not a readable Parquet file: truncated or corrupted ({error})",
+            fix=f"delete it and make it again: {hint}",
         ) from error
 
 

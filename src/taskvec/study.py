@@ -89,10 +89,7 @@ def recover_from_killed_run(project: Path) -> None:
             if any(pid > 0 for pid in running)
             else "perhaps a process"
         )
-        raise StudyBusyError(
-            f"{project.resolve()} is locked by Snakemake and {who} of a study works there; "
-            "wait for it to finish. If none does, run `snakemake --unlock` in that directory."
-        )
+        raise StudyBusyError(f"{project.resolve()} is locked by Snakemake and {who} of a study works there")
     stale = remove_stale_temporaries(project)
     if stale:
         log.warning("removed %d temporary file(s) that a killed run left beside its outputs", len(stale))
@@ -105,7 +102,10 @@ def recover_from_killed_run(project: Path) -> None:
     )
     unlock = subprocess.run([_snakemake(), "--unlock"], cwd=project, capture_output=True, text=True)
     if unlock.returncode != 0:
-        raise StudyBusyError(f"could not release Snakemake's lock in {project.resolve()}:\n{unlock.stderr.strip()}")
+        raise StudyBusyError(
+            f"could not release Snakemake's lock in {project.resolve()}:\n{unlock.stderr.strip()}",
+            fix="release it by hand: `snakemake --unlock` in that directory, once no run works there",
+        )
 
 
 def run_study(snakemake_args: list[str], project: Path = Path(".")) -> int:
@@ -119,14 +119,79 @@ def run_study(snakemake_args: list[str], project: Path = Path(".")) -> int:
             handle.seek(0)
             owner = handle.read().strip() or "?"
             raise StudyBusyError(
-                f"another study run (pid {owner}) is working in {project.resolve()}; wait for it to finish"
+                f"another study run (pid {owner}) is working in {project.resolve()}", fix="wait for it to finish"
             ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         recover_from_killed_run(project)
-        return _run_forwarding_signals([_snakemake(), *snakemake_args], project)
+        status = _run_forwarding_signals([_snakemake(), *snakemake_args], project)
+        if status == 0 and not snakemake_args:
+            remove_stale_outputs(project)
+        return status
+
+
+#: Where the study's outputs live (what DVC versions): anything there that the workflow no longer makes
+#: (a task or model since removed from params.yaml) is removed after a complete run.
+VERSIONED = (
+    "data/tasks",
+    "data/prompts",
+    "data/activations",
+    "data/results",
+    "data/analysis",
+    "reports/tables",
+    "reports/figures",
+)
+
+
+def workflow_outputs(project: Path) -> set[Path]:
+    """Every output of the workflow's jobs for the current params.yaml (Snakemake's summary)."""
+    summary = subprocess.run([_snakemake(), "--summary", "--quiet"], cwd=project, capture_output=True, text=True)
+    if summary.returncode != 0:
+        raise RuntimeError(f"`snakemake --summary` failed in {project.resolve()}:\n{summary.stderr.strip()}")
+    lines = summary.stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("output_file\t")), None)
+    if start is None:
+        raise RuntimeError(f"`snakemake --summary` printed no table in {project.resolve()}")
+    return {(project / line.split("\t", 1)[0]).resolve() for line in lines[start + 1 :] if line.strip()}
+
+
+def stale_outputs(project: Path, outputs: set[Path]) -> list[Path]:
+    """Files under the versioned folders, and model directories, that no job of the workflow makes."""
+    stale = [
+        path
+        for top in VERSIONED
+        for path in sorted((project / top).rglob("*"))
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(project).parts)
+        and path.resolve() not in outputs
+    ]
+    models = project / "data" / "models"
+    if models.is_dir():
+        stale += [
+            path for path in sorted(models.iterdir()) if not path.name.startswith(".") and path.resolve() not in outputs
+        ]
+    return stale
+
+
+def remove_stale_outputs(project: Path) -> list[Path]:
+    """Remove what :func:`stale_outputs` finds (and the folders it leaves empty), so that what DVC
+    versions is exactly the current study."""
+    stale = stale_outputs(project, workflow_outputs(project))
+    for path in stale:
+        log.warning(
+            "removing %s: no job of the study makes it any more (removed from params.yaml?)", path.relative_to(project)
+        )
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    for top in VERSIONED:
+        for folder in sorted((project / top).rglob("*"), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    return stale
 
 
 def _run_forwarding_signals(command: list[str], cwd: Path) -> int:

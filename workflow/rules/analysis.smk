@@ -8,16 +8,16 @@ rule conflicting_tasks:
         code=code("conflicting-tasks"),
     output:
         "data/analysis/{model}/conflicting_tasks.parquet",
-    params:
-        pairs=lambda wc: " ".join(f"{a}:{b}" for a, b in CONFLICT_PAIRS),
-        compute=COMPUTE_ARGS,
-    threads: 1
-    conda:
-        "../../environment.yml"
     log:
         "logs/conflicting_tasks/{model}.log",
     benchmark:
         "logs/benchmarks/conflicting_tasks/{model}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        pairs=lambda wc: " ".join(f"{a}:{b}" for a, b in CONFLICT_PAIRS),
+        compute=COMPUTE_ARGS,
     shell:
         "taskvec conflicting-tasks --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
         " --activations {input.activations} --results {input.results} --pairs {params.pairs} --out {output}"
@@ -31,13 +31,13 @@ rule robustness:
         code=code("robustness"),
     output:
         "data/analysis/{model}/robustness.parquet",
-    threads: 1
-    conda:
-        "../../environment.yml"
     log:
         "logs/robustness/{model}.log",
     benchmark:
         "logs/benchmarks/robustness/{model}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
     shell:
         "taskvec robustness --activations {input.activations} --results {input.results} --out {output} 2> {log}"
 
@@ -51,15 +51,15 @@ rule vocabulary_projection:
         code=code("vocabulary"),
     output:
         "data/analysis/{model}/vocabulary.parquet",
-    params:
-        compute=COMPUTE_ARGS,
-    threads: 1
-    conda:
-        "../../environment.yml"
     log:
         "logs/vocabulary_projection/{model}.log",
     benchmark:
         "logs/benchmarks/vocabulary_projection/{model}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        compute=COMPUTE_ARGS,
     shell:
         "taskvec vocabulary --model-dir {input.model} --activations {input.activations} --results {input.results}"
         " --prompts {input.prompts} --out {output} {params.compute} --threads {threads} 2> {log}"

@@ -8,7 +8,6 @@ from taskvec.codedeps import command_files
 from taskvec.config import check_pairs_available, check_unique_keys
 from taskvec.tasks import TASKS as BUILTIN_TASKS
 
-
 for _configfile in workflow.configfiles:
     check_unique_keys(_configfile)
 validate(config, schema="../schemas/params.schema.yaml")
@@ -77,8 +76,13 @@ def build_task_args(task):
 PROMPT_ARGS = " ".join(
     [
         f"--{flag} {config['sizes'][key]}"
-        for flag, key in (("k", "k"), ("n-baseline", "baseline"), ("n-dev", "dev"), ("n-test", "test"),
-                          ("n-dummies", "dummies"))
+        for flag, key in (
+            ("k", "k"),
+            ("n-baseline", "baseline"),
+            ("n-dev", "dev"),
+            ("n-test", "test"),
+            ("n-dummies", "dummies"),
+        )
     ]
     + [f"--{name} {shlex.quote(config['prompt'][name])}" for name in ("demonstration", "query", "separator")]
     + [f"--max-answer-tokens {config['prompt']['max_answer_tokens']}"]
@@ -160,8 +164,13 @@ REPORT_TABLES = ["accuracy", "accuracy_by_layer", "paper_comparison", "robustnes
 STUDY_DATA = [
     *expand("data/tasks/{task}.parquet", task=TASKS),
     *expand("data/models/{model}", model=MODELS),
-    *[path for step in ("prompts", "activations", "results") for model in MODELS for task in TASKS
-      for path in per_sample(step, model, task)],
+    *[
+        path
+        for step in ("prompts", "activations", "results")
+        for model in MODELS
+        for task in TASKS
+        for path in per_sample(step, model, task)
+    ],
     *ANALYSES,
 ]
 REPORT_FILES = [

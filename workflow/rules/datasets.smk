@@ -3,12 +3,11 @@ rule build_task:
         lambda wc: task_code(wc.task),
     output:
         "data/tasks/{task}.parquet",
-    params:
-        args=lambda wc: build_task_args(wc.task),
-    conda:
-        "../../environment.yml"
     log:
         "logs/build_task/{task}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        args=lambda wc: build_task_args(wc.task),
     shell:
         "taskvec build-task {wildcards.task} {params.args} --out {output} 2> {log}"
-

@@ -7,17 +7,17 @@ rule evaluate_task:
         prompts=per_sample("prompts"),
         activations=per_sample("activations"),
         results=per_sample("results"),
-    params:
-        seeds=lambda wc: " ".join(str(seed) for seed in split_seeds(wc.task)),
-        prompts=lambda wc: PROMPT_ARGS,
-        compute=COMPUTE_ARGS,
-    threads: 1
-    conda:
-        "../../environment.yml"
     log:
         "logs/evaluate_task/{model}/{task}.log",
     benchmark:
         "logs/benchmarks/evaluate_task/{model}/{task}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        seeds=lambda wc: " ".join(str(seed) for seed in split_seeds(wc.task)),
+        prompts=lambda wc: PROMPT_ARGS,
+        compute=COMPUTE_ARGS,
     shell:
         "taskvec run-task --task-file {input.task} --model-dir {input.model} --model-name {wildcards.model}"
         " --prompts-out {output.prompts}"

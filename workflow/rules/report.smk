@@ -6,10 +6,10 @@ rule build_report:
         code=code("report"),
     output:
         REPORT_FILES,
-    conda:
-        "../../environment.yml"
     log:
         "logs/build_report.log",
+    conda:
+        "../../environment.yml"
     shell:
         "taskvec report {input.results} --analyses {input.analyses} --prompts {input.prompts}"
         " --benchmarks-dir logs/benchmarks --out reports"

@@ -1,0 +1,161 @@
+"""benchmarks.md from benchmarks.json (and benchmarks_gpu.json where a GPU run wrote it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from taskvec import store
+
+GPU_FILE = "benchmarks_gpu.json"
+
+
+def refresh_markdown(out_dir: Path) -> None:
+    """Write benchmarks.md from benchmarks.json and, where present, the GPU run's benchmarks_gpu.json."""
+    results = json.loads((out_dir / "benchmarks.json").read_text()) if (out_dir / "benchmarks.json").exists() else None
+    gpu = json.loads((out_dir / GPU_FILE).read_text()) if (out_dir / GPU_FILE).exists() else None
+    text = render_markdown(results) if results else "# Benchmarks\n"
+    if gpu:
+        text += render_gpu_markdown(gpu)
+    store.write_text(text, out_dir / "benchmarks.md")
+
+
+def render_markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {m['platform']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}, "
+        f"GPU: {m['cuda'] or 'none'}; Python {m['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ".",
+        f"Each timing is the median of {results['repeats']} runs (min and max in benchmarks.json), batch size "
+        f"{results['batch_size']}; timings that are compared (forward, sweep, naive; plain and hooked passes) run in "
+        "alternation. Produced by `taskvec bench`.",
+        "",
+        "| model | sweep / forward | compute limit | naive / forward | fast vs naive | fast vs naive at the limit "
+        "| extraction hook overhead | extraction prompts/s | study job-seconds | workload s (every task) "
+        "| peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results["models"].items():
+        workload = r.get("workload", {}).get("seconds", "")
+        at_limit = f"{r['naive_speedup_at_limit']:.1f}x" if "naive_speedup_at_limit" in r else ""
+        lines.append(
+            f"| {name} | {r['sweep_ratio']:.2f} | {r['sweep_limit']:.2f} | {r['naive_ratio']:.2f} "
+            f"| {r['naive_speedup']:.1f}x | {at_limit} | {r['extraction_overhead']:+.1%} "
+            f"| {r['extraction_prompts_per_second']:.1f} | {r['study_seconds']:.0f} | {workload} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "- *sweep / forward*: the full layer sweep (every layer, the dev prompts of "
+        f"`{next(iter(results['models'].values()))['sweep_task']}`) in units of one unpatched forward over the "
+        "same bare queries.",
+        "- *compute limit*: the FLOPs of the least work the sweep needs (for each layer l, the last token "
+        "through the blocks above l, plus one unembedding per layer) over the FLOPs of that unpatched forward.",
+        "- *naive*: a full patched forward of every query for every layer, batched; its predictions equal the "
+        "fast sweep's (checked before timing).",
+        "- *fast vs naive at the limit*: the naive reference's FLOPs (one whole forward per layer) over the "
+        "least the sweep must compute (the compute limit, plus each query's tokens but the last through every "
+        "block once, for the KV cache the patched token reads): the most any sweep could gain on the naive "
+        "reference at the same efficiency.",
+        "- *extraction hook overhead*: capturing every block's last-token state against the same forward "
+        "passes with no hooks.",
+        "- *study job-seconds*: the sum of the model's job wall times in the last `make reproduce` "
+        "(Snakemake benchmark files; jobs ran two at a time on this machine).",
+        "- *workload*: extraction and evaluation of every task in one process, model load excluded.",
+        "",
+    ]
+    floors = {name: r["workload"] for name, r in results["models"].items() if "floor_seconds" in r.get("workload", {})}
+    if floors:
+        lines += [
+            "### The workload against its compute floor",
+            "",
+            "| model | dtype | workload s | least TFLOP | matmul GFLOP/s | floor s | workload / floor "
+            "| same predictions as float32 | largest accuracy change (ICL, task vector) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for name, w in floors.items():
+            for run in (w, w.get("alternative_dtype")):
+                if not run:
+                    continue
+                same = f"{run['same_predictions']:.1%}" if "same_predictions" in run else "(reference)"
+                change = (
+                    f"{run['max_icl_accuracy_change']:.2f}, {run['max_tv_accuracy_change']:.2f}"
+                    if "same_predictions" in run
+                    else ""
+                )
+                lines.append(
+                    f"| {name} | {run['dtype']} | {run['seconds']:.1f} | {run['least_tflop']:.2f} "
+                    f"| {run['matmul_gflops']:.0f} | {run['floor_seconds']:.1f} | {run['over_floor']:.2f} "
+                    f"| {same} | {change} |"
+                )
+        lines += [
+            "",
+            "- *least TFLOP*: the workload's least work (each prompt's demonstrations once, its dummy and real "
+            "queries after them, the bare queries of the baseline, the sweep's and the test's patched passes, "
+            "one unembedding per prediction), at 2 FLOPs per parameter and token.",
+            "- *matmul GFLOP/s*: this machine's best rate on the model's own block matrices, 2048 rows at once, "
+            "sampled after every task (median shown; the range is in benchmarks.json): a shared machine's speed "
+            "drifts, so each task's floor uses the rate measured beside it. The study's passes also spend time "
+            "on norms, attention and activations, so the floor is not reachable.",
+            "- *floor*: the sum of each task's least FLOPs at its rate: no implementation of this workload in "
+            "this dtype on this machine, under the same conditions, takes less.",
+            "- The second dtype runs the same prompts with the weights in that dtype (on recent x86 CPUs "
+            "bfloat16 matrix products use AMX units): faster, but its predictions are not float32's; the study "
+            "keeps float32 on the CPU (`compute.dtype` in params.yaml chooses).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def render_gpu_markdown(gpu: dict) -> str:
+    m = gpu["machine"]
+    lines = [
+        "",
+        "## On a GPU, random weights of a real shape",
+        "",
+        f"Device: {m['cuda'] or 'none'}; {m['cpus']} CPUs; Python {m['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + f". Median of {gpu['repeats']} runs. Produced by `taskvec bench-random`. The weights are random "
+        "(seed 0), so predictions mean nothing: only time and memory are measured; the prompts are the "
+        "study's smollm2-135m prompts, and that tokenizer's vocabulary sets the embedding size.",
+        "",
+    ]
+    for name, r in gpu["models"].items():
+        lines += [
+            f"### {name} ({r['parameters'] / 1e9:.2f}B parameters, {r['dtype']}, {r['n_layers']} layers, "
+            f"vocabulary {r['vocab_size']})",
+            "",
+            "| sweep / forward | compute limit | naive / forward | fast vs naive | fast = naive predictions "
+            "| extraction hook overhead | extraction prompts/s | peak GPU memory MB |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {r['sweep_ratio']:.2f} | {r['sweep_limit']:.2f} | {r['naive_ratio']:.2f} | {r['naive_speedup']:.1f}x "
+            f"| {r['sweep_agreement']:.1%} | {r['extraction_overhead']:+.1%} "
+            f"| {r['extraction_prompts_per_second']:.1f} | {r['gpu_peak_mb'] or 0:.0f} |",
+            "",
+            "| workload (every task, one seed) | batch size | tasks | seconds | evaluated prompts/s |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for size, w in sorted(r["workload"].items(), key=lambda item: int(item[0])):
+            lines.append(
+                f"| extraction + ICL + baseline + sweep | {size} | {w['tasks']} | {w['seconds']:.1f} "
+                f"| {w['evaluated_prompts_per_second']:.1f} |"
+            )
+        oom = r.get("oom_backoff", {})
+        if oom.get("checked"):
+            how = (
+                f"completed after {len(oom['backoffs'])} back-off(s) at batch size {oom['final_batch_size']}; "
+                f"results equal to an uninterrupted run at that batch size: {oom['same_results']}"
+                if oom["completed"]
+                else f"stopped: {oom['message']}"
+            )
+            lines += [
+                "",
+                f"Out-of-memory back-off: with all but {oom['headroom_gb']} GB of GPU memory taken, "
+                f"{oom['task']} at batch size {oom['start_batch_size']}: {how}.",
+            ]
+            lines += [f"- {message}" for message in oom["backoffs"]]
+        lines.append("")
+    return "\n".join(lines)
