@@ -8,8 +8,9 @@ STAMP := $(VENV)/.taskvec-installed
 
 # Data sources of the built-in tasks that come from Debian: WordNet 3.0 and FreeDict dictionaries.
 DEBIAN_PACKAGES := wordnet-base dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-eng-fra dict-freedict-eng-spa
-# The tests also open the report in a headless browser.
-TEST_PACKAGES := chromium
+# The tests also open the report in a headless browser, and run the study on a one-node Slurm cluster
+# (its daemons, munge for authentication, MariaDB for Slurm's accounting).
+TEST_PACKAGES := chromium slurmctld slurmd slurmdbd slurm-client munge mariadb-server
 
 .PHONY: setup debian-packages test-packages reproduce push pull test test-fast bench lint
 
@@ -70,7 +71,7 @@ test: setup test-packages lint
 # The inner loop: unit tests on tiny random-weight models and synthetic data; no real model, no
 # workflow run, no browser, no Debian data packages (so no root). `make test` runs everything.
 test-fast: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not model and not workflow and not sources and not browser"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not model and not workflow and not sources and not browser and not slurm"
 
 # Speed and memory of the study's forward passes (needs a finished study); writes reports/benchmarks.*
 bench: setup

@@ -171,9 +171,9 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
-def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2", *args], cwd=project, env=_env(), capture_output=True, text=True
+        [str(BIN / "snakemake"), "--cores", "2", *args], cwd=project, env=env or _env(), capture_output=True, text=True
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -213,3 +213,28 @@ def study(tmp_path_factory, smollm2_dir) -> Path:
     os.utime(project / "data" / "models" / "smollm2-135m")
     snakemake(project)
     return project
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=taskvec tests", "-c", "user.email=tests@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _versioned_copy(study: Path, project: Path) -> None:
+    """A copy of the study as a fresh git + DVC repository (no lock file, no DVC state yet)."""
+    copy_tree(study, project)
+    shutil.rmtree(project / ".dvc", ignore_errors=True)
+    (project / "dvc.lock").unlink(missing_ok=True)
+    shutil.copy2(ROOT / ".gitignore", project / ".gitignore")
+    _git(project, "init", "-q")
+    _dvc(project, "init", "-q")

@@ -126,3 +126,30 @@ def test_an_error_is_one_line_and_verbose_adds_its_traceback(tmp_path):
     assert verbose.returncode == 1 and "unknown task 'nope'" in verbose.stderr
     assert "Traceback (most recent call last)" in verbose.stderr and "get_task" in verbose.stderr
     assert not (tmp_path / "t.parquet").exists()
+
+
+def test_an_error_says_what_is_wrong_and_the_fix_and_v_adds_the_traceback(tmp_path):
+    args = ("extract", "--model-dir", str(tmp_path), "--prompts", str(tmp_path / "p.parquet"), "--out", "a.parquet")
+    result = _taskvec(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "p.parquet does not exist" in result.stderr
+    assert "to fix: `make reproduce` remakes a study's missing files" in result.stderr
+    assert "Traceback" not in result.stderr
+    verbose = _taskvec("-v", *args, cwd=tmp_path)
+    assert verbose.returncode == 1
+    assert "Traceback (most recent call last)" in verbose.stderr and "ArtifactError" in verbose.stderr
+    assert not (tmp_path / "a.parquet").exists()
+
+
+def test_every_error_a_user_can_act_on_carries_a_fix():
+    from taskvec import errors
+
+    kinds = [k for k in vars(errors).values() if isinstance(k, type) and issubclass(k, errors.TaskvecError)]
+    assert len(kinds) >= 6
+    for kind in kinds:
+        if kind is errors.TaskvecError:
+            continue
+        error = kind("something is wrong")
+        assert error.fix, kind.__name__
+        assert str(error) == f"something is wrong\n  to fix: {error.fix}"
+        assert str(kind("x", fix="do this")).endswith("to fix: do this")

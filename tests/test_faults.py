@@ -157,7 +157,9 @@ def test_a_truncated_model_file_is_named_with_the_command_that_rebuilds_it(tmp_p
     check_weights(model_dir)  # whole: no error
     weights = model_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    with pytest.raises(store.ArtifactError, match=r"(?s)model.safetensors is truncated or corrupted.*to fix: delete .*make reproduce"):
+    with pytest.raises(
+        store.ArtifactError, match=r"(?s)model.safetensors is truncated or corrupted.*to fix: delete .*make reproduce"
+    ):
         load_model(model_dir, device="cpu")
 
 

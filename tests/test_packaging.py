@@ -32,3 +32,16 @@ def test_the_conda_environment_installs_the_model_package_and_taskvec_as_make_se
     assert "bash environment.post-deploy.sh" in setup
     rules = "".join(path.read_text() for path in (ROOT / "workflow" / "rules").glob("*.smk"))
     assert rules.count("conda:") == rules.count('"../../environment.yml"') == len(re.findall(r"^rule ", rules, re.M))
+
+
+def test_the_paper_models_example_is_a_valid_models_section():
+    from snakemake.utils import validate
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    example = yaml.safe_load((ROOT / "examples" / "paper-models.yaml").read_text())
+    params["models"] = example["models"]
+    validate(params, str(ROOT / "workflow" / "schemas" / "params.schema.yaml"))
+    assert len(params["models"]) == 7
+    assert all(
+        m["source"].count("/") == 1 and not m["source"].startswith("packaged:") for m in params["models"].values()
+    )

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import zipfile
@@ -17,7 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, TINY_PARAMS, _env, copy_tree, make_project, planned_jobs, snakemake
+from conftest import (
+    BIN,
+    TINY_PARAMS,
+    _dvc,
+    _env,
+    _git,
+    _versioned_copy,
+    copy_tree,
+    make_project,
+    planned_jobs,
+    snakemake,
+)
 from taskvec.evaluate import score
 from taskvec.extract import read_activations
 
@@ -269,31 +279,6 @@ def test_sigkill_during_extraction_then_rerun_gives_byte_identical_results(study
     assert result.returncode == 0, result.stdout + result.stderr
     assert "byte-identical" in result.stdout and "none partial" in result.stdout
     assert planned_jobs(study) == []
-
-
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=taskvec tests", "-c", "user.email=tests@example.invalid", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
-
-
-def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=_env(), capture_output=True, text=True)
-    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def _versioned_copy(study: Path, project: Path) -> None:
-    """A copy of the study as a fresh git + DVC repository (no lock file, no DVC state yet)."""
-    copy_tree(study, project)
-    shutil.rmtree(project / ".dvc", ignore_errors=True)
-    (project / "dvc.lock").unlink(missing_ok=True)
-    shutil.copy2(ROOT / ".gitignore", project / ".gitignore")
-    _git(project, "init", "-q")
-    _dvc(project, "init", "-q")
 
 
 def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(study, tmp_path):

@@ -5,8 +5,9 @@ rule convert_model:
         directory("data/models/{model}"),
     log:
         "logs/convert_model/{model}.log",
-    benchmark:
-        "logs/benchmarks/convert_model/{model}.tsv"
+    # convert once per server: with --cache (and SNAKEMAKE_OUTPUT_CACHE) another study reuses the
+    # model directory; hence no benchmark file (a job taken from the cache has no timing to give)
+    cache: True
     conda:
         "../../environment.yml"
     params:

@@ -1,0 +1,88 @@
+"""The workflow on a real Slurm: a one-node cluster on this machine (tests/slurm_cluster.py), the
+tiny study submitted job by job through `snakemake --executor slurm` with the project's Slurm
+profile, every job seen by Slurm's accounting, every output equal byte for byte to the local run's."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, TINY_PARAMS, copy_tree, make_project
+from slurm_cluster import ACCOUNT, local_slurm
+
+pytestmark = pytest.mark.slurm
+
+GPU_RULES = ("evaluate_task", "conflicting_tasks", "vocabulary_projection")
+# The tiny study's jobs, the model being in place already: 3 task builds, 3 (model, task) jobs, 3
+# analyses and the report.
+JOBS = 10
+COMPARED = (
+    "data/tasks",
+    "data/prompts",
+    "data/activations",
+    "data/results",
+    "data/analysis",
+    "reports/tables",
+    "reports/figures",
+    "reports/metrics.json",
+)
+
+
+def _files(project: Path) -> dict[str, bytes]:
+    found = {}
+    for name in COMPARED:
+        path = project / name
+        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            found[str(file.relative_to(project))] = file.read_bytes()
+    return found
+
+
+def test_the_tiny_study_through_slurm_equals_the_local_run(study, smollm2_dir, tmp_path):
+    project = make_project(tmp_path, TINY_PARAMS)
+    copy_tree(smollm2_dir, project / "data" / "models" / "smollm2-135m")
+    os.utime(project / "data" / "models" / "smollm2-135m")
+    with local_slurm(tmp_path / "slurm") as env:
+        env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+        # The profile as a cluster user has it, fitted to this one small node: no GPU, less memory.
+        run = subprocess.run(
+            [
+                str(BIN / "snakemake"),
+                "--profile",
+                "workflow/profiles/slurm",
+                "--default-resources",
+                f"slurm_account={ACCOUNT}",
+                "runtime=30",
+                "mem_mb=3000",
+                "cpus_per_task=1",
+                "--set-resources",
+                *(f"{rule}:gpu=0" for rule in GPU_RULES),
+                "--slurm-init-seconds-before-status-checks",
+                "2",
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        log = run.stdout + run.stderr
+        assert run.returncode == 0, log[-6000:]
+        ids = re.findall(r"submitted with SLURM jobid (\d+)", log)
+        print("Slurm job ids:", " ".join(ids))
+        assert len(ids) == JOBS, log[-6000:]
+        accounting = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        states = dict(line.split("|") for line in accounting.split())
+        assert states == dict.fromkeys(ids, "COMPLETED")
+    local, slurm = _files(study), _files(project)
+    assert sorted(slurm) == sorted(local) and len(local) > 30
+    assert [name for name in local if slurm[name] != local[name]] == []
