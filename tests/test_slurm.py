@@ -1,6 +1,7 @@
 """The workflow on a real Slurm: a one-node cluster on this machine (tests/slurm_cluster.py), the
-tiny study submitted job by job through `snakemake --executor slurm` with the project's Slurm
-profile, every job seen by Slurm's accounting, every output equal byte for byte to the local run's."""
+tiny study submitted through `snakemake --executor slurm` with the project's Slurm profile (its
+(model, task) jobs grouped into one allocation), every job seen by Slurm's accounting, every output
+equal byte for byte to the local run's."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from slurm_cluster import ACCOUNT, local_slurm
 pytestmark = pytest.mark.slurm
 
 GPU_RULES = ("evaluate_task", "conflicting_tasks", "vocabulary_projection")
-# The tiny study's jobs, the model being in place already: 3 task builds, 3 (model, task) jobs, 3
-# analyses and the report.
-JOBS = 10
+# The tiny study's Slurm jobs, the model being in place already: 3 task builds, one group of the 3
+# (model, task) jobs (the profile groups them), 3 analyses and the report.
+JOBS = 8
 COMPARED = (
     "data/tasks",
     "data/prompts",
@@ -60,6 +61,10 @@ def test_the_tiny_study_through_slurm_equals_the_local_run(study, smollm2_dir, t
                 "cpus_per_task=1",
                 "--set-resources",
                 *(f"{rule}:gpu=0" for rule in GPU_RULES),
+                # no GPU to serialise a group on: memory does (one 3 GB job at a time per allocation)
+                "--resources",
+                "gpu=1",
+                "mem_mb=3000",
                 "--slurm-init-seconds-before-status-checks",
                 "2",
             ],
