@@ -14,6 +14,7 @@ import pytest
 
 from conftest import BIN, TINY_PARAMS, copy_tree, make_project
 from slurm_cluster import ACCOUNT, local_slurm
+from taskvec.study import VERSIONED
 
 pytestmark = pytest.mark.slurm
 
@@ -21,16 +22,7 @@ GPU_RULES = ("evaluate_task", "conflicting_tasks", "vocabulary_projection")
 # The tiny study's Slurm jobs, the model being in place already: 3 task builds, one group of the 3
 # (model, task) jobs (the profile groups them), 3 analyses and the report.
 JOBS = 8
-COMPARED = (
-    "data/tasks",
-    "data/prompts",
-    "data/activations",
-    "data/results",
-    "data/analysis",
-    "reports/tables",
-    "reports/figures",
-    "reports/metrics.json",
-)
+COMPARED = (*VERSIONED, "reports/metrics.json")  # what DVC versions, and the metrics
 
 
 def _files(project: Path) -> dict[str, bytes]:

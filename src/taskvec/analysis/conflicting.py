@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from taskvec import store
 from taskvec.analysis.pairs import PAIRS, conflict_summary
@@ -67,6 +68,17 @@ class TaskFiles:
     results: Path
 
 
+def _run_info(path: Path) -> RunInfo:
+    """The metadata of a prompts, activations or results file, from its footer alone (the data is read
+    once, later, by the pair that needs it)."""
+    try:
+        footer = pq.read_schema(path).empty_table()
+    except (OSError, pa.ArrowException):
+        store.read_parquet(path)  # raises, naming the file and how to make it again
+        raise
+    return RunInfo.of_table(footer, path)
+
+
 def match_files(
     pairs: Sequence[Path], prompts: Sequence[Path], activations: Sequence[Path], results: Sequence[Path]
 ) -> tuple[dict[str, TaskFiles], str, dict[str, int]]:
@@ -77,8 +89,7 @@ def match_files(
     models, seeds = set(), {}
     for step, paths in (("prompts", prompts), ("activations", activations), ("results", results)):
         for path in paths:
-            store.read_parquet(path)  # a missing or broken file is named with how to make it again
-            info = RunInfo.from_dict(store.parquet_metadata(path))
+            info = _run_info(path)
             models.add(info.model_name)
             if seeds.setdefault(info.task.name, info.seed) != info.seed:
                 raise ValueError(
