@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import BIN
+from conftest import BIN, ROOT
 
 
 def _taskvec(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -153,3 +153,31 @@ def test_every_error_a_user_can_act_on_carries_a_fix():
         assert error.fix, kind.__name__
         assert str(error) == f"something is wrong\n  to fix: {error.fix}"
         assert str(kind("x", fix="do this")).endswith("to fix: do this")
+
+
+BUILD_PARSER = """
+import sys
+from pathlib import Path
+import taskvec.cli
+taskvec.cli.build_parser()
+root = Path(taskvec.cli.__file__).parent
+for name, module in sorted(sys.modules.items()):
+    if name.split(".")[0] == "taskvec" and getattr(module, "__file__", None):
+        print(Path(module.__file__).relative_to(root))
+"""
+
+
+def test_building_every_parser_runs_no_library_code():
+    """Every run of `taskvec` builds every group's parser; so that a step's code inputs can leave out
+    the other groups' modules, building them imports nothing but the CLI, its errors and the
+    subcommand modules (a new group of subcommands then reruns no existing step)."""
+    out = subprocess.run([str(BIN / "python"), "-c", BUILD_PARSER], capture_output=True, text=True, check=True)
+    imported = set(out.stdout.split())
+    assert {"cli.py", "commands/steps.py", "commands/report.py"} <= imported
+    assert imported - {"__init__.py", "cli.py", "errors.py"} <= {
+        f"commands/{path.name}" for path in (ROOT / "src" / "taskvec" / "commands").glob("*.py")
+    }
+    from taskvec.codedeps import command_files
+
+    run_task = {path.relative_to(ROOT / "src" / "taskvec").as_posix() for path in command_files("run-task")}
+    assert "commands/steps.py" in run_task and "commands/report.py" not in run_task

@@ -82,9 +82,17 @@ def test_left_padded_batch_matches_one_prompt_at_a_time(tiny_lm):
     assert np.array_equal(next_tokens(tiny_lm, TEXTS, batch_size=4), next_tokens(tiny_lm, TEXTS, batch_size=1))
 
 
-@pytest.mark.parametrize("rows_per_pass", [256, 5, 1], ids=["all-layers-one-pass", "chunks", "layer-by-layer"])
-def test_fast_sweep_matches_naive_patched_forwards(tiny_lm, rows_per_pass, monkeypatch):
-    monkeypatch.setattr(forward, "SWEEP_ROWS_PER_PASS", rows_per_pass)
+def _plan_by_runs(size: int):
+    def plan(layers, n_queries, n_layers, balance_rows, unembedding_blocks=1.0):
+        ordered = sorted(layers)
+        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+    return plan
+
+
+@pytest.mark.parametrize("run", [256, 3, 1], ids=["all-layers-one-pass", "runs-of-three", "layer-by-layer"])
+def test_fast_sweep_matches_naive_patched_forwards(tiny_lm, run, monkeypatch):
+    monkeypatch.setattr(forward, "sweep_plan", _plan_by_runs(run))
     queries = TEXTS[:3]
     rng = np.random.default_rng(0)
     n_layers = describe(tiny_lm.model).n_layers
@@ -97,6 +105,85 @@ def test_fast_sweep_matches_naive_patched_forwards(tiny_lm, rows_per_pass, monke
         [patched_sweep(tiny_lm, [q], vectors[i : i + 1], batch_size=1) for i, q in enumerate(queries)]
     )
     assert np.array_equal(fast, one_by_one)
+
+
+def test_a_sweep_of_some_layers_in_any_order_fills_their_columns(tiny_lm):
+    queries = TEXTS[:3]
+    n_layers = describe(tiny_lm.model).n_layers
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(scale=3.0, size=(3, n_layers, tiny_lm.model.config.hidden_size)).astype(np.float32)
+    full = patched_sweep(tiny_lm, queries, vectors, batch_size=3)
+    some = [n_layers - 1, 0, 2]
+    assert np.array_equal(patched_sweep(tiny_lm, queries, vectors, layers=some, batch_size=3), full[:, some])
+
+
+def _modelled_cost(plan, n_queries, n_layers, balance, unembedding, overhead=forward.SWEEP_PASS_OVERHEAD_BLOCKS):
+    return sum(
+        (n_layers - (run[0] + 1) + unembedding) * max(n_queries * len(run), balance) + overhead * balance
+        for run in plan
+    )
+
+
+def _partitions(items):
+    """Every split of ``items`` into runs of neighbours."""
+    if not items:
+        yield []
+        return
+    for cut in range(1, len(items) + 1):
+        for rest in _partitions(items[cut:]):
+            yield [items[:cut], *rest]
+
+
+@pytest.mark.parametrize(
+    ("n_queries", "n_layers", "balance", "unembedding"),
+    [(50, 8, 320, 1.0), (3, 9, 256, 8.0), (64, 6, 1, 0.5), (7, 10, 10_000, 30.0)],
+)
+def test_the_sweep_plan_is_the_cheapest_split_into_runs_of_layers(n_queries, n_layers, balance, unembedding):
+    """Against every possible split, found by enumeration on small cases: the dynamic programme finds
+    the least modelled time, and covers each layer once, in ascending runs."""
+    layers = list(range(n_layers))
+    plan = forward.sweep_plan(layers[::-1], n_queries, n_layers, balance, unembedding)
+    assert [layer for run in plan for layer in run] == layers
+    best = min(_modelled_cost(p, n_queries, n_layers, balance, unembedding) for p in _partitions(layers))
+    assert _modelled_cost(plan, n_queries, n_layers, balance, unembedding) == pytest.approx(best)
+
+
+def test_the_sweep_plan_trades_wasted_blocks_against_weight_reads():
+    # Weight reads free (balance 1): one layer per pass wastes no block.
+    assert all(len(run) == 1 for run in forward.sweep_plan(range(12), 50, 12, 1, 1.0, 0.0))
+    # Passes that cost the same up to 10 000 rows: every layer in one pass.
+    assert forward.sweep_plan(range(12), 50, 12, 10_000, 1.0) == [list(range(12))]
+    # A GPU-like balance (320 rows) with 50 queries: runs of a few layers, about 320 rows each.
+    runs = forward.sweep_plan(range(32), 50, 32, 320, 1.0)
+    assert 1 < len(runs) < 32 and all(4 <= len(run) <= 10 for run in runs)
+
+
+def test_padding_to_the_gpu_width_multiple_changes_no_result(tiny_lm, monkeypatch):
+    """On a GPU batches are padded to a multiple of 8 columns; run here with that setting, every step
+    gives what it gives unpadded."""
+    n_layers = describe(tiny_lm.model).n_layers
+    vectors = np.random.default_rng(2).normal(size=(3, n_layers, tiny_lm.model.config.hidden_size)).astype(np.float32)
+    plain = (
+        last_token_states(tiny_lm, TEXTS, batch_size=4),
+        next_tokens(tiny_lm, TEXTS, batch_size=4),
+        shared_prefix_states(tiny_lm, GROUPS, batch_size=2),
+        patched_sweep(tiny_lm, TEXTS[:3], vectors, batch_size=3),
+    )
+    monkeypatch.setitem(forward.PAD_MULTIPLE, "cpu", 8)
+    width = encode(tiny_lm, ["x", "example:a->b"]).input_ids.shape[1]
+    longest = len(tiny_lm.tokenizer.encode("example:a->b"))
+    # A sliding window counts padded columns too, so models with one are never padded wider.
+    assert width == (longest if forward._min_sliding_window(tiny_lm) else -(-longest // 8) * 8)
+    padded = (
+        last_token_states(tiny_lm, TEXTS, batch_size=4),
+        next_tokens(tiny_lm, TEXTS, batch_size=4),
+        shared_prefix_states(tiny_lm, GROUPS, batch_size=2),
+        patched_sweep(tiny_lm, TEXTS[:3], vectors, batch_size=3),
+    )
+    np.testing.assert_allclose(padded[0], plain[0], atol=1e-4, rtol=1e-4)
+    assert np.array_equal(padded[1], plain[1])
+    np.testing.assert_allclose(padded[2], plain[2], atol=1e-4, rtol=1e-4)
+    assert np.array_equal(padded[3], plain[3])
 
 
 def test_sweep_with_the_clean_state_reproduces_the_unpatched_prediction(tiny_lm):

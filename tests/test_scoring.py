@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskvec.scoring import first_token_correct, strict_correct
+from taskvec.scoring import answer_ended, first_token_correct, strict_correct, until_separator
 
 CONTINENTS = ("Asia", "Africa")
 
@@ -56,3 +56,33 @@ def test_the_strict_metric_compares_the_whole_generated_answer(generated, answer
 def test_an_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="unknown scoring rule 'fuzzy'"):
         first_token_correct("a", ("a",), "fuzzy")
+
+
+@pytest.mark.parametrize(
+    ("generated", "separator", "answer", "ended"),
+    [
+        (" Paris\nexample:", "\n", " Paris", True),
+        (" Paris", "\n", " Paris", False),
+        ("\n Paris", "\n", "", True),  # an empty answer: the separator came first
+        (" Paris example:", " ", " Paris", True),  # a space separator: not the answer's own leading space
+        (" Paris", " ", " Paris", False),
+        ("   ", " ", "   ", False),
+        (" Paris; Rome", "; ", " Paris", True),
+    ],
+)
+def test_generation_stops_exactly_where_the_strict_metric_cuts(generated, separator, answer, ended):
+    """One rule for both: a generation is stopped once its answer has ended, and scored up to there."""
+    assert until_separator(generated, separator) == answer
+    assert answer_ended(generated, separator) is ended
+    assert answer_ended(generated, separator) is (until_separator(generated, separator) != generated)
+
+
+def test_the_stop_rule_and_the_cut_agree_on_every_prefix_of_a_generation():
+    """Token by token, the generation stops at the first prefix whose answer has ended; what the
+    strict metric then reads is that answer, the same as from any longer generation."""
+    for separator in ("\n", " ", " | "):
+        text = f" New York{separator}example:{separator}x"
+        stops = [i for i in range(1, len(text) + 1) if answer_ended(text[:i], separator)]
+        first = stops[0]
+        assert until_separator(text[:first], separator) == until_separator(text, separator)
+        assert all(until_separator(text[:i], separator) == text[:i] for i in range(1, first))

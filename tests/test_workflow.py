@@ -462,6 +462,41 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
     assert "| smollm2-135m |" in (tmp_path / "benchmarks.md").read_text()
 
 
+def test_bench_random_measures_the_workload_against_its_floor_and_the_targets(study, tmp_path):
+    """`taskvec bench-random` (meant for a GPU) runs end to end here on a tiny random Llama: the
+    workload sits above its FLOP floor, each target is reported beside its aim, the sweep's plan bound
+    is at least 1, and the profiler names where each pass spends its time."""
+    result = subprocess.run(
+        [
+            *(str(BIN / "taskvec"), "bench-random", "--shape", "tiny-llama"),
+            *("--tokenizer-dir", "data/models/smollm2-135m", "--prompts-dir", "data/prompts/smollm2-135m"),
+            *("--repeats", "1", "--batch-sizes", "4", "8", "--device", "cpu", "--dtype", "float32"),
+            *("--out", str(tmp_path)),
+        ],
+        cwd=study,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    entry = json.loads((tmp_path / "benchmarks_gpu.json").read_text())["models"]["random tiny-llama"]
+    for work in entry["workload"].values():
+        assert work["tasks"] == 3 and work["over_floor"] > 1 and work["floor_seconds"] > 0
+    targets = entry["targets"]
+    assert set(targets) == {"workload_over_floor", "sweep_over_limit", "extraction_overhead"}
+    assert targets["sweep_over_limit"]["plan_flops_over_limit"] >= 1
+    assert targets["workload_over_floor"]["met"] == (targets["workload_over_floor"]["measured"] <= 3.0)
+    assert set(entry["profile"]) == {
+        "plain forward (extraction texts)",
+        "hooked forward (extraction texts)",
+        "layer sweep",
+    }
+    assert all(p["top"] and p["clock"] == "CPU" for p in entry["profile"].values())
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "| layer sweep / its compute limit |" in text and "workload / floor" in text
+    assert "Where the time goes" in text
+
+
 def test_a_task_listed_twice_in_params_stops_before_any_job(tmp_path):
     project = make_project(tmp_path, TINY_PARAMS)
     text = (project / "params.yaml").read_text()
@@ -506,15 +541,19 @@ def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(stud
 
 
 TRACE_IMPORTS = """
-import ast, sys
+import ast, importlib, sys
 from pathlib import Path
 import taskvec.cli
-cli = Path(taskvec.cli.__file__)
-tree = ast.parse(cli.read_text())
-function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == sys.argv[1])
+import taskvec.commands
+for path in sorted(Path(taskvec.commands.__file__).parent.glob("*.py")):
+    tree = ast.parse(path.read_text())
+    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == sys.argv[1]), None)
+    if function is not None:
+        break
+importlib.import_module("taskvec.commands." + path.stem)
 imports = [n for n in ast.walk(function) if isinstance(n, (ast.Import, ast.ImportFrom))]
-exec(compile(ast.Module(body=imports, type_ignores=[]), "imports", "exec"), {})
-root = cli.parent
+exec(compile(ast.Module(body=imports, type_ignores=[]), "imports", "exec"), {"__package__": "taskvec.commands"})
+root = Path(taskvec.cli.__file__).parent
 for name, module in sorted(sys.modules.items()):
     if name.split(".")[0] == "taskvec" and getattr(module, "__file__", None):
         print(Path(module.__file__).relative_to(root))

@@ -84,18 +84,33 @@ def closure(modules: list[str], root: Path = SOURCE) -> list[Path]:
     return sorted(_Sources(root).closure(modules))
 
 
-def command_files(subcommand: str, root: Path = SOURCE) -> list[Path]:
-    """The files that ``taskvec <subcommand>`` runs: ``cli.py``, its module-level imports, and the
-    closure of what the subcommand's ``cmd_*`` function imports (not the other subcommands')."""
-    sources = _Sources(root)
-    cli = Path(root) / "cli.py"
-    tree = ast.parse(cli.read_text(encoding="utf-8"))
-    name = "cmd_" + subcommand.replace("-", "_")
-    function = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name), None)
-    if function is None:
-        raise ValueError(f"taskvec has no subcommand {subcommand!r} (no {name} in {cli})")
-    top_level = ast.Module(
+def _top_level_imports(tree: ast.Module) -> ast.Module:
+    return ast.Module(
         body=[node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)], type_ignores=[]
     )
-    imported = sources.imported(top_level, PACKAGE) | sources.imported(function, PACKAGE)
-    return sorted({cli} | sources.closure([PACKAGE, *sorted(imported)]))
+
+
+def command_files(subcommand: str, root: Path = SOURCE) -> list[Path]:
+    """The files that ``taskvec <subcommand>`` runs: ``cli.py``, the ``taskvec.commands`` module that
+    defines the subcommand's ``cmd_*`` function, the closure of both modules' module-level imports, and
+    the closure of what that function imports (not the other subcommands'). The other groups' modules,
+    imported only to build their parsers, run no library code (they import only the standard library
+    and ``taskvec.commands._common`` at module level; tested)."""
+    sources = _Sources(root)
+    root = Path(root)
+    name = "cmd_" + subcommand.replace("-", "_")
+    for path in sorted((root / "commands").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        function = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name), None)
+        if function is not None:
+            break
+    else:
+        raise ValueError(f"taskvec has no subcommand {subcommand!r} (no {name} in {root / 'commands'})")
+    cli = root / "cli.py"
+    package = f"{PACKAGE}.commands"
+    imported = (
+        sources.imported(_top_level_imports(ast.parse(cli.read_text(encoding="utf-8"))), PACKAGE)
+        | sources.imported(_top_level_imports(tree), package)
+        | sources.imported(function, package)
+    )
+    return sorted({cli, path} | sources.closure([PACKAGE, package, *sorted(imported)]))

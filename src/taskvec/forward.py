@@ -21,8 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from taskvec.architectures import describe
-from taskvec.hooks import capture_last_token, replace_last_token, start_at_layer
+from taskvec.hooks import capture_last_token, replace_last_token, start_at_layer, to_device
 from taskvec.models import LoadedModel
+from taskvec.scoring import answer_ended
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,16 @@ def with_batch_backoff(run: Callable[[int], T], batch_size: int, what: str) -> t
         batch_size = smaller
 
 
+# Batch widths are rounded up to a multiple of this on each device type (more masked left padding), so
+# that a GPU sees a few recurring shapes (its kernels are chosen, and tuned, per shape) and tensor cores
+# get aligned rows. Padding changes no result (tests check it on the CPU with the GPU's setting).
+PAD_MULTIPLE = {"cpu": 1, "cuda": 8}
+
+
+def _pad_multiple(lm: LoadedModel) -> int:
+    return PAD_MULTIPLE.get(lm.device.type, 1)
+
+
 @dataclasses.dataclass
 class Batch:
     input_ids: torch.Tensor
@@ -94,9 +105,9 @@ class Batch:
 
 def encode(lm: LoadedModel, texts: Sequence[str]) -> Batch:
     """Tokenize ``texts`` (with the tokenizer's own special tokens) and left-pad them."""
-    ids, mask = _left_pad([lm.tokenizer.encode(text) for text in texts], lm.pad_token_id)
+    ids, mask = _left_pad([lm.tokenizer.encode(text) for text in texts], lm.pad_token_id, _width_multiple(lm))
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    return Batch(ids.to(lm.device), mask.to(lm.device), positions.to(lm.device))
+    return Batch(to_device(ids, lm.device), to_device(mask, lm.device), to_device(positions, lm.device))
 
 
 def batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
@@ -163,8 +174,11 @@ def _shared_prefix_split(token_lists: Sequence[list[int]]) -> int:
     return common
 
 
-def _left_pad(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_pad(
+    token_lists: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(tokens) for tokens in token_lists)
+    width = -(-width // multiple) * multiple if width else 0
     ids = torch.full((len(token_lists), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(token_lists), width), dtype=torch.long)
     for row, tokens in enumerate(token_lists):
@@ -177,6 +191,12 @@ def _left_pad(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.
 def _min_sliding_window(lm: LoadedModel) -> int | None:
     window = getattr(lm.model.config, "sliding_window", None)
     return int(window) if window else None
+
+
+def _width_multiple(lm: LoadedModel) -> int:
+    """The device's width multiple, except for a model with a sliding window: its window counts columns,
+    padding included, so a batch is never made wider than its longest prompt."""
+    return 1 if _min_sliding_window(lm) is not None else _pad_multiple(lm)
 
 
 @torch.inference_mode()
@@ -222,14 +242,16 @@ def shared_prefix_states(
     with _progress(len(groups), "extract", progress) as bar:
         for rows in batches(keys, batch_size):
             flat_rows = (rows[:, None] * group_size + np.arange(group_size)).reshape(-1)
-            prefix_ids, prefix_mask = _left_pad([tokenized[i][0][: splits[i]] for i in rows], lm.pad_token_id)
+            prefix_ids, prefix_mask = _left_pad(
+                [tokenized[i][0][: splits[i]] for i in rows], lm.pad_token_id, _width_multiple(lm)
+            )
             prefix_cache = None
             if prefix_mask.any():
                 prefix_positions = (prefix_mask.cumsum(dim=1) - 1).clamp(min=0)
                 prefix_cache = lm.model.base_model(
-                    input_ids=prefix_ids.to(lm.device),
-                    attention_mask=prefix_mask.to(lm.device),
-                    position_ids=prefix_positions.to(lm.device),
+                    input_ids=to_device(prefix_ids, lm.device),
+                    attention_mask=to_device(prefix_mask, lm.device),
+                    position_ids=to_device(prefix_positions, lm.device),
                     use_cache=True,
                 ).cache
             else:
@@ -241,25 +263,26 @@ def shared_prefix_states(
                 cache = None
                 if prefix_cache is not None:
                     cache = prefix_cache if number == len(buckets) - 1 else copy.deepcopy(prefix_cache)
-                    cache.reorder_cache(group_of_row.to(lm.device))
-                suffix_ids, suffix_mask = _left_pad([suffixes[i] for i in bucket], lm.pad_token_id)
+                    cache.reorder_cache(to_device(group_of_row, lm.device))
+                suffix_ids, suffix_mask = _left_pad([suffixes[i] for i in bucket], lm.pad_token_id, _width_multiple(lm))
                 # Suffixes are left-padded after the prefix: padding sits mid-row, masked out, and
                 # positions continue from each row's own prefix length.
                 row_prefix_mask = prefix_mask[group_of_row]
                 positions = (row_prefix_mask.sum(dim=1, keepdim=True) + suffix_mask.cumsum(dim=1) - 1).clamp(min=0)
-                mask = torch.cat([row_prefix_mask, suffix_mask], dim=1).to(lm.device)
+                mask = to_device(torch.cat([row_prefix_mask, suffix_mask], dim=1), lm.device)
+                positions = to_device(positions, lm.device)
                 with capture_last_token(layers) as states:
                     out = lm.model.base_model(
-                        input_ids=suffix_ids.to(lm.device),
+                        input_ids=to_device(suffix_ids, lm.device),
                         attention_mask=mask,
-                        position_ids=positions.to(lm.device),
+                        position_ids=positions,
                         cache=cache,
                         use_cache=cache is not None or continue_last is not None,
                     )
                 copies.add(flat_rows[bucket], torch.stack(states, dim=1))
                 last = np.nonzero(bucket % group_size == group_size - 1)[0]
                 if continue_last is not None and len(last):
-                    selected = torch.from_numpy(last).to(lm.device)
+                    selected = to_device(torch.from_numpy(last), lm.device)
                     out.cache.reorder_cache(selected)
                     first = read_out(lm, states[-1][selected].float().cpu().numpy()).argmax(dim=-1).tolist()
                     owners = [int(flat_rows[bucket[i]]) // group_size for i in last]
@@ -270,7 +293,7 @@ def shared_prefix_states(
                         lm,
                         out.cache,
                         mask[selected],
-                        positions.to(lm.device)[selected, -1:],
+                        positions[selected, -1:],
                         continued,
                         continue_last,
                         None if answers is None else [answers[group] for group in owners],
@@ -340,7 +363,7 @@ def patched_next_tokens(
         for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])
             index = torch.from_numpy(rows)
-            with replace_last_token(arch.layers, layer_index[index], patches[index].to(lm.device)):
+            with replace_last_token(arch.layers, layer_index[index], to_device(patches[index], lm.device)):
                 logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
             copies.add(rows, logits[:, -1, :].argmax(dim=-1))
             bar.update(len(rows))
@@ -355,7 +378,7 @@ def read_out(lm: LoadedModel, last_block_states: np.ndarray) -> torch.Tensor:
     arch = describe(lm.model)
     dtype = next(arch.unembedding.parameters()).dtype
     states = torch.from_numpy(np.ascontiguousarray(last_block_states, dtype=np.float32))
-    return arch.logits(states.to(lm.device, dtype)[:, None, :])[:, -1, :]
+    return arch.logits(to_device(states, lm.device).to(dtype)[:, None, :])[:, -1, :]
 
 
 @torch.inference_mode()
@@ -379,10 +402,58 @@ def _sweep_rows(vectors: torch.Tensor, layers: Sequence[int], device: torch.devi
     layer_index = torch.tensor(list(layers), dtype=torch.long)
     layer_of_row = layer_index.repeat(n_prompts)
     patch = vectors[:, layer_index, :].reshape(n_prompts * len(layers), -1)
-    return layer_of_row, patch.to(device)
+    return layer_of_row, to_device(patch, device)
 
 
-SWEEP_ROWS_PER_PASS = 512  # (prompt, layer) rows in one pass: single-token passes are bound by weight reads
+# How many one-token rows a pass takes before its time grows with its rows: below that it is bound by
+# reading the weights (and, on the CPU, by per-pass work), so smaller passes save nothing. On the CPU,
+# measured: the packaged models' 50-query sweeps take the same time at 256 and 512 rows, and longer at
+# 128 or 1024 (`taskvec bench` checks the result); on a GPU, the bfloat16 FLOP rate over the memory
+# bandwidth (about 295 rows on an H100, 2 FLOPs per 2-byte weight).
+SWEEP_BALANCE_ROWS = {"cpu": 512, "cuda": 320}
+SWEEP_PASS_OVERHEAD_BLOCKS = 2.0  # a pass's fixed cost (cache copy, launches), in blocks at the balance rows
+
+
+def _unembedding_blocks(lm: LoadedModel) -> float:
+    """The unembedding's cost per row, in decoder blocks (its parameters over one block's)."""
+    arch = describe(lm.model)
+    block = sum(p.numel() for p in arch.layers[0].parameters())
+    return sum(p.numel() for p in arch.unembedding.parameters()) / max(block, 1)
+
+
+def sweep_plan(
+    layers: Sequence[int],
+    n_queries: int,
+    n_layers: int,
+    balance_rows: int,
+    unembedding_blocks: float = 1.0,
+    pass_overhead_blocks: float = SWEEP_PASS_OVERHEAD_BLOCKS,
+) -> list[list[int]]:
+    """The sweep's passes: runs of neighbouring layers (ascending), each patched in one pass over
+    ``n_queries`` queries, chosen to minimise the modelled time.
+
+    A pass patching layers ``a..b`` runs ``n_queries * (b - a + 1)`` one-token rows through blocks
+    ``a + 1`` onwards and the unembedding; a row whose layer is above ``a`` computes blocks it then
+    overwrites. A block costs ``max(rows, balance_rows)``: below ``balance_rows`` a pass is bound by
+    reading the weights, so splitting it saves nothing. Few large passes waste blocks, many small ones
+    read the weights more often; the plan (dynamic programming over the sorted layers) balances the two.
+    """
+    ordered = sorted(layers)
+    m = len(ordered)
+    best = [0.0] + [float("inf")] * m
+    start_of = [0] * (m + 1)
+    for end in range(1, m + 1):
+        for start in range(end):
+            rows = n_queries * (end - start)
+            blocks = n_layers - (ordered[start] + 1) + unembedding_blocks
+            cost = best[start] + blocks * max(rows, balance_rows) + pass_overhead_blocks * balance_rows
+            if cost < best[end]:
+                best[end], start_of[end] = cost, start
+    plan, end = [], m
+    while end > 0:
+        plan.append(ordered[start_of[end] : end])
+        end = start_of[end]
+    return plan[::-1]
 
 
 @torch.inference_mode()
@@ -404,7 +475,11 @@ def patched_sweep(
     """
     arch = describe(lm.model)
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
-    order = sorted(range(len(layers)), key=lambda i: layers[i])
+    column_of = {layer: column for column, layer in enumerate(layers)}
+    if len(column_of) != len(layers):
+        raise ValueError("each layer may appear once in a sweep")
+    balance = SWEEP_BALANCE_ROWS.get(lm.device.type, SWEEP_BALANCE_ROWS["cuda"])
+    unembedding = _unembedding_blocks(lm)
     result = np.zeros((len(queries), len(layers)), dtype=np.int64)
     copies = _HostCopies(result)
     with _progress(len(queries), "sweep", progress) as bar:
@@ -413,10 +488,8 @@ def patched_sweep(
             prefix_cache = None
             if batch.input_ids.shape[1] > 1:
                 prefix_cache = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
-            per_pass = max(1, SWEEP_ROWS_PER_PASS // len(rows))
-            for start in range(0, len(order), per_pass):
-                columns = order[start : start + per_pass]
-                chunk = [layers[c] for c in columns]
+            for chunk in sweep_plan(layers, len(rows), arch.n_layers, balance, unembedding):
+                columns = [column_of[layer] for layer in chunk]
                 layer_of_row, theta = _sweep_rows(
                     torch.from_numpy(np.ascontiguousarray(vectors[rows])), chunk, lm.device
                 )
@@ -466,7 +539,8 @@ def patched_sweep_naive(
 @dataclasses.dataclass(frozen=True)
 class Continuation:
     """When the strict metric's greedy generation stops: after ``max_new_tokens`` tokens, when the
-    decoded generation contains ``stop`` (or at the end-of-text token), or, given a row's valid
+    decoded generation reaches the separator ``stop`` that ends its answer (the rule the strict metric
+    cuts by, :func:`taskvec.scoring.answer_ended`), at the end-of-text token, or, given a row's valid
     answers, as soon as the generation can no longer become one of them (its stripped text is not a
     prefix of any answer). The last rule changes no score, only saves the passes of answers already
     wrong; the recorded generation then ends where it went wrong."""
@@ -478,7 +552,7 @@ class Continuation:
         if len(ids) >= self.max_new_tokens or ids[-1] == lm.tokenizer.eos_token_id:
             return True
         text = lm.tokenizer.decode(ids)
-        if self.stop in text:
+        if answer_ended(text, self.stop):
             return True
         return answers is not None and not any(answer.strip().startswith(text.strip()) for answer in answers)
 
@@ -573,7 +647,7 @@ def greedy_continue(
                 batch = encode(lm, [texts[row] for row in open_rows])
                 index = torch.tensor(open_rows, dtype=torch.long)
                 patch = (
-                    replace_last_token(arch.layers, layer_index[index], patches[index].to(lm.device))
+                    replace_last_token(arch.layers, layer_index[index], to_device(patches[index], lm.device))
                     if patched
                     else contextlib.nullcontext()
                 )

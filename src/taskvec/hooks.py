@@ -13,6 +13,16 @@ from collections.abc import Iterator, Sequence
 import torch
 
 
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` on ``device`` without making the host wait: a copy from ordinary (pageable) host memory
+    to a GPU blocks until the GPU's queue has run, so host tensors go through pinned memory,
+    asynchronously (the pinned block is not reused before the copy is done)."""
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def _hidden(output) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
@@ -51,12 +61,17 @@ def replace_last_token(
     if layer_of_row.shape[0] != vectors.shape[0]:
         raise ValueError("layer_of_row and vectors must have one entry per batch row")
 
+    layer_of_row = layer_of_row.cpu()
+
     def make_hook(index: int):
-        rows = torch.nonzero(layer_of_row == index).flatten()
+        # Each block's rows and vectors are picked out once, before the pass; the hook only writes them
+        # into the block's output, so the pass waits on no host-device copy.
+        rows = to_device(torch.nonzero(layer_of_row == index).flatten(), vectors.device)
+        patch = vectors[rows]
 
         def hook(module, args, output):
             hidden = _hidden(output)
-            hidden[rows.to(hidden.device), -1, :] = vectors[rows].to(hidden.device, hidden.dtype)
+            hidden[rows.to(hidden.device), -1, :] = patch.to(hidden.device, hidden.dtype)
             return output
 
         return hook

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from taskvec import store
+from taskvec.bench.flops import sweep_plan_over_limit, workload_against_floor, workload_flops
 from taskvec.bench.render import GPU_FILE, refresh_markdown
 from taskvec.bench.timing import machine
 from taskvec.bench.workloads import (
@@ -28,12 +29,14 @@ from taskvec.bench.workloads import (
     bench_lm,
     bench_model,
     oom_backoff_check,
+    profile_passes,
     random_model,
     study_job_times,
     workload_lm,
     workload_seconds,
 )
 from taskvec.compute import Compute
+from taskvec.forward import SWEEP_BALANCE_ROWS, _unembedding_blocks, last_token_states, patched_sweep
 from taskvec.run import run_task
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,48 @@ def run_benchmarks(
     return results
 
 
+# What the GPU path aims at: the workload within 3x of its FLOP floor, the layer sweep within 1.25x of
+# its compute limit, the extraction hooks adding under 10% to a forward pass.
+TARGETS = {"workload_over_floor": 3.0, "sweep_over_limit": 1.25, "extraction_overhead": 0.10}
+
+
+def targets(entry: dict, lm) -> dict:
+    """Each target beside its measured value; for the sweep also the least its pass plan can reach by
+    the plan's cost model (:func:`~taskvec.bench.flops.sweep_plan_over_limit`)."""
+    n_queries = min(entry["sweep_prompts"], int(min(entry["workload"], key=int)))
+    balance = SWEEP_BALANCE_ROWS.get(lm.device.type, SWEEP_BALANCE_ROWS["cuda"])
+    measured = {
+        "workload_over_floor": min(w["over_floor"] for w in entry["workload"].values()),
+        "sweep_over_limit": round(entry["sweep_ratio"] / entry["sweep_limit"], 3),
+        "extraction_overhead": entry["extraction_overhead"],
+    }
+    out = {
+        key: {"measured": value, "target": TARGETS[key], "met": value <= TARGETS[key]}
+        for key, value in measured.items()
+    }
+    out["sweep_over_limit"]["plan_flops_over_limit"] = round(
+        sweep_plan_over_limit(n_queries, entry["n_layers"], balance, _unembedding_blocks(lm)), 3
+    )
+    return out
+
+
+def _profiled_passes(lm, prompts_file: Path, batch_size: int) -> dict:
+    """One batch of extraction texts (hooked and plain) and one batch's layer sweep."""
+    from taskvec.bench.workloads import _plain_forward
+    from taskvec.extract import task_vectors
+
+    prompts, info, fmt = _dev_queries(prompts_file)
+    dev = [p for p in prompts if p.split == "dev"][:batch_size]
+    texts = [fmt.render(p.demonstrations, d) for p in dev for d in p.dummies][:batch_size]
+    queries = [fmt.query.format(x=p.query) for p in dev]
+    vectors = task_vectors(lm, dev, fmt, batch_size)
+    return {
+        "plain forward (extraction texts)": lambda: _plain_forward(lm, texts, batch_size),
+        "hooked forward (extraction texts)": lambda: last_token_states(lm, texts, batch_size),
+        "layer sweep": lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size),
+    }
+
+
 def run_random_benchmark(
     shape: str,
     tokenizer_dir: Path,
@@ -107,11 +152,19 @@ def run_random_benchmark(
         bench_lm(lm, name, prompts_dir / task / "sample0.parquet", repeats, batch_sizes[0], require_identical=False)
     )
     entry["workload"] = {}
+    flops = [workload_flops(lm, [path]) for path in prompts_files]
     for size in batch_sizes:
         run_task(lm, *_dev_queries(prompts_dir / task / "sample0.parquet")[::2], size)  # warm-up at this size
-        entry["workload"][str(size)] = workload_lm(lm, prompts_files, size)
-        log.info("%s: 18-task workload at batch size %d: %.1f s", name, size, entry["workload"][str(size)]["seconds"])
+        rates: list[float] = []
+        work = workload_lm(lm, prompts_files, size, rates=rates)
+        work.update(workload_against_floor(flops, work["seconds"], rates))
+        entry["workload"][str(size)] = work
+        log.info(
+            "%s: workload at batch size %d: %.1f s, %.2fx its floor", name, size, work["seconds"], work["over_floor"]
+        )
     entry["gpu_peak_mb"] = _gpu_peak_mb(lm.device)
+    entry["targets"] = targets(entry, lm)
+    entry["profile"] = profile_passes(lm, _profiled_passes(lm, prompts_dir / task / "sample0.parquet", batch_sizes[0]))
     probe = prompts_dir / "country_capital" / "sample0.parquet"
     entry["oom_backoff"] = oom_backoff_check(lm, probe if probe.exists() else prompts_files[0], 1024)
     results = {"machine": machine(), "repeats": repeats, "models": {name: entry}}

@@ -120,3 +120,17 @@ def workload_against_floor(flops: list[float], seconds: float, rates: list[float
         "floor_seconds": round(floor, 1),
         "over_floor": round(seconds / floor, 3),
     }
+
+
+def sweep_plan_over_limit(n_queries: int, n_layers: int, balance_rows: int, unembedding_blocks: float) -> float:
+    """FLOPs of the sweep's pass plan (:func:`taskvec.forward.sweep_plan`) over the limit's: rows above
+    a pass's lowest layer compute blocks that their patch then overwrites. A plan with fewer wasted
+    blocks makes more passes, each reading the weights once; the plan trades the two, so the measured
+    sweep cannot reach its limit by less than this factor unless its unit, the unpatched forward,
+    runs further below the device's rate than the sweep's passes do."""
+    from taskvec.forward import sweep_plan
+
+    plan = sweep_plan(range(n_layers), n_queries, n_layers, balance_rows, unembedding_blocks)
+    planned = sum(n_queries * len(run) * (n_layers - (run[0] + 1) + unembedding_blocks) for run in plan)
+    least = n_queries * sum(n_layers - 1 - layer + unembedding_blocks for layer in range(n_layers))
+    return planned / least

@@ -135,14 +135,23 @@ def render_gpu_markdown(gpu: dict) -> str:
             f"| {r['sweep_agreement']:.1%} | {r['extraction_overhead']:+.1%} "
             f"| {r['extraction_prompts_per_second']:.1f} | {r['gpu_peak_mb'] or 0:.0f} |",
             "",
-            "| workload (every task, one seed) | batch size | tasks | seconds | evaluated prompts/s |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| workload (every task, one seed) | batch size | tasks | seconds | evaluated prompts/s "
+            "| least TFLOP | matmul TFLOP/s | floor s | workload / floor |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for size, w in sorted(r["workload"].items(), key=lambda item: int(item[0])):
+            floor = (
+                f"| {w['least_tflop']:.2f} | {w['matmul_gflops'] / 1000:.1f} | {w['floor_seconds']:.1f} "
+                f"| {w['over_floor']:.2f} |"
+                if "over_floor" in w
+                else "| | | | |"
+            )
             lines.append(
                 f"| extraction + ICL + baseline + sweep | {size} | {w['tasks']} | {w['seconds']:.1f} "
-                f"| {w['evaluated_prompts_per_second']:.1f} |"
+                f"| {w['evaluated_prompts_per_second']:.1f} {floor}"
             )
+        lines += _targets_lines(r.get("targets"))
+        lines += _profile_lines(r.get("profile"))
         oom = r.get("oom_backoff", {})
         if oom.get("checked"):
             how = (
@@ -159,3 +168,40 @@ def render_gpu_markdown(gpu: dict) -> str:
             lines += [f"- {message}" for message in oom["backoffs"]]
         lines.append("")
     return "\n".join(lines)
+
+
+TARGET_NAMES = {
+    "workload_over_floor": "workload / its FLOP floor (best batch size)",
+    "sweep_over_limit": "layer sweep / its compute limit",
+    "extraction_overhead": "extraction hook overhead",
+}
+
+
+def _targets_lines(targets: dict | None) -> list[str]:
+    if not targets:
+        return ["", "Targets: not measured in this run (benchmarks_gpu.json predates them)."]
+    lines = ["", "| target | measured | aim | met |", "| --- | ---: | ---: | --- |"]
+    for key, t in targets.items():
+        percent = key == "extraction_overhead"
+        value = f"{t['measured']:+.1%}" if percent else f"{t['measured']:.2f}"
+        aim = f"< {t['target']:.0%}" if percent else f"<= {t['target']:.2f}"
+        lines.append(f"| {TARGET_NAMES.get(key, key)} | {value} | {aim} | {'yes' if t['met'] else 'no'} |")
+    sweep = targets.get("sweep_over_limit", {})
+    if "plan_flops_over_limit" in sweep:
+        lines += [
+            "",
+            f"- The sweep's pass plan computes {sweep['plan_flops_over_limit']:.2f}x the limit's FLOPs on these "
+            "queries: rows above a pass's lowest layer compute blocks that their patch then overwrites; "
+            "fewer such blocks would take more passes, each reading every weight once.",
+        ]
+    return lines
+
+
+def _profile_lines(profile: dict | None) -> list[str]:
+    if not profile:
+        return []
+    lines = ["", "Where the time goes (torch profiler, self time of the top operators, one batch):", ""]
+    for name, p in profile.items():
+        ops = "; ".join(f"{t['op']} {t['share']:.0%}" for t in p["top"][:5])
+        lines.append(f"- {name}: {p['total_ms']:.1f} ms of {p['clock']} time; {ops}")
+    return lines

@@ -346,3 +346,41 @@ def oom_backoff_check(
         _, _, reference = run_task(lm, prompts, fmt, outcome["final_batch_size"], scoring=metadata.task.rules.scoring)
         outcome["same_results"] = outcome.pop("results").equals(reference)
     return outcome
+
+
+def profile_passes(lm: LoadedModel, runs: dict, top: int = 8) -> dict:
+    """The operators that take the most time in each of ``runs`` (name -> callable), by torch's
+    profiler: self time on the GPU where there is one, else on the CPU. It says where the time of a
+    pass goes (for example what the extraction hooks add) for the next round of optimisation."""
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = lm.device.type == "cuda"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
+    out = {}
+    for name, run in runs.items():
+        run()  # warm-up outside the profile
+        _synchronize(lm.device)
+        with profile(activities=activities) as prof:
+            run()
+            _synchronize(lm.device)
+        events = prof.key_averages()
+
+        def self_us(event) -> float:
+            return float(event.self_device_time_total if on_gpu else event.self_cpu_time_total)
+
+        total = sum(self_us(e) for e in events) or 1.0
+        ranked = sorted(events, key=self_us, reverse=True)[:top]
+        out[name] = {
+            "clock": "GPU" if on_gpu else "CPU",
+            "total_ms": round(total / 1000, 2),
+            "top": [
+                {
+                    "op": e.key,
+                    "calls": int(e.count),
+                    "ms": round(self_us(e) / 1000, 2),
+                    "share": round(self_us(e) / total, 3),
+                }
+                for e in ranked
+            ],
+        }
+    return out

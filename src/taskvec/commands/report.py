@@ -1,0 +1,42 @@
+"""The report: HTML, tables, figures and metrics.json from results files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ORDER = 60  # where the group's subcommands come in `taskvec --help`
+
+
+def add(sub) -> None:
+    p = sub.add_parser("report", help="build reports/ (HTML, tables, figures, metrics.json) from results files")
+    p.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        help="results files (from `taskvec run-task` or `evaluate`); each names its model, task and split "
+        "seed in its metadata",
+    )
+    p.add_argument(
+        "--analyses",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="analysis files (conflicting-tasks, robustness, vocabulary)",
+    )
+    p.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, for the report's time per step")
+    p.add_argument(
+        "--prompts",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="the prompts files of the results files, in the same order (to diagnose ICL's errors)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="report directory")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> None:
+    from taskvec.report import build_report
+
+    index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir, args.prompts)
+    print(f"Report: {index.resolve()}")
