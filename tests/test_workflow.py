@@ -181,6 +181,7 @@ def test_editing_a_custom_task_file_reruns_only_that_task(study):
         "evaluate_task",
         "robustness",
         "vocabulary_projection",
+        "function_vectors",
     }
     task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
     assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
@@ -209,6 +210,7 @@ def test_changing_one_tasks_setting_reruns_only_that_task(study):
         "robustness",
         "vocabulary_projection",
         "conflicting_tasks",
+        "function_vectors",
     }
     task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
     assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
@@ -225,6 +227,7 @@ def test_adding_a_model_runs_only_that_models_jobs(study):
         "conflicting_tasks",
         "robustness",
         "vocabulary_projection",
+        "function_vectors",
     }
     assert all("model=gemma3-270m" in w for _, w in per_model), per_model
     assert len([rule for rule, _ in per_model if rule == "evaluate_task"]) == len(TINY_PARAMS["tasks"])
@@ -237,6 +240,7 @@ def test_changing_extraction_code_reruns_extraction_and_everything_after_it(stud
         "build_report",
         "conflicting_tasks",
         "evaluate_task",
+        "function_vectors",
         "robustness",
         "vocabulary_projection",
     ]
@@ -320,13 +324,17 @@ def test_rerunning_gives_byte_identical_outputs(study):
     ]
     outputs += [
         study / "data" / "analysis" / "smollm2-135m" / f"{name}.parquet"
-        for name in ("conflicting_tasks", "robustness", "vocabulary")
+        for name in ("conflicting_tasks", "robustness", "vocabulary", "function_vectors", "heads")
     ]
     outputs += [study / "reports" / "metrics.json", study / "reports" / "tables" / "accuracy.csv"]
     outputs += sorted((study / "reports" / "figures").iterdir())
     before = [path.read_bytes() for path in outputs]
     html_before = _without_timings((study / "reports" / "index.html").read_text())
-    snakemake(study, "--forcerun", "evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection")
+    snakemake(
+        study,
+        "--forcerun",
+        *("evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection", "function_vectors"),
+    )
     assert [path.read_bytes() for path in outputs] == before
     # The report's last section gives the measured time of each step, which differs run to run.
     assert _without_timings((study / "reports" / "index.html").read_text()) == html_before
@@ -457,8 +465,9 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
         "peak_rss_mb",
     }
     assert 1 < figures["sweep_limit"] < figures["naive_ratio"]
-    # one evaluate_task job per task and three analyses; the model was converted beforehand
-    assert figures["study_jobs"] == 6
+    # one evaluate_task job per task and four analyses (conflicting tasks, robustness, vocabulary,
+    # function vectors); the model was converted beforehand
+    assert figures["study_jobs"] == 7
     assert "| smollm2-135m |" in (tmp_path / "benchmarks.md").read_text()
 
 
@@ -481,7 +490,7 @@ def test_bench_random_measures_the_workload_against_its_floor_and_the_targets(st
     assert result.returncode == 0, result.stderr
     entry = json.loads((tmp_path / "benchmarks_gpu.json").read_text())["models"]["random tiny-llama"]
     for work in entry["workload"].values():
-        assert work["tasks"] == 3 and work["over_floor"] > 1 and work["floor_seconds"] > 0
+        assert work["tasks"] == 3 and work["over_floor"] > 1 and work["matmul_gflops"] > 0
     targets = entry["targets"]
     assert set(targets) == {"workload_over_floor", "sweep_over_limit", "extraction_overhead"}
     assert targets["sweep_over_limit"]["plan_flops_over_limit"] >= 1

@@ -129,6 +129,15 @@ ANALYSES = [
     *expand("data/analysis/{model}/vocabulary.parquet", model=MODELS),
     *(expand("data/analysis/{model}/conflicting_tasks.parquet", model=MODELS) if CONFLICT_PAIRS else []),
 ]
+FUNCTION_VECTORS = config["function_vectors"]["run"] and len(TASKS) >= 2
+if FUNCTION_VECTORS:
+    ANALYSES += [
+        *expand("data/analysis/{model}/function_vectors.parquet", model=MODELS),
+        *expand("data/analysis/{model}/heads.parquet", model=MODELS),
+    ]
+FUNCTION_VECTOR_ARGS = f"--head-prompts {config['function_vectors']['head_prompts']}" + (
+    f" --n-heads {config['function_vectors']['n_heads']}" if config["function_vectors"]["n_heads"] else ""
+)
 
 
 def report_file(path, caption, category, **kwargs):
@@ -146,8 +155,10 @@ def report_figure(name, model, caption, category):
     )
 
 
-FIGURE_NAMES = ["accuracy_summary", "accuracy_by_layer", "tsne", "distances"] + (
-    ["conflicting_tasks"] if CONFLICT_PAIRS else []
+FIGURE_NAMES = (
+    ["accuracy_summary", "accuracy_by_layer", "tsne", "distances"]
+    + (["conflicting_tasks"] if CONFLICT_PAIRS else [])
+    + (["heads_aie", "heads_n"] if FUNCTION_VECTORS else [])
 )
 FIGURE_CATEGORIES = {
     "accuracy_summary": "1. Accuracy",
@@ -155,9 +166,13 @@ FIGURE_CATEGORIES = {
     "conflicting_tasks": "3. Conflicting tasks",
     "tsne": "4. Robustness",
     "distances": "4. Robustness",
+    "heads_aie": "5. Function vectors",
+    "heads_n": "5. Function vectors",
 }
-REPORT_TABLES = ["accuracy", "accuracy_by_layer", "paper_comparison", "robustness", "vocabulary"] + (
-    ["conflicting_tasks"] if CONFLICT_PAIRS else []
+REPORT_TABLES = (
+    ["accuracy", "accuracy_by_layer", "paper_comparison", "robustness", "vocabulary"]
+    + (["conflicting_tasks"] if CONFLICT_PAIRS else [])
+    + (["function_vectors"] if FUNCTION_VECTORS else [])
 )
 # Every artifact of the study is a target of `all`, not only the report: a file that went missing
 # (deleted, or removed when a killed run had started its job) is made again, and what depends on it.

@@ -192,6 +192,7 @@ class Analyses:
     robustness_summary: dict | None = None
     vocabulary: pa.Table | None = None
     vocabulary_summary: dict | None = None  # the vocabulary criterion's judgement per layer kind
+    vectors: object | None = None  # taskvec.report.vectors.VectorComparison: task against function vectors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +248,7 @@ class StudyResults:
 def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
     """Analysis files of any number of models, each naming its model and analysis in its metadata."""
     found: dict[str, dict] = collections.defaultdict(dict)
+    vectors: dict[str, dict] = collections.defaultdict(dict)
     for path in paths:
         table = store.read_parquet(path)
         metadata = store.parquet_metadata(table)
@@ -259,8 +261,19 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
         elif kind == "vocabulary":
             found[model]["vocabulary"] = table
             found[model]["vocabulary_summary"] = metadata.get("judgement")
+        elif kind in ("function_vectors", "heads"):
+            vectors[model][kind] = (table, metadata)
         else:
-            raise ValueError(f"{path}: not an analysis file (conflicting_tasks, robustness or vocabulary)")
+            raise ValueError(
+                f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors or heads)"
+            )
+    for model, parts in vectors.items():
+        if set(parts) != {"function_vectors", "heads"}:
+            raise ValueError(f"{model}: give both files of `taskvec function-vectors` (--out and --heads-out)")
+        from taskvec.report.vectors import read_comparison
+
+        predictions, metadata = parts["function_vectors"]
+        found[model]["vectors"] = read_comparison(predictions, parts["heads"][0], metadata)
     return {model: Analyses(**fields) for model, fields in found.items()}
 
 

@@ -568,7 +568,10 @@ side by side, so wall time is less than the sum.</p>
 
 
 def render_html(
-    study: StudyResults, figures: dict[str, dict[str, dict[str, bytes]]], timings: list[dict] | None = None
+    study: StudyResults,
+    figures: dict[str, dict[str, dict[str, bytes]]],
+    timings: list[dict] | None = None,
+    vectors_section: str = "",
 ) -> str:
     first = study.results[0].info
     fmt = dataclasses.asdict(first.format)
@@ -608,6 +611,7 @@ def render_html(
             ("conflicting", "Conflicting tasks"),
             ("robustness", "Robustness"),
             ("vocabulary", "Vocabulary"),
+            *((("function-vectors", "Function vectors"),) if vectors_section else ()),
             ("paper", "Paper"),
             ("method", "Method"),
             ("provenance", "Provenance"),
@@ -630,6 +634,7 @@ def render_html(
 {_conflict_section(study, figures)}
 {_robustness_section(study, figures)}
 {_vocabulary_section(study)}
+{vectors_section}
 {_paper_section(study)}
 <h2 id="method">Method and settings</h2>
 <ul>{settings}</ul>

@@ -1,0 +1,290 @@
+"""Task vectors against function vectors on the same prompts, with the controls beside them and the
+gap between ICL's next-token distribution and each patched run's.
+
+For one model, on the first sampling of each task's splits (its prompts, activations and results):
+
+1. Heads (:mod:`taskvec.function_vectors`): each head's mean output at the last token of the task's
+   clean ICL prompts, and its average indirect effect on the same prompts with shuffled labels (the
+   first ``head_prompts`` dev prompts). The
+   heads of largest effect averaged over every task given (the "universal" heads) make each task's
+   function vector from that task's mean outputs.
+2. The layer: the function vector is added after each block to the bare dev queries; the block with
+   the best dev accuracy is kept (ties: the earliest), as theta's layer is chosen.
+3. On the test prompts: the bare query + FV, shuffled-label ICL, shuffled-label ICL + FV, and the
+   controls patched at theta's layer the way theta is (replacing the last token's residual stream):
+   a random vector with each prompt's theta's norm, the theta of another task, and the task's mean
+   theta over its dev prompts (one vector for the task: the function-vector paper's "layer average").
+   The task vector itself is recomputed here (it must equal the results file's) for the distribution
+   gap: the mean KL divergence from ICL's next-token distribution to the patched run's, and how often
+   their top tokens agree, for TV and FV.
+4. The number of heads: the FV of the top n heads for several n, at the chosen block, on test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from taskvec import store
+from taskvec.analysis.conflicting import match_files
+from taskvec.architectures import describe
+from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.evaluate import _decoder, choose_layer, read_results, score
+from taskvec.extract import read_activations
+from taskvec.forward import batches, encode, patched_sweep
+from taskvec.function_vectors import (
+    add_at_last_token,
+    add_sweep,
+    default_head_count,
+    function_vector,
+    head_effects,
+    plain_and_added_next_tokens,
+    shuffle_labels,
+    top_heads,
+)
+from taskvec.heads import attention_heads
+from taskvec.hooks import replace_last_token, to_device
+from taskvec.models import LoadedModel
+from taskvec.prompts import read_prompts
+from taskvec.scoring import first_token_correct
+
+log = logging.getLogger(__name__)
+
+NO_LAYER = -1
+HEAD_CURVE = (1, 2, 4, 8, 16, 32, 64)
+
+SCHEMA = pa.schema(
+    [
+        ("task", pa.string()),
+        ("split", pa.string()),
+        ("index", pa.int32()),
+        ("method", pa.string()),
+        ("layer", pa.int16()),
+        ("n_heads", pa.int16()),
+        ("token_id", pa.int64()),
+        ("prediction", pa.string()),
+        ("correct", pa.bool_()),
+        ("kl_from_icl", pa.float32()),  # KL(ICL || this run) of the next-token distributions, nats
+        ("agrees_with_icl", pa.bool_()),  # the same top token as ICL
+    ]
+)
+HEAD_SCHEMA = pa.schema(
+    [
+        ("task", pa.string()),
+        ("layer", pa.int16()),
+        ("head", pa.int16()),
+        ("aie", pa.float32()),  # mean rise in the answer's probability, shuffled-label dev prompts
+        ("clean_probability", pa.float32()),  # mean unpatched probability of the answer on those prompts
+    ]
+)
+
+
+@torch.inference_mode()
+def last_log_probs(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    batch_size: int = 16,
+    layer: int | None = None,
+    vectors: np.ndarray | None = None,
+    added: np.ndarray | None = None,
+) -> np.ndarray:
+    """Log-probabilities of the next token after each text (``[n, vocab]``); with ``layer``, either
+    ``vectors[i]`` replaces block ``layer``'s output at the last position or ``added`` is added to it."""
+    arch = describe(lm.model)
+    out = np.zeros((len(texts), arch.unembedding.weight.shape[0]), dtype=np.float32)
+    for rows in batches(texts, batch_size):
+        batch = encode(lm, [texts[i] for i in rows])
+        if layer is None:
+            patch = contextlib.nullcontext()
+        elif added is not None:
+            patch = add_at_last_token(arch.layers[layer], to_device(torch.from_numpy(added), lm.device))
+        else:
+            values = to_device(torch.from_numpy(np.ascontiguousarray(vectors[rows], dtype=np.float32)), lm.device)
+            patch = replace_last_token(arch.layers, torch.full((len(rows),), layer), values)
+        with patch:
+            logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
+        out[rows] = torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu().numpy()
+    return out
+
+
+def distribution_gap(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: KL(reference || other) in nats, from log-probabilities, and whether the top tokens agree."""
+    p = np.exp(reference.astype(np.float64))
+    kl = (p * (reference.astype(np.float64) - other.astype(np.float64))).sum(axis=1)
+    return np.maximum(kl, 0.0), reference.argmax(axis=1) == other.argmax(axis=1)
+
+
+def random_vectors_like(vectors: np.ndarray, seed: int) -> np.ndarray:
+    """Random directions (Gaussian, seeded), each scaled to the norm of the vector in its row."""
+    rng = np.random.default_rng(seed)
+    directions = rng.standard_normal(vectors.shape)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return (directions * np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+class _Rows:
+    def __init__(self, lm: LoadedModel, task: str, scoring: str) -> None:
+        self.decode, self.task, self.scoring = _decoder(lm), task, scoring
+        self.columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+
+    def add(self, prompts, method, layer, tokens, n_heads=0, split="test", gap=None) -> np.ndarray:
+        correct = []
+        kl, agree = gap if gap is not None else ([None] * len(prompts), [None] * len(prompts))
+        for prompt, token, k, a in zip(prompts, tokens, kl, agree):
+            prediction = self.decode(token)
+            ok = first_token_correct(prediction, prompt.answers, self.scoring)
+            correct.append(ok)
+            values = (
+                self.task,
+                split,
+                prompt.index,
+                method,
+                layer,
+                n_heads,
+                int(token),
+                prediction,
+                ok,
+                None if k is None else float(k),
+                None if a is None else bool(a),
+            )
+            for name, value in zip(SCHEMA.names, values):
+                self.columns[name].append(value)
+        return np.array(correct, dtype=bool)
+
+
+def _at_layer(vectors: np.ndarray, layer: int, n_layers: int) -> np.ndarray:
+    """``[n, n_layers, hidden]`` holding ``vectors`` at ``layer`` (what patched_sweep reads)."""
+    full = np.zeros((len(vectors), n_layers, vectors.shape[-1]), dtype=np.float32)
+    full[:, layer] = vectors
+    return full
+
+
+def function_vectors_file(
+    model_dir: str | os.PathLike[str],
+    pairs_files: Sequence[Path],
+    prompts: Sequence[Path],
+    activations: Sequence[Path],
+    results: Sequence[Path],
+    out: str | os.PathLike[str],
+    heads_out: str | os.PathLike[str],
+    compute: Compute = DEFAULT_COMPUTE,
+    n_heads: int | None = None,
+    head_prompts: int = 10,
+    seed: int = 0,
+) -> None:
+    """Run the comparison for one model over every task given (files matched by their metadata) and
+    write the predictions (``out``) and every head's effect per task (``heads_out``)."""
+    files, model, seeds = match_files(pairs_files, prompts, activations, results)
+    if len(files) < 2:
+        raise ValueError(
+            "function vectors need the files of at least two tasks (the universal heads and the other-task "
+            f"control); got complete files of {sorted(files) or 'none'}"
+        )
+    lm = compute.load(model_dir)
+    batch_size = compute.batch_size
+    n_layers = attention_heads(lm).n_layers
+    tasks = sorted(files)
+    loaded = {}
+    for task in tasks:
+        task_prompts, info = read_prompts(files[task].prompts)
+        thetas, _ = read_activations(files[task].activations)
+        table, _ = read_results(files[task].results)
+        loaded[task] = (task_prompts, info, thetas, score(table).best_layer)
+
+    start = time.perf_counter()
+    effects, head_columns = {}, {name: [] for name in HEAD_SCHEMA.names}
+    for task in tasks:
+        task_prompts, info, _, _ = loaded[task]
+        dev = [p for p in task_prompts if p.split == "dev"]
+        subset = dev[:head_prompts]
+        effects[task] = head_effects(lm, subset, subset, info.format, seed, batch_size, compute.progress)
+        aie = effects[task].average_indirect_effect
+        for layer in range(aie.shape[0]):
+            for head in range(aie.shape[1]):
+                for name, value in zip(
+                    HEAD_SCHEMA.names, (task, layer, head, float(aie[layer, head]), float(effects[task].clean.mean()))
+                ):
+                    head_columns[name].append(value)
+        log.info("%s %s: head effects on %d shuffled-label prompts", model, task, min(head_prompts, len(dev)))
+    log.info("%s: head scan of %d tasks took %.1f s", model, len(tasks), time.perf_counter() - start)
+    universal = np.mean([effects[t].average_indirect_effect for t in tasks], axis=0)
+    n = n_heads or default_head_count(lm)
+    chosen = top_heads(universal, n)
+
+    rows_of = []
+    for number, task in enumerate(tasks):
+        task_prompts, info, thetas, tv_layer = loaded[task]
+        fmt = info.format
+        rows = _Rows(lm, task, info.task.rules.scoring)
+        dev = [p for p in task_prompts if p.split == "dev"]
+        test = [p for p in task_prompts if p.split == "test"]
+        dev_queries = [fmt.query.format(x=p.query) for p in dev]
+        test_queries = [fmt.query.format(x=p.query) for p in test]
+        fv = function_vector(lm, effects[task].means, chosen)
+
+        swept = add_sweep(lm, dev_queries, fv, batch_size=batch_size)
+        by_layer = []
+        for layer in range(n_layers):
+            by_layer.append(rows.add(dev, "fv", layer, swept[:, layer], n, split="dev").mean())
+        fv_layer = choose_layer(by_layer)
+
+        icl_texts = [fmt.render(p.demonstrations, p.query) for p in test]
+        icl_log = last_log_probs(lm, icl_texts, batch_size)
+        theta = np.stack([thetas[("test", p.index)] for p in test])
+        tv_log = last_log_probs(lm, test_queries, batch_size, tv_layer, theta[:, tv_layer])
+        fv_log = last_log_probs(lm, test_queries, batch_size, fv_layer, added=fv)
+        rows.add(test, "tv", tv_layer, tv_log.argmax(axis=1), gap=distribution_gap(icl_log, tv_log))
+        rows.add(test, "fv", fv_layer, fv_log.argmax(axis=1), n, gap=distribution_gap(icl_log, fv_log))
+
+        shuffled = shuffle_labels(test, seed)
+        shuffled_texts = [fmt.render(p.demonstrations, p.query) for p in shuffled]
+        plain, (added,) = plain_and_added_next_tokens(lm, shuffled_texts, fv_layer, [fv], batch_size)
+        rows.add(test, "shuffled_icl", NO_LAYER, plain)
+        rows.add(test, "shuffled_icl_fv", fv_layer, added, n)
+
+        random_theta = random_vectors_like(theta[:, tv_layer], seed + number)
+        other = tasks[(number + 1 + np.random.default_rng([seed, number]).integers(len(tasks) - 1)) % len(tasks)]
+        other_thetas = loaded[other][2]
+        other_test = sorted(i for split, i in other_thetas if split == "test")
+        other_theta = np.stack(
+            [other_thetas[("test", other_test[i % len(other_test)])][tv_layer] for i in range(len(test))]
+        )
+        layer_average = np.mean([thetas[("dev", p.index)][tv_layer] for p in dev], axis=0)
+        for method, vectors in (
+            ("random_vector", random_theta),
+            ("other_task_theta", other_theta),
+            ("layer_average", np.repeat(layer_average[None], len(test), axis=0)),
+        ):
+            tokens = patched_sweep(lm, test_queries, _at_layer(vectors, tv_layer, n_layers), [tv_layer], batch_size)
+            rows.add(test, method, tv_layer, tokens[:, 0])
+
+        counts = [c for c in HEAD_CURVE if c <= universal.size and c != n]
+        curve = [function_vector(lm, effects[task].means, top_heads(universal, count)) for count in counts]
+        _, tokens = plain_and_added_next_tokens(lm, test_queries, fv_layer, curve, batch_size)
+        for count, ids in zip(counts, tokens):
+            rows.add(test, "fv_curve", fv_layer, ids, count)
+        log.info(
+            "%s %s: FV at block %d, TV at layer %d; other-task control: %s", model, task, fv_layer, tv_layer, other
+        )
+        rows_of.append(pa.table(rows.columns, schema=SCHEMA))
+
+    metadata = {
+        "analysis": "function_vectors",
+        "model_name": model,
+        "seeds": {task: seeds[task] for task in tasks},
+        "n_heads": n,
+        "heads": [list(h) for h in chosen],
+        "head_prompts": head_prompts,
+        "shuffle_seed": seed,
+        "dtype": lm.dtype_name,
+    }
+    store.write_parquet(pa.table(head_columns, schema=HEAD_SCHEMA), heads_out, {**metadata, "analysis": "heads"})
+    store.write_parquet(pa.concat_tables(rows_of), out, metadata)

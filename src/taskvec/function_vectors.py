@@ -1,0 +1,197 @@
+"""Function vectors (Todd et al., ICLR 2024) on the study's prompts, and the controls beside them.
+
+- Each head's mean output at the last token of the task's clean ICL prompts (the dev split).
+- Each head's indirect effect: on ICL prompts whose demonstrations have shuffled labels, the rise in
+  the probability of the query's first answer token when that head's output at the last token is
+  replaced by its mean (:func:`taskvec.heads.head_patch_scan`), averaged over prompts; averaged again
+  over tasks for the heads that serve many tasks.
+- The function vector: the sum of the top heads' mean outputs in residual-stream space, *added* to
+  the last token's residual stream after a block (:func:`add_sweep` tries every block).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from taskvec.architectures import describe
+from taskvec.forward import batches, encode, last_token_states, patched_sweep
+from taskvec.heads import attention_heads, head_patch_scan, head_vectors, mean_head_outputs
+from taskvec.hooks import capture_last_token, start_at_layer, to_device
+from taskvec.models import LoadedModel
+from taskvec.prompts import Prompt, PromptFormat
+
+
+def shuffle_labels(prompts: Sequence[Prompt], seed: int) -> list[Prompt]:
+    """Each prompt with its demonstrations' outputs permuted among its inputs (the query and its
+    answers unchanged): the prompt shows the format but not the mapping. Seeded per prompt."""
+    shuffled = []
+    for prompt in prompts:
+        rng = np.random.default_rng([seed, prompt.index])
+        outputs = [y for _, y in prompt.demonstrations]
+        order = rng.permutation(len(outputs))
+        demos = tuple((x, outputs[j]) for (x, _), j in zip(prompt.demonstrations, order))
+        shuffled.append(dataclasses.replace(prompt, demonstrations=demos))
+    return shuffled
+
+
+def answer_token(lm: LoadedModel, text: str, answer: str) -> int:
+    """The first token of ``answer`` written right after ``text``, as the model tokenizes the two
+    together (falls back to the answer alone where the text's tokens change at the join)."""
+    before = lm.tokenizer.encode(text)
+    joined = lm.tokenizer.encode(text + answer)
+    if joined[: len(before)] == before and len(joined) > len(before):
+        return int(joined[len(before)])
+    return int(lm.tokenizer.encode(answer, add_special_tokens=False)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadEffects:
+    """One task's heads: mean outputs at the last token of clean ICL prompts
+    (``[n_layers, n_heads, head_dim]``), and each head's indirect effect per shuffled prompt
+    (``[n_prompts, n_layers, n_heads]``), with the unpatched probabilities of the answer
+    (``[n_prompts]``)."""
+
+    means: np.ndarray
+    clean: np.ndarray
+    patched: np.ndarray
+
+    @property
+    def indirect_effects(self) -> np.ndarray:
+        return self.patched - self.clean[:, None, None]
+
+    @property
+    def average_indirect_effect(self) -> np.ndarray:
+        """``[n_layers, n_heads]``: the mean rise in the answer's probability."""
+        return self.indirect_effects.mean(axis=0)
+
+
+def head_effects(
+    lm: LoadedModel,
+    mean_prompts: Sequence[Prompt],
+    effect_prompts: Sequence[Prompt],
+    fmt: PromptFormat,
+    seed: int,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> HeadEffects:
+    """Mean head outputs over ``mean_prompts`` (clean ICL prompts) and each head's indirect effect on
+    ``effect_prompts`` with shuffled labels."""
+    clean_texts = [fmt.render(p.demonstrations, p.query) for p in mean_prompts]  # clean: unshuffled
+    means = mean_head_outputs(lm, clean_texts, batch_size)
+    shuffled = shuffle_labels(effect_prompts, seed)
+    texts = [fmt.render(p.demonstrations, p.query) for p in shuffled]
+    targets = [answer_token(lm, text, p.answers[0]) for text, p in zip(texts, shuffled)]
+    clean, patched = head_patch_scan(lm, texts, targets, means, batch_size, progress)
+    return HeadEffects(means, clean, patched)
+
+
+def top_heads(average_indirect_effect: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """The ``n`` heads (layer, head) of largest average indirect effect, largest first (ties by
+    position, so the choice is deterministic)."""
+    flat = average_indirect_effect.reshape(-1)
+    order = np.lexsort((np.arange(flat.size), -flat))[:n]
+    n_heads = average_indirect_effect.shape[1]
+    return [(int(i // n_heads), int(i % n_heads)) for i in order]
+
+
+def function_vector(lm: LoadedModel, means: np.ndarray, heads: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The sum of the given heads' mean outputs in residual-stream space: ``[hidden]``."""
+    vectors = head_vectors(lm, means)
+    if not heads:
+        return np.zeros(vectors.shape[-1], dtype=np.float32)
+    return np.sum([vectors[layer, head] for layer, head in heads], axis=0).astype(np.float32)
+
+
+def default_head_count(lm: LoadedModel, per_thousand: float = 10 / 448 * 1000) -> int:
+    """The paper's 10 heads for GPT-J (28 layers x 16 heads = 448), scaled to the model's head count."""
+    heads = attention_heads(lm)
+    return max(1, round(heads.n_layers * heads.n_heads * per_thousand / 1000))
+
+
+def add_sweep(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    vector: np.ndarray,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> np.ndarray:
+    """Next-token prediction after each text with ``vector`` added to the residual stream after block
+    ``l`` at the last token, for each ``l`` in ``layers``: ``[n_texts, len(layers)]`` token ids.
+
+    Adding is replacing the block's output by itself plus the vector: the clean last-token states
+    come from one pass, then the layer sweep patches them in (:func:`taskvec.forward.patched_sweep`)."""
+    states = last_token_states(lm, texts, batch_size, progress)
+    return patched_sweep(lm, texts, states + vector[None, None, :], layers, batch_size, progress)
+
+
+@contextlib.contextmanager
+def add_at_last_token(layer: torch.nn.Module, vector: torch.Tensor) -> Iterator[None]:
+    """Add ``vector`` (``[hidden]``) to the block's output at the last position of every row."""
+
+    def hook(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden[:, -1, :] += vector.to(hidden.device, hidden.dtype)
+        return output
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.inference_mode()
+def added_next_tokens(
+    lm: LoadedModel, texts: Sequence[str], layer: int, vector: np.ndarray, batch_size: int = 16
+) -> np.ndarray:
+    """Next-token prediction after each text with ``vector`` added after block ``layer`` at the last
+    token, in one pass per batch: ``[n_texts]`` token ids."""
+    arch = describe(lm.model)
+    patch = to_device(torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32)), lm.device)
+    out = np.zeros(len(texts), dtype=np.int64)
+    for rows in batches(texts, batch_size):
+        batch = encode(lm, [texts[i] for i in rows])
+        with add_at_last_token(arch.layers[layer], patch):
+            logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
+        out[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
+def plain_and_added_next_tokens(
+    lm: LoadedModel, texts: Sequence[str], layer: int, vectors: Sequence[np.ndarray], batch_size: int = 16
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Next-token prediction after each text, unpatched (``[n_texts]`` token ids) and with each of
+    ``vectors`` added after block ``layer`` at the last token (one ``[n_texts]`` array per vector).
+    Each text's tokens but the last run once; the last token then runs unpatched (recording its
+    residual stream) and once per vector from block ``layer + 1`` up, fed that stream plus the vector,
+    on the same cache."""
+    arch = describe(lm.model)
+    patches = [to_device(torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)), lm.device) for v in vectors]
+    plain = np.zeros(len(texts), dtype=np.int64)
+    added = [np.zeros(len(texts), dtype=np.int64) for _ in vectors]
+    for rows in batches(texts, batch_size):
+        batch = encode(lm, [texts[i] for i in rows])
+        prefix = None
+        if batch.input_ids.shape[1] > 1:
+            prefix = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
+        with capture_last_token(arch.layers) as states:
+            logits = lm.model(
+                **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+            ).logits
+        plain[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+        for out, patch in zip(added, patches):
+            fed = states[layer] + patch.to(states[layer].dtype)
+            with start_at_layer(arch.layers, arch.final_norm, layer + 1, fed):
+                logits = lm.model(
+                    **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+                ).logits
+            out[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+    return plain, added

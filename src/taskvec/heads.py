@@ -1,0 +1,277 @@
+"""Attention heads at the last token: their mean outputs, their contributions in residual-stream
+space, and the patched pass that measures each head's causal effect (the function-vector method of
+Todd et al., "Function Vectors in Large Language Models", ICLR 2024).
+
+A head's output is its slice of the input of the attention's output projection (``o_proj`` and its
+equivalents): ``[n_heads * head_dim]`` split into ``n_heads`` slices. Replacing a slice at the last
+token changes nothing at earlier positions and nothing below the head's layer, so the scan over heads
+reuses the prompt's KV cache and recomputes only the last token, from the head's layer up, as the
+layer sweep does (:func:`taskvec.forward.patched_sweep`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import operator
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from taskvec.architectures import describe
+from taskvec.errors import UnsupportedArchitecture
+from taskvec.forward import SWEEP_BALANCE_ROWS, _unembedding_blocks, batches, encode, sweep_plan
+from taskvec.hooks import start_at_layer, to_device
+from taskvec.models import LoadedModel
+
+# Where each architecture's attention output projection sits inside a decoder block.
+ATTENTION_OUTPUT = {
+    "llama": "self_attn.o_proj",
+    "mistral": "self_attn.o_proj",
+    "qwen2": "self_attn.o_proj",
+    "qwen3": "self_attn.o_proj",
+    "gemma": "self_attn.o_proj",
+    "gemma2": "self_attn.o_proj",
+    "gemma3_text": "self_attn.o_proj",
+    "gpt_neox": "attention.dense",
+    "gptj": "attn.out_proj",
+    "gpt2": "attn.c_proj",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Heads:
+    """A model's attention output projections, one per block, and how their input splits into heads."""
+
+    projections: list[torch.nn.Module]
+    n_heads: int
+    head_dim: int
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.projections)
+
+
+def attention_heads(lm: LoadedModel) -> Heads:
+    arch = describe(lm.model)
+    path = ATTENTION_OUTPUT.get(arch.model_type)
+    if path is None:  # pragma: no cover - every described architecture has an entry (tested)
+        raise UnsupportedArchitecture(f"no attention output projection known for {arch.model_type!r}")
+    projections = [operator.attrgetter(path)(layer) for layer in arch.layers]
+    config = lm.model.config
+    n_heads = int(getattr(config, "num_attention_heads", None) or config.n_head)
+    first = projections[0]
+    width = first.in_features if isinstance(first, torch.nn.Linear) else first.weight.shape[0]  # Conv1D: [in, out]
+    if width % n_heads:
+        raise UnsupportedArchitecture(
+            f"the attention output of {arch.model_type!r} ({width} wide) does not split into {n_heads} heads"
+        )
+    return Heads(projections, n_heads, width // n_heads)
+
+
+def _projection_input(args, kwargs) -> tuple[torch.Tensor, str | None]:
+    """The projection's input and, where it came by keyword (``input`` for Linear, ``x`` for Conv1D),
+    its name."""
+    if args:
+        return args[0], None
+    (name, value), *_ = kwargs.items()
+    return value, name
+
+
+@contextlib.contextmanager
+def capture_head_outputs(heads: Heads) -> Iterator[list[torch.Tensor | None]]:
+    """Record every head's output at the last position: ``outputs[l]`` is ``[batch, n_heads, head_dim]``."""
+    outputs: list[torch.Tensor | None] = [None] * heads.n_layers
+
+    def make_hook(index: int):
+        def hook(module, args, kwargs):
+            z = _projection_input(args, kwargs)[0][:, -1, :]
+            outputs[index] = z.detach().reshape(z.shape[0], heads.n_heads, heads.head_dim).clone()
+
+        return hook
+
+    handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(heads.projections)]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def replace_head_output(
+    heads: Heads, layer_of_row: torch.Tensor, head_of_row: torch.Tensor, values: torch.Tensor
+) -> Iterator[None]:
+    """Replace head ``head_of_row[b]`` of block ``layer_of_row[b]`` at the last position with
+    ``values[b]`` (``[batch, head_dim]``); a row whose layer is -1 is left untouched."""
+    layer_of_row, head_of_row = layer_of_row.cpu(), head_of_row.cpu()
+
+    def make_hook(index: int):
+        rows = torch.nonzero(layer_of_row == index).flatten()
+        columns = (head_of_row[rows, None] * heads.head_dim + torch.arange(heads.head_dim)).to(values.device)
+        rows_on_device = to_device(rows, values.device)
+        patch = values[rows_on_device]
+
+        def hook(module, args, kwargs):
+            z, name = _projection_input(args, kwargs)
+            z = z.clone()
+            z[rows_on_device[:, None], -1, columns] = patch.to(z.dtype)
+            if name is None:
+                return (z, *args[1:]), kwargs
+            return args, {**kwargs, name: z}
+
+        return hook
+
+    present = sorted(set(layer_of_row.tolist()) - {-1})
+    handles = [heads.projections[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in present]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def capture_block_inputs(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Tensor | None]]:
+    """Record the residual stream entering each block at the last position: ``[batch, hidden]``."""
+    inputs: list[torch.Tensor | None] = [None] * len(layers)
+
+    def make_hook(index: int):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            inputs[index] = hidden[:, -1, :].detach().clone()
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    try:
+        yield inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def mean_head_outputs(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
+    """Every head's output at the last token, averaged over ``texts``: ``[n_layers, n_heads, head_dim]``."""
+    heads = attention_heads(lm)
+    total = torch.zeros(heads.n_layers, heads.n_heads, heads.head_dim, dtype=torch.float64)
+    for rows in batches(texts, batch_size):
+        batch = encode(lm, [texts[i] for i in rows])
+        with capture_head_outputs(heads) as outputs:
+            lm.model.base_model(**batch.inputs(), use_cache=False)
+        total += torch.stack(outputs, dim=0).double().sum(dim=1).cpu()
+    return (total / len(texts)).float().numpy()
+
+
+@torch.inference_mode()
+def head_vectors(lm: LoadedModel, head_outputs: np.ndarray) -> np.ndarray:
+    """Head outputs (``[n_layers, n_heads, head_dim]``) in residual-stream space: each head's slice
+    through its layer's output projection, that head alone (the projection's bias left out):
+    ``[n_layers, n_heads, hidden]``. The heads of a layer sum, with the bias, to the projection's output."""
+    heads = attention_heads(lm)
+    out = []
+    for layer, projection in enumerate(heads.projections):
+        dtype = next(projection.parameters()).dtype
+        z = torch.zeros(heads.n_heads, heads.n_heads, heads.head_dim, dtype=dtype, device=lm.device)
+        values = torch.from_numpy(np.ascontiguousarray(head_outputs[layer])).to(lm.device, dtype)
+        z[torch.arange(heads.n_heads), torch.arange(heads.n_heads)] = values
+        flat = z.reshape(heads.n_heads, 1, heads.n_heads * heads.head_dim)
+        zero = projection(torch.zeros_like(flat[:1]))
+        out.append((projection(flat) - zero)[:, 0, :].float().cpu())
+    return torch.stack(out).numpy()
+
+
+def _target_probability(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.float(), dim=-1).gather(1, targets[:, None])[:, 0]
+
+
+@torch.inference_mode()
+def head_patch_scan(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    targets: Sequence[int],
+    head_outputs: np.ndarray,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probability of ``targets[i]`` as the next token after ``texts[i]``, unpatched (``[n]``) and
+    with each head's output at the last token replaced by ``head_outputs[l, h]`` (``[n, n_layers,
+    n_heads]``); their difference, averaged, is the head's average indirect effect.
+
+    Each text's tokens but the last run once (KV cache); the last token then runs once unpatched,
+    recording the residual stream entering every block, and once per head from the head's layer up,
+    fed that clean state. Heads of neighbouring layers share a pass, planned as the layer sweep's are.
+    """
+    arch = describe(lm.model)
+    heads = attention_heads(lm)
+    n_layers, n_heads = heads.n_layers, heads.n_heads
+    values_all = torch.from_numpy(np.ascontiguousarray(head_outputs, dtype=np.float32))
+    target_ids = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    patched = np.zeros((len(texts), n_layers, n_heads), dtype=np.float32)
+    clean = np.zeros(len(texts), dtype=np.float32)
+    balance = SWEEP_BALANCE_ROWS.get(lm.device.type, SWEEP_BALANCE_ROWS["cuda"])
+    unembedding = _unembedding_blocks(lm)
+    with tqdm(total=len(texts), desc="heads", unit="prompt", disable=not progress, leave=False) as bar:
+        for rows in batches(texts, batch_size):
+            batch = encode(lm, [texts[i] for i in rows])
+            prefix = None
+            if batch.input_ids.shape[1] > 1:
+                prefix = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
+            row_targets = to_device(target_ids[torch.from_numpy(rows)], lm.device)
+            with capture_block_inputs(arch.layers) as entering:
+                logits = lm.model(
+                    **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+                ).logits[:, -1, :]
+            clean[rows] = _target_probability(logits, row_targets).cpu().numpy()
+            # sweep_plan starts a run at block layer + 1; a head's pass starts at the head's own block.
+            starts = [layer - 1 for layer in range(n_layers)]
+            plan = sweep_plan(starts, len(rows) * n_heads, n_layers, balance, unembedding)
+            for run in plan:
+                run_layers = [step + 1 for step in run]
+                per_text = len(run_layers) * n_heads
+                layer_of_row = torch.tensor(run_layers).repeat_interleave(n_heads).repeat(len(rows))
+                head_of_row = torch.arange(n_heads).repeat(len(run_layers)).repeat(len(rows))
+                values = to_device(values_all[layer_of_row, head_of_row], lm.device)
+                start = run_layers[0]
+                feed = entering[start].repeat_interleave(per_text, dim=0)
+                cache = copy.deepcopy(prefix)
+                if cache is not None:
+                    cache.batch_repeat_interleave(per_text)
+                last = {name: t.repeat_interleave(per_text, dim=0) for name, t in batch.inputs(-1).items()}
+                with (
+                    replace_head_output(heads, layer_of_row, head_of_row, values),
+                    start_at_layer(arch.layers, arch.final_norm, start, feed),
+                ):
+                    logits = lm.model(**last, cache=cache, use_cache=cache is not None, logits_to_keep=1).logits
+                probability = _target_probability(logits[:, -1, :], row_targets.repeat_interleave(per_text))
+                block = probability.view(len(rows), len(run_layers), n_heads).cpu().numpy()
+                patched[np.ix_(rows, run_layers, np.arange(n_heads))] = block
+            bar.update(len(rows))
+    return clean, patched
+
+
+@torch.inference_mode()
+def head_patch_scan_naive(
+    lm: LoadedModel, texts: Sequence[str], targets: Sequence[int], head_outputs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference for :func:`head_patch_scan`: a whole forward of every text for every head."""
+    heads = attention_heads(lm)
+    values_all = torch.from_numpy(np.ascontiguousarray(head_outputs, dtype=np.float32))
+    patched = np.zeros((len(texts), heads.n_layers, heads.n_heads), dtype=np.float32)
+    clean = np.zeros(len(texts), dtype=np.float32)
+    for i, text in enumerate(texts):
+        batch = encode(lm, [text])
+        target = torch.tensor([int(targets[i])], device=lm.device)
+        logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
+        clean[i] = float(_target_probability(logits, target)[0])
+        for layer in range(heads.n_layers):
+            for head in range(heads.n_heads):
+                value = values_all[layer, head][None].to(lm.device)
+                with replace_head_output(heads, torch.tensor([layer]), torch.tensor([head]), value):
+                    logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
+                patched[i, layer, head] = float(_target_probability(logits, target)[0])
+    return clean, patched

@@ -1,0 +1,451 @@
+"""Task vectors against function vectors, the controls and the distribution gap: numbers, table rows,
+sentences and figures from one model's ``function-vectors`` files (:mod:`taskvec.analysis.function_vectors`).
+
+Everything here is on the first sampling of each task's splits (its test prompts), so the task
+vector's accuracy is this sampling's, not the mean over samplings of the main table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+from scipy import stats as scipy_stats
+
+from taskvec.analysis.stats import ALPHA, PairedTest, holm, interval, mcnemar_exact, task_bootstrap, wilson_interval
+
+METHODS = ("tv", "fv", "shuffled_icl", "shuffled_icl_fv", "random_vector", "other_task_theta", "layer_average")
+CONTROLS = ("random_vector", "other_task_theta", "layer_average")
+LABELS = {
+    "tv": "task vector (bare query + theta)",
+    "fv": "function vector (bare query + FV)",
+    "shuffled_icl": "ICL, shuffled labels",
+    "shuffled_icl_fv": "ICL, shuffled labels + FV",
+    "random_vector": "random vector, theta's norm",
+    "other_task_theta": "another task's theta",
+    "layer_average": "the task's mean theta",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskComparison:
+    task: str
+    tv_layer: int
+    fv_layer: int
+    correct: dict[str, np.ndarray]  # per method, per test prompt (in prompt order)
+    kl: dict[str, float]  # mean KL(ICL || method) over test prompts, for tv and fv
+    top1: dict[str, float]  # share of test prompts where the method's top token is ICL's
+    curve: dict[int, float]  # FV accuracy on test by number of heads
+    tv_vs_fv: PairedTest
+    p_holm: float = 1.0
+
+    def accuracy(self, method: str) -> float:
+        return float(self.correct[method].mean())
+
+    def ci(self, method: str) -> tuple[float, float]:
+        return wilson_interval(self.accuracy(method), len(self.correct[method]))
+
+    @property
+    def direction(self) -> str:
+        """``tv`` or ``fv`` where that one is significantly better (Holm-adjusted), else ``neither``."""
+        if self.p_holm >= ALPHA:
+            return "neither"
+        return "tv" if self.tv_vs_fv.only_first > self.tv_vs_fv.only_second else "fv"
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorComparison:
+    """One model's comparison over its tasks."""
+
+    model: str
+    tasks: dict[str, TaskComparison]
+    aie: np.ndarray  # [n_layers, n_heads]: mean over tasks of each head's average indirect effect
+    task_aie: dict[str, np.ndarray]
+    heads: list[tuple[int, int]]  # the function vector's heads (largest mean effect first)
+    head_prompts: int
+
+    @property
+    def n_heads(self) -> int:
+        return len(self.heads)
+
+    def shared_heads(self) -> dict[tuple[int, int], int]:
+        """For each of the function vector's heads: in how many tasks it is among that task's own top
+        heads (as many as the function vector has)."""
+        own = {}
+        for task, aie in self.task_aie.items():
+            flat = np.lexsort((np.arange(aie.size), -aie.reshape(-1)))[: self.n_heads]
+            own[task] = {(int(i // aie.shape[1]), int(i % aie.shape[1])) for i in flat}
+        return {head: sum(head in heads for heads in own.values()) for head in self.heads}
+
+
+def read_comparison(predictions: pa.Table, heads: pa.Table, metadata: dict) -> VectorComparison:
+    """The comparison from one model's predictions and heads tables."""
+    data = predictions.to_pydict()
+    columns = {name: np.array(values, dtype=object) for name, values in data.items()}
+    tasks = sorted(set(data["task"]))
+    n = int(metadata["n_heads"])
+    per_task = {}
+    for task in tasks:
+        test = (columns["task"] == task) & (columns["split"] == "test")
+
+        def rows(method: str, n_heads: int | None = None, test: np.ndarray = test) -> np.ndarray:
+            mask = test & (columns["method"] == method)
+            if n_heads is not None:
+                mask &= columns["n_heads"] == n_heads
+            order = np.argsort(columns["index"][mask].astype(int), kind="stable")
+            return np.flatnonzero(mask)[order]
+
+        correct = {m: columns["correct"][rows(m)].astype(bool) for m in METHODS}
+        kl = {m: float(np.mean(columns["kl_from_icl"][rows(m)].astype(float))) for m in ("tv", "fv")}
+        top1 = {m: float(np.mean(columns["agrees_with_icl"][rows(m)].astype(bool))) for m in ("tv", "fv")}
+        curve = {n: float(correct["fv"].mean())}
+        curve_mask = test & (columns["method"] == "fv_curve")
+        for count in sorted(set(columns["n_heads"][curve_mask].astype(int))):
+            curve[count] = float(columns["correct"][rows("fv_curve", count)].astype(bool).mean())
+        per_task[task] = TaskComparison(
+            task,
+            int(columns["layer"][rows("tv")][0]),
+            int(columns["layer"][rows("fv")][0]),
+            correct,
+            kl,
+            top1,
+            dict(sorted(curve.items())),
+            mcnemar_exact(correct["tv"], correct["fv"]),
+        )
+    adjusted = holm([per_task[t].tv_vs_fv.p_value for t in tasks])
+    per_task = {t: dataclasses.replace(per_task[t], p_holm=p) for t, p in zip(tasks, adjusted)}
+
+    head_data = heads.to_pydict()
+    n_layers, n_heads = max(head_data["layer"]) + 1, max(head_data["head"]) + 1
+    task_aie = {}
+    for task, layer, head, value in zip(head_data["task"], head_data["layer"], head_data["head"], head_data["aie"]):
+        task_aie.setdefault(task, np.zeros((n_layers, n_heads)))[layer, head] = value
+    mean_aie = np.mean([task_aie[t] for t in sorted(task_aie)], axis=0)
+    return VectorComparison(
+        str(metadata["model_name"]),
+        per_task,
+        mean_aie,
+        task_aie,
+        [tuple(h) for h in metadata["heads"]],
+        int(metadata["head_prompts"]),
+    )
+
+
+def mean_with_interval(
+    comparison: VectorComparison, tasks: list[str], method: str
+) -> tuple[float, tuple[float, float]]:
+    """Mean accuracy over ``tasks`` and its two-level bootstrap interval (tasks, then prompts)."""
+    if not tasks:
+        return float("nan"), (float("nan"), float("nan"))
+    groups = [[{method: comparison.tasks[t].correct[method]}] for t in tasks]
+    draws = task_bootstrap(groups)[method]
+    return float(np.mean([comparison.tasks[t].accuracy(method) for t in tasks])), interval(draws)
+
+
+def rank_correlation(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Spearman's rank correlation and its two-sided p-value (NaN with fewer than 3 points or a
+    constant variable)."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan"), float("nan")
+    result = scipy_stats.spearmanr(x, y)
+    return float(result.statistic), float(result.pvalue)
+
+
+MIN_TASKS_FOR_CORRELATION = 5
+
+
+def gap_predicts_failure(comparison: VectorComparison, icl: dict[str, float]) -> tuple[float, float]:
+    """Across tasks: the rank correlation between the task vector's KL divergence from ICL and its
+    shortfall from ICL (ICL accuracy minus TV accuracy), on the same prompts; NaN with fewer than
+    ``MIN_TASKS_FOR_CORRELATION`` tasks."""
+    tasks = [t for t in comparison.tasks if t in icl]
+    if len(tasks) < MIN_TASKS_FOR_CORRELATION:
+        return float("nan"), float("nan")
+    return rank_correlation(
+        [comparison.tasks[t].kl["tv"] for t in tasks], [icl[t] - comparison.tasks[t].accuracy("tv") for t in tasks]
+    )
+
+
+def _names(tasks: list[str]) -> str:
+    return ", ".join(tasks) if tasks else "none"
+
+
+def summary_sentences(
+    comparison: VectorComparison, kept: list[str], icl: dict[str, float], baseline: dict[str, float]
+) -> list[str]:
+    """Sentences computed from the numbers: the means over the tasks where ICL works, which method is
+    significantly better where, how far the controls are from the baseline, which heads are shared,
+    and whether the distribution gap predicts the task vector's failures."""
+    c = comparison
+    tv, tv_ci = mean_with_interval(c, kept, "tv")
+    fv, fv_ci = mean_with_interval(c, kept, "fv")
+    sentences = []
+    if kept:
+        if tv_ci[1] < fv_ci[0] or fv_ci[1] < tv_ci[0]:
+            lead = "above" if tv > fv else "below"
+            relation = f"the task vector is {lead} the function vector, and the intervals do not overlap"
+        else:
+            relation = "their intervals overlap"
+        sentences.append(
+            f"Over the {len(kept)} tasks where ICL works, the task vector reaches {tv:.2f} "
+            f"[{tv_ci[0]:.2f}, {tv_ci[1]:.2f}] and the function vector of {c.n_heads} heads {fv:.2f} "
+            f"[{fv_ci[0]:.2f}, {fv_ci[1]:.2f}] on the same test prompts: {relation}."
+        )
+    else:
+        sentences.append("ICL beats the baseline by 0.2 on none of the tasks, so no mean is given.")
+    by = {d: [t for t, r in c.tasks.items() if r.direction == d] for d in ("tv", "fv", "neither")}
+    sentences.append(
+        f"Per task (McNemar, Holm-adjusted over this model's {len(c.tasks)} tasks), the task vector is "
+        f"significantly better on {len(by['tv'])} ({_names(by['tv'])}), the function vector on "
+        f"{len(by['fv'])} ({_names(by['fv'])}), and neither on {len(by['neither'])}."
+    )
+    tasks = list(c.tasks)
+    base = float(np.mean([baseline[t] for t in tasks if t in baseline])) if baseline else float("nan")
+    parts = []
+    for method in CONTROLS:
+        mean = float(np.mean([c.tasks[t].accuracy(method) for t in tasks]))
+        parts.append(f"{LABELS[method]} {mean:.2f}")
+    sentences.append(
+        f"Controls, mean over all {len(tasks)} tasks at theta's layer: " + ", ".join(parts) + f"; the bare "
+        f"query alone (baseline) {base:.2f}. Shuffled-label ICL reaches "
+        f"{np.mean([c.tasks[t].accuracy('shuffled_icl') for t in tasks]):.2f}, and "
+        f"{np.mean([c.tasks[t].accuracy('shuffled_icl_fv') for t in tasks]):.2f} with the function vector added."
+    )
+    shared = c.shared_heads()
+    half = sum(count >= len(c.task_aie) / 2 for count in shared.values())
+    heads = ", ".join(f"L{layer}.H{head} ({shared[(layer, head)]})" for layer, head in c.heads)
+    sentences.append(
+        f"The function vector's heads (largest mean indirect effect over tasks; in brackets, in how many of the "
+        f"{len(c.task_aie)} tasks the head is among that task's own top {c.n_heads}): {heads}; {half} of "
+        f"{c.n_heads} serve at least half of the tasks."
+    )
+    rho, p = gap_predicts_failure(c, icl)
+    if rho == rho:
+        verdict = "predicts" if p < ALPHA and rho > 0 else "does not significantly predict"
+        sentences.append(
+            f"The distribution gap {verdict} where the task vector falls short of ICL: across tasks, Spearman's "
+            f"rho between the task vector's KL divergence from ICL and ICL's lead over it is {rho:.2f} "
+            f"({'p < 0.001' if p < 0.001 else f'p = {p:.2g}'}, {len(c.tasks)} tasks)."
+        )
+    return sentences
+
+
+def aie_heatmap(comparison: VectorComparison) -> dict[str, bytes]:
+    """Each head's average indirect effect, averaged over tasks (layer x head), with the function
+    vector's heads outlined."""
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.figures import STYLE, _save
+
+    aie = comparison.aie
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * aie.shape[1] + 2.5), max(3.5, 0.2 * aie.shape[0] + 1.5)))
+        bound = float(np.abs(aie).max()) or 1.0
+        # vector cells, not an embedded bitmap: the SVG stays byte-identical from run to run
+        image = ax.pcolormesh(
+            np.arange(aie.shape[1] + 1) - 0.5,
+            np.arange(aie.shape[0] + 1) - 0.5,
+            aie,
+            cmap="RdBu_r",
+            vmin=-bound,
+            vmax=bound,
+        )
+        for layer, head in comparison.heads:
+            ax.add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.grid(False)
+        ax.set_title(f"{comparison.model}: average indirect effect (mean over {len(comparison.task_aie)} tasks)")
+        fig.colorbar(image, ax=ax, label="rise in P(answer), shuffled-label prompts")
+        fig.tight_layout()
+        return _save(fig)  # inside the style: its SVG hash salt keeps the ids fixed
+
+
+def heads_curve(comparison: VectorComparison, tasks: list[str]) -> dict[str, bytes]:
+    """Mean test accuracy of the function vector against the number of heads summed, over ``tasks``,
+    with the task vector's mean on the same prompts as a reference line."""
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.figures import STYLE, _save
+
+    tasks = tasks or list(comparison.tasks)
+    counts = sorted(set.intersection(*(set(comparison.tasks[t].curve) for t in tasks)))
+    means = [np.mean([comparison.tasks[t].curve[n] for t in tasks]) for n in counts]
+    tv = np.mean([comparison.tasks[t].accuracy("tv") for t in tasks])
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ax.plot(counts, means, marker="o", color="#2ca02c", label="function vector (bare query + FV)")
+        ax.axhline(tv, color="#d62728", linestyle="--", label="task vector (bare query + theta)")
+        ax.axvline(comparison.n_heads, color="#9e9e9e", linewidth=0.8, label=f"default: {comparison.n_heads} heads")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("heads summed into the function vector")
+        ax.set_ylabel(f"mean test accuracy ({len(tasks)} tasks)")
+        ax.set_ylim(0, 1)
+        ax.legend(loc="lower right")
+        ax.set_title(f"{comparison.model}: function vector by number of heads")
+        fig.tight_layout()
+        return _save(fig)
+
+
+def _round(value: float) -> float | None:
+    return round(float(value), 4) if value == value else None
+
+
+def task_metrics(comparison: VectorComparison) -> dict[str, dict]:
+    """Per task, for metrics.json: every method's accuracy on the first sampling's test prompts with
+    its Wilson interval, the distribution gap, the chosen blocks and the paired test of TV against FV."""
+    out = {}
+    for task, r in comparison.tasks.items():
+        entry = {}
+        for method in METHODS:
+            name = "tv_first_sampling" if method == "tv" else method
+            entry[name] = _round(r.accuracy(method))
+            entry[f"{name}_ci"] = [_round(v) for v in r.ci(method)]
+        entry.update(
+            kl_tv=_round(r.kl["tv"]),
+            kl_fv=_round(r.kl["fv"]),
+            top1_agreement_tv=_round(r.top1["tv"]),
+            top1_agreement_fv=_round(r.top1["fv"]),
+            fv_layer=r.fv_layer,
+            tv_layer_first_sampling=r.tv_layer,
+            fv_by_n_heads={str(n): _round(v) for n, v in r.curve.items()},
+            tv_vs_fv_p=_round(r.tv_vs_fv.p_value),
+            tv_vs_fv_p_holm=_round(r.p_holm),
+            tv_vs_fv=r.direction,
+        )
+        out[task] = entry
+    return out
+
+
+def model_metrics(comparison: VectorComparison, kept: list[str], icl: dict[str, float]) -> dict:
+    tv, tv_ci = mean_with_interval(comparison, kept, "tv")
+    fv, fv_ci = mean_with_interval(comparison, kept, "fv")
+    rho, p = gap_predicts_failure(comparison, icl)
+    return {
+        "n_heads": comparison.n_heads,
+        "heads": [list(h) for h in comparison.heads],
+        "heads_shared_by_tasks": {f"L{layer}.H{head}": n for (layer, head), n in comparison.shared_heads().items()},
+        "head_prompts_per_task": comparison.head_prompts,
+        "icl_works": {
+            "n_tasks": len(kept),
+            "tv": _round(tv),
+            "tv_ci": [_round(v) for v in tv_ci],
+            "fv": _round(fv),
+            "fv_ci": [_round(v) for v in fv_ci],
+        },
+        "kl_tv_vs_shortfall_spearman": _round(rho),
+        "kl_tv_vs_shortfall_p": _round(p),
+    }
+
+
+COLUMNS = (
+    ("tv", "TV"),
+    ("fv", "FV"),
+    ("shuffled_icl", "shuffled ICL"),
+    ("shuffled_icl_fv", "shuffled ICL + FV"),
+    ("random_vector", "random vector"),
+    ("other_task_theta", "other task's theta"),
+    ("layer_average", "mean theta"),
+)
+
+
+def table_rows(comparison: VectorComparison, icl: dict[str, float], baseline: dict[str, float]) -> list[dict]:
+    """One row per task: baseline and ICL (first sampling), every method with its interval, the
+    distribution gap, the chosen blocks and TV against FV."""
+    rows = []
+    for task, r in comparison.tasks.items():
+        row = {"model": comparison.model, "task": task, "baseline": _round(baseline.get(task, float("nan")))}
+        row["icl"] = _round(icl.get(task, float("nan")))
+        for method, _ in COLUMNS:
+            low, high = r.ci(method)
+            row[method] = _round(r.accuracy(method))
+            row[f"{method}_ci"] = f"[{low:.2f}, {high:.2f}]"
+        row.update(
+            kl_tv=_round(r.kl["tv"]),
+            kl_fv=_round(r.kl["fv"]),
+            top1_tv=_round(r.top1["tv"]),
+            top1_fv=_round(r.top1["fv"]),
+            tv_layer=r.tv_layer,
+            fv_layer=r.fv_layer,
+            tv_vs_fv_p_holm=_round(r.p_holm),
+            better=r.direction,
+        )
+        rows.append(row)
+    return rows
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _p_text(p: float) -> str:
+    """A p-value as printed: below 0.001 (where metrics.json's rounding gives 0) as "< 0.001"."""
+    return "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
+def section_html(parts: list[tuple[VectorComparison, list[dict], list[str], dict]]) -> str:
+    """The report's section: per model its sentences, table and figures. ``parts`` holds, per model,
+    the comparison, its table rows, its sentences and its figures (``aie``, ``heads``: PNG/SVG bytes)."""
+    import base64
+    import html
+
+    def img(figure: dict[str, bytes], alt: str) -> str:
+        return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(figure['png']).decode()}'>"
+
+    out = [
+        "<h2 id='function-vectors'>Task vectors and function vectors</h2>",
+        "<p class='note'>The function vector (Todd et al., ICLR 2024): each attention head's mean output at the last "
+        "token of the task's clean ICL prompts (dev); each head's average indirect effect, the rise in the probability "
+        "of the answer's first token when the head's last-token output is set to its mean, on the same prompts with "
+        "shuffled labels; the heads of largest effect averaged over tasks, their mean outputs summed through the "
+        "attention's output projection, added to the bare query's last token after the block chosen on dev. The "
+        "controls patch theta's layer the way theta is patched: a random vector with each prompt's theta's norm, the "
+        "theta of another task, the task's mean theta over its dev prompts (the function-vector paper's layer "
+        "average). KL: the mean divergence from ICL's next-token distribution to the patched run's (nats); top-1: how "
+        "often the two agree on the top token. Everything here is on the first sampling of each task's splits (one "
+        "split seed), so TV is that sampling's, not the main table's mean over samplings; intervals "
+        "are 95% Wilson intervals; TV against FV is McNemar's exact test, Holm-adjusted over each model's tasks. "
+        "Where this differs from Todd et al.: the prompts are this study's (k demonstrations in the task-vector "
+        "paper's template; theirs had 10 in a question/answer template), the heads' means and effects come from "
+        "a few dev prompts per task (the count is under each heat map), and the number of "
+        "heads is their 10 of GPT-J's 448 scaled to the model.</p>",
+    ]
+    for comparison, rows, sentences, figures in parts:
+        n_test = sorted({len(r.correct["tv"]) for r in comparison.tasks.values()})
+        out.append(
+            f"<p class='note'>{html.escape(comparison.model)}: {' to '.join(map(str, n_test))} test prompts per "
+            "task.</p>"
+        )
+        head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
+        body = []
+        for row in rows:
+            cells = [row["task"], _num(row["baseline"]), _num(row["icl"])]
+            for method, _ in COLUMNS:
+                cells.append(f"{_num(row[method])} <span class='ci'>{row[f'{method}_ci']}</span>")
+            cells += [
+                f"{_num(row['kl_tv'])} / {_num(row['kl_fv'])}",
+                f"{_num(row['top1_tv'])} / {_num(row['top1_fv'])}",
+                f"{row['tv_layer']} / {row['fv_layer']}",
+                f"{_p_text(row['tv_vs_fv_p_holm'])} ({row['better']})",
+            ]
+            body.append(
+                "<tr>" + "".join(f"<td>{html.escape(str(c)) if '<' not in str(c) else c}</td>" for c in cells) + "</tr>"
+            )
+        out += [
+            f"<h3>{html.escape(comparison.model)}</h3>",
+            "".join(f"<p>{html.escape(s)}</p>" for s in sentences),
+            "<table><thead><tr><th>task</th><th>baseline</th><th>ICL</th>"
+            + head
+            + "<th>KL TV / FV</th><th>top-1 TV / FV</th><th>layer TV / block FV</th><th>TV vs FV p (Holm)</th>"
+            "</tr></thead><tbody>" + "".join(body) + "</tbody></table>",
+            f"<figure>{img(figures['aie'], f'{comparison.model}: average indirect effect per head')}"
+            f"<figcaption class='note'>Each head's average indirect effect, mean over tasks; outlined: the "
+            f"{comparison.n_heads} heads of the function vector ({comparison.head_prompts} dev prompts per task: "
+            "clean for the means, shuffled labels for the effects).</figcaption></figure>",
+            f"<figure>{img(figures['heads'], f'{comparison.model}: accuracy by number of heads')}"
+            "<figcaption class='note'>Function-vector accuracy on test against the number of top heads summed "
+            "(tasks where ICL works), at the block chosen for the default number; dashed: the task vector on the same "
+            "prompts.</figcaption></figure>",
+        ]
+    return "".join(out)

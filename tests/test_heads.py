@@ -1,0 +1,117 @@
+"""Attention heads at the last token (the function-vector method): capture, patching, the cached
+scan against full recomputation, and head outputs in residual-stream space, on tiny random models of
+every supported architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_CONFIGS
+from taskvec.architectures import LAYOUTS, describe
+from taskvec.forward import encode
+from taskvec.heads import (
+    ATTENTION_OUTPUT,
+    attention_heads,
+    capture_head_outputs,
+    head_patch_scan,
+    head_patch_scan_naive,
+    head_vectors,
+    mean_head_outputs,
+    replace_head_output,
+)
+
+TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->r\nexample:s->", "x"]
+
+
+def test_every_supported_architecture_has_its_attention_output_located():
+    assert set(ATTENTION_OUTPUT) == set(LAYOUTS) == set(TINY_CONFIGS)
+
+
+def test_heads_split_the_projection_input(tiny_lm):
+    heads = attention_heads(tiny_lm)
+    config = tiny_lm.model.config
+    assert heads.n_layers == describe(tiny_lm.model).n_layers
+    assert heads.n_heads == (getattr(config, "num_attention_heads", None) or config.n_head)
+    assert heads.n_heads * heads.head_dim in (config.hidden_size, heads.n_heads * (getattr(config, "head_dim", 0) or 0))
+
+
+def test_head_vectors_sum_to_the_attention_output_at_the_last_token(tiny_lm):
+    """Each head's output through the output projection, that head alone: the heads of a layer add up,
+    with the projection's bias, to what the attention writes at the last token."""
+    heads = attention_heads(tiny_lm)
+    batch = encode(tiny_lm, TEXTS)
+    written: list[torch.Tensor] = [None] * heads.n_layers
+
+    def keep(index):
+        def hook(module, args, output):
+            written[index] = output[:, -1, :].detach().clone()
+
+        return hook
+
+    handles = [p.register_forward_hook(keep(i)) for i, p in enumerate(heads.projections)]
+    try:
+        with torch.inference_mode(), capture_head_outputs(heads) as outputs:
+            tiny_lm.model(**batch.inputs())
+    finally:
+        for handle in handles:
+            handle.remove()
+    for row in range(len(TEXTS)):
+        per_head = head_vectors(tiny_lm, np.stack([o[row].numpy() for o in outputs]))
+        for layer, projection in enumerate(heads.projections):
+            with torch.inference_mode():
+                bias = projection(torch.zeros(1, 1, heads.n_heads * heads.head_dim))[0, 0]
+            np.testing.assert_allclose(
+                per_head[layer].sum(axis=0) + bias.numpy(), written[layer][row].numpy(), atol=1e-5, rtol=1e-5
+            )
+
+
+def test_replacing_a_head_changes_that_slice_at_the_last_position_and_what_follows(tiny_lm):
+    heads = attention_heads(tiny_lm)
+    batch = encode(tiny_lm, TEXTS[:2])
+    value = torch.full((2, heads.head_dim), 3.0)
+    with torch.inference_mode():
+        with capture_head_outputs(heads) as clean:
+            tiny_lm.model(**batch.inputs())
+        clean = [c.clone() for c in clean]
+        # the patch is registered first, so the capture sees the patched input of the projection
+        with replace_head_output(heads, torch.tensor([1, 1]), torch.tensor([2, 2]), value):
+            with capture_head_outputs(heads) as seen:
+                tiny_lm.model(**batch.inputs())
+    torch.testing.assert_close(seen[0], clean[0])
+    torch.testing.assert_close(seen[1][:, 2], value)
+    others = [h for h in range(heads.n_heads) if h != 2]
+    torch.testing.assert_close(seen[1][:, others], clean[1][:, others])
+    assert not torch.allclose(seen[2], clean[2])  # the layers above read the patched stream
+    assert all(len(p._forward_pre_hooks) == 0 for p in heads.projections)
+
+
+@pytest.mark.parametrize("balance", [1, 10_000], ids=["a-pass-per-layer", "one-pass"])
+def test_the_cached_head_scan_equals_full_recomputation_for_every_head(tiny_lm, balance, monkeypatch):
+    """The scan recomputes only the last token, from each head's layer up, on the prompt's KV cache;
+    a whole patched forward per head per prompt must give the same probabilities."""
+    from taskvec import heads as heads_module
+
+    monkeypatch.setitem(heads_module.SWEEP_BALANCE_ROWS, "cpu", balance)
+    means = mean_head_outputs(tiny_lm, TEXTS, batch_size=3)
+    rng = np.random.default_rng(0)
+    means = means + rng.normal(scale=2.0, size=means.shape).astype(np.float32)  # patches that matter
+    targets = [tiny_lm.tokenizer.encode(c)[0] for c in "bbrx"]
+    clean, patched = head_patch_scan(tiny_lm, TEXTS, targets, means, batch_size=3)
+    clean_ref, patched_ref = head_patch_scan_naive(tiny_lm, TEXTS, targets, means)
+    np.testing.assert_allclose(clean, clean_ref, atol=1e-6, rtol=1e-4)
+    np.testing.assert_allclose(patched, patched_ref, atol=1e-6, rtol=1e-4)
+    assert np.abs(patched - clean[:, None, None]).max() > 1e-4  # the patches changed something
+
+
+def test_the_mean_head_output_is_the_mean_over_prompts(tiny_lm):
+    heads = attention_heads(tiny_lm)
+    means = mean_head_outputs(tiny_lm, TEXTS, batch_size=2)
+    assert means.shape == (heads.n_layers, heads.n_heads, heads.head_dim)
+    alone = []
+    for text in TEXTS:
+        with torch.inference_mode(), capture_head_outputs(heads) as outputs:
+            tiny_lm.model(**encode(tiny_lm, [text]).inputs())
+        alone.append(torch.stack(outputs)[:, 0].numpy())
+    np.testing.assert_allclose(means, np.mean(alone, axis=0), atol=1e-5, rtol=1e-5)
