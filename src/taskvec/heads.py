@@ -41,6 +41,10 @@ ATTENTION_OUTPUT = {
     "gpt2": "attn.c_proj",
 }
 
+# Architectures whose attention output is normalised before it joins the residual stream (Gemma 2 and
+# 3): the norm inside the block that the projection's output goes through.
+ATTENTION_OUTPUT_NORM = {"gemma2": "post_attention_layernorm", "gemma3_text": "post_attention_layernorm"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Heads:
@@ -49,6 +53,7 @@ class Heads:
     projections: list[torch.nn.Module]
     n_heads: int
     head_dim: int
+    norms: list[torch.nn.Module] | None = None  # the attention output's norm per block, where there is one
 
     @property
     def n_layers(self) -> int:
@@ -69,7 +74,9 @@ def attention_heads(lm: LoadedModel) -> Heads:
         raise UnsupportedArchitecture(
             f"the attention output of {arch.model_type!r} ({width} wide) does not split into {n_heads} heads"
         )
-    return Heads(projections, n_heads, width // n_heads)
+    norm_path = ATTENTION_OUTPUT_NORM.get(arch.model_type)
+    norms = [operator.attrgetter(norm_path)(layer) for layer in arch.layers] if norm_path else None
+    return Heads(projections, n_heads, width // n_heads, norms)
 
 
 def _projection_input(args, kwargs) -> tuple[torch.Tensor, str | None]:
@@ -169,9 +176,15 @@ def mean_head_outputs(lm: LoadedModel, texts: Sequence[str], batch_size: int = 1
 
 @torch.inference_mode()
 def head_vectors(lm: LoadedModel, head_outputs: np.ndarray) -> np.ndarray:
-    """Head outputs (``[n_layers, n_heads, head_dim]``) in residual-stream space: each head's slice
-    through its layer's output projection, that head alone (the projection's bias left out):
-    ``[n_layers, n_heads, hidden]``. The heads of a layer sum, with the bias, to the projection's output."""
+    """Head outputs (``[n_layers, n_heads, head_dim]``) in residual-stream space: ``[n_layers, n_heads,
+    hidden]``, each head's share of what its layer's attention adds to the residual stream.
+
+    That is the head's slice through the layer's output projection, that head alone (the projection's
+    bias left out); the heads of a layer sum, with the bias, to the projection's output. Where the
+    attention output is normalised before it joins the stream (Gemma 2 and 3: an RMS norm), the norm
+    scales each element of the sum by one factor (its gain over the sum's root mean square), so each
+    head's share is its slice times that factor, taken at these head outputs together: the shares then
+    sum to exactly what the attention adds to the stream."""
     heads = attention_heads(lm)
     out = []
     for layer, projection in enumerate(heads.projections):
@@ -181,7 +194,13 @@ def head_vectors(lm: LoadedModel, head_outputs: np.ndarray) -> np.ndarray:
         z[torch.arange(heads.n_heads), torch.arange(heads.n_heads)] = values
         flat = z.reshape(heads.n_heads, 1, heads.n_heads * heads.head_dim)
         zero = projection(torch.zeros_like(flat[:1]))
-        out.append((projection(flat) - zero)[:, 0, :].float().cpu())
+        shares = (projection(flat) - zero)[:, 0, :].float()
+        if heads.norms is not None:
+            total = shares.sum(dim=0) + zero[0, 0].float()
+            normed = heads.norms[layer](total[None, None, :].to(dtype))[0, 0].float()
+            factor = torch.where(total.abs() > 0, normed / torch.where(total.abs() > 0, total, 1.0), 0.0)
+            shares = shares * factor
+        out.append(shares.cpu())
     return torch.stack(out).numpy()
 
 
