@@ -179,7 +179,12 @@ TARGET_NAMES = {
 
 def _targets_lines(targets: dict | None) -> list[str]:
     if not targets:
-        return ["", "Targets: not measured in this run (benchmarks_gpu.json predates them)."]
+        return [
+            "",
+            "The FLOP floor, the targets and the profile are not in this run: benchmarks_gpu.json predates them "
+            "(and the GPU-path changes they go with: the sweep's pass plan, padding to 8 columns, pinned copies). "
+            "A new `taskvec bench-random` on a GPU measures them.",
+        ]
     lines = ["", "| target | measured | aim | met |", "| --- | ---: | ---: | --- |"]
     for key, t in targets.items():
         percent = key == "extraction_overhead"
