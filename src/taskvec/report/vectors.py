@@ -414,10 +414,6 @@ def section_html(parts: list[tuple[VectorComparison, list[dict], list[str], dict
     ]
     for comparison, rows, sentences, figures in parts:
         n_test = sorted({len(r.correct["tv"]) for r in comparison.tasks.values()})
-        out.append(
-            f"<p class='note'>{html.escape(comparison.model)}: {' to '.join(map(str, n_test))} test prompts per "
-            "task.</p>"
-        )
         head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
         body = []
         for row in rows:
@@ -435,6 +431,7 @@ def section_html(parts: list[tuple[VectorComparison, list[dict], list[str], dict
             )
         out += [
             f"<h3>{html.escape(comparison.model)}</h3>",
+            f"<p class='note'>{' to '.join(map(str, n_test))} test prompts per task.</p>",
             "".join(f"<p>{html.escape(s)}</p>" for s in sentences),
             "<table><thead><tr><th>task</th><th>baseline</th><th>ICL</th>"
             + head
