@@ -491,6 +491,10 @@ def test_bench_random_measures_the_workload_against_its_floor_and_the_targets(st
     entry = json.loads((tmp_path / "benchmarks_gpu.json").read_text())["models"]["random tiny-llama"]
     for work in entry["workload"].values():
         assert work["tasks"] == 3 and work["over_floor"] > 1 and work["matmul_gflops"] > 0
+        calls_floor = work["block_calls"] * work["block_call_ms"] / 1000
+        assert work["block_call_share"] == pytest.approx(calls_floor / work["seconds"], rel=1e-2, abs=1e-3)
+    # halving the batch size splits batches, so the blocks are called more often
+    assert entry["workload"]["4"]["block_calls"] > entry["workload"]["8"]["block_calls"] > 0
     targets = entry["targets"]
     assert set(targets) == {"workload_over_floor", "sweep_over_limit", "extraction_overhead"}
     assert targets["sweep_over_limit"]["plan_flops_over_limit"] >= 1
@@ -499,8 +503,10 @@ def test_bench_random_measures_the_workload_against_its_floor_and_the_targets(st
         "plain forward (extraction texts)",
         "hooked forward (extraction texts)",
         "layer sweep",
+        "one task's workload (next_letter)",
     }
     assert all(p["top"] and p["clock"] == "CPU" for p in entry["profile"].values())
+    assert all(sum(t["share"] for t in p["top"]) <= 1.0 for p in entry["profile"].values())
     text = (tmp_path / "benchmarks.md").read_text()
     assert "| layer sweep / its compute limit |" in text and "workload / floor" in text
     assert "Where the time goes" in text

@@ -118,10 +118,11 @@ def batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
 
 
 class _HostCopies:
-    """Per-batch results kept on the device and copied into ``out`` in one go at the end (or whenever
-    ``PENDING_BYTES`` wait): a copy after every batch would make the host wait for the accelerator's
-    queue each time, so that the next batch could not be prepared while the last one runs. On the CPU
-    the copies are plain assignments, in the same order."""
+    """Per-batch results copied into ``out`` without making the host wait for each batch: on an
+    accelerator each result starts its copy into pinned host memory as soon as it is queued (the
+    copy runs while the next batches compute) and ``flush`` waits once, at the end or whenever
+    ``PENDING_BYTES`` wait; a blocking copy after every batch would stall the queue each time. On
+    the CPU the copies are plain assignments, in the same order."""
 
     PENDING_BYTES = 1 << 28
 
@@ -129,15 +130,21 @@ class _HostCopies:
         self.out, self.pending, self.bytes = out, [], 0
 
     def add(self, index, tensor: torch.Tensor) -> None:
+        if self.out.dtype == np.float32:
+            tensor = tensor.float()
+        if tensor.device.type == "cuda":
+            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            host.copy_(tensor, non_blocking=True)
+            tensor = host
         self.pending.append((index, tensor))
         self.bytes += tensor.numel() * tensor.element_size()
         if self.bytes > self.PENDING_BYTES:
             self.flush()
 
     def flush(self) -> None:
+        if any(tensor.is_pinned() for _, tensor in self.pending):
+            torch.cuda.synchronize()
         for index, tensor in self.pending:
-            if self.out.dtype == np.float32:
-                tensor = tensor.float()
             self.out[index] = tensor.cpu().numpy()
         self.pending, self.bytes = [], 0
 

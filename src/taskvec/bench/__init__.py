@@ -28,6 +28,7 @@ from taskvec.bench.workloads import (
     _gpu_peak_mb,
     bench_lm,
     bench_model,
+    one_token_block_seconds,
     oom_backoff_check,
     profile_passes,
     random_model,
@@ -118,6 +119,7 @@ def _profiled_passes(lm, prompts_file: Path, batch_size: int) -> dict:
         "plain forward (extraction texts)": lambda: _plain_forward(lm, texts, batch_size),
         "hooked forward (extraction texts)": lambda: last_token_states(lm, texts, batch_size),
         "layer sweep": lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size),
+        f"one task's workload ({info.task.name})": lambda: run_task(lm, prompts, fmt, batch_size),
     }
 
 
@@ -153,11 +155,17 @@ def run_random_benchmark(
     )
     entry["workload"] = {}
     flops = [workload_flops(lm, [path]) for path in prompts_files]
+    block_seconds = one_token_block_seconds(lm)
     for size in batch_sizes:
         run_task(lm, *_dev_queries(prompts_dir / task / "sample0.parquet")[::2], size)  # warm-up at this size
         rates: list[float] = []
         work = workload_lm(lm, prompts_files, size, rates=rates)
         work.update(workload_against_floor(flops, work["seconds"], rates))
+        calls_floor = work["block_calls"] * block_seconds
+        work["block_call_ms"] = round(block_seconds * 1000, 4)
+        work["block_call_floor_seconds"] = round(calls_floor, 2)
+        work["block_call_share"] = round(calls_floor / work["seconds"], 3)
+        work["block_calls_over_flop_floor"] = round(calls_floor * work["over_floor"] / work["seconds"], 3)
         entry["workload"][str(size)] = work
         log.info(
             "%s: workload at batch size %d: %.1f s, %.2fx its floor", name, size, work["seconds"], work["over_floor"]

@@ -150,6 +150,7 @@ def render_gpu_markdown(gpu: dict) -> str:
                 f"| extraction + ICL + baseline + sweep | {size} | {w['tasks']} | {w['seconds']:.1f} "
                 f"| {w['evaluated_prompts_per_second']:.1f} {floor}"
             )
+        lines += _block_call_lines(r["workload"])
         lines += _targets_lines(r.get("targets"))
         lines += _profile_lines(r.get("profile"))
         oom = r.get("oom_backoff", {})
@@ -202,11 +203,43 @@ def _targets_lines(targets: dict | None) -> list[str]:
     return lines
 
 
+def _block_call_lines(workload: dict) -> list[str]:
+    """What the workload's number of block calls alone costs, where the run counted them."""
+    counted = {size: w for size, w in workload.items() if "block_call_floor_seconds" in w}
+    if not counted:
+        return []
+    lines = [""]
+    for size, w in sorted(counted.items(), key=lambda item: int(item[0])):
+        lines.append(
+            f"- At batch size {size} the workload makes {w['block_calls']:,} block calls (one block over one "
+            f"batch); a block call costs at least {w['block_call_ms']:.3f} ms here (a one-token forward over "
+            f"the number of blocks: its weights read once, its kernels launched), so these calls alone take "
+            f"{w['block_call_floor_seconds']:.1f} s, {w['block_call_share']:.0%} of the "
+            f"workload's {w['seconds']:.1f} s and {w['block_calls_over_flop_floor']:.1f}x "
+            "its FLOP floor: at these prompt counts the number of passes, not the FLOPs, sets the least time."
+            if w["block_calls_over_flop_floor"] > 1
+            else f"- At batch size {size} the workload makes {w['block_calls']:,} block calls; at "
+            f"{w['block_call_ms']:.3f} ms each (a one-token forward over the number of blocks) they take "
+            f"{w['block_call_floor_seconds']:.1f} s, below its FLOP floor."
+        )
+    return lines
+
+
 def _profile_lines(profile: dict | None) -> list[str]:
     if not profile:
         return []
-    lines = ["", "Where the time goes (torch profiler, self time of the top operators, one batch):", ""]
+    lines = [
+        "",
+        "Where the time goes (torch profiler, one run of each: the busy time of the device, the share of it "
+        "each of the top operators takes with the kernels it launched):",
+        "",
+    ]
     for name, p in profile.items():
         ops = "; ".join(f"{t['op']} {t['share']:.0%}" for t in p["top"][:5])
-        lines.append(f"- {name}: {p['total_ms']:.1f} ms of {p['clock']} time; {ops}")
+        busy = (
+            f" in {p['wall_ms']:.1f} ms of wall time ({p['total_ms'] / p['wall_ms']:.0%} busy)"
+            if p.get("wall_ms") and p["clock"] == "GPU"
+            else ""
+        )
+        lines.append(f"- {name}: {p['total_ms']:.1f} ms of {p['clock']} time{busy}; {ops}")
     return lines

@@ -245,12 +245,14 @@ def workload_lm(
     the machine's matrix rate (:func:`matmul_rate`) is sampled after each task, untimed, so that a
     floor can be set for the conditions each task ran in."""
     per_task, prompts_done = {}, 0
+    counter = _BlockCalls(lm)
     for prompts_file in prompts_files:
         prompts, metadata, fmt = _dev_queries(prompts_file)
         _synchronize(lm.device)
         start = time.perf_counter()
-        evaluated, _, table = run_task(lm, prompts, fmt, batch_size, scoring=metadata.task.rules.scoring)
-        _synchronize(lm.device)
+        with counter:
+            evaluated, _, table = run_task(lm, prompts, fmt, batch_size, scoring=metadata.task.rules.scoring)
+            _synchronize(lm.device)
         task = metadata.task.name
         per_task[task] = round(time.perf_counter() - start, 3)
         prompts_done += len(evaluated)
@@ -266,7 +268,38 @@ def workload_lm(
         "seconds": round(seconds, 2),
         "evaluated_prompts_per_second": round(prompts_done / seconds, 1),
         "per_task": per_task,
+        "block_calls": counter.calls,
     }
+
+
+class _BlockCalls:
+    """Counts the calls of every block while active: each call runs one block over one batch, so
+    reads that block's weights once however few rows it has."""
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self.layers, self.calls, self.handles = describe(lm.model).layers, 0, []
+
+    def _count(self, module, args) -> None:
+        self.calls += 1
+
+    def __enter__(self) -> _BlockCalls:
+        self.handles = [layer.register_forward_pre_hook(self._count) for layer in self.layers]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def one_token_block_seconds(lm: LoadedModel, repeats: int = 20) -> float:
+    """A one-token forward's time over the number of blocks: what one block call costs when its rows
+    do not matter (reading the block's weights and launching its kernels), the least any block call
+    takes on this device."""
+    ids = torch.tensor([[lm.pad_token_id]], device=lm.device)
+    run = lambda: lm.model.base_model(input_ids=ids, use_cache=False)  # noqa: E731
+    run()
+    return timed(run, repeats, lm.device).median / len(describe(lm.model).layers)
 
 
 def dtype_agreement(reference: dict, other: dict) -> dict:
@@ -352,6 +385,7 @@ def profile_passes(lm: LoadedModel, runs: dict, top: int = 8) -> dict:
     """The operators that take the most time in each of ``runs`` (name -> callable), by torch's
     profiler: self time on the GPU where there is one, else on the CPU. It says where the time of a
     pass goes (for example what the extraction hooks add) for the next round of optimisation."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     on_gpu = lm.device.type == "cuda"
@@ -361,18 +395,25 @@ def profile_passes(lm: LoadedModel, runs: dict, top: int = 8) -> dict:
         run()  # warm-up outside the profile
         _synchronize(lm.device)
         with profile(activities=activities) as prof:
+            start = time.perf_counter()
             run()
             _synchronize(lm.device)
+            wall = time.perf_counter() - start
         events = prof.key_averages()
 
         def self_us(event) -> float:
             return float(event.self_device_time_total if on_gpu else event.self_cpu_time_total)
 
-        total = sum(self_us(e) for e in events) or 1.0
-        ranked = sorted(events, key=self_us, reverse=True)[:top]
+        # On the GPU both an operator and the kernels it launched carry the kernels' time: the total
+        # is the kernels' (and copies') time, and the ranking is by operator, each with its kernels'.
+        ops = [e for e in events if e.device_type == DeviceType.CPU]
+        timed_events = [e for e in events if e.device_type != DeviceType.CPU] if on_gpu else ops
+        total = sum(self_us(e) for e in timed_events) or 1.0
+        ranked = sorted(ops, key=self_us, reverse=True)[:top]
         out[name] = {
             "clock": "GPU" if on_gpu else "CPU",
             "total_ms": round(total / 1000, 2),
+            "wall_ms": round(wall * 1000, 2),
             "top": [
                 {
                     "op": e.key,
