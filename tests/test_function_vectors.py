@@ -10,12 +10,13 @@ from conftest import tiny_model
 from taskvec.architectures import describe
 from taskvec.forward import encode, next_tokens
 from taskvec.function_vectors import (
+    Patch,
     add_sweep,
-    added_next_tokens,
     answer_token,
     default_head_count,
     function_vector,
     head_effects,
+    next_token_variants,
     plain_and_added_next_tokens,
     shuffle_labels,
     top_heads,
@@ -69,6 +70,29 @@ def test_the_answer_token_is_the_first_token_after_the_prompt():
     assert answer_token(lm, text, "Fx") == lm.tokenizer.encode("F")[0]
 
 
+def _full_forward_log_probs(lm, texts, layer, vectors, add):
+    """The reference: one whole forward per text with a hook that adds ``vectors[i]`` to (or puts it
+    in place of) block ``layer``'s output at the last token."""
+    arch = describe(lm.model)
+    out = []
+    for i, text in enumerate(texts):
+        vector = torch.from_numpy(vectors[i])
+
+        def patch(module, args, output, vector=vector):
+            hidden = output[0] if isinstance(output, tuple) else output
+            hidden[:, -1, :] = hidden[:, -1, :] + vector if add else vector
+            return output
+
+        handle = arch.layers[layer].register_forward_hook(patch)
+        try:
+            with torch.inference_mode():
+                logits = lm.model(**encode(lm, [text]).inputs()).logits[0, -1]
+        finally:
+            handle.remove()
+        out.append(torch.log_softmax(logits.float(), dim=-1).numpy())
+    return np.stack(out)
+
+
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "gemma3_text"])
 def test_adding_a_vector_after_each_block_equals_a_hook_that_adds_it(model_type):
     lm = tiny_model(model_type)
@@ -77,26 +101,45 @@ def test_adding_a_vector_after_each_block_equals_a_hook_that_adds_it(model_type)
     vector = np.random.default_rng(0).normal(scale=4.0, size=lm.model.config.hidden_size).astype(np.float32)
     swept = add_sweep(lm, texts, vector, batch_size=2)
     for layer in range(arch.n_layers):
-
-        def add(module, args, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            hidden[:, -1, :] += torch.from_numpy(vector)
-            return output
-
-        handle = arch.layers[layer].register_forward_hook(add)
-        try:
-            with torch.inference_mode():
-                for i, text in enumerate(texts):
-                    logits = lm.model(**encode(lm, [text]).inputs()).logits[0, -1]
-                    assert int(logits.argmax()) == swept[i, layer]
-        finally:
-            handle.remove()
+        reference = _full_forward_log_probs(lm, texts, layer, [vector] * len(texts), add=True)
+        assert np.array_equal(reference.argmax(axis=1), swept[:, layer])
     plain = next_tokens(lm, texts, batch_size=1)
     for layer in (0, arch.n_layers - 1):
-        assert np.array_equal(added_next_tokens(lm, texts, layer, vector, batch_size=3), swept[:, layer])
         unpatched, (once, twice) = plain_and_added_next_tokens(lm, texts, layer, [vector, 2 * vector], batch_size=2)
         assert np.array_equal(unpatched, plain) and np.array_equal(once, swept[:, layer])
-        assert np.array_equal(twice, added_next_tokens(lm, texts, layer, 2 * vector, batch_size=3))
+        doubled = _full_forward_log_probs(lm, texts, layer, [2 * vector] * len(texts), add=True)
+        assert np.array_equal(twice, doubled.argmax(axis=1))
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "gemma3_text", "qwen3"])
+def test_every_patch_of_one_batch_equals_a_whole_patched_forward(model_type):
+    """The comparison patches the bare test queries many ways (theta replaced, the FV added, the
+    controls, the head-count curve) on one cached prefix and one unpatched last token; each must give
+    what a whole forward with that patch gives: top token and, where kept, the log-probabilities."""
+    lm = tiny_model(model_type)
+    arch = describe(lm.model)
+    texts = [FMT.render(DEMOS[:2], "f"), "example:qq->", "x", "example:[a,b]->"]
+    rng = np.random.default_rng(1)
+    hidden = lm.model.config.hidden_size
+    per_text = rng.normal(scale=4.0, size=(len(texts), hidden)).astype(np.float32)
+    shared = rng.normal(scale=4.0, size=hidden).astype(np.float32)
+    patches = [
+        Patch(1, per_text, log_probs=True),  # replace, one vector per text
+        Patch(0, shared, add=True, log_probs=True),  # add, one vector for all
+        Patch(arch.n_layers - 1, shared),  # replace at the last block, the same vector for all
+        Patch(2, per_text, add=True),
+    ]
+    variants = next_token_variants(lm, texts, patches, batch_size=3)
+    assert np.array_equal(variants.plain, next_tokens(lm, texts, batch_size=1))
+    for patch, tokens, log_probs in zip(patches, variants.tokens, variants.log_probs, strict=True):
+        vectors = patch.vectors if patch.vectors.ndim == 2 else [patch.vectors] * len(texts)
+        reference = _full_forward_log_probs(lm, texts, patch.layer, vectors, patch.add)
+        assert np.array_equal(tokens, reference.argmax(axis=1))
+        if patch.log_probs:
+            np.testing.assert_allclose(log_probs, reference, atol=1e-4, rtol=1e-4)
+        else:
+            assert log_probs is None
+    assert not np.array_equal(variants.tokens[0], variants.plain)  # the patches changed predictions
 
 
 def test_head_effects_average_the_rise_in_the_answers_probability():

@@ -11,10 +11,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -131,52 +130,40 @@ def add_sweep(
     return patched_sweep(lm, texts, states + vector[None, None, :], layers, batch_size, progress)
 
 
-@contextlib.contextmanager
-def add_at_last_token(layer: torch.nn.Module, vector: torch.Tensor) -> Iterator[None]:
-    """Add ``vector`` (``[hidden]``) to the block's output at the last position of every row."""
+@dataclasses.dataclass(frozen=True)
+class Patch:
+    """One change to block ``layer``'s output at the last token: ``vectors`` (``[hidden]``, the same
+    for every text, or ``[n_texts, hidden]``) replace it, or with ``add`` are added to it. With
+    ``log_probs`` the next token's whole log-distribution is kept, not only its top token."""
 
-    def hook(module, args, output):
-        hidden = output[0] if isinstance(output, tuple) else output
-        hidden[:, -1, :] += vector.to(hidden.device, hidden.dtype)
-        return output
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+    layer: int
+    vectors: np.ndarray
+    add: bool = False
+    log_probs: bool = False
 
 
-@torch.inference_mode()
-def added_next_tokens(
-    lm: LoadedModel, texts: Sequence[str], layer: int, vector: np.ndarray, batch_size: int = 16
-) -> np.ndarray:
-    """Next-token prediction after each text with ``vector`` added after block ``layer`` at the last
-    token, in one pass per batch: ``[n_texts]`` token ids."""
-    arch = describe(lm.model)
-    patch = to_device(torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32)), lm.device)
-    out = np.zeros(len(texts), dtype=np.int64)
-    for rows in batches(texts, batch_size):
-        batch = encode(lm, [texts[i] for i in rows])
-        with add_at_last_token(arch.layers[layer], patch):
-            logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
-        out[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
-    return out
+@dataclasses.dataclass
+class Variants:
+    """Next-token predictions after each text, unpatched (``plain``) and under each patch."""
+
+    plain: np.ndarray  # [n_texts] token ids
+    tokens: list[np.ndarray]  # per patch, [n_texts] token ids
+    log_probs: list[np.ndarray | None]  # per patch, [n_texts, vocab] where it asked for them
 
 
 @torch.inference_mode()
-def plain_and_added_next_tokens(
-    lm: LoadedModel, texts: Sequence[str], layer: int, vectors: Sequence[np.ndarray], batch_size: int = 16
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Next-token prediction after each text, unpatched (``[n_texts]`` token ids) and with each of
-    ``vectors`` added after block ``layer`` at the last token (one ``[n_texts]`` array per vector).
-    Each text's tokens but the last run once; the last token then runs unpatched (recording its
-    residual stream) and once per vector from block ``layer + 1`` up, fed that stream plus the vector,
-    on the same cache."""
+def next_token_variants(
+    lm: LoadedModel, texts: Sequence[str], patches: Sequence[Patch], batch_size: int = 16
+) -> Variants:
+    """Next-token predictions after each text, unpatched and under each of ``patches``, sharing the
+    work: each text's tokens but the last run once (KV cache); the last token then runs unpatched
+    (recording every block's output) and once per patch from block ``layer + 1`` up, fed the patched
+    stream, on a copy of the same cache."""
     arch = describe(lm.model)
-    patches = [to_device(torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)), lm.device) for v in vectors]
+    vocab = arch.unembedding.weight.shape[0]
     plain = np.zeros(len(texts), dtype=np.int64)
-    added = [np.zeros(len(texts), dtype=np.int64) for _ in vectors]
+    tokens = [np.zeros(len(texts), dtype=np.int64) for _ in patches]
+    log_probs = [np.zeros((len(texts), vocab), dtype=np.float32) if p.log_probs else None for p in patches]
     for rows in batches(texts, batch_size):
         batch = encode(lm, [texts[i] for i in rows])
         prefix = None
@@ -187,11 +174,24 @@ def plain_and_added_next_tokens(
                 **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
             ).logits
         plain[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
-        for out, patch in zip(added, patches):
-            fed = states[layer] + patch.to(states[layer].dtype)
-            with start_at_layer(arch.layers, arch.final_norm, layer + 1, fed):
+        for index, patch in enumerate(patches):
+            values = patch.vectors if patch.vectors.ndim == 1 else patch.vectors[rows]
+            values = to_device(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), lm.device)
+            fed = states[patch.layer] + values.to(states[patch.layer].dtype) if patch.add else values
+            with start_at_layer(arch.layers, arch.final_norm, patch.layer + 1, fed.expand_as(states[patch.layer])):
                 logits = lm.model(
                     **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
-                ).logits
-            out[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
-    return plain, added
+                ).logits[:, -1, :]
+            tokens[index][rows] = logits.argmax(dim=-1).cpu().numpy()
+            if patch.log_probs:
+                log_probs[index][rows] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+    return Variants(plain, tokens, log_probs)
+
+
+def plain_and_added_next_tokens(
+    lm: LoadedModel, texts: Sequence[str], layer: int, vectors: Sequence[np.ndarray], batch_size: int = 16
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Next-token prediction after each text, unpatched (``[n_texts]`` token ids) and with each of
+    ``vectors`` (``[hidden]``) added after block ``layer`` at the last token (one array per vector)."""
+    variants = next_token_variants(lm, texts, [Patch(layer, v, add=True) for v in vectors], batch_size)
+    return variants.plain, variants.tokens

@@ -22,7 +22,6 @@ For one model, on the first sampling of each task's splits (its prompts, activat
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -39,19 +38,19 @@ from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.evaluate import _decoder, choose_layer, read_results, score
 from taskvec.extract import read_activations
-from taskvec.forward import batches, encode, patched_sweep
+from taskvec.forward import batches, encode
 from taskvec.function_vectors import (
-    add_at_last_token,
+    Patch,
     add_sweep,
     default_head_count,
     function_vector,
     head_effects,
+    next_token_variants,
     plain_and_added_next_tokens,
     shuffle_labels,
     top_heads,
 )
 from taskvec.heads import attention_heads
-from taskvec.hooks import replace_last_token, to_device
 from taskvec.models import LoadedModel
 from taskvec.prompts import read_prompts
 from taskvec.scoring import first_token_correct
@@ -88,29 +87,11 @@ HEAD_SCHEMA = pa.schema(
 
 
 @torch.inference_mode()
-def last_log_probs(
-    lm: LoadedModel,
-    texts: Sequence[str],
-    batch_size: int = 16,
-    layer: int | None = None,
-    vectors: np.ndarray | None = None,
-    added: np.ndarray | None = None,
-) -> np.ndarray:
-    """Log-probabilities of the next token after each text (``[n, vocab]``); with ``layer``, either
-    ``vectors[i]`` replaces block ``layer``'s output at the last position or ``added`` is added to it."""
-    arch = describe(lm.model)
-    out = np.zeros((len(texts), arch.unembedding.weight.shape[0]), dtype=np.float32)
+def last_log_probs(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
+    """Log-probabilities of the next token after each text: ``[n, vocab]``."""
+    out = np.zeros((len(texts), describe(lm.model).unembedding.weight.shape[0]), dtype=np.float32)
     for rows in batches(texts, batch_size):
-        batch = encode(lm, [texts[i] for i in rows])
-        if layer is None:
-            patch = contextlib.nullcontext()
-        elif added is not None:
-            patch = add_at_last_token(arch.layers[layer], to_device(torch.from_numpy(added), lm.device))
-        else:
-            values = to_device(torch.from_numpy(np.ascontiguousarray(vectors[rows], dtype=np.float32)), lm.device)
-            patch = replace_last_token(arch.layers, torch.full((len(rows),), layer), values)
-        with patch:
-            logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
+        logits = lm.model(**encode(lm, [texts[i] for i in rows]).inputs(), use_cache=False, logits_to_keep=1).logits
         out[rows] = torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu().numpy()
     return out
 
@@ -158,13 +139,6 @@ class _Rows:
             for name, value in zip(SCHEMA.names, values):
                 self.columns[name].append(value)
         return np.array(correct, dtype=bool)
-
-
-def _at_layer(vectors: np.ndarray, layer: int, n_layers: int) -> np.ndarray:
-    """``[n, n_layers, hidden]`` holding ``vectors`` at ``layer`` (what patched_sweep reads)."""
-    full = np.zeros((len(vectors), n_layers, vectors.shape[-1]), dtype=np.float32)
-    full[:, layer] = vectors
-    return full
 
 
 def function_vectors_file(
@@ -238,39 +212,40 @@ def function_vectors_file(
 
         icl_texts = [fmt.render(p.demonstrations, p.query) for p in test]
         icl_log = last_log_probs(lm, icl_texts, batch_size)
-        theta = np.stack([thetas[("test", p.index)] for p in test])
-        tv_log = last_log_probs(lm, test_queries, batch_size, tv_layer, theta[:, tv_layer])
-        fv_log = last_log_probs(lm, test_queries, batch_size, fv_layer, added=fv)
-        rows.add(test, "tv", tv_layer, tv_log.argmax(axis=1), gap=distribution_gap(icl_log, tv_log))
-        rows.add(test, "fv", fv_layer, fv_log.argmax(axis=1), n, gap=distribution_gap(icl_log, fv_log))
-
+        # every patch of the bare test queries shares one prefix pass and one unpatched last token
+        theta = np.stack([thetas[("test", p.index)][tv_layer] for p in test])
+        other = tasks[(number + 1 + np.random.default_rng([seed, number]).integers(len(tasks) - 1)) % len(tasks)]
+        other_thetas = loaded[other][2]
+        other_test = sorted(i for split, i in other_thetas if split == "test")
+        controls = {
+            "random_vector": random_vectors_like(theta, seed + number),
+            "other_task_theta": np.stack(
+                [other_thetas[("test", other_test[i % len(other_test)])][tv_layer] for i in range(len(test))]
+            ),
+            "layer_average": np.mean([thetas[("dev", p.index)][tv_layer] for p in dev], axis=0),
+        }
+        counts = [c for c in HEAD_CURVE if c <= universal.size and c != n]
+        means = effects[task].means
+        patches = [
+            Patch(tv_layer, theta, log_probs=True),
+            Patch(fv_layer, fv, add=True, log_probs=True),
+            *(Patch(tv_layer, vectors) for vectors in controls.values()),
+            *(Patch(fv_layer, function_vector(lm, means, top_heads(universal, c)), add=True) for c in counts),
+        ]
+        variants = next_token_variants(lm, test_queries, patches, batch_size)
+        (tv_tokens, fv_tokens, *control_tokens), curve_tokens = variants.tokens[:5], variants.tokens[5:]
+        tv_log, fv_log = variants.log_probs[:2]
+        rows.add(test, "tv", tv_layer, tv_tokens, gap=distribution_gap(icl_log, tv_log))
+        rows.add(test, "fv", fv_layer, fv_tokens, n, gap=distribution_gap(icl_log, fv_log))
         shuffled = shuffle_labels(test, seed)
         shuffled_texts = [fmt.render(p.demonstrations, p.query) for p in shuffled]
         plain, (added,) = plain_and_added_next_tokens(lm, shuffled_texts, fv_layer, [fv], batch_size)
         rows.add(test, "shuffled_icl", NO_LAYER, plain)
         rows.add(test, "shuffled_icl_fv", fv_layer, added, n)
-
-        random_theta = random_vectors_like(theta[:, tv_layer], seed + number)
-        other = tasks[(number + 1 + np.random.default_rng([seed, number]).integers(len(tasks) - 1)) % len(tasks)]
-        other_thetas = loaded[other][2]
-        other_test = sorted(i for split, i in other_thetas if split == "test")
-        other_theta = np.stack(
-            [other_thetas[("test", other_test[i % len(other_test)])][tv_layer] for i in range(len(test))]
-        )
-        layer_average = np.mean([thetas[("dev", p.index)][tv_layer] for p in dev], axis=0)
-        for method, vectors in (
-            ("random_vector", random_theta),
-            ("other_task_theta", other_theta),
-            ("layer_average", np.repeat(layer_average[None], len(test), axis=0)),
-        ):
-            tokens = patched_sweep(lm, test_queries, _at_layer(vectors, tv_layer, n_layers), [tv_layer], batch_size)
-            rows.add(test, method, tv_layer, tokens[:, 0])
-
-        counts = [c for c in HEAD_CURVE if c <= universal.size and c != n]
-        curve = [function_vector(lm, effects[task].means, top_heads(universal, count)) for count in counts]
-        _, tokens = plain_and_added_next_tokens(lm, test_queries, fv_layer, curve, batch_size)
-        for count, ids in zip(counts, tokens):
-            rows.add(test, "fv_curve", fv_layer, ids, count)
+        for method, tokens in zip(controls, control_tokens, strict=True):
+            rows.add(test, method, tv_layer, tokens)
+        for count, tokens in zip(counts, curve_tokens, strict=True):
+            rows.add(test, "fv_curve", fv_layer, tokens, count)
         log.info(
             "%s %s: FV at block %d, TV at layer %d; other-task control: %s", model, task, fv_layer, tv_layer, other
         )
