@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := wordnet-base dict-freedict-fra-eng dict-freedict-spa-eng dict
 # (its daemons, munge for authentication, MariaDB for Slurm's accounting).
 TEST_PACKAGES := chromium slurmctld slurmd slurmdbd slurm-client munge mariadb-server
 
-.PHONY: setup debian-packages test-packages reproduce push pull test test-fast bench lint
+.PHONY: setup debian-packages test-packages reproduce reproduce-all push pull test test-fast bench lint
 
 setup: $(STAMP) debian-packages
 
@@ -50,8 +50,16 @@ $(STAMP): pyproject.toml Makefile environment.post-deploy.sh
 # runs Snakemake; reruns only what changed.
 reproduce: setup
 	@[ -d .git ] || { echo "make reproduce needs a git clone (DVC tracks the data next to git)"; exit 1; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro study
+	@echo "Report: $(CURDIR)/reports/index.html"
+
+# The default study, then the extended studies beside it (DVC stage `extended`, Snakemake target
+# `extended`: how far the task vector travels), into data/extended and reports/extended.
+reproduce-all: setup
+	@[ -d .git ] || { echo "make reproduce-all needs a git clone (DVC tracks the data next to git)"; exit 1; }
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "Report: $(CURDIR)/reports/index.html"
+	@echo "Extended report: $(CURDIR)/reports/extended/index.html"
 
 # Share the study's artifacts through the DVC remote (.dvc/config; `dvc remote add -d -f shared <url>`).
 # A producer runs `make reproduce` then `make push`; a consumer, on a fresh clone, runs `make pull`:
@@ -61,8 +69,10 @@ push: setup
 	$(BIN)/dvc push
 
 pull: setup
-	$(BIN)/dvc pull
+	$(BIN)/dvc pull study
+	$(BIN)/dvc pull --allow-missing extended
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --touch --quiet
+	[ ! -d data/extended ] || PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --touch --quiet extended
 
 # The full suite, after the linters (ruff check and format, snakefmt, snakemake --lint): CI runs exactly this.
 test: setup test-packages lint

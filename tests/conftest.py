@@ -164,6 +164,9 @@ TINY_PARAMS = {
     "prompt": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n"},
     "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2, "seeds": 2},
     "compute": {"device": "cpu", "dtype": "float32", "batch_size": 8},
+    # the extended studies (`make reproduce-all`), with the defaults of params.yaml
+    "function_vectors": {"n_heads": 0, "head_prompts": 10},
+    "travel": {"ks": [1, 2, 3, 5, 10], "contexts": [1, 2, 4, 8]},
 }
 
 

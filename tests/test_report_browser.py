@@ -56,9 +56,12 @@ def _run(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(params=["committed", "tiny study"])
+@pytest.fixture(params=["committed", "committed extended", "tiny study"])
 def report(request) -> Path:
-    """The committed report, or the one the tiny study (conftest's ``study``) has just built."""
+    """The committed report, the committed extended studies' report, or the one the tiny study
+    (conftest's ``study``) has just built."""
+    if request.param == "committed extended":
+        return ROOT / "reports" / "extended" / "index.html"
     if request.param == "committed":
         return REPORT
     return request.getfixturevalue("study") / "reports" / "index.html"

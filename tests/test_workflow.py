@@ -89,6 +89,7 @@ def test_study_writes_a_report_that_agrees_with_its_parquet_files(study):
         "Conflicting tasks",
         "Robustness of theta",
         "Vocabulary projection",
+        "Extended studies",
         "Method and settings",
         "Time per step",
     ):
@@ -181,7 +182,6 @@ def test_editing_a_custom_task_file_reruns_only_that_task(study):
         "evaluate_task",
         "robustness",
         "vocabulary_projection",
-        "function_vectors",
     }
     task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
     assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
@@ -210,7 +210,6 @@ def test_changing_one_tasks_setting_reruns_only_that_task(study):
         "robustness",
         "vocabulary_projection",
         "conflicting_tasks",
-        "function_vectors",
     }
     task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
     assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
@@ -227,7 +226,6 @@ def test_adding_a_model_runs_only_that_models_jobs(study):
         "conflicting_tasks",
         "robustness",
         "vocabulary_projection",
-        "function_vectors",
     }
     assert all("model=gemma3-270m" in w for _, w in per_model), per_model
     assert len([rule for rule, _ in per_model if rule == "evaluate_task"]) == len(TINY_PARAMS["tasks"])
@@ -240,7 +238,6 @@ def test_changing_extraction_code_reruns_extraction_and_everything_after_it(stud
         "build_report",
         "conflicting_tasks",
         "evaluate_task",
-        "function_vectors",
         "robustness",
         "vocabulary_projection",
     ]
@@ -292,16 +289,18 @@ def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(study, tmp_pat
     producer, consumer, remote = tmp_path / "producer", tmp_path / "consumer", tmp_path / "remote"
     _versioned_copy(study, producer)
     _dvc(producer, "remote", "add", "-d", "shared", str(remote))
-    _dvc(producer, "repro")
+    _dvc(producer, "repro", "study")  # what `make reproduce` runs
     _git(producer, "add", "-A")
     _git(producer, "commit", "-q", "-m", "study")
     _dvc(producer, "push")
 
     _git(tmp_path, "clone", "-q", str(producer), str(consumer))
     assert not (consumer / "data").exists()
-    _dvc(consumer, "pull")  # then what `make pull` runs after it:
+    _dvc(consumer, "pull", "study")  # what `make pull` runs:
+    _dvc(consumer, "pull", "--allow-missing", "extended")  # the producer ran `make reproduce` alone
+    assert not (consumer / "data" / "extended").exists()
     snakemake(consumer, "--touch", "--quiet")
-    assert "up to date" in _dvc(consumer, "status").stdout
+    assert "up to date" in _dvc(consumer, "status", "study").stdout
     assert planned_jobs(consumer) == []
     for step in ("activations", "results"):
         for path in (producer / "data" / step).rglob("*.parquet"):
@@ -324,7 +323,7 @@ def test_rerunning_gives_byte_identical_outputs(study):
     ]
     outputs += [
         study / "data" / "analysis" / "smollm2-135m" / f"{name}.parquet"
-        for name in ("conflicting_tasks", "robustness", "vocabulary", "function_vectors", "heads")
+        for name in ("conflicting_tasks", "robustness", "vocabulary")
     ]
     outputs += [study / "reports" / "metrics.json", study / "reports" / "tables" / "accuracy.csv"]
     outputs += sorted((study / "reports" / "figures").iterdir())
@@ -333,7 +332,7 @@ def test_rerunning_gives_byte_identical_outputs(study):
     snakemake(
         study,
         "--forcerun",
-        *("evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection", "function_vectors"),
+        *("evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection"),
     )
     assert [path.read_bytes() for path in outputs] == before
     # The report's last section gives the measured time of each step, which differs run to run.
@@ -347,9 +346,11 @@ def _without_timings(html: str) -> str:
 
 def test_dvc_repro_then_status_is_clean(study):
     subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=study, env=_env(), check=True)
-    repro = subprocess.run([str(BIN / "dvc"), "repro"], cwd=study, env=_env(), capture_output=True, text=True)
+    repro = subprocess.run([str(BIN / "dvc"), "repro", "study"], cwd=study, env=_env(), capture_output=True, text=True)
     assert repro.returncode == 0, repro.stdout + repro.stderr
-    status = subprocess.run([str(BIN / "dvc"), "status"], cwd=study, env=_env(), capture_output=True, text=True)
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status", "study"], cwd=study, env=_env(), capture_output=True, text=True
+    )
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr
     assert planned_jobs(study) == []
     # a user's task file is a dependency of the stage: editing it is a change DVC sees
@@ -357,7 +358,9 @@ def test_dvc_repro_then_status_is_clean(study):
     original = task_file.read_text()
     try:
         task_file.write_text(original + '{"input": "Atlantis", "output": "Orichalcum"}\n')
-        edited = subprocess.run([str(BIN / "dvc"), "status"], cwd=study, env=_env(), capture_output=True, text=True)
+        edited = subprocess.run(
+            [str(BIN / "dvc"), "status", "study"], cwd=study, env=_env(), capture_output=True, text=True
+        )
         assert "modified:" in edited.stdout and "examples" in edited.stdout, edited.stdout
     finally:
         task_file.write_text(original)
@@ -465,9 +468,9 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
         "peak_rss_mb",
     }
     assert 1 < figures["sweep_limit"] < figures["naive_ratio"]
-    # one evaluate_task job per task and four analyses (conflicting tasks, robustness, vocabulary,
-    # function vectors); the model was converted beforehand
-    assert figures["study_jobs"] == 7
+    # one evaluate_task job per task and three analyses (conflicting tasks, robustness, vocabulary); the
+    # model was converted beforehand
+    assert figures["study_jobs"] == 6
     assert "| smollm2-135m |" in (tmp_path / "benchmarks.md").read_text()
 
 
@@ -576,9 +579,10 @@ for name, module in sorted(sys.modules.items()):
 
 
 def code_inputs_missing_imports(project: Path) -> dict[str, list[str]]:
-    """For each rule of a study: the taskvec modules that its command really imports (traced by
-    Python's import system, not by taskvec.codedeps) but that are not among the rule's inputs."""
-    plan = snakemake(project, "--dry-run", "--forceall", "--printshellcmds").stdout
+    """For each rule of a study, the extended studies' included: the taskvec modules that its command
+    really imports (traced by Python's import system, not by taskvec.codedeps) but that are not among
+    the rule's inputs."""
+    plan = snakemake(project, "--dry-run", "--forceall", "--printshellcmds", "all", "extended").stdout
     jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)((?:.*\n)*?)\n", plan, flags=re.M)
     missing: dict[str, list[str]] = {}
     traced: dict[str, set[str]] = {}
@@ -626,7 +630,7 @@ def test_a_dvc_experiment_with_another_seed_reruns_only_that_task(study, tmp_pat
         "GIT_COMMITTER_EMAIL": "tests@example.invalid",
     }
     experiment = subprocess.run(
-        [str(BIN / "dvc"), "exp", "run", "-S", "tasks.to_upper.seed=3"],
+        [str(BIN / "dvc"), "exp", "run", "study", "-S", "tasks.to_upper.seed=3"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -665,3 +669,52 @@ def test_a_task_removed_from_params_leaves_no_stale_outputs(study, tmp_path):
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert set(metrics["models"]["smollm2-135m"]["tasks"]) == {"next_letter", "country_currency"}
     assert planned_jobs(project) == []
+
+
+def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(study, tmp_path):
+    """`make reproduce-all` runs the `extended` target after the study: function vectors and how far the
+    task vector travels, for every model, into data/extended and reports/extended; the default study's
+    files, report included, stay byte-identical; the default target has nothing to do afterwards, and
+    a forced rerun of the extended steps gives byte-identical files."""
+    project = tmp_path / "project"
+    _versioned_copy(study, project)
+    _dvc(project, "repro", "study")  # `make reproduce`
+    kept = {p: p.read_bytes() for top in ("data", "reports") for p in (project / top).rglob("*") if p.is_file()}
+    _dvc(project, "repro")  # `make reproduce-all`: the study stage has nothing to do, then `extended` runs
+    assert "up to date" in _dvc(project, "status").stdout
+    assert {p: p.read_bytes() for p in kept} == kept
+    table = pq.read_table(project / "data" / "extended" / "smollm2-135m" / "travel.parquet")
+    data = table.to_pydict()
+    assert set(data["task"]) == set(TINY_PARAMS["tasks"])
+    assert {(e, v) for e, v in zip(data["experiment"], data["value"])} == {
+        *(("k", k) for k in (1, 2, 3, 5, 10)),
+        *(("contexts", m) for m in (1, 2, 4, 8)),
+    }
+    # at k = 5 the prompts are the study's own: ICL there is the results file's ICL on the same test prompts
+    keys = zip(data["task"], data["experiment"], data["value"], data["method"])
+    icl = {i: c for key, i, c in zip(keys, data["index"], data["correct"]) if key == ("to_upper", "k", 5, "icl")}
+    results = pq.read_table(project / "data" / "results" / "smollm2-135m" / "to_upper" / "sample0.parquet").to_pydict()
+    study_icl = {
+        i: c
+        for i, s, m, c in zip(results["index"], results["split"], results["method"], results["correct"])
+        if (s, m) == ("test", "icl")
+    }
+    assert icl == study_icl
+    page = (project / "reports" / "extended" / "index.html").read_text()
+    assert "<h2 id='travel'>How far the task vector travels</h2>" in page
+    assert "Averaging theta over 8 demonstration sets instead of 1" in page or "no mean is given" in page
+    metrics = json.loads((project / "reports" / "extended" / "metrics.json").read_text())
+    assert set(metrics["models"]["smollm2-135m"]["tasks"]) == set(TINY_PARAMS["tasks"])
+    assert (project / "reports" / "extended" / "figures" / "travel_k_smollm2-135m.svg").exists()
+    fv = json.loads((project / "reports" / "extended" / "metrics.json").read_text())["models"]["smollm2-135m"]
+    assert set(fv["tasks"]["to_upper"]) >= {"fv", "fv_ci", "shuffled_icl", "random_vector", "kl_tv", "kl_fv", "tv_by_k"}
+    assert fv["function_vectors"]["n_heads"] == 6 and "Task vectors and function vectors" in page
+    main = json.loads((project / "reports" / "metrics.json").read_text())["models"]["smollm2-135m"]
+    assert "function_vectors" not in main and "fv" not in main["tasks"]["to_upper"]
+    assert planned_jobs(project) == []
+    again = snakemake(project, "--dry-run", "extended")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    tops = (project / "data" / "extended", project / "reports" / "extended")
+    before = {p: p.read_bytes() for top in tops for p in top.rglob("*") if p.is_file()}
+    snakemake(project, "extended", "--forcerun", "function_vectors", "travel")
+    assert {p: p.read_bytes() for p in before} == before

@@ -63,30 +63,3 @@ rule vocabulary_projection:
     shell:
         "taskvec vocabulary --model-dir {input.model} --activations {input.activations} --results {input.results}"
         " --prompts {input.prompts} --out {output} {params.compute} --threads {threads} 2> {log}"
-
-
-rule function_vectors:
-    input:
-        tasks=expand("data/tasks/{task}.parquet", task=TASKS),
-        prompts=lambda wc: first_sample("prompts", wc.model),
-        activations=lambda wc: first_sample("activations", wc.model),
-        results=lambda wc: first_sample("results", wc.model),
-        model="data/models/{model}",
-        code=code("function-vectors"),
-    output:
-        predictions="data/analysis/{model}/function_vectors.parquet",
-        heads="data/analysis/{model}/heads.parquet",
-    log:
-        "logs/function_vectors/{model}.log",
-    benchmark:
-        "logs/benchmarks/function_vectors/{model}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 1
-    params:
-        settings=FUNCTION_VECTOR_ARGS,
-        compute=COMPUTE_ARGS,
-    shell:
-        "taskvec function-vectors --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --activations {input.activations} --results {input.results} --out {output.predictions}"
-        " --heads-out {output.heads} {params.settings} {params.compute} --threads {threads} 2> {log}"

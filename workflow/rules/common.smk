@@ -129,12 +129,21 @@ ANALYSES = [
     *expand("data/analysis/{model}/vocabulary.parquet", model=MODELS),
     *(expand("data/analysis/{model}/conflicting_tasks.parquet", model=MODELS) if CONFLICT_PAIRS else []),
 ]
-FUNCTION_VECTORS = config["function_vectors"]["run"] and len(TASKS) >= 2
-if FUNCTION_VECTORS:
-    ANALYSES += [
-        *expand("data/analysis/{model}/function_vectors.parquet", model=MODELS),
-        *expand("data/analysis/{model}/heads.parquet", model=MODELS),
-    ]
+TRAVEL_ARGS = (
+    f"--ks {' '.join(map(str, config['travel']['ks']))}"
+    f" --contexts {' '.join(map(str, config['travel']['contexts']))}"
+)
+EXTENDED_REPORT_FILES = [
+    "reports/extended/index.html",
+    "reports/extended/metrics.json",
+    *[f"reports/extended/tables/{name}.{ext}" for name in ("function_vectors", "travel") for ext in ("csv", "md")],
+    *[
+        f"reports/extended/figures/{name}_{model}.{ext}"
+        for name in ("heads_aie", "heads_n", "travel_k", "travel_contexts")
+        for model in MODELS
+        for ext in ("png", "svg")
+    ],
+]
 FUNCTION_VECTOR_ARGS = f"--head-prompts {config['function_vectors']['head_prompts']}" + (
     f" --n-heads {config['function_vectors']['n_heads']}" if config["function_vectors"]["n_heads"] else ""
 )
@@ -155,10 +164,8 @@ def report_figure(name, model, caption, category):
     )
 
 
-FIGURE_NAMES = (
-    ["accuracy_summary", "accuracy_by_layer", "tsne", "distances"]
-    + (["conflicting_tasks"] if CONFLICT_PAIRS else [])
-    + (["heads_aie", "heads_n"] if FUNCTION_VECTORS else [])
+FIGURE_NAMES = ["accuracy_summary", "accuracy_by_layer", "tsne", "distances"] + (
+    ["conflicting_tasks"] if CONFLICT_PAIRS else []
 )
 FIGURE_CATEGORIES = {
     "accuracy_summary": "1. Accuracy",
@@ -166,13 +173,9 @@ FIGURE_CATEGORIES = {
     "conflicting_tasks": "3. Conflicting tasks",
     "tsne": "4. Robustness",
     "distances": "4. Robustness",
-    "heads_aie": "5. Function vectors",
-    "heads_n": "5. Function vectors",
 }
-REPORT_TABLES = (
-    ["accuracy", "accuracy_by_layer", "paper_comparison", "robustness", "vocabulary"]
-    + (["conflicting_tasks"] if CONFLICT_PAIRS else [])
-    + (["function_vectors"] if FUNCTION_VECTORS else [])
+REPORT_TABLES = ["accuracy", "accuracy_by_layer", "paper_comparison", "robustness", "vocabulary"] + (
+    ["conflicting_tasks"] if CONFLICT_PAIRS else []
 )
 # Every artifact of the study is a target of `all`, not only the report: a file that went missing
 # (deleted, or removed when a killed run had started its job) is made again, and what depends on it.

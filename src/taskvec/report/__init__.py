@@ -10,7 +10,6 @@ from pathlib import Path
 
 from taskvec import store
 from taskvec.report import figures as fig
-from taskvec.report import vectors
 from taskvec.report.collect import StudyResults, collect
 from taskvec.report.html import render_html
 from taskvec.report.tables import (
@@ -63,7 +62,7 @@ def build_report(
     study = collect(
         [Path(f) for f in result_files], [Path(f) for f in analysis_files], [Path(f) for f in prompts_files]
     )
-    store.write_json(_with_vectors(metrics(study), study), out / "metrics.json")
+    store.write_json(metrics(study), out / "metrics.json")
     tables = out / "tables"
     write_table(accuracy_rows(study), tables, "accuracy")
     write_table(by_layer_rows(study), tables, "accuracy_by_layer")
@@ -73,7 +72,6 @@ def build_report(
         ("conflicting_tasks", conflicts),
         ("robustness", robustness_rows(study)),
         ("vocabulary", vocabulary_rows(study)),
-        ("function_vectors", [row for model in study.models for row in _vector_rows(study, model)]),
     ):
         if rows:
             write_table(rows, tables, name)
@@ -84,12 +82,12 @@ def build_report(
                 store.write_bytes(data, out / "figures" / f"{name}_{model}.{fmt}")
     index = out / "index.html"
     timings = step_timings(Path(benchmarks_dir)) if benchmarks_dir else []
-    store.write_text(render_html(study, figures, timings, _vectors_section(study, figures)), index)
+    store.write_text(render_html(study, figures, timings), index)
     return index
 
 
 def _figures(study: StudyResults) -> dict[str, dict[str, dict[str, bytes]]]:
-    names = ("accuracy_by_layer", "accuracy_summary", "conflicting_tasks", "tsne", "distances", "heads_aie", "heads_n")
+    names = ("accuracy_by_layer", "accuracy_summary", "conflicting_tasks", "tsne", "distances")
     figures = {name: {} for name in names}
     for model in study.models:
         figures["accuracy_by_layer"][model] = fig.accuracy_by_layer(study, model)
@@ -100,77 +98,4 @@ def _figures(study: StudyResults) -> dict[str, dict[str, dict[str, bytes]]]:
         if analyses.robustness is not None:
             figures["tsne"][model] = fig.tsne(study, model)
             figures["distances"][model] = fig.distances(study, model)
-        if analyses.vectors is not None:
-            figures["heads_aie"][model] = vectors.aie_heatmap(analyses.vectors)
-            figures["heads_n"][model] = vectors.heads_curve(analyses.vectors, _kept(study, model))
     return figures
-
-
-def _kept(study: StudyResults, model: str) -> list[str]:
-    """The tasks where ICL works (the paper's filter), among those the comparison ran on."""
-    comparison = study.analysis(model).vectors
-    return [r.task for r in study.icl_works_results(model) if r.task in comparison.tasks]
-
-
-def _first_sampling(study: StudyResults, model: str, metric: str) -> dict[str, float]:
-    return {r.task: getattr(r.samples[0], metric) for r in study.for_model(model)}
-
-
-def _vector_rows(study: StudyResults, model: str) -> list[dict]:
-    comparison = study.analysis(model).vectors
-    if comparison is None:
-        return []
-    return vectors.table_rows(
-        comparison, _first_sampling(study, model, "icl"), _first_sampling(study, model, "baseline")
-    )
-
-
-def vector_sentences(study: StudyResults, model: str) -> list[str]:
-    comparison = study.analysis(model).vectors
-    return vectors.summary_sentences(
-        comparison,
-        _kept(study, model),
-        _first_sampling(study, model, "icl"),
-        _first_sampling(study, model, "baseline"),
-    )
-
-
-def _with_vectors(numbers: dict, study: StudyResults) -> dict:
-    """metrics.json with the function-vector comparison: per task its figures (``fv``, ``fv_ci``,
-    ``shuffled_icl``, ``random_vector``, ``kl_tv``, ``kl_fv`` and the rest), per model the means."""
-    for model in study.models:
-        comparison = study.analysis(model).vectors
-        if comparison is None:
-            continue
-        entry = numbers["models"][model]
-        for task, values in vectors.task_metrics(comparison).items():
-            entry["tasks"][task].update(values)
-        entry["function_vectors"] = vectors.model_metrics(
-            comparison, _kept(study, model), _first_sampling(study, model, "icl")
-        )
-    return numbers
-
-
-def _vectors_section(study: StudyResults, figures: dict) -> str:
-    parts = []
-    for model in study.models:
-        comparison = study.analysis(model).vectors
-        if comparison is None:
-            continue
-        parts.append(
-            (
-                comparison,
-                _vector_rows(study, model),
-                vector_sentences(study, model),
-                {"aie": figures["heads_aie"][model], "heads": figures["heads_n"][model]},
-            )
-        )
-    if not parts:
-        return (
-            "<h2 id='function-vectors'>Task vectors and function vectors</h2><p>Not run in this study "
-            "(<code>function_vectors.run</code> in params.yaml).</p>"
-        )
-    return vectors.section_html(parts)
-
-
-__all__ = ["StudyResults", "build_report", "collect"]

@@ -193,6 +193,7 @@ class Analyses:
     vocabulary: pa.Table | None = None
     vocabulary_summary: dict | None = None  # the vocabulary criterion's judgement per layer kind
     vectors: object | None = None  # taskvec.report.vectors.VectorComparison: task against function vectors
+    travel: object | None = None  # taskvec.report.travel.Travel: demonstrations and demonstration sets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,9 +264,14 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
             found[model]["vocabulary_summary"] = metadata.get("judgement")
         elif kind in ("function_vectors", "heads"):
             vectors[model][kind] = (table, metadata)
+        elif kind == "travel":
+            from taskvec.report.travel import read_travel
+
+            found[model]["travel"] = read_travel(table, metadata)
         else:
             raise ValueError(
-                f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors or heads)"
+                f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors, heads "
+                "or travel)"
             )
     for model, parts in vectors.items():
         if set(parts) != {"function_vectors", "heads"}:

@@ -571,7 +571,6 @@ def render_html(
     study: StudyResults,
     figures: dict[str, dict[str, dict[str, bytes]]],
     timings: list[dict] | None = None,
-    vectors_section: str = "",
 ) -> str:
     first = study.results[0].info
     fmt = dataclasses.asdict(first.format)
@@ -611,7 +610,7 @@ def render_html(
             ("conflicting", "Conflicting tasks"),
             ("robustness", "Robustness"),
             ("vocabulary", "Vocabulary"),
-            *((("function-vectors", "Function vectors"),) if vectors_section else ()),
+            ("extended", "Extended studies"),
             ("paper", "Paper"),
             ("method", "Method"),
             ("provenance", "Provenance"),
@@ -634,7 +633,12 @@ def render_html(
 {_conflict_section(study, figures)}
 {_robustness_section(study, figures)}
 {_vocabulary_section(study)}
-{vectors_section}
+<h2 id="extended">Extended studies</h2>
+<p>Task vectors against function vectors (Todd et al., ICLR 2024: attention heads, shuffled-label ICL, a random
+vector, another task's theta, the mean theta, the distribution gap), and how far the task vector travels (the
+number of demonstrations, theta averaged over several demonstration sets): in the extended studies' report,
+<a href="extended/index.html">extended/index.html</a>, made by <code>make reproduce-all</code> from this study's
+files. They are not part of the default study, whose time they would exceed.</p>
 {_paper_section(study)}
 <h2 id="method">Method and settings</h2>
 <ul>{settings}</ul>

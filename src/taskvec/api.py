@@ -1,0 +1,313 @@
+"""Task vectors for one-off use: from a file of input/output pairs to a vector file, and from a vector
+file to patched predictions on your own queries, without a study.
+
+    from taskvec import api
+    lm = api.load("packaged:smollm2-135m")
+    vector = api.task_vector(lm, api.read_pairs("antonyms.jsonl"))
+    print(api.apply(lm, vector, ["hot", "tall"]))
+
+How the vector is made (the study's extraction, averaged over several contexts): the pairs are put in
+a fixed order drawn from ``seed``; with ``layer="auto"`` a quarter of them (at least 4) are held out.
+Each of ``contexts`` prompts then writes ``k`` demonstrations and ``dummies`` dummy queries drawn from
+the other pairs in the prompt format, and theta after every block is the last token's residual stream
+averaged over the dummy queries and the contexts. With ``layer="auto"`` the held-out pairs' bare
+queries are patched with theta after each block in turn and the block of best first-token accuracy
+is kept (ties: the earliest), as the study chooses it on dev; the accuracies are recorded in the
+file. Applying the vector replaces the bare query's last-token residual stream after that block with
+theta and generates greedily to the format's separator, as the study's strict metric does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from taskvec.errors import ArtifactError, ConfigError
+from taskvec.models import PACKAGED_PREFIX, LoadedModel
+from taskvec.prompts import Prompt, PromptFormat
+from taskvec.tasks.base import Pair
+
+log = logging.getLogger(__name__)
+
+VECTOR_TENSOR = "vectors"  # [n_layers, hidden]: theta after every block
+METADATA_KEY = "taskvec"  # the file's metadata: one JSON object
+FORMAT_VERSION = 1
+CACHE_ENV = "TASKVEC_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where models named by a packaged name or a Hugging Face id are converted on first use:
+    ``$TASKVEC_CACHE`` or ``~/.cache/taskvec``, under ``models/``."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "taskvec"
+    return Path(root) / "models"
+
+
+def load(source: str | os.PathLike[str], device: str = "auto", dtype: str = "auto", threads: int = 0) -> LoadedModel:
+    """A model from a directory (one written by `taskvec convert-model`, or any local Hugging Face model
+    directory with safetensors weights), a packaged name (``packaged:smollm2-135m``) or a Hugging Face id;
+    the last two are converted once into :func:`cache_dir` and loaded from there afterwards."""
+    from taskvec.models import convert_model, load_model
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return load_model(path, device=device, dtype=dtype, threads=threads)
+    source = str(source)
+    if not (source.startswith(PACKAGED_PREFIX) or re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source)) or path.exists():
+        raise ArtifactError(
+            f"model {source} is neither a model directory, a packaged name nor a Hugging Face id",
+            "give a model directory, packaged:NAME (`taskvec models`) or a Hugging Face id such as org/name",
+        )
+    target = cache_dir() / re.sub(r"[^\w.-]+", "--", source)
+    if not target.is_dir():
+        log.info("converting %s into %s (once)", source, target)
+        convert_model(source, target)
+    return load_model(target, device=device, dtype=dtype, threads=threads)
+
+
+def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
+    """Input/output pairs from a task file, the format of the study's own tasks: JSON Lines, one
+    ``{"input": "hot", "output": "cold"}`` per line (``output`` may list several valid answers, the first
+    shown in demonstrations), or CSV with ``input`` and ``output`` columns (answers split by ``|``)."""
+    from taskvec.tasks.custom import read_task_file
+
+    return read_task_file(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskVector:
+    """theta after every block (``vectors``, ``[n_layers, hidden]``), the block it is patched after
+    (``layer``), and how it was made (``metadata``: the model, the prompt format, the layer choice)."""
+
+    vectors: np.ndarray
+    layer: int
+    metadata: dict
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self.vectors[self.layer]
+
+    @property
+    def format(self) -> PromptFormat:
+        return PromptFormat(**self.metadata["format"])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a safetensors file (atomically: on any error nothing is left at ``path``)."""
+        from safetensors.numpy import save_file
+
+        from taskvec import store
+
+        path = Path(path)
+        # one metadata entry: safetensors writes several in no fixed order, and the file must not change
+        # from run to run
+        header = {METADATA_KEY: json.dumps({**self.metadata, "layer": self.layer}, sort_keys=True)}
+        with store.atomic_path(path) as tmp:
+            save_file({VECTOR_TENSOR: np.ascontiguousarray(self.vectors, dtype=np.float32)}, str(tmp), metadata=header)
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o666 & ~umask)  # safetensors creates its files readable by their owner alone
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TaskVector:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"vector file {path} does not exist", "make one with `taskvec vector`")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), "numpy") as handle:
+                header = handle.metadata() or {}
+            vectors = load_file(str(path))[VECTOR_TENSOR]
+            metadata = json.loads(header[METADATA_KEY])
+            layer = int(metadata.pop("layer"))
+            missing = [key for key in ("format", "model") if key not in metadata]
+            if missing:
+                raise KeyError(f"no {' and no '.join(missing)} in its metadata")
+        except (SafetensorError, KeyError, ValueError, OSError) as error:
+            raise ArtifactError(
+                f"{path} is not a task-vector file written by `taskvec vector` ({error})",
+                "make one with `taskvec vector`",
+            ) from error
+        if vectors.ndim != 2 or not 0 <= layer < len(vectors):
+            raise ArtifactError(f"{path}: vectors of shape {vectors.shape} with layer {layer}", "remake it")
+        return cls(vectors, layer, metadata)
+
+
+def model_identity(lm: LoadedModel) -> dict:
+    """What a vector must match to be patched into a model: its source and its residual stream's shape."""
+    from taskvec.architectures import describe
+
+    provenance = lm.provenance
+    return {
+        "source": str(provenance.get("source")),
+        "file_sha256": provenance.get("file_sha256"),
+        "model_type": lm.model.config.model_type,
+        "n_layers": describe(lm.model).n_layers,
+        "hidden_size": int(lm.model.config.hidden_size),
+    }
+
+
+def _check_model(vector: TaskVector, lm: LoadedModel, where: str) -> None:
+    made, here = vector.metadata["model"], model_identity(lm)
+    if (made["hidden_size"], made["n_layers"]) != (here["hidden_size"], here["n_layers"]):
+        raise ConfigError(
+            f"{where} was made with {made['source']} ({made['n_layers']} blocks of width {made['hidden_size']}); "
+            f"this model, {here['source']}, has {here['n_layers']} blocks of width {here['hidden_size']}",
+            "use the model the vector was made with, or make a vector with this one (`taskvec vector`)",
+        )
+    if (made["source"], made["file_sha256"], made["model_type"]) != (
+        here["source"],
+        here["file_sha256"],
+        here["model_type"],
+    ):
+        raise ConfigError(
+            f"{where} was made with {made['source']}, not with this model ({here['source']}): a task vector "
+            "lives in one model's residual stream",
+            "use the model the vector was made with, or make a vector with this one (`taskvec vector`)",
+        )
+
+
+def _contexts(pairs: Sequence[Pair], k: int, dummies: int, contexts: int, seed: int) -> list[Prompt]:
+    needed = k + dummies
+    if len(pairs) < needed:
+        raise ConfigError(
+            f"{len(pairs)} pairs left for the demonstrations, but a context needs {needed} distinct ones "
+            f"(k={k} demonstrations + {dummies} dummy queries)",
+            "add pairs, lower k, or give the layer (no pairs are then held out to choose it)",
+        )
+    rng = random.Random(f"contexts:{seed}")
+    prompts = []
+    for index in range(contexts):
+        chosen = rng.sample(list(pairs), needed)
+        demos = tuple((p.input, p.outputs[0]) for p in chosen[:k])
+        prompts.append(Prompt("context", index, demos, "", (), tuple(p.input for p in chosen[k:])))
+    return prompts
+
+
+def task_vector(
+    lm: LoadedModel,
+    pairs: Sequence[Pair],
+    layer: int | str = "auto",
+    k: int = 5,
+    contexts: int = 8,
+    dummies: int = 2,
+    fmt: PromptFormat | None = None,
+    scoring: str = "exact",
+    seed: int = 0,
+    batch_size: int = 16,
+    source: str = "",
+) -> TaskVector:
+    """theta of the task that ``pairs`` show, averaged over ``contexts`` demonstration sets, and the
+    block it goes after: ``layer`` if given, else the best on held-out pairs (see the module's text)."""
+    from taskvec.architectures import describe
+    from taskvec.evaluate import _decoder, choose_layer
+    from taskvec.extract import task_vectors
+    from taskvec.forward import patched_sweep
+    from taskvec.scoring import FIRST_TOKEN_RULES, first_token_correct
+
+    fmt = fmt or PromptFormat()
+    fmt.validate()
+    n_layers = describe(lm.model).n_layers
+    if layer != "auto" and not (isinstance(layer, int) and 0 <= layer < n_layers):
+        raise ConfigError(
+            f"layer {layer!r} is out of range: this model has blocks 0 to {n_layers - 1}", "give --layer auto or 0..N-1"
+        )
+    if scoring not in FIRST_TOKEN_RULES:
+        raise ConfigError(f"unknown scoring rule {scoring!r}; use one of {', '.join(FIRST_TOKEN_RULES)}")
+    if k < 1 or contexts < 1 or dummies < 1:
+        raise ConfigError(f"k, contexts and dummies must be at least 1 (got {k}, {contexts}, {dummies})")
+    order = list(pairs)
+    random.Random(f"pairs:{seed}").shuffle(order)
+    held_out = order[: max(4, len(order) // 4)] if layer == "auto" else []
+    if layer == "auto" and len(order) - len(held_out) < k + dummies:
+        raise ConfigError(
+            f"{len(order)} pairs: {len(held_out)} are held out to choose the layer and a context needs "
+            f"{k + dummies} more (k={k} + {dummies} dummies)",
+            f"give at least {len(held_out) + k + dummies} pairs, lower k, or give the layer",
+        )
+    used = _contexts(order[len(held_out) :], k, dummies, contexts, seed)
+    vectors = task_vectors(lm, used, fmt, batch_size).mean(axis=0)
+
+    choice: dict = {"how": "given"}
+    if layer == "auto":
+        queries = [fmt.query.format(x=p.input) for p in held_out]
+        swept = patched_sweep(lm, queries, np.repeat(vectors[None], len(queries), axis=0), batch_size=batch_size)
+        decode = _decoder(lm)
+        accuracy = [
+            float(np.mean([first_token_correct(decode(t), p.outputs, scoring) for t, p in zip(column, held_out)]))
+            for column in swept.T
+        ]
+        layer = choose_layer(accuracy)
+        choice = {
+            "how": "auto",
+            "held_out": [p.input for p in held_out],
+            "accuracy_by_layer": accuracy,
+            "scoring": scoring,
+        }
+        log.info("layer %d: %.0f%% of %d held-out queries right", layer, 100 * accuracy[layer], len(held_out))
+    digest = hashlib.sha256(json.dumps([[p.input, list(p.outputs)] for p in pairs]).encode()).hexdigest()
+    metadata = {
+        "taskvec_vector": FORMAT_VERSION,
+        "model": model_identity(lm),
+        "format": dataclasses.asdict(fmt),
+        "k": k,
+        "contexts": [{"demonstrations": [list(d) for d in c.demonstrations], "dummies": list(c.dummies)} for c in used],
+        "dummies": dummies,
+        "seed": seed,
+        "pairs": {"count": len(pairs), "sha256": digest, "source": source},
+        "layer_choice": choice,
+    }
+    return TaskVector(vectors.astype(np.float32), int(layer), metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    query: str  # the input as given
+    bare: str  # the model's answer to the bare query, up to the separator
+    patched: str  # its answer with theta patched in
+    bare_first: str  # the first token of each (what the paper scores)
+    patched_first: str
+
+    def __str__(self) -> str:
+        return f"{self.query}: bare {self.bare_first!r}, with the task vector {self.patched_first!r}"
+
+
+def apply(
+    lm: LoadedModel, vector: TaskVector, queries: Sequence[str], batch_size: int = 16, where: str = "the vector"
+) -> list[Prediction]:
+    """Each query (an input, written with the vector's query template) answered bare and with theta
+    patched in after the vector's block; each answer is the greedy generation up to the separator."""
+    from taskvec.forward import Continuation, greedy_continue, next_tokens, patched_next_tokens
+    from taskvec.scoring import until_separator
+
+    _check_model(vector, lm, where)
+    if not queries:
+        raise ConfigError("no queries given", "give --query TEXT (repeatable) or --query-file FILE")
+    fmt = vector.format
+    texts = [fmt.query.format(x=q) for q in queries]
+    until = Continuation(fmt.max_answer_tokens, fmt.separator)
+    layers = [vector.layer] * len(texts)
+    thetas = np.repeat(vector.theta[None], len(texts), axis=0)
+    bare = greedy_continue(lm, texts, next_tokens(lm, texts, batch_size), until, batch_size)
+    first = patched_next_tokens(lm, texts, layers, thetas, batch_size)
+    patched = greedy_continue(lm, texts, first, until, batch_size, layers=layers, vectors=thetas)
+
+    def text(ids: list[int]) -> str:
+        return until_separator(lm.tokenizer.decode(ids), fmt.separator).strip()
+
+    return [
+        Prediction(q, text(b), text(p), lm.tokenizer.decode(b[:1]).strip(), lm.tokenizer.decode(p[:1]).strip())
+        for q, b, p in zip(queries, bare, patched)
+    ]

@@ -1,0 +1,119 @@
+"""One-off use: a task vector from a file of pairs, and applied to your own queries."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from taskvec.commands._common import add_compute, positive
+
+ORDER = 15  # where the group's subcommands come in `taskvec --help`
+log = logging.getLogger("taskvec")
+
+ONE_OFF_MODEL_HELP = (
+    "a model directory, a packaged model (packaged:smollm2-135m; `taskvec models` lists them) or a "
+    "Hugging Face id; the last two are converted once into $TASKVEC_CACHE (default ~/.cache/taskvec)"
+)
+
+
+def layer_choice(value: str):
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a block number, got {value!r}") from None
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        "vector",
+        help="make a task vector from a file of input/output pairs",
+        description="Extract theta, the task vector, from demonstrations of your own pairs (a JSON Lines file: "
+        'one {"input": ..., "output": ...} per line; "outputs": [...] lists several valid answers). theta is the '
+        "last token's residual stream after every block, averaged over the dummy queries of --contexts prompts "
+        "of --k demonstrations each. With --layer auto (the default) a quarter of the pairs (at least 4) are "
+        "held out and the block whose theta answers their bare queries best is chosen (ties: the earliest); the "
+        "choice and the accuracy at every block go into the file's metadata. Writes a safetensors file.",
+    )
+    p.add_argument("--model", required=True, help=ONE_OFF_MODEL_HELP)
+    p.add_argument("--demos", required=True, type=Path, help="task file of input/output pairs (.jsonl or .csv)")
+    p.add_argument("--layer", type=layer_choice, default="auto", help="auto, or the block to patch after (0-based)")
+    p.add_argument("--out", required=True, type=Path, help="output .safetensors file")
+    group = p.add_argument_group("prompts")
+    group.add_argument("--k", type=positive, default=5, help="demonstrations per context")
+    group.add_argument("--contexts", type=positive, default=8, help="demonstration sets theta is averaged over")
+    group.add_argument("--dummies", type=positive, default=2, help="dummy queries per context")
+    group.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
+    group.add_argument("--query", default="example:{x}->", help="query template")
+    group.add_argument("--separator", default="\n", help="text between demonstrations (and where answers end)")
+    group.add_argument("--max-answer-tokens", type=positive, default=10, help="longest answer `apply` generates")
+    group.add_argument(
+        "--scoring", choices=["exact", "prefix"], default="exact", help="first-token rule for --layer auto"
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of the held-out pairs and the contexts")
+    add_compute(p)
+    p.set_defaults(func=cmd_vector)
+
+    p = sub.add_parser(
+        "apply",
+        help="patch a task vector into your own queries",
+        description="Answer each query bare and with the task vector patched in (theta replaces the last "
+        "token's residual stream after the vector's block), printing the two answers side by side. A query "
+        "is an input: it is written with the vector's query template (example:{x}-> by default). Each answer "
+        "is the greedy generation up to the format's separator.",
+    )
+    p.add_argument("--model", required=True, help=ONE_OFF_MODEL_HELP + "; it must be the vector's model")
+    p.add_argument("--vector", required=True, type=Path, help="a file written by `taskvec vector`")
+    p.add_argument("--query", action="append", default=[], help="an input to answer (repeatable)")
+    p.add_argument("--query-file", type=Path, help="a text file of inputs, one per line")
+    add_compute(p)
+    p.set_defaults(func=cmd_apply)
+
+
+def cmd_vector(args) -> None:
+    from taskvec import api
+    from taskvec.prompts import PromptFormat
+
+    pairs = api.read_pairs(args.demos)
+    fmt = PromptFormat(args.demonstration, args.query, args.separator, args.max_answer_tokens)
+    fmt.validate()
+    lm = api.load(args.model, args.device, args.dtype, args.threads)
+    vector = api.task_vector(
+        lm,
+        pairs,
+        layer=args.layer,
+        k=args.k,
+        contexts=args.contexts,
+        dummies=args.dummies,
+        fmt=fmt,
+        scoring=args.scoring,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        source=args.demos.name,
+    )
+    vector.save(args.out)
+    how = vector.metadata["layer_choice"]["how"]
+    print(f"{args.out}: theta after block {vector.layer} ({how}) of {len(vector.vectors)}, from {len(pairs)} pairs")
+
+
+def cmd_apply(args) -> None:
+    from taskvec import api
+    from taskvec.errors import ArtifactError
+
+    vector = api.TaskVector.load(args.vector)
+    queries = list(args.query)
+    if args.query_file is not None:
+        if not args.query_file.is_file():
+            raise ArtifactError(f"query file {args.query_file} does not exist", "give a text file, one input per line")
+        queries += [line for line in args.query_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lm = api.load(args.model, args.device, args.dtype, args.threads)
+    predictions = api.apply(lm, vector, queries, args.batch_size, where=str(args.vector))
+    width = max(5, *(len(p.query) for p in predictions))
+    first = max(10, *(len(p.bare_first) for p in predictions))
+    print("# first token: what the paper scores; answer: the greedy generation up to the separator")
+    print(f"# the task vector replaces the last token's residual stream after block {vector.layer}")
+    print(f"{'query':{width}}  {'bare first':{first}}  {'TV first':{first}}  bare answer | TV answer")
+    for p in predictions:
+        print(f"{p.query:{width}}  {p.bare_first:{first}}  {p.patched_first:{first}}  {p.bare!r} | {p.patched!r}")

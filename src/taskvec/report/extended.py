@@ -1,0 +1,141 @@
+"""The extended studies' report (``reports/extended/``, made by `make reproduce-all`): task vectors
+against function vectors, and how far the task vector travels. It reads the study's results (for the
+tasks where ICL works, the first sampling's ICL and baseline, the categories) and the extended
+analyses, and writes index.html, metrics.json, tables and figures beside the main report, which it
+does not change."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from taskvec import store
+from taskvec.report import travel, vectors
+from taskvec.report.collect import StudyResults, collect
+from taskvec.report.tables import write_table
+
+
+def _travel_kept(study: StudyResults, model: str) -> list[str]:
+    """The tasks where ICL works (the paper's filter), among those the travel step ran on."""
+    ran = study.analysis(model).travel.tasks
+    return [r.task for r in study.icl_works_results(model) if r.task in ran]
+
+
+def _vectors_kept(study: StudyResults, model: str) -> list[str]:
+    """The tasks where ICL works, among those the function-vector comparison ran on."""
+    ran = study.analysis(model).vectors.tasks
+    return [r.task for r in study.icl_works_results(model) if r.task in ran]
+
+
+def _first_sampling(study: StudyResults, model: str, metric: str) -> dict[str, float]:
+    return {r.task: getattr(r.samples[0], metric) for r in study.for_model(model)}
+
+
+def extended_metrics(study: StudyResults) -> dict:
+    """Per model and task: the function-vector comparison's figures (``fv``, ``fv_ci``,
+    ``shuffled_icl``, ``random_vector``, ``kl_tv``, ``kl_fv`` and the rest) and how far the task vector
+    travels (``icl_by_k``, ``tv_by_k``, ``tv_by_contexts``, with Wilson intervals); per model the means
+    over the tasks where ICL works with two-level bootstrap intervals (``function_vectors``,
+    ``travel``)."""
+    out: dict = {"models": {}}
+    for model in study.models:
+        analyses = study.analysis(model)
+        entry: dict = {"tasks": {}}
+        if analyses.vectors is not None:
+            for task, values in vectors.task_metrics(analyses.vectors).items():
+                entry["tasks"].setdefault(task, {}).update(values)
+            entry["function_vectors"] = vectors.model_metrics(
+                analyses.vectors, _vectors_kept(study, model), _first_sampling(study, model, "icl")
+            )
+        if analyses.travel is not None:
+            for task, values in travel.task_metrics(analyses.travel).items():
+                entry["tasks"].setdefault(task, {}).update(values)
+            entry["travel"] = travel.model_metrics(analyses.travel, _travel_kept(study, model))
+        if entry["tasks"]:
+            out["models"][model] = entry
+    return out
+
+
+def _vectors_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[list, list[dict]]:
+    parts, rows = [], []
+    for model in models:
+        comparison = study.analysis(model).vectors
+        kept = _vectors_kept(study, model)
+        icl, baseline = _first_sampling(study, model, "icl"), _first_sampling(study, model, "baseline")
+        figures = {"aie": vectors.aie_heatmap(comparison), "heads": vectors.heads_curve(comparison, kept)}
+        for name, key in (("heads_aie", "aie"), ("heads_n", "heads")):
+            for fmt, data in figures[key].items():
+                store.write_bytes(data, out / "figures" / f"{name}_{model}.{fmt}")
+        model_rows = vectors.table_rows(comparison, icl, baseline)
+        rows += model_rows
+        parts.append((comparison, model_rows, vectors.summary_sentences(comparison, kept, icl, baseline), figures))
+    return parts, rows
+
+
+def _travel_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[list, list[dict]]:
+    parts, rows = [], []
+    for model in models:
+        result = study.analysis(model).travel
+        kept = _travel_kept(study, model)
+        categories = {r.task: r.category for r in study.for_model(model)}
+        figures = {"k": travel.k_figure(result, kept, categories), "contexts": travel.contexts_figure(result, kept)}
+        for name, formats in figures.items():
+            for fmt, data in formats.items():
+                store.write_bytes(data, out / "figures" / f"travel_{name}_{model}.{fmt}")
+        model_rows = travel.table_rows(result)
+        rows += model_rows
+        parts.append((result, model_rows, travel.summary_sentences(result, kept), figures))
+    return parts, rows
+
+
+def build_extended_report(
+    result_files: Sequence[str | os.PathLike[str]],
+    analysis_files: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+) -> Path:
+    from taskvec.report.html import CSS
+
+    out = Path(out_dir)
+    study = collect([Path(f) for f in result_files], [Path(f) for f in analysis_files])
+    with_vectors = [m for m in study.models if study.analysis(m).vectors is not None]
+    with_travel = [m for m in study.models if study.analysis(m).travel is not None]
+    if not with_vectors and not with_travel:
+        raise ValueError(
+            "no extended analysis among the files given (`taskvec function-vectors` and `taskvec travel` write them)"
+        )
+    store.write_json(extended_metrics(study), out / "metrics.json")
+    sections = []
+    if with_vectors:
+        parts, rows = _vectors_parts(study, out, with_vectors)
+        write_table(rows, out / "tables", "function_vectors")
+        sections.append(vectors.section_html(parts))
+    if with_travel:
+        parts, rows = _travel_parts(study, out, with_travel)
+        write_table(rows, out / "tables", "travel")
+        sections.append(travel.section_html(parts))
+    nav = " ".join(
+        f"<a href='#{anchor}'>{name}</a>"
+        for anchor, name, shown in (
+            ("function-vectors", "Function vectors", with_vectors),
+            ("travel", "Travel", with_travel),
+        )
+        if shown
+    )
+    index = out / "index.html"
+    store.write_text(
+        f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>taskvec: extended studies</title><style>{CSS}</style></head>
+<body>
+<h1>In-context learning creates task vectors: extended studies</h1>
+<nav class="note">{nav}</nav>
+<p class="note">Made by <code>make reproduce-all</code> beside the default study's report
+(<a href="../index.html">../index.html</a>), from the same prompts and results; not part of the default study,
+whose time it would exceed.</p>
+{"".join(sections)}
+</body></html>
+""",
+        index,
+    )
+    return index
