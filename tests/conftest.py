@@ -111,11 +111,19 @@ def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=_link_or_copy)
 
 
+LINK_ABOVE_BYTES = 1 << 20
+
+
 def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    """Large files (model weights) are hard-linked; small ones are copied, so that a test that edits a
+    copy's file in place (params.yaml, a task file) does not edit the original through the link."""
+    if os.path.getsize(src) > LINK_ABOVE_BYTES:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
 
 
 def run_info(task: str, rules: dict | None = None, model_name: str = "synthetic", seed: int = 0, **fields):
