@@ -673,7 +673,8 @@ def test_a_task_removed_from_params_leaves_no_stale_outputs(study, tmp_path):
 
 def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(study, tmp_path):
     """`make reproduce-all` runs the `extended` target after the study: function vectors and how far the
-    task vector travels, for every model, into data/extended and reports/extended; the default study's
+    task vector travels (demonstrations, demonstration sets, prompt formats), for every model, into
+    data/extended and reports/extended; the default study's
     files, report included, stay byte-identical; the default target has nothing to do afterwards, and
     a forced rerun of the extended steps gives byte-identical files."""
     project = tmp_path / "project"
@@ -700,14 +701,40 @@ def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(stu
         if (s, m) == ("test", "icl")
     }
     assert icl == study_icl
+    # prompt formats: in the study's own format the prompts are the study's, so ICL and the task vector
+    # (at the study's layer) are the results file's, prompt by prompt
+    formats = pq.read_table(project / "data" / "extended" / "smollm2-135m" / "formats.parquet")
+    meta = json.loads(formats.schema.metadata[b"taskvec"])
+    assert [f["name"] for f in meta["formats"]] == ["paper", "arrow", "qa", "input_output", "tab"]
+    assert meta["query_tokens"]["to_upper"]["qa"]["tokens"][:2] == ["Q", ":"]
+    rows = formats.to_pydict()
+    assert set(rows["task"]) == set(TINY_PARAMS["tasks"]) and len(rows["task"]) == 3 * 6 * 5 * (1 + 1 + 5)
+    keys = list(zip(rows["task"], rows["target"], rows["source"], rows["method"]))
+    layer = meta["layers"]["to_upper"]
+    for key, method in ((("to_upper", "paper", "", "icl"), "icl"), (("to_upper", "paper", "paper", "tv"), "tv")):
+        mine = {i: c for k, i, c in zip(keys, rows["index"], rows["correct"]) if k == key}
+        theirs = {
+            i: c
+            for i, s, m, c, lay in zip(
+                results["index"], results["split"], results["method"], results["correct"], results["layer"]
+            )
+            if (s, m) == ("test", method) and (method == "icl" or lay == layer)
+        }
+        assert mine == theirs, key
     page = (project / "reports" / "extended" / "index.html").read_text()
     assert "<h2 id='travel'>How far the task vector travels</h2>" in page
+    assert "<h3 id='formats'>Prompt formats</h3>" in page and "theta from \\ into" in page
+    assert (project / "reports" / "extended" / "figures" / "formats_transfer_smollm2-135m.svg").exists()
+    assert (project / "reports" / "extended" / "tables" / "formats_transfer.csv").exists()
     assert "Averaging theta over 8 demonstration sets instead of 1" in page or "no mean is given" in page
     metrics = json.loads((project / "reports" / "extended" / "metrics.json").read_text())
     assert set(metrics["models"]["smollm2-135m"]["tasks"]) == set(TINY_PARAMS["tasks"])
     assert (project / "reports" / "extended" / "figures" / "travel_k_smollm2-135m.svg").exists()
     fv = json.loads((project / "reports" / "extended" / "metrics.json").read_text())["models"]["smollm2-135m"]
-    assert set(fv["tasks"]["to_upper"]) >= {"fv", "fv_ci", "shuffled_icl", "random_vector", "kl_tv", "kl_fv", "tv_by_k"}
+    assert set(fv["tasks"]["to_upper"]) >= {
+        *("fv", "fv_ci", "shuffled_icl", "random_vector", "kl_tv", "kl_fv", "tv_by_k", "tv_by_format")
+    }
+    assert set(fv["formats"]["formats"]) == {"paper", "arrow", "qa", "input_output", "tab"}
     assert fv["function_vectors"]["n_heads"] == 6 and "Task vectors and function vectors" in page
     main = json.loads((project / "reports" / "metrics.json").read_text())["models"]["smollm2-135m"]
     assert "function_vectors" not in main and "fv" not in main["tasks"]["to_upper"]
@@ -716,5 +743,5 @@ def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(stu
     assert "Nothing to be done" in again.stdout + again.stderr
     tops = (project / "data" / "extended", project / "reports" / "extended")
     before = {p: p.read_bytes() for top in tops for p in top.rglob("*") if p.is_file()}
-    snakemake(project, "extended", "--forcerun", "function_vectors", "travel")
+    snakemake(project, "extended", "--forcerun", "function_vectors", "travel", "formats")
     assert {p: p.read_bytes() for p in before} == before

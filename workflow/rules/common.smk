@@ -133,13 +133,22 @@ TRAVEL_ARGS = (
     f"--ks {' '.join(map(str, config['travel']['ks']))}"
     f" --contexts {' '.join(map(str, config['travel']['contexts']))}"
 )
+# `taskvec formats --format NAME DEMONSTRATION SEPARATOR` for each prompt format of travel.formats
+FORMAT_ARGS = " ".join(
+    f"--format {shlex.quote(name)} {shlex.quote(spec['demonstration'])} {shlex.quote(spec.get('separator', chr(10)))}"
+    for name, spec in config["travel"]["formats"].items()
+)
 EXTENDED_REPORT_FILES = [
     "reports/extended/index.html",
     "reports/extended/metrics.json",
-    *[f"reports/extended/tables/{name}.{ext}" for name in ("function_vectors", "travel") for ext in ("csv", "md")],
+    *[
+        f"reports/extended/tables/{name}.{ext}"
+        for name in ("function_vectors", "travel", "formats", "formats_transfer")
+        for ext in ("csv", "md")
+    ],
     *[
         f"reports/extended/figures/{name}_{model}.{ext}"
-        for name in ("heads_aie", "heads_n", "travel_k", "travel_contexts")
+        for name in ("heads_aie", "heads_n", "travel_k", "travel_contexts", "formats_transfer")
         for model in MODELS
         for ext in ("png", "svg")
     ],

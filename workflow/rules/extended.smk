@@ -1,5 +1,5 @@
 # The extended studies (`make reproduce-all`, target `extended`): task vectors against function
-# vectors, and how far the task vector travels.
+# vectors, and how far the task vector travels (demonstrations and demonstration sets; prompt formats).
 # They read the default study's first sampling and write beside it, under data/extended/ and
 # reports/extended/, so the default study's files and report stay as they are.
 
@@ -57,10 +57,36 @@ rule travel:
         " {params.settings} {params.compute} --threads {threads} 2> {log}"
 
 
+rule formats:
+    input:
+        tasks=expand("data/tasks/{task}.parquet", task=TASKS),
+        prompts=lambda wc: first_sample("prompts", wc.model),
+        activations=lambda wc: first_sample("activations", wc.model),
+        results=lambda wc: first_sample("results", wc.model),
+        model="data/models/{model}",
+        code=code("formats"),
+    output:
+        "data/extended/{model}/formats.parquet",
+    log:
+        "logs/formats/{model}.log",
+    benchmark:
+        "logs/benchmarks/formats/{model}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        formats=lambda wildcards: FORMAT_ARGS,  # a function: the templates hold braces
+        compute=COMPUTE_ARGS,
+    shell:
+        "taskvec formats --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
+        " --activations {input.activations} --results {input.results} --out {output}"
+        " {params.formats} {params.compute} --threads {threads} 2> {log}"
+
+
 rule build_extended_report:
     input:
         results=RESULTS,
-        travel=expand("data/extended/{model}/travel.parquet", model=MODELS),
+        travel=expand("data/extended/{model}/{name}.parquet", model=MODELS, name=["travel", "formats"]),
         vectors=expand("data/extended/{model}/{name}.parquet", model=MODELS, name=["function_vectors", "heads"]),
         code=code("extended-report"),
     output:

@@ -194,6 +194,7 @@ class Analyses:
     vocabulary_summary: dict | None = None  # the vocabulary criterion's judgement per layer kind
     vectors: object | None = None  # taskvec.report.vectors.VectorComparison: task against function vectors
     travel: object | None = None  # taskvec.report.travel.Travel: demonstrations and demonstration sets
+    formats: object | None = None  # taskvec.report.formats.Formats: prompt formats and transfer between them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,10 +269,14 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
             from taskvec.report.travel import read_travel
 
             found[model]["travel"] = read_travel(table, metadata)
+        elif kind == "formats":
+            from taskvec.report.formats import read_formats
+
+            found[model]["formats"] = read_formats(table, metadata)
         else:
             raise ValueError(
-                f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors, heads "
-                "or travel)"
+                f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors, heads, "
+                "travel or formats)"
             )
     for model, parts in vectors.items():
         if set(parts) != {"function_vectors", "heads"}:

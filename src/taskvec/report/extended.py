@@ -1,5 +1,6 @@
 """The extended studies' report (``reports/extended/``, made by `make reproduce-all`): task vectors
-against function vectors, and how far the task vector travels. It reads the study's results (for the
+against function vectors, and how far the task vector travels (demonstrations, demonstration sets,
+prompt formats). It reads the study's results (for the
 tasks where ICL works, the first sampling's ICL and baseline, the categories) and the extended
 analyses, and writes index.html, metrics.json, tables and figures beside the main report, which it
 does not change."""
@@ -11,20 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from taskvec import store
-from taskvec.report import travel, vectors
+from taskvec.report import formats, travel, vectors
 from taskvec.report.collect import StudyResults, collect
 from taskvec.report.tables import write_table
 
 
-def _travel_kept(study: StudyResults, model: str) -> list[str]:
-    """The tasks where ICL works (the paper's filter), among those the travel step ran on."""
-    ran = study.analysis(model).travel.tasks
-    return [r.task for r in study.icl_works_results(model) if r.task in ran]
-
-
-def _vectors_kept(study: StudyResults, model: str) -> list[str]:
-    """The tasks where ICL works, among those the function-vector comparison ran on."""
-    ran = study.analysis(model).vectors.tasks
+def _kept(study: StudyResults, model: str, analysis: str) -> list[str]:
+    """The tasks where ICL works (the paper's filter), among those an extended analysis ran on."""
+    ran = getattr(study.analysis(model), analysis).tasks
     return [r.task for r in study.icl_works_results(model) if r.task in ran]
 
 
@@ -35,9 +30,9 @@ def _first_sampling(study: StudyResults, model: str, metric: str) -> dict[str, f
 def extended_metrics(study: StudyResults) -> dict:
     """Per model and task: the function-vector comparison's figures (``fv``, ``fv_ci``,
     ``shuffled_icl``, ``random_vector``, ``kl_tv``, ``kl_fv`` and the rest) and how far the task vector
-    travels (``icl_by_k``, ``tv_by_k``, ``tv_by_contexts``, with Wilson intervals); per model the means
-    over the tasks where ICL works with two-level bootstrap intervals (``function_vectors``,
-    ``travel``)."""
+    travels (``icl_by_k``, ``tv_by_k``, ``tv_by_contexts``, ``icl_by_format``, ``tv_by_format`` and the
+    rest, with Wilson intervals); per model the means over the tasks where ICL works with two-level
+    bootstrap intervals (``function_vectors``, ``travel``, ``formats`` with its transfer matrix)."""
     out: dict = {"models": {}}
     for model in study.models:
         analyses = study.analysis(model)
@@ -46,30 +41,40 @@ def extended_metrics(study: StudyResults) -> dict:
             for task, values in vectors.task_metrics(analyses.vectors).items():
                 entry["tasks"].setdefault(task, {}).update(values)
             entry["function_vectors"] = vectors.model_metrics(
-                analyses.vectors, _vectors_kept(study, model), _first_sampling(study, model, "icl")
+                analyses.vectors, _kept(study, model, "vectors"), _first_sampling(study, model, "icl")
             )
         if analyses.travel is not None:
             for task, values in travel.task_metrics(analyses.travel).items():
                 entry["tasks"].setdefault(task, {}).update(values)
-            entry["travel"] = travel.model_metrics(analyses.travel, _travel_kept(study, model))
+            entry["travel"] = travel.model_metrics(analyses.travel, _kept(study, model, "travel"))
+        if analyses.formats is not None:
+            for task, values in formats.task_metrics(analyses.formats).items():
+                entry["tasks"].setdefault(task, {}).update(values)
+            entry["formats"] = formats.model_metrics(analyses.formats, _kept(study, model, "formats"))
         if entry["tasks"]:
             out["models"][model] = entry
     return out
+
+
+def _write_figures(figures: dict[str, dict[str, bytes]], out: Path, model: str) -> None:
+    """Each figure (name -> {"png": ..., "svg": ...}) as figures/<name>_<model>.<format>."""
+    for name, files in figures.items():
+        for fmt, data in files.items():
+            store.write_bytes(data, out / "figures" / f"{name}_{model}.{fmt}")
 
 
 def _vectors_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[list, list[dict]]:
     parts, rows = [], []
     for model in models:
         comparison = study.analysis(model).vectors
-        kept = _vectors_kept(study, model)
+        kept = _kept(study, model, "vectors")
         icl, baseline = _first_sampling(study, model, "icl"), _first_sampling(study, model, "baseline")
-        figures = {"aie": vectors.aie_heatmap(comparison), "heads": vectors.heads_curve(comparison, kept)}
-        for name, key in (("heads_aie", "aie"), ("heads_n", "heads")):
-            for fmt, data in figures[key].items():
-                store.write_bytes(data, out / "figures" / f"{name}_{model}.{fmt}")
+        figures = {"heads_aie": vectors.aie_heatmap(comparison), "heads_n": vectors.heads_curve(comparison, kept)}
+        _write_figures(figures, out, model)
         model_rows = vectors.table_rows(comparison, icl, baseline)
         rows += model_rows
-        parts.append((comparison, model_rows, vectors.summary_sentences(comparison, kept, icl, baseline), figures))
+        shown = {"aie": figures["heads_aie"], "heads": figures["heads_n"]}
+        parts.append((comparison, model_rows, vectors.summary_sentences(comparison, kept, icl, baseline), shown))
     return parts, rows
 
 
@@ -77,16 +82,27 @@ def _travel_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[li
     parts, rows = [], []
     for model in models:
         result = study.analysis(model).travel
-        kept = _travel_kept(study, model)
+        kept = _kept(study, model, "travel")
         categories = {r.task: r.category for r in study.for_model(model)}
         figures = {"k": travel.k_figure(result, kept, categories), "contexts": travel.contexts_figure(result, kept)}
-        for name, formats in figures.items():
-            for fmt, data in formats.items():
-                store.write_bytes(data, out / "figures" / f"travel_{name}_{model}.{fmt}")
+        _write_figures({f"travel_{name}": files for name, files in figures.items()}, out, model)
         model_rows = travel.table_rows(result)
         rows += model_rows
         parts.append((result, model_rows, travel.summary_sentences(result, kept), figures))
     return parts, rows
+
+
+def _formats_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[list, list[dict], list[dict]]:
+    parts, rows, transfer = [], [], []
+    for model in models:
+        result = study.analysis(model).formats
+        kept = _kept(study, model, "formats")
+        figure = formats.transfer_figure(result, kept)
+        _write_figures({"formats_transfer": figure}, out, model)
+        rows += formats.table_rows(result)
+        transfer += formats.transfer_rows(result, kept)
+        parts.append((result, kept, formats.summary_sentences(result, kept), figure))
+    return parts, rows, transfer
 
 
 def build_extended_report(
@@ -100,9 +116,11 @@ def build_extended_report(
     study = collect([Path(f) for f in result_files], [Path(f) for f in analysis_files])
     with_vectors = [m for m in study.models if study.analysis(m).vectors is not None]
     with_travel = [m for m in study.models if study.analysis(m).travel is not None]
-    if not with_vectors and not with_travel:
+    with_formats = [m for m in study.models if study.analysis(m).formats is not None]
+    if not with_vectors and not with_travel and not with_formats:
         raise ValueError(
-            "no extended analysis among the files given (`taskvec function-vectors` and `taskvec travel` write them)"
+            "no extended analysis among the files given (`taskvec function-vectors`, `taskvec travel` and "
+            "`taskvec formats` write them)"
         )
     store.write_json(extended_metrics(study), out / "metrics.json")
     sections = []
@@ -114,11 +132,19 @@ def build_extended_report(
         parts, rows = _travel_parts(study, out, with_travel)
         write_table(rows, out / "tables", "travel")
         sections.append(travel.section_html(parts))
+    if with_formats:
+        parts, rows, transfer = _formats_parts(study, out, with_formats)
+        write_table(rows, out / "tables", "formats")
+        write_table(transfer, out / "tables", "formats_transfer")
+        if not with_travel:
+            sections.append("<h2 id='travel'>How far the task vector travels</h2>")
+        sections.append(formats.section_html(parts))
     nav = " ".join(
         f"<a href='#{anchor}'>{name}</a>"
         for anchor, name, shown in (
             ("function-vectors", "Function vectors", with_vectors),
-            ("travel", "Travel", with_travel),
+            ("travel", "Travel", with_travel or with_formats),
+            ("formats", "Prompt formats", with_formats),
         )
         if shown
     )

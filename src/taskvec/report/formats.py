@@ -1,0 +1,495 @@
+"""The "How far the task vector travels" section's prompt formats: ICL, the bare query and the task
+vector in each format, the format x format transfer matrix (theta of one format patched into the bare
+query of another), what the bare query gives the layers above the patch, and sentences computed from
+the numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+
+from taskvec.analysis.stats import interval, task_bootstrap, wilson_interval
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskFormats:
+    task: str
+    layer: int
+    icl: dict[str, np.ndarray]  # target format -> correct[] on the test prompts (in index order)
+    bare: dict[str, np.ndarray]  # the bare query, unpatched
+    tv: dict[tuple[str, str], np.ndarray]  # (source, target) -> correct[]
+    one_token: dict[str, np.ndarray]  # target -> whether an answer is one token as it writes it
+    copies: dict[tuple[str, str], np.ndarray]  # (source, target) -> "input" / "query" / "" per prompt
+    predictions: dict[tuple[str, str], np.ndarray]  # (source, target) -> tv predictions; ("", target) -> ICL's
+
+    def accuracy(self, method: str, target: str, source: str | None = None) -> float:
+        return float(np.mean(self.values(method, target, source)))
+
+    def values(self, method: str, target: str, source: str | None = None) -> np.ndarray:
+        if method == "tv":
+            return self.tv[(source or target, target)]
+        return self.icl[target] if method == "icl" else self.bare[target]
+
+
+@dataclasses.dataclass(frozen=True)
+class Formats:
+    model: str
+    names: list[str]
+    templates: dict[str, dict]  # name -> {demonstration, query, separator}
+    tasks: dict[str, TaskFormats]
+    query_tokens: dict[str, dict]  # task -> format -> {"tokens": [...], "around_input": [before, after]}
+
+    def draws(self, tasks: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Per quantity (``icl:B``, ``bare:B``, ``tv:A:B``, ``own``, ``other``), the mean over ``tasks``
+        and its two-level bootstrap distribution, all from the same resamples (prompts paired across
+        quantities). ``own`` is theta in its own format averaged over the formats, ``other`` theta in
+        the other formats' bare queries averaged over the ordered pairs."""
+        groups, means = [], {}
+        for t in tasks:
+            r = self.tasks[t]
+            group = {f"icl:{b}": r.icl[b] for b in self.names} | {f"bare:{b}": r.bare[b] for b in self.names}
+            group |= {f"tv:{a}:{b}": r.tv[(a, b)] for a in self.names for b in self.names}
+            group["own"] = np.mean([r.tv[(a, a)] for a in self.names], axis=0)
+            others = [r.tv[(a, b)] for a in self.names for b in self.names if a != b]
+            group["other"] = np.mean(others, axis=0) if others else group["own"]
+            groups.append([group])
+        draws = task_bootstrap(groups)
+        for key in draws:
+            means[key] = float(np.mean([np.mean(g[0][key]) for g in groups]))
+        return means, draws
+
+    def input_first(self) -> list[str]:
+        """The formats whose bare query has no token before its input (none at all: the model reads the
+        input at the first position), in every task's example query."""
+        return [
+            f
+            for f in self.names
+            if self.query_tokens and all(q[f]["around_input"][0] == 0 for q in self.query_tokens.values())
+        ]
+
+
+def read_formats(predictions: pa.Table, metadata: dict) -> Formats:
+    data = predictions.to_pydict()
+    columns = {name: np.array(values, dtype=object) for name, values in data.items()}
+    names = [f["name"] for f in metadata["formats"]]
+    per_task = {}
+    for task in sorted(set(data["task"])):
+        mine = columns["task"] == task
+
+        def pick(method: str, target: str, source: str = "", column: str = "correct", mine=mine) -> np.ndarray:
+            mask = mine & (columns["method"] == method) & (columns["target"] == target) & (columns["source"] == source)
+            order = np.argsort(columns["index"][mask].astype(int), kind="stable")
+            values = columns[column][np.flatnonzero(mask)[order]]
+            return values.astype(bool) if column in ("correct", "one_token") else values.astype(str)
+
+        per_task[task] = TaskFormats(
+            task,
+            int(metadata["layers"][task]),
+            {b: pick("icl", b) for b in names},
+            {b: pick("bare", b) for b in names},
+            {(a, b): pick("tv", b, a) for a in names for b in names},
+            {b: pick("icl", b, column="one_token") for b in names},
+            {(a, b): pick("tv", b, a, column="copies") for a in names for b in names},
+            {(a, b): pick("tv", b, a, column="prediction") for a in names for b in names}
+            | {("", b): pick("icl", b, column="prediction") for b in names},
+        )
+    return Formats(
+        str(metadata["model_name"]),
+        names,
+        {f["name"]: f for f in metadata["formats"]},
+        per_task,
+        dict(metadata.get("query_tokens", {})),
+    )
+
+
+def _round(value: float) -> float | None:
+    return round(float(value), 4) if value == value else None
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}" if round(value, 2) != 0 or value == 0 else f"{value:+.3f}"
+
+
+def _ci(draws: dict[str, np.ndarray], key: str) -> tuple[float, float]:
+    return interval(draws[key])
+
+
+def _with_ci(means: dict, draws: dict, key: str) -> str:
+    lo, hi = _ci(draws, key)
+    return f"{means[key]:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _group(means: dict, draws: dict, keys: list[str]) -> str:
+    """The mean of several quantities (each a mean over tasks) with its interval, from the same resamples."""
+    lo, hi = interval(np.mean([draws[k] for k in keys], axis=0))
+    return f"{np.mean([means[k] for k in keys]):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _extremes(values: dict[str, float]) -> tuple[list[str], list[str]]:
+    """The names with the lowest and with the highest value (all of them where several tie)."""
+    low, high = min(values.values()), max(values.values())
+    return [k for k, v in values.items() if np.isclose(v, low)], [k for k, v in values.items() if np.isclose(v, high)]
+
+
+def copy_shares(result: Formats, tasks: list[str], target: str) -> tuple[int, float, float]:
+    """Of the task vector's wrong predictions in ``target``'s bare query (theta of its own format), over
+    ``tasks``: how many there are, and the share that copy the query's input and another of its tokens."""
+    copied = np.concatenate(
+        [result.tasks[t].copies[(target, target)][~result.tasks[t].tv[(target, target)]] for t in tasks]
+    )
+    if copied.size == 0:
+        return 0, float("nan"), float("nan")
+    return int(copied.size), float(np.mean(copied == "input")), float(np.mean(copied == "query"))
+
+
+def sameness(result: Formats, tasks: list[str], target: str, method: str = "tv") -> float:
+    """How often one prediction repeats across a task's queries in ``target`` (theta of its own format,
+    or ICL): the share of the task's most common prediction, averaged over ``tasks``. A task vector the
+    layers above cannot join to the input gives the same answer whatever the input."""
+    source = target if method == "tv" else ""
+    shares = []
+    for t in tasks:
+        predictions = result.tasks[t].predictions[(source, target)]
+        _, counts = np.unique(predictions, return_counts=True)
+        shares.append(counts.max() / predictions.size if predictions.size else float("nan"))
+    return float(np.mean(shares))
+
+
+def identical_targets(result: Formats) -> list[list[str]]:
+    """Groups of formats (two or more) whose bare queries give the same task-vector prediction for
+    every query of every task, with theta from every format: theta replaces the last token's stream, so
+    bare queries that differ only in that token cannot differ once patched."""
+    groups: list[list[str]] = []
+    for b in result.names:
+        for group in groups:
+            first = group[0]
+            if all(
+                np.array_equal(r.predictions[(a, b)], r.predictions[(a, first)])
+                for r in result.tasks.values()
+                for a in result.names
+            ):
+                group.append(b)
+                break
+        else:
+            groups.append([b])
+    return [g for g in groups if len(g) > 1]
+
+
+def _tasks(n: int) -> str:
+    return f"the {n} tasks" if n != 1 else "the one task"
+
+
+def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
+    """Sentences computed from the numbers, over the tasks where ICL works: how ICL and the task vector
+    fare in each format, how well theta carries to another format, and what in the bare query goes with
+    the task vector's collapse."""
+    if not kept:
+        return ["ICL beats the baseline by 0.2 on none of the tasks, so no mean is given."]
+    means, draws = result.draws(kept)
+    names = result.names
+    icl = {b: means[f"icl:{b}"] for b in names}
+    tv = {b: means[f"tv:{b}:{b}"] for b in names}
+    sentences = []
+    if len(names) == 1:
+        b = names[0]
+        return [
+            f"Over {_tasks(len(kept))} where ICL works, in the one format ({b}) ICL reaches "
+            f"{_with_ci(means, draws, f'icl:{b}')} and the task vector {_with_ci(means, draws, f'tv:{b}:{b}')}."
+        ]
+    (icl_low, icl_high), (tv_low, tv_high) = _extremes(icl), _extremes(tv)
+
+    def spread(low: list[str], high: list[str], key) -> str:
+        if low == high:  # every format ties
+            return f"{_with_ci(means, draws, key(low[0]))} in every format"
+        return (
+            f"from {_with_ci(means, draws, key(low[0]))} ({_names(low)}) to {_with_ci(means, draws, key(high[0]))} "
+            f"({_names(high)})"
+        )
+
+    sentences.append(
+        f"Over {_tasks(len(kept))} where ICL works, ICL ranges over the {len(names)} formats "
+        f"{spread(icl_low, icl_high, lambda b: f'icl:{b}')}, and the task vector, patched into its own format's "
+        f"bare query, {spread(tv_low, tv_high, lambda b: f'tv:{b}:{b}')}."
+    )
+    shares = {b: tv[b] / icl[b] for b in names if icl[b] > 0}
+    if shares:
+        worst, best = _extremes(shares)
+        sentences.append(
+            f"The task vector keeps the most of ICL's accuracy in {_names(best)} ({shares[best[0]]:.0%}) and the "
+            f"least in {_names(worst)} ({shares[worst[0]]:.0%}: {tv[worst[0]]:.2f} against {icl[worst[0]]:.2f})."
+        )
+    gap = draws["other"] - draws["own"]
+    lo, hi = interval(gap)
+    difference = means["other"] - means["own"]
+    verdict = (
+        "it loses accuracy significantly"
+        if hi < 0
+        else "it gains accuracy significantly"
+        if lo > 0
+        else "the difference is not significant"
+    )
+    sentences.append(
+        f"Carried into another format's bare query, theta reaches {_with_ci(means, draws, 'other')} on average, "
+        f"against {_with_ci(means, draws, 'own')} in its own format ({_signed(difference)} [{_signed(lo)}, "
+        f"{_signed(hi)}], paired on the same queries): {verdict}."
+    )
+    rows = {a: float(np.mean([means[f"tv:{a}:{b}"] for b in names])) for a in names}
+    cols = {b: float(np.mean([means[f"tv:{a}:{b}"] for a in names])) for b in names}
+    row_range, col_range = max(rows.values()) - min(rows.values()), max(cols.values()) - min(cols.values())
+    (col_low, col_high), (row_low, row_high) = _extremes(cols), _extremes(rows)
+    which = (
+        "more with the format of the bare query than with the format theta came from"
+        if col_range > row_range
+        else "more with the format theta came from than with the format of the bare query"
+        if row_range > col_range
+        else "as much with the format theta came from as with the format of the bare query"
+    )
+
+    def column(b: str) -> str:
+        return _group(means, draws, [f"tv:{a}:{b}" for a in names])
+
+    def row(a: str) -> str:
+        return _group(means, draws, [f"tv:{a}:{b}" for b in names])
+
+    sentences.append(
+        f"The transfer matrix varies {which}: by bare query, its column means run from {column(col_low[0])} "
+        f"({_names(col_low)}) to {column(col_high[0])} ({_names(col_high)}); by source, its row means from "
+        f"{row(row_low[0])} ({_names(row_low)}) to {row(row_high[0])} ({_names(row_high)})."
+    )
+    for group in identical_targets(result):
+        sentences.append(
+            f"The bare queries of {_names(group)} give the same task-vector prediction for every query of every "
+            "task, whichever format theta comes from: they differ only in the last token, which theta replaces, so "
+            "after the patch the layers above see the same tokens before it and the same theta."
+        )
+    first = result.input_first()
+    rest = [b for b in names if b not in first]
+    if first and rest:
+        n, to_input, _ = copy_shares_over(result, kept, first)
+        copied = f"; {to_input:.0%} of its {n} wrong predictions there repeat the start of the input" if n else ""
+        sentences.append(
+            f"Where the bare query begins with its input ({_names(first)}: no token before it, so the input sits "
+            f"at the first position), the task vector reaches {_group(means, draws, [f'tv:{b}:{b}' for b in first])} "
+            f"against ICL's {_group(means, draws, [f'icl:{b}' for b in first])} in the same formats; where other "
+            f"tokens come first ({_names(rest)}), {_group(means, draws, [f'tv:{b}:{b}' for b in rest])} against "
+            f"{_group(means, draws, [f'icl:{b}' for b in rest])}{copied}."
+        )
+    elif rest and result.query_tokens:
+        sentences.append(
+            "In every format the bare query has at least one token before its input (this tokenizer's own "
+            "special tokens count), so none puts the input at the first position."
+        )
+    weakest = tv_low[0]
+    n, to_input, to_query = copy_shares(result, kept, weakest)
+    copied = (
+        f"; of its {n} wrong predictions there, {to_input:.0%} repeat the start of the query's input and "
+        f"{to_query:.0%} another token of the bare query"
+        if n
+        else ""
+    )
+    sentences.append(
+        f"In {weakest} (the task vector's weakest format) its most common prediction makes "
+        f"{sameness(result, kept, weakest):.0%} of a task's predictions on average, against "
+        f"{sameness(result, kept, weakest, 'icl'):.0%} for ICL in the same format{copied}."
+    )
+    one = {b: float(np.mean(np.concatenate([result.tasks[t].one_token[b] for t in kept]))) for b in names}
+    few, most = _extremes(one)
+    if not np.isclose(one[few[0]], one[most[0]]):
+        sentences.append(
+            f"As the formats write the answers after their queries, an answer is one token for {one[most[0]]:.0%} "
+            f"of the queries in {_names(most)} down to {one[few[0]]:.0%} in {_names(few)} (the first-token rule "
+            "still counts a prediction with the other spacing)."
+        )
+    return sentences
+
+
+def copy_shares_over(result: Formats, tasks: list[str], targets: list[str]) -> tuple[int, float, float]:
+    """:func:`copy_shares` pooled over several formats."""
+    counts = [copy_shares(result, tasks, b) for b in targets]
+    n = sum(c[0] for c in counts)
+    if n == 0:
+        return 0, float("nan"), float("nan")
+    return (
+        n,
+        sum(c[0] * c[1] for c in counts if c[0]) / n,
+        sum(c[0] * c[2] for c in counts if c[0]) / n,
+    )
+
+
+def task_metrics(result: Formats) -> dict[str, dict]:
+    """Per task, for metrics.json: ICL, the bare query and the task vector (own format) per format,
+    with Wilson intervals for the task vector."""
+    out = {}
+    for task, r in result.tasks.items():
+        out[task] = {
+            "icl_by_format": {b: _round(r.accuracy("icl", b)) for b in result.names},
+            "bare_by_format": {b: _round(r.accuracy("bare", b)) for b in result.names},
+            "tv_by_format": {b: _round(r.accuracy("tv", b)) for b in result.names},
+            "tv_by_format_ci": {
+                b: [_round(v) for v in wilson_interval(r.accuracy("tv", b), len(r.tv[(b, b)]))] for b in result.names
+            },
+        }
+    return out
+
+
+def model_metrics(result: Formats, kept: list[str]) -> dict:
+    out: dict = {"n_tasks": len(kept), "layer": "chosen on dev in the study's format, one per task"}
+    out["formats"] = {b: dict(result.templates[b]) for b in result.names}
+    if not kept:
+        return out
+    means, draws = result.draws(kept)
+
+    def cell(key: str) -> dict:
+        lo, hi = _ci(draws, key)
+        return {"mean": _round(means[key]), "ci": [_round(lo), _round(hi)]}
+
+    first = result.input_first()
+    for b in result.names:
+        n, to_input, to_query = copy_shares(result, kept, b)
+        out["formats"][b] |= {
+            "icl": cell(f"icl:{b}"),
+            "bare": cell(f"bare:{b}"),
+            "tv": cell(f"tv:{b}:{b}"),
+            "input_first": b in first,
+            "answer_one_token": _round(np.mean(np.concatenate([result.tasks[t].one_token[b] for t in kept]))),
+            "tv_wrong": n,
+            "tv_wrong_copies_input": _round(to_input),
+            "tv_wrong_copies_query": _round(to_query),
+        }
+    out["transfer"] = {a: {b: cell(f"tv:{a}:{b}") for b in result.names} for a in result.names}
+    out["tv_own"], out["tv_other"] = cell("own"), cell("other")
+    lo, hi = interval(draws["other"] - draws["own"])
+    out["tv_other_minus_own"] = {"mean": _round(means["other"] - means["own"]), "ci": [_round(lo), _round(hi)]}
+    return out
+
+
+def transfer_figure(result: Formats, tasks: list[str]) -> dict[str, bytes]:
+    """The transfer matrix: mean task-vector accuracy over ``tasks``, theta's format down, the bare
+    query's format across, each cell annotated."""
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.figures import STYLE, _save
+
+    tasks = tasks or list(result.tasks)
+    names = result.names
+    matrix = np.array([[np.mean([result.tasks[t].accuracy("tv", b, a) for t in tasks]) for b in names] for a in names])
+    with plt.rc_context(STYLE | {"axes.grid": False}):
+        size = 1.1 + 0.75 * len(names)
+        fig, ax = plt.subplots(figsize=(size + 1.2, size))
+        image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                colour = "black" if matrix[i, j] > 0.6 else "white"
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("format of the bare query (patched)")
+        ax.set_ylabel("format theta was extracted in")
+        fig.colorbar(image, ax=ax, label=f"test accuracy ({len(tasks)} tasks)")
+        ax.set_title(f"{result.model}: theta across formats")
+        fig.tight_layout()
+        return _save(fig)
+
+
+def table_rows(result: Formats) -> list[dict]:
+    rows = []
+    for task, r in result.tasks.items():
+        row = {"model": result.model, "task": task, "layer": r.layer}
+        for b in result.names:
+            row[f"icl_{b}"] = _round(r.accuracy("icl", b))
+            row[f"bare_{b}"] = _round(r.accuracy("bare", b))
+            row[f"tv_{b}"] = _round(r.accuracy("tv", b))
+        rows.append(row)
+    return rows
+
+
+def transfer_rows(result: Formats, kept: list[str]) -> list[dict]:
+    """The transfer matrix over the tasks where ICL works, one row per (source, target) cell (empty
+    cells where ICL works on none)."""
+    means, draws = result.draws(kept) if kept else ({}, {})
+    rows = []
+    for a in result.names:
+        for b in result.names:
+            key = f"tv:{a}:{b}"
+            lo, hi = _ci(draws, key) if kept else (float("nan"), float("nan"))
+            rows.append(
+                {"model": result.model, "source": a, "target": b, "n_tasks": len(kept),
+                 "tv": _round(means.get(key, float("nan"))), "ci_low": _round(lo), "ci_high": _round(hi)}
+            )  # fmt: skip
+    return rows
+
+
+def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str:
+    """The formats part of the travel section: a note on the method, then per model its sentences, a
+    table per format (template, the bare query token by token, ICL, the bare query, the task vector),
+    the transfer matrix with intervals and its figure."""
+    import base64
+    import html
+
+    def img(figure: dict[str, bytes], alt: str) -> str:
+        return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(figure['png']).decode()}'>"
+
+    def shown(text: str) -> str:
+        return html.escape(text.replace("\n", "\\n").replace("\t", "\\t"))
+
+    out = [
+        "<h3 id='formats'>Prompt formats</h3>",
+        "<p class='note'>The study's test prompts (the same demonstrations, queries and dummy queries, first "
+        "sampling) written in each format; theta is patched at the layer the study chose on dev in its own "
+        "format. A format's bare query is its template up to the answer, without the spaces before it; inputs "
+        "and answers drop the study's leading space where a template puts whitespace or a line start before "
+        "them, so the study's format gives exactly the study's prompts. Every format is scored on every query "
+        "with the task's first-token rule. The transfer matrix patches theta extracted in one format (rows) into "
+        "the bare query of another (columns). Why the query matters: theta replaces the whole stream at the "
+        "bare query's last token after the chosen layer, so what that token was (<code>-&gt;</code>, "
+        "<code>:</code>, a tab) no longer counts; the layers above must find the input by attending to the "
+        "tokens before it, and the task vector can only work where they can read it there. "
+        "Means are over the tasks where ICL works, with two-level bootstrap intervals.</p>",
+    ]
+    for result, kept, sentences, figure in parts:
+        means, draws = result.draws(kept) if kept else ({}, {})
+        example_task = next((t for t in kept if t in result.query_tokens), next(iter(result.query_tokens), None))
+        first = result.input_first()
+        body = []
+        for b in result.names:
+            example = result.query_tokens.get(example_task, {}).get(b) if example_task else None
+            tokens = " | ".join(shown(t) for t in example["tokens"]) if example else "n/a"
+            cells = [
+                html.escape(b),
+                f"<code>{shown(result.templates[b]['demonstration'])}</code>",
+                f"<code>{tokens}</code>" + (" (input first)" if b in first else ""),
+            ]
+            for key in (f"icl:{b}", f"bare:{b}", f"tv:{b}:{b}"):
+                cells.append(html.escape(_with_ci(means, draws, key)) if kept else "n/a")
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        head = "".join(f"<th>{html.escape(b)}</th>" for b in result.names)
+        matrix = []
+        for a in result.names:
+            cells = [f"<th>{html.escape(a)}</th>"]
+            for b in result.names:
+                value = _with_ci(means, draws, f"tv:{a}:{b}") if kept else "n/a"
+                cells.append(f"<td>{html.escape(value)}</td>")
+            matrix.append("<tr>" + "".join(cells) + "</tr>")
+        out += [
+            f"<h4>{html.escape(result.model)}: prompt formats</h4>",
+            "".join(f"<p>{html.escape(s)}</p>" for s in sentences),
+            "<table><thead><tr><th>format</th><th>demonstration</th>"
+            f"<th>bare query, token by token ({html.escape(example_task or 'no task')})</th><th>ICL</th>"
+            "<th>bare query</th><th>task vector</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>",
+            "<table><thead><tr><th>theta from \\ into</th>"
+            + head
+            + "</tr></thead><tbody>"
+            + "".join(matrix)
+            + "</tbody></table>",
+            f"<figure>{img(figure, f'{result.model}: task-vector accuracy across formats')}"
+            "<figcaption class='note'>Theta extracted in one format (rows) patched into the bare query of another "
+            "(columns): mean test accuracy over the tasks where ICL works; the diagonal is each format's own task "
+            "vector.</figcaption></figure>",
+        ]
+    return "".join(out)
