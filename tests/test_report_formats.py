@@ -175,7 +175,10 @@ def test_tables_and_the_figure():
     figure = report.transfer_figure(BY_QUERY, ["t1", "t2"])
     assert figure["png"].startswith(b"\x89PNG") and b"<svg" in figure["svg"]
     assert figure == report.transfer_figure(BY_QUERY, ["t1", "t2"])  # byte-identical
-    assert np.isclose(report.task_metrics(BY_QUERY)["t1"]["tv_by_format"]["p"], 0.8)
+    metrics = report.task_metrics(BY_QUERY)["t1"]
+    assert np.isclose(metrics["tv_by_format"]["p"], 0.8) and metrics["tv_transfer"]["q"]["a"] == 0.0
+    low, high = metrics["icl_by_format_ci"]["q"]
+    assert metrics["icl_by_format"]["q"] == 0.5 and low < 0.5 < high and metrics["bare_by_format_ci"]["a"][0] == 0
 
 
 def test_formats_whose_bare_queries_differ_only_in_the_replaced_token_are_named():

@@ -37,16 +37,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.analysis.conflicting import match_files
+from taskvec.analysis.first_sampling import StudyFiles
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
-from taskvec.evaluate import _decoder, read_results, score
+from taskvec.evaluate import _decoder
 from taskvec.extract import task_vectors_and_icl
 from taskvec.function_vectors import Patch, next_token_variants
 from taskvec.models import LoadedModel
-from taskvec.prompts import Prompt, PromptFormat, apply_rules, is_one_token, read_prompts
+from taskvec.prompts import Prompt, PromptFormat, is_one_token
 from taskvec.scoring import first_token_correct
-from taskvec.tasks.base import read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -247,46 +246,34 @@ def formats_file(
         raise ConfigError(f"format names repeat: {names}", "give each format its own name")
     if not formats:
         raise ConfigError("no prompt format given", "list at least one under travel.formats in params.yaml")
-    files, model, seeds = match_files(pairs_files, prompts, activations, results)
-    if not files:
-        raise ConfigError("no task has its pairs, prompts, activations and results files all given")
+    study = StudyFiles.match(pairs_files, prompts, activations, results)
     lm = compute.load(model_dir)
     tables, layers, examples, study_formats = [], {}, {}, set()
-    for task in sorted(files):
+    for t in study.tasks(lm):
         start = time.perf_counter()
-        task_prompts, info = read_prompts(files[task].prompts)
-        rules = info.task.rules
-        _, rendering = apply_rules(read_pairs(files[task].pairs), lm.tokenizer, rules)
-        if rendering["leading_space"] != info.leading_space:
-            raise ConfigError(
-                f"{task}: the prompts file was written {'with' if info.leading_space else 'without'} a leading space, "
-                "but this model's tokenizer now chooses otherwise: the prompts belong to another tokenizer",
-                "`make reproduce` remakes the prompts",
-            )
-        layer = score(read_results(files[task].results)[0]).best_layer
-        test = [p for p in task_prompts if p.split == "test"]
+        info, test = t.info, t.test
         tables.append(
             formats_task(
-                lm, test, formats, layer, task, rules.scoring, info.leading_space, info.format.max_answer_tokens,
-                compute.batch_size,
+                lm, test, formats, t.layer, t.task, info.task.rules.scoring, info.leading_space,
+                info.format.max_answer_tokens, compute.batch_size,
             )
         )  # fmt: skip
-        layers[task] = layer
+        layers[t.task] = t.layer
         study_formats.add((info.format.demonstration, info.format.query, info.format.separator))
         if test:
             queries = {f.name: write_prompt(test[0], f, info.leading_space).query for f in formats}
-            examples[task] = {
+            examples[t.task] = {
                 f.name: {
                     "tokens": query_tokens(lm, f, queries[f.name]),
                     "around_input": list(tokens_around_input(lm, f, queries[f.name])),
                 }
                 for f in formats
             }
-        log.info("%s %s: layer %d, %.1f s", model, task, layer, time.perf_counter() - start)
+        log.info("%s %s: layer %d, %.1f s", study.model, t.task, t.layer, time.perf_counter() - start)
     metadata = {
         "analysis": "formats",
-        "model_name": model,
-        "seeds": {task: seeds[task] for task in sorted(files)},
+        "model_name": study.model,
+        "seeds": {task: study.seeds[task] for task in sorted(study.files)},
         "layers": layers,
         "formats": [f.describe() for f in formats],
         "study_format": [list(s) for s in sorted(study_formats)],

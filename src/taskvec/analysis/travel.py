@@ -31,16 +31,15 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.analysis.conflicting import match_files
+from taskvec.analysis.first_sampling import StudyFiles
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
-from taskvec.evaluate import _decoder, read_results, score
+from taskvec.evaluate import _decoder
 from taskvec.extract import task_vectors, task_vectors_and_icl
 from taskvec.function_vectors import Patch, next_token_variants
 from taskvec.models import LoadedModel
-from taskvec.prompts import Prompt, PromptFormat, UsablePair, apply_rules, read_prompts
+from taskvec.prompts import Prompt, PromptFormat, UsablePair
 from taskvec.scoring import first_token_correct
-from taskvec.tasks.base import read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -188,35 +187,24 @@ def travel_file(
     ks, contexts = sorted(set(ks)), sorted(set(contexts))
     if any(k < 1 for k in ks) or any(m < 1 for m in contexts):
         raise ConfigError(f"travel.ks and travel.contexts must be positive (got {ks} and {contexts})")
-    files, model, seeds = match_files(pairs_files, prompts, activations, results)
-    if not files:
-        raise ConfigError("no task has its pairs, prompts, activations and results files all given")
+    study = StudyFiles.match(pairs_files, prompts, activations, results)
     lm = compute.load(model_dir)
     tables, layers, study_k = [], {}, {}
-    for task in sorted(files):
+    for t in study.tasks(lm):
         start = time.perf_counter()
-        task_prompts, info = read_prompts(files[task].prompts)
-        usable, rendering = apply_rules(read_pairs(files[task].pairs), lm.tokenizer, info.task.rules)
-        if rendering["leading_space"] != info.leading_space:
-            raise ConfigError(
-                f"{task}: the prompts file was written {'with' if info.leading_space else 'without'} a leading space, "
-                "but this model's tokenizer now chooses otherwise: the prompts belong to another tokenizer",
-                "`make reproduce` remakes the prompts",
-            )
-        layer = score(read_results(files[task].results)[0]).best_layer
-        test = [p for p in task_prompts if p.split == "test"]
+        rules = t.info.task.rules
         tables.append(
             travel_task(
-                lm, test, usable, info.format, layer, task, info.task.rules.scoring, ks, contexts, seed,
+                lm, t.test, t.usable, t.info.format, t.layer, t.task, rules.scoring, ks, contexts, seed,
                 compute.batch_size,
             )
         )  # fmt: skip
-        layers[task], study_k[task] = layer, info.sizes.k
-        log.info("%s %s: layer %d, %.1f s", model, task, layer, time.perf_counter() - start)
+        layers[t.task], study_k[t.task] = t.layer, t.info.sizes.k
+        log.info("%s %s: layer %d, %.1f s", study.model, t.task, t.layer, time.perf_counter() - start)
     metadata = {
         "analysis": "travel",
-        "model_name": model,
-        "seeds": {task: seeds[task] for task in sorted(files)},
+        "model_name": study.model,
+        "seeds": {task: study.seeds[task] for task in sorted(study.files)},
         "layers": layers,
         "ks": list(ks),
         "contexts": list(contexts),

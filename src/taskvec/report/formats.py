@@ -323,18 +323,19 @@ def copy_shares_over(result: Formats, tasks: list[str], targets: list[str]) -> t
 
 
 def task_metrics(result: Formats) -> dict[str, dict]:
-    """Per task, for metrics.json: ICL, the bare query and the task vector (own format) per format,
-    with Wilson intervals for the task vector."""
+    """Per task, for metrics.json: ICL, the bare query and the task vector (own format) per format, and
+    the transfer matrix (``tv_transfer``: source -> target), each accuracy with its Wilson interval."""
     out = {}
     for task, r in result.tasks.items():
-        out[task] = {
-            "icl_by_format": {b: _round(r.accuracy("icl", b)) for b in result.names},
-            "bare_by_format": {b: _round(r.accuracy("bare", b)) for b in result.names},
-            "tv_by_format": {b: _round(r.accuracy("tv", b)) for b in result.names},
-            "tv_by_format_ci": {
-                b: [_round(v) for v in wilson_interval(r.accuracy("tv", b), len(r.tv[(b, b)]))] for b in result.names
-            },
-        }
+        entry = {}
+        for method in ("icl", "bare", "tv"):
+            entry[f"{method}_by_format"] = {b: _round(r.accuracy(method, b)) for b in result.names}
+            entry[f"{method}_by_format_ci"] = {
+                b: [_round(v) for v in wilson_interval(r.accuracy(method, b), len(r.values(method, b)))]
+                for b in result.names
+            }
+        entry["tv_transfer"] = {a: {b: _round(r.accuracy("tv", b, a)) for b in result.names} for a in result.names}
+        out[task] = entry
     return out
 
 

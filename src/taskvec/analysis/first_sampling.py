@@ -1,0 +1,64 @@
+"""What the extended studies read of the default study, per task: its first sampling's prompts (with
+their format and sizes), the pairs they were drawn from under the task's rules, and the layer the
+study chose on dev. Files are matched by their metadata, never by their paths."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from taskvec.analysis.conflicting import match_files
+from taskvec.errors import ConfigError
+from taskvec.evaluate import read_results, score
+from taskvec.models import LoadedModel
+from taskvec.prompts import Prompt, RunInfo, UsablePair, apply_rules, read_prompts
+from taskvec.tasks.base import read_pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyTask:
+    """One task of the study, as one model's first sampling left it."""
+
+    task: str
+    prompts: list[Prompt]
+    info: RunInfo
+    usable: list[UsablePair]  # the task's pairs as the prompts use them (the task's rules, this tokenizer)
+    layer: int  # the block the study patches theta after, chosen on dev
+
+    @property
+    def test(self) -> list[Prompt]:
+        return [p for p in self.prompts if p.split == "test"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyFiles:
+    """The files of every task given whose pairs, prompts, activations and results files all came."""
+
+    model: str
+    seeds: dict[str, int]
+    files: dict
+
+    @classmethod
+    def match(
+        cls, pairs: Sequence[Path], prompts: Sequence[Path], activations: Sequence[Path], results: Sequence[Path]
+    ) -> StudyFiles:
+        files, model, seeds = match_files(pairs, prompts, activations, results)
+        if not files:
+            raise ConfigError("no task has its pairs, prompts, activations and results files all given")
+        return cls(model, seeds, files)
+
+    def tasks(self, lm: LoadedModel) -> Iterator[StudyTask]:
+        """Each task in name order, read when reached; refused where the prompts' leading-space choice is
+        not what ``lm``'s tokenizer makes under the task's rules (the prompts belong to another tokenizer)."""
+        for task in sorted(self.files):
+            prompts, info = read_prompts(self.files[task].prompts)
+            usable, rendering = apply_rules(read_pairs(self.files[task].pairs), lm.tokenizer, info.task.rules)
+            if rendering["leading_space"] != info.leading_space:
+                raise ConfigError(
+                    f"{task}: the prompts file was written {'with' if info.leading_space else 'without'} a leading "
+                    "space, but this model's tokenizer now chooses otherwise: the prompts belong to another tokenizer",
+                    "`make reproduce` remakes the prompts",
+                )
+            layer = score(read_results(self.files[task].results)[0]).best_layer
+            yield StudyTask(task, prompts, info, usable, layer)
