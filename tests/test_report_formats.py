@@ -191,3 +191,13 @@ def test_formats_whose_bare_queries_differ_only_in_the_replaced_token_are_named(
     text = " ".join(report.summary_sentences(same, ["t1", "t2"]))
     assert "The bare queries of a and q give the same task-vector prediction for every query of every task" in text
     assert "give the same task-vector prediction" not in " ".join(report.summary_sentences(BY_QUERY, ["t1", "t2"]))
+
+
+def test_the_bootstrap_runs_once_per_set_of_tasks_and_gives_what_a_fresh_one_does():
+    fresh = _formats(icl={"p": 0.9, "a": 0.8, "q": 0.5}, bare={b: 0.0 for b in NAMES},
+                     tv={(s, t): 0.5 for s in NAMES for t in NAMES})  # fmt: skip
+    means, draws = fresh.draws(["t1", "t2"])
+    assert fresh.draws(["t1", "t2"])[1] is draws  # the same resamples for sentences, metrics and page
+    again, redrawn = fresh._bootstrap(["t1", "t2"])
+    assert again == means and all(np.array_equal(redrawn[k], draws[k]) for k in draws)
+    assert fresh.draws(["t1"])[0]["icl:p"] == 0.9

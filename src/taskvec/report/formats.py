@@ -40,12 +40,20 @@ class Formats:
     templates: dict[str, dict]  # name -> {demonstration, query, separator}
     tasks: dict[str, TaskFormats]
     query_tokens: dict[str, dict]  # task -> format -> {"tokens": [...], "around_input": [before, after]}
+    _draws: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # tasks -> draws()
 
     def draws(self, tasks: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """Per quantity (``icl:B``, ``bare:B``, ``tv:A:B``, ``own``, ``other``), the mean over ``tasks``
         and its two-level bootstrap distribution, all from the same resamples (prompts paired across
         quantities). ``own`` is theta in its own format averaged over the formats, ``other`` theta in
-        the other formats' bare queries averaged over the ordered pairs."""
+        the other formats' bare queries averaged over the ordered pairs. Computed once per set of tasks:
+        the sentences, metrics, tables and page all read the same resamples."""
+        key = tuple(tasks)
+        if key not in self._draws:
+            self._draws[key] = self._bootstrap(tasks)
+        return self._draws[key]
+
+    def _bootstrap(self, tasks: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         groups, means = [], {}
         for t in tasks:
             r = self.tasks[t]
