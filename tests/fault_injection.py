@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-ARTIFACT_DIRS = ("tasks", "prompts", "activations", "results", "analysis")
+ARTIFACT_DIRS = ("tasks", "prompts", "activations", "icl", "results", "analysis")
 
 
 def artifact_hashes(project: Path) -> dict[str, str]:
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
     project = args.project.resolve()
-    log_file = project / "logs" / "evaluate_task" / args.model / f"{args.task}.log"
-    target = f"data/results/{args.model}/{args.task}/sample0.parquet"
+    log_file = project / "logs" / "extract_activations" / args.model / f"{args.task}.log"
+    target = f"data/activations/{args.model}/{args.task}/sample0.parquet"
 
     before = artifact_hashes(project)
     log_file.unlink(missing_ok=True)  # the last run's log says "split seed" too

@@ -9,7 +9,8 @@ import pytest
 from taskvec.analysis.pairs import PAIRS, pairs_in
 from taskvec.analysis.robustness import cosine_distances, distance_histograms, nearest_centroid_accuracy, tsne_2d
 from taskvec.analysis.vocabulary import top_tokens
-from taskvec.forward import last_token_states, next_tokens
+from taskvec.forward.capture import last_token_states
+from taskvec.forward.readout import next_tokens
 
 
 def _clusters(n_tasks: int = 4, per_task: int = 20, spread: float = 0.05, seed: int = 0):

@@ -14,7 +14,9 @@ import pytest
 from conftest import BIN, ROOT, copy_tree, run_cli, tiny_model
 from taskvec import api
 from taskvec.errors import ArtifactError, ConfigError, TaskFileError
-from taskvec.forward import last_token_states, next_tokens, patched_next_tokens
+from taskvec.forward.capture import last_token_states
+from taskvec.forward.patched import patched_next_tokens
+from taskvec.forward.readout import next_tokens
 from taskvec.prompts import PromptFormat
 from taskvec.tasks.base import Pair
 

@@ -1,18 +1,17 @@
 """The README's by-hand path (build-task, make-prompts, extract, evaluate, report) runs the study's
-functions and writes what the study's `run-task` writes: the same metadata, naming model, task and
-split seed, so the report names the model without reading it from a path."""
+functions and writes what the study's two steps (`extract-task`, then `evaluate`) write: the same
+files with the same metadata, naming model, task and split seed, so the report names the model
+without reading it from a path."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
 from taskvec import store
-from taskvec.extract import read_activations
 
 pytestmark = pytest.mark.model
 
@@ -20,7 +19,7 @@ SIZES = ["--k", "3", "--n-baseline", "4", "--n-dev", "4", "--n-test", "4", "--n-
 COMPUTE = ["--device", "cpu", "--dtype", "float32", "--batch-size", "4", "--no-progress"]
 
 
-def test_by_hand_steps_write_what_run_task_writes_and_the_report_names_the_model(smollm2_dir, tmp_path):
+def test_by_hand_steps_write_what_the_study_writes_and_the_report_names_the_model(smollm2_dir, tmp_path):
     task = tmp_path / "to_upper.parquet"
     run_cli("build-task", "to_upper", "--out", str(task))
     hand = tmp_path / "anywhere"  # a layout that says nothing about the model or the task
@@ -45,6 +44,8 @@ def test_by_hand_steps_write_what_run_task_writes_and_the_report_names_the_model
         *COMPUTE,
         "--out",
         str(hand / "a.parquet"),
+        "--icl-out",
+        str(hand / "i.parquet"),
     )
     run_cli(
         "evaluate",
@@ -54,13 +55,15 @@ def test_by_hand_steps_write_what_run_task_writes_and_the_report_names_the_model
         str(hand / "p.parquet"),
         "--activations",
         str(hand / "a.parquet"),
+        "--icl",
+        str(hand / "i.parquet"),
         *COMPUTE,
         "--out",
         str(hand / "r.parquet"),
     )
     study = tmp_path / "study"
     run_cli(
-        "run-task",
+        "extract-task",
         "--task-file",
         str(task),
         "--model-dir",
@@ -73,21 +76,29 @@ def test_by_hand_steps_write_what_run_task_writes_and_the_report_names_the_model
         str(study / "p.parquet"),
         "--activations-out",
         str(study / "a.parquet"),
-        "--results-out",
+        "--icl-out",
+        str(study / "i.parquet"),
+    )
+    run_cli(
+        "evaluate",
+        "--model-dir",
+        str(smollm2_dir),
+        "--prompts",
+        str(study / "p.parquet"),
+        "--activations",
+        str(study / "a.parquet"),
+        "--icl",
+        str(study / "i.parquet"),
+        *COMPUTE,
+        "--out",
         str(study / "r.parquet"),
     )
 
-    for name in ("p.parquet", "a.parquet", "r.parquet"):
+    for name in ("p.parquet", "a.parquet", "i.parquet", "r.parquet"):
         by_hand, by_study = store.parquet_metadata(hand / name), store.parquet_metadata(study / name)
         assert by_hand == by_study, name
         assert (by_hand["model_name"], by_hand["task"]["task"], by_hand["seed"]) == ("smollm2-135m", "to_upper", 7)
-    assert pq.read_table(hand / "p.parquet").equals(pq.read_table(study / "p.parquet"))
-    # the ICL prompt runs alone by hand and on the extraction's cache in the study: same predictions
-    assert pq.read_table(hand / "r.parquet").equals(pq.read_table(study / "r.parquet"))
-    thetas_hand, thetas_study = read_activations(hand / "a.parquet")[0], read_activations(study / "a.parquet")[0]
-    assert thetas_hand.keys() == thetas_study.keys()
-    for key, theta in thetas_hand.items():
-        np.testing.assert_allclose(theta, thetas_study[key], rtol=1e-4, atol=1e-4)
+        assert pq.read_table(hand / name).equals(pq.read_table(study / name)), name
 
     report = tmp_path / "report"
     run_cli("report", str(hand / "r.parquet"), "--out", str(report))
@@ -121,6 +132,8 @@ def test_evaluate_refuses_task_vectors_of_another_prompts_file(smollm2_dir, tmp_
         *COMPUTE,
         "--out",
         str(tmp_path / "a1.parquet"),
+        "--icl-out",
+        str(tmp_path / "i1.parquet"),
     )
     result = run_cli(
         "evaluate",
@@ -130,11 +143,14 @@ def test_evaluate_refuses_task_vectors_of_another_prompts_file(smollm2_dir, tmp_
         str(tmp_path / "p2.parquet"),
         "--activations",
         str(tmp_path / "a1.parquet"),
+        "--icl",
+        str(tmp_path / "i1.parquet"),
         *COMPUTE,
         "--out",
         str(tmp_path / "r.parquet"),
         check=False,
     )
     assert result.returncode == 1
-    assert "task vectors of to_upper (split seed 1)" in result.stderr and "split seed 2" in result.stderr
+    assert "prompts of to_upper (split seed 2)" in result.stderr and "to_upper, seed 1" in result.stderr
+    assert "no activations file of those prompts" in result.stderr
     assert not (tmp_path / "r.parquet").exists()

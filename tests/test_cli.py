@@ -11,9 +11,9 @@ def _taskvec(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "taskvec"), *args], cwd=cwd, capture_output=True, text=True)
 
 
-def test_run_task_needs_one_output_file_of_each_kind_per_seed(tmp_path):
+def test_extract_task_needs_one_output_file_of_each_kind_per_seed(tmp_path):
     result = _taskvec(
-        "run-task",
+        "extract-task",
         "--task-file",
         "t.parquet",
         "--model-dir",
@@ -26,19 +26,19 @@ def test_run_task_needs_one_output_file_of_each_kind_per_seed(tmp_path):
         "p1.parquet",
         "--activations-out",
         "a0.parquet",
-        "--results-out",
-        "r0.parquet",
-        "r1.parquet",
+        "--icl-out",
+        "i0.parquet",
+        "i1.parquet",
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "one prompts, activations and results file per seed (2 seeds: 2, 1 and 2 files)" in result.stderr
+    assert "one prompts, activations and ICL file per seed (2 seeds: 2, 1 and 2 files)" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_run_task_refuses_repeated_seeds(tmp_path):
+def test_extract_task_refuses_repeated_seeds(tmp_path):
     result = _taskvec(
-        "run-task",
+        "extract-task",
         "--task-file",
         "t.parquet",
         "--model-dir",
@@ -52,9 +52,9 @@ def test_run_task_refuses_repeated_seeds(tmp_path):
         "--activations-out",
         "a0",
         "a1",
-        "--results-out",
-        "r0",
-        "r1",
+        "--icl-out",
+        "i0",
+        "i1",
         cwd=tmp_path,
     )
     assert result.returncode == 1 and "split seeds must differ" in result.stderr
@@ -130,6 +130,7 @@ def test_an_error_is_one_line_and_verbose_adds_its_traceback(tmp_path):
 
 def test_an_error_says_what_is_wrong_and_the_fix_and_v_adds_the_traceback(tmp_path):
     args = ("extract", "--model-dir", str(tmp_path), "--prompts", str(tmp_path / "p.parquet"), "--out", "a.parquet")
+    args += ("--icl-out", "i.parquet")
     result = _taskvec(*args, cwd=tmp_path)
     assert result.returncode == 1
     assert "p.parquet does not exist" in result.stderr
@@ -179,5 +180,5 @@ def test_building_every_parser_runs_no_library_code():
     }
     from taskvec.codedeps import command_files
 
-    run_task = {path.relative_to(ROOT / "src" / "taskvec").as_posix() for path in command_files("run-task")}
-    assert "commands/steps.py" in run_task and "commands/report.py" not in run_task
+    extract = {path.relative_to(ROOT / "src" / "taskvec").as_posix() for path in command_files("extract-task")}
+    assert "commands/steps.py" in extract and "commands/report.py" not in extract

@@ -12,10 +12,11 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import char_tokenizer, run_cli, run_info, tiny_model
-from taskvec import run, store
+from taskvec import store, study_jobs
 from taskvec.architectures import describe
 from taskvec.compute import Compute
-from taskvec.forward import next_tokens, with_batch_backoff
+from taskvec.forward.batching import with_batch_backoff
+from taskvec.forward.readout import next_tokens
 from taskvec.models import LoadedModel, check_weights, load_model
 from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts
 from taskvec.tasks import get_task
@@ -69,8 +70,8 @@ def test_out_of_memory_at_batch_size_one_stops_with_what_to_change():
 def test_a_task_that_runs_out_of_memory_gives_the_results_of_the_smaller_batch(monkeypatch):
     lm = tiny_model("llama")
     prompts = _prompts()
-    expected_vectors, expected = run.run_task(lm, prompts, FMT, batch_size=2)[1:]
-    real = run.task_vectors_and_icl
+    expected_vectors, expected = study_jobs.run_task(lm, prompts, FMT, batch_size=2)[1:]
+    real = study_jobs.task_vectors_and_icl
     tried = []
 
     def short_of_memory(lm, prompts, fmt, batch_size, **kwargs):
@@ -79,8 +80,8 @@ def test_a_task_that_runs_out_of_memory_gives_the_results_of_the_smaller_batch(m
             raise torch.OutOfMemoryError("CUDA out of memory")
         return real(lm, prompts, fmt, batch_size, **kwargs)
 
-    monkeypatch.setattr(run, "task_vectors_and_icl", short_of_memory)
-    _, vectors, table = run.run_task(lm, prompts, FMT, batch_size=16)
+    monkeypatch.setattr(study_jobs, "task_vectors_and_icl", short_of_memory)
+    _, vectors, table = study_jobs.run_task(lm, prompts, FMT, batch_size=16)
     assert tried == [16, 8, 4, 2]
     assert table.equals(expected)
     np.testing.assert_array_equal(vectors, expected_vectors)
@@ -99,9 +100,9 @@ def test_out_of_memory_in_the_middle_of_a_pass_leaves_no_hook_and_changes_no_res
     layers = list(describe(lm.model).layers)
     calls = []
     probe = layers[1].register_forward_hook(lambda *args: calls.append(1))
-    run.run_task(lm, prompts, FMT, batch_size=8)
+    study_jobs.run_task(lm, prompts, FMT, batch_size=8)
     probe.remove()
-    _, expected_vectors, expected = run.run_task(lm, prompts, FMT, batch_size=4)
+    _, expected_vectors, expected = study_jobs.run_task(lm, prompts, FMT, batch_size=4)
     clean = _layer_hooks(lm)
     target, seen = int(len(calls) * fail_at), []
 
@@ -112,7 +113,7 @@ def test_out_of_memory_in_the_middle_of_a_pass_leaves_no_hook_and_changes_no_res
 
     injected = layers[1].register_forward_hook(fail_once)
     try:
-        _, vectors, table = run.run_task(lm, prompts, FMT, batch_size=8)
+        _, vectors, table = study_jobs.run_task(lm, prompts, FMT, batch_size=8)
     finally:
         injected.remove()
     assert len(seen) > target + 1  # it failed, and the task started again
@@ -121,7 +122,7 @@ def test_out_of_memory_in_the_middle_of_a_pass_leaves_no_hook_and_changes_no_res
     np.testing.assert_array_equal(vectors, expected_vectors)
 
 
-def test_run_task_file_writes_nothing_when_a_later_seed_fails(tmp_path, monkeypatch):
+def test_extraction_job_writes_nothing_when_a_later_seed_fails(tmp_path, monkeypatch):
     lm = tiny_model("llama")
     calls = []
 
@@ -132,17 +133,45 @@ def test_run_task_file_writes_nothing_when_a_later_seed_fails(tmp_path, monkeypa
         return _prompts(seed), run_info("next_letter", RULES, model_name, seed)
 
     monkeypatch.setattr(Compute, "load", lambda self, model_dir: lm)
-    monkeypatch.setattr(run, "build_prompts", fake_build)
+    monkeypatch.setattr(study_jobs, "build_prompts", fake_build)
     outs = {
-        kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)]
-        for kind in ("prompts", "activations", "results")
+        kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)] for kind in ("prompts", "activations", "icl")
     }
     with pytest.raises(ValueError, match="seed 1"):
-        run.run_task_file(
-            "t.parquet", "m", "tiny", FMT, SplitSizes(), [0, 1], outs["prompts"], outs["activations"], outs["results"]
+        study_jobs.extract_task_file(
+            "t.parquet", "m", "tiny", FMT, SplitSizes(), [0, 1], outs["prompts"], outs["activations"], outs["icl"]
         )
     assert calls == [0, 1]
     assert not any(path.exists() for paths in outs.values() for path in paths)
+
+
+def test_evaluation_job_writes_nothing_when_a_later_seed_fails(tmp_path, monkeypatch):
+    lm = tiny_model("llama")
+    monkeypatch.setattr(Compute, "load", lambda self, model_dir: lm)
+    monkeypatch.setattr(
+        study_jobs,
+        "build_prompts",
+        lambda task_file, tok, fmt, sizes, seed, name: (_prompts(seed), run_info("next_letter", RULES, name, seed)),
+    )
+    files = {
+        kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)] for kind in ("prompts", "activations", "icl")
+    }
+    study_jobs.extract_task_file(
+        "t.parquet", "m", "tiny", FMT, SplitSizes(), [0, 1], files["prompts"], files["activations"], files["icl"]
+    )
+    real, seen = study_jobs.evaluate_prompts, []
+
+    def fail_on_second(*args, **kwargs):
+        seen.append(1)
+        if len(seen) == 2:
+            raise ValueError("the second seed fails")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study_jobs, "evaluate_prompts", fail_on_second)
+    results = [tmp_path / "results" / f"sample{i}.parquet" for i in range(2)]
+    with pytest.raises(ValueError, match="second seed"):
+        study_jobs.evaluate_files("m", files["prompts"], files["activations"], files["icl"], results)
+    assert not any(path.exists() for path in results)
 
 
 def _save_tiny(tmp_path):

@@ -20,7 +20,8 @@ from taskvec.analysis.formats import (
 )
 from taskvec.errors import ConfigError
 from taskvec.extract import task_vectors
-from taskvec.forward import next_tokens, patched_next_tokens
+from taskvec.forward.patched import patched_next_tokens
+from taskvec.forward.readout import next_tokens
 from taskvec.prompts import Prompt, PromptFormat, SplitSizes, UsablePair, sample_prompts
 
 FORMATS = {f.name: f for f in DEFAULT_FORMATS}

@@ -8,7 +8,8 @@ import torch
 
 from conftest import tiny_model
 from taskvec.architectures import describe
-from taskvec.forward import encode, next_tokens
+from taskvec.forward.batching import encode
+from taskvec.forward.readout import next_tokens
 from taskvec.function_vectors import (
     Patch,
     add_sweep,

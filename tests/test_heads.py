@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY_CONFIGS
 from taskvec.architectures import LAYOUTS, describe
-from taskvec.forward import encode
+from taskvec.forward.batching import encode
 from taskvec.heads import (
     ATTENTION_OUTPUT,
     attention_heads,

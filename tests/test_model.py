@@ -11,9 +11,11 @@ from conftest import char_tokenizer
 from taskvec.architectures import describe
 from taskvec.evaluate import evaluate_task, score
 from taskvec.extract import task_vectors, task_vectors_and_icl
-from taskvec.forward import last_token_states, next_tokens, patched_sweep, patched_sweep_naive
+from taskvec.forward.capture import last_token_states
+from taskvec.forward.patched import patched_sweep, patched_sweep_naive
+from taskvec.forward.readout import next_tokens
 from taskvec.prompts import PromptFormat, SplitSizes, apply_rules, sample_prompts
-from taskvec.run import run_task
+from taskvec.study_jobs import run_task
 from taskvec.tasks import get_task
 
 pytestmark = pytest.mark.model

@@ -11,18 +11,20 @@ import pytest
 import torch
 
 from conftest import run_info, tiny_model
-from taskvec import forward
 from taskvec.architectures import describe
-from taskvec.forward import (
-    encode,
-    last_token_states,
-    next_tokens,
-    next_tokens_from_states,
+from taskvec.forward import batching, capture, generate, patched
+from taskvec.forward.batching import encode
+from taskvec.forward.capture import last_token_states, shared_prefix_states
+from taskvec.forward.patched import (
+    SWEEP_PASS_OVERHEAD_BLOCKS,
     patched_sweep,
     patched_sweep_naive,
-    shared_prefix_states,
+    replacing_rows,
+    sweep_plan,
 )
-from taskvec.hooks import capture_last_token, replace_last_token
+from taskvec.forward.readout import next_tokens, next_tokens_from_states
+from taskvec.hooks.capture import capture_last_token
+from taskvec.hooks.patch import replace_last_token
 
 TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->", "x"]
 
@@ -92,7 +94,7 @@ def _plan_by_runs(size: int):
 
 @pytest.mark.parametrize("run", [256, 3, 1], ids=["all-layers-one-pass", "runs-of-three", "layer-by-layer"])
 def test_fast_sweep_matches_naive_patched_forwards(tiny_lm, run, monkeypatch):
-    monkeypatch.setattr(forward, "sweep_plan", _plan_by_runs(run))
+    monkeypatch.setattr(patched, "sweep_plan", _plan_by_runs(run))
     queries = TEXTS[:3]
     rng = np.random.default_rng(0)
     n_layers = describe(tiny_lm.model).n_layers
@@ -117,7 +119,7 @@ def test_a_sweep_of_some_layers_in_any_order_fills_their_columns(tiny_lm):
     assert np.array_equal(patched_sweep(tiny_lm, queries, vectors, layers=some, batch_size=3), full[:, some])
 
 
-def _modelled_cost(plan, n_queries, n_layers, balance, unembedding, overhead=forward.SWEEP_PASS_OVERHEAD_BLOCKS):
+def _modelled_cost(plan, n_queries, n_layers, balance, unembedding, overhead=SWEEP_PASS_OVERHEAD_BLOCKS):
     return sum(
         (n_layers - (run[0] + 1) + unembedding) * max(n_queries * len(run), balance) + overhead * balance
         for run in plan
@@ -142,7 +144,7 @@ def test_the_sweep_plan_is_the_cheapest_split_into_runs_of_layers(n_queries, n_l
     """Against every possible split, found by enumeration on small cases: the dynamic programme finds
     the least modelled time, and covers each layer once, in ascending runs."""
     layers = list(range(n_layers))
-    plan = forward.sweep_plan(layers[::-1], n_queries, n_layers, balance, unembedding)
+    plan = sweep_plan(layers[::-1], n_queries, n_layers, balance, unembedding)
     assert [layer for run in plan for layer in run] == layers
     best = min(_modelled_cost(p, n_queries, n_layers, balance, unembedding) for p in _partitions(layers))
     assert _modelled_cost(plan, n_queries, n_layers, balance, unembedding) == pytest.approx(best)
@@ -150,11 +152,11 @@ def test_the_sweep_plan_is_the_cheapest_split_into_runs_of_layers(n_queries, n_l
 
 def test_the_sweep_plan_trades_wasted_blocks_against_weight_reads():
     # Weight reads free (balance 1): one layer per pass wastes no block.
-    assert all(len(run) == 1 for run in forward.sweep_plan(range(12), 50, 12, 1, 1.0, 0.0))
+    assert all(len(run) == 1 for run in sweep_plan(range(12), 50, 12, 1, 1.0, 0.0))
     # Passes that cost the same up to 10 000 rows: every layer in one pass.
-    assert forward.sweep_plan(range(12), 50, 12, 10_000, 1.0) == [list(range(12))]
+    assert sweep_plan(range(12), 50, 12, 10_000, 1.0) == [list(range(12))]
     # A GPU-like balance (320 rows) with 50 queries: runs of a few layers, about 320 rows each.
-    runs = forward.sweep_plan(range(32), 50, 32, 320, 1.0)
+    runs = sweep_plan(range(32), 50, 32, 320, 1.0)
     assert 1 < len(runs) < 32 and all(4 <= len(run) <= 10 for run in runs)
 
 
@@ -169,11 +171,11 @@ def test_padding_to_the_gpu_width_multiple_changes_no_result(tiny_lm, monkeypatc
         shared_prefix_states(tiny_lm, GROUPS, batch_size=2),
         patched_sweep(tiny_lm, TEXTS[:3], vectors, batch_size=3),
     )
-    monkeypatch.setitem(forward.PAD_MULTIPLE, "cpu", 8)
+    monkeypatch.setitem(batching.PAD_MULTIPLE, "cpu", 8)
     width = encode(tiny_lm, ["x", "example:a->b"]).input_ids.shape[1]
     longest = len(tiny_lm.tokenizer.encode("example:a->b"))
     # A sliding window counts padded columns too, so models with one are never padded wider.
-    assert width == (longest if forward._min_sliding_window(tiny_lm) else -(-longest // 8) * 8)
+    assert width == (longest if batching.min_sliding_window(tiny_lm) else -(-longest // 8) * 8)
     padded = (
         last_token_states(tiny_lm, TEXTS, batch_size=4),
         next_tokens(tiny_lm, TEXTS, batch_size=4),
@@ -205,7 +207,7 @@ GROUPS = [
 def test_shared_prefix_states_equal_running_each_text_alone(tiny_lm, pass_overhead, monkeypatch):
     """Suffixes run in passes of similar length (each with its rows of the prefix cache); with no cost
     per pass every distinct length gets its own pass."""
-    monkeypatch.setattr(forward, "PASS_OVERHEAD_TOKENS", pass_overhead)
+    monkeypatch.setattr(capture, "PASS_OVERHEAD_TOKENS", pass_overhead)
     shared = shared_prefix_states(tiny_lm, GROUPS, batch_size=2)
     alone = np.stack([last_token_states(tiny_lm, group, batch_size=1) for group in GROUPS])
     np.testing.assert_allclose(shared, alone, atol=1e-4, rtol=1e-4)
@@ -214,7 +216,7 @@ def test_shared_prefix_states_equal_running_each_text_alone(tiny_lm, pass_overhe
 def test_shared_prefix_states_within_a_sliding_window(monkeypatch):
     """Gemma 3 interleaves sliding-window layers; prompts shorter than the window share the prefix."""
     lm = tiny_model("gemma3_text", sliding_window=128)
-    monkeypatch.setattr(forward, "PASS_OVERHEAD_TOKENS", 0)
+    monkeypatch.setattr(capture, "PASS_OVERHEAD_TOKENS", 0)
     shared = shared_prefix_states(lm, GROUPS, batch_size=3)
     alone = np.stack([last_token_states(lm, group, batch_size=1) for group in GROUPS])
     np.testing.assert_allclose(shared, alone, atol=1e-4, rtol=1e-4)
@@ -234,7 +236,7 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
     unembedding work that run_task really does (counted with hooks), and close to it."""
     from taskvec.bench.flops import _params, workload_flops
     from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, write_prompts
-    from taskvec.run import run_task
+    from taskvec.study_jobs import run_task
     from taskvec.tasks import get_task
 
     lm = tiny_model("llama")
@@ -304,9 +306,11 @@ def test_greedy_continuation_equals_full_recomputation(tiny_lm):
     hidden = tiny_lm.model.config.hidden_size
     thetas = np.random.default_rng(0).normal(size=(len(texts), hidden)).astype(np.float32) * 100
     layers = [0, 2, 1]
-    until = forward.Continuation(n_tokens, "\x00")
-    plain = forward.greedy_continue(tiny_lm, texts, first, until, batch_size=2)
-    patched = forward.greedy_continue(tiny_lm, texts, first, until, batch_size=3, layers=layers, vectors=thetas)
+    until = generate.Continuation(n_tokens, "\x00")
+    plain = generate.greedy_continue(tiny_lm, texts, first, until, batch_size=2)
+    patched = generate.greedy_continue(
+        tiny_lm, texts, first, until, batch_size=3, patch=replacing_rows(tiny_lm, layers, thetas)
+    )
     for i, text in enumerate(texts):
         assert plain[i] == _reference_continuation(tiny_lm, text, first[i], n_tokens)
         assert patched[i] == _reference_continuation(tiny_lm, text, first[i], n_tokens, layers[i], thetas[i])
@@ -317,9 +321,9 @@ def test_a_patched_continuation_differs_from_the_plain_one():
     input token whatever the patch, so this uses the tiny Llama)."""
     lm = tiny_model("llama")
     thetas = np.random.default_rng(0).normal(size=(3, lm.model.config.hidden_size)).astype(np.float32) * 100
-    plain = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], forward.Continuation(5, "\x00"))
-    patched = forward.greedy_continue(
-        lm, TEXTS[:3], [7, 8, 9], forward.Continuation(5, "\x00"), layers=[0, 2, 1], vectors=thetas
+    plain = generate.greedy_continue(lm, TEXTS[:3], [7, 8, 9], generate.Continuation(5, "\x00"))
+    patched = generate.greedy_continue(
+        lm, TEXTS[:3], [7, 8, 9], generate.Continuation(5, "\x00"), patch=replacing_rows(lm, [0, 2, 1], thetas)
     )
     assert plain != patched
     assert patched[1] == _reference_continuation(lm, TEXTS[1], 8, 5, 2, thetas[1])
@@ -328,7 +332,7 @@ def test_a_patched_continuation_differs_from_the_plain_one():
 def test_greedy_continuation_stops_at_the_separator():
     lm = tiny_model("llama")
     newline = lm.tokenizer.convert_tokens_to_ids("\n")
-    generated = forward.greedy_continue(lm, TEXTS[:2], [newline, 7], forward.Continuation(6, "\n"), batch_size=2)
+    generated = generate.greedy_continue(lm, TEXTS[:2], [newline, 7], generate.Continuation(6, "\n"), batch_size=2)
     assert generated[0] == [newline]
     assert len(generated[1]) == 6 or "\n" in lm.tokenizer.decode(generated[1])
 
@@ -342,24 +346,24 @@ def test_the_icl_generation_on_the_shared_prefix_equals_generating_from_the_whol
         ["example:x->y\nexample:[a,b]->", "example:x->y\nexample:z->"],
         ["ab", "abc"],
     ]
-    until = forward.Continuation(4, "\x00")
+    until = generate.Continuation(4, "\x00")
     states, generated = shared_prefix_states(tiny_lm, groups, batch_size=2, continue_last=until)
     np.testing.assert_allclose(states, shared_prefix_states(tiny_lm, groups, batch_size=2))
     last = [group[-1] for group in groups]
     first = next_tokens(tiny_lm, last, batch_size=1)
     assert [ids[0] for ids in generated] == first.tolist()
-    assert generated == forward.greedy_continue(tiny_lm, last, first.tolist(), until, batch_size=1)
+    assert generated == generate.greedy_continue(tiny_lm, last, first.tolist(), until, batch_size=1)
 
 
 def test_a_generation_stops_once_it_cannot_become_an_answer_and_scores_the_same():
     from taskvec.scoring import strict_correct
 
     lm = tiny_model("llama")
-    until = forward.Continuation(6, "\x00")
-    full = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], until)
+    until = generate.Continuation(6, "\x00")
+    full = generate.greedy_continue(lm, TEXTS[:3], [7, 8, 9], until)
     texts = [lm.tokenizer.decode(ids) for ids in full]
     reachable = [[texts[0]], [texts[1][:3] + "?"], ["zzz"]]  # the whole, a wrong turn at the 4th character, none
-    stopped = forward.greedy_continue(lm, TEXTS[:3], [7, 8, 9], until, answers=reachable)
+    stopped = generate.greedy_continue(lm, TEXTS[:3], [7, 8, 9], until, answers=reachable)
     assert stopped[0] == full[0]
     assert full[1][: len(stopped[1])] == stopped[1] and len(stopped[1]) < len(full[1])
     assert stopped[2] == full[2][:1]
@@ -371,7 +375,7 @@ def test_a_generation_stops_once_it_cannot_become_an_answer_and_scores_the_same(
 
 def test_the_layer_skip_leaves_the_blocks_in_place_and_restores_them_even_on_error(tiny_lm):
     """The model's own loop may read attributes of its blocks: skipping blocks must not swap them out."""
-    from taskvec.hooks import start_at_layer
+    from taskvec.hooks.patch import start_at_layer
 
     arch = describe(tiny_lm.model)
     blocks = list(arch.layers)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from taskvec.scoring import answer_ended, first_token_correct, strict_correct, until_separator
+from taskvec.answers import answer_ended, until_separator
+from taskvec.scoring import first_token_correct, strict_correct
 
 CONTINENTS = ("Asia", "Africa")
 

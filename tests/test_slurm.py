@@ -18,10 +18,10 @@ from taskvec.study import VERSIONED
 
 pytestmark = pytest.mark.slurm
 
-GPU_RULES = ("evaluate_task", "conflicting_tasks", "vocabulary_projection", "function_vectors")
+GPU_RULES = ("extract_activations", "evaluate_task", "conflicting_tasks", "vocabulary_projection", "function_vectors")
 # The tiny study's Slurm jobs, the model being in place already: 3 task builds, one group of the 3
-# (model, task) jobs (the profile groups them), 3 analyses and the report (the function vectors are an
-# extended study, not in the default target).
+# tasks' extraction and evaluation jobs (the profile groups them), 3 analyses and the report (the
+# function vectors are an extended study, not in the default target).
 JOBS = 8
 COMPARED = (*VERSIONED, "reports/metrics.json")  # what DVC versions, and the metrics
 

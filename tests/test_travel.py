@@ -12,7 +12,8 @@ from conftest import tiny_model
 from taskvec.analysis.travel import demonstration_pool, demonstration_sets, nested_demonstrations, travel_task
 from taskvec.errors import ConfigError
 from taskvec.extract import task_vectors
-from taskvec.forward import next_tokens, patched_next_tokens
+from taskvec.forward.patched import patched_next_tokens
+from taskvec.forward.readout import next_tokens
 from taskvec.prompts import PromptFormat, SplitSizes, UsablePair, sample_prompts
 
 FMT = PromptFormat()

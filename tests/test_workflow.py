@@ -179,12 +179,13 @@ def test_editing_a_custom_task_file_reruns_only_that_task(study):
         "all",
         "build_report",
         "build_task",
+        "extract_activations",
         "evaluate_task",
         "robustness",
         "vocabulary_projection",
     }
-    task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
-    assert len(task_jobs) == 2 and all("country_currency" in w for w in task_jobs)
+    task_jobs = [w for rule, w in jobs if rule in ("build_task", "extract_activations", "evaluate_task")]
+    assert len(task_jobs) == 3 and all("country_currency" in w for w in task_jobs)
 
 
 def planned_jobs_with_params(study: Path, change) -> list[tuple[str, str]]:
@@ -206,13 +207,14 @@ def test_changing_one_tasks_setting_reruns_only_that_task(study):
         "all",
         "build_report",
         "build_task",
+        "extract_activations",
         "evaluate_task",
         "robustness",
         "vocabulary_projection",
         "conflicting_tasks",
     }
-    task_jobs = [w for rule, w in jobs if rule in ("build_task", "evaluate_task")]
-    assert len(task_jobs) == 2 and all("to_upper" in w for w in task_jobs)
+    task_jobs = [w for rule, w in jobs if rule in ("build_task", "extract_activations", "evaluate_task")]
+    assert len(task_jobs) == 3 and all("to_upper" in w for w in task_jobs)
 
 
 def test_adding_a_model_runs_only_that_models_jobs(study):
@@ -222,28 +224,45 @@ def test_adding_a_model_runs_only_that_models_jobs(study):
     per_model = [(rule, w) for rule, w in jobs if rule not in ("all", "build_report")]
     assert {rule for rule, _ in per_model} == {
         "convert_model",
+        "extract_activations",
         "evaluate_task",
         "conflicting_tasks",
         "robustness",
         "vocabulary_projection",
     }
     assert all("model=gemma3-270m" in w for _, w in per_model), per_model
-    assert len([rule for rule, _ in per_model if rule == "evaluate_task"]) == len(TINY_PARAMS["tasks"])
+    for rule in ("extract_activations", "evaluate_task"):
+        assert len([r for r, _ in per_model if r == rule]) == len(TINY_PARAMS["tasks"])
 
 
-def test_changing_extraction_code_reruns_extraction_and_everything_after_it(study):
-    jobs = planned_jobs_with_appended(study, "src/taskvec/extract.py", "\n")
+EVERY_TASK = sorted(f"model=smollm2-135m, task={task}" for task in TINY_PARAMS["tasks"])
+
+
+@pytest.mark.parametrize("module", ["extract.py", "hooks/capture.py", "forward/capture.py"])
+def test_changing_extraction_code_reruns_extraction_and_everything_after_it(study, module):
+    jobs = planned_jobs_with_appended(study, f"src/taskvec/{module}", "\n")
     assert sorted({rule for rule, _ in jobs}) == [
         "all",
         "build_report",
         "conflicting_tasks",
         "evaluate_task",
+        "extract_activations",
         "robustness",
         "vocabulary_projection",
     ]
-    assert sorted(w for rule, w in jobs if rule == "evaluate_task") == sorted(
-        f"model=smollm2-135m, task={task}" for task in TINY_PARAMS["tasks"]
-    )
+    assert sorted(w for rule, w in jobs if rule == "extract_activations") == EVERY_TASK
+    assert sorted(w for rule, w in jobs if rule == "evaluate_task") == EVERY_TASK
+
+
+@pytest.mark.parametrize("module", ["scoring.py", "evaluate.py", "hooks/patch.py", "forward/patched.py"])
+def test_changing_scoring_or_patching_code_reruns_evaluation_and_no_extraction(study, module):
+    """The activation cache serves the study's own evaluation: a change to how the bare queries are
+    patched or scored plans every evaluation job and what reads the results, and no extraction, task
+    build or model conversion."""
+    jobs = planned_jobs_with_appended(study, f"src/taskvec/{module}", "\n")
+    rules = {rule for rule, _ in jobs}
+    assert "evaluate_task" in rules and sorted(w for rule, w in jobs if rule == "evaluate_task") == EVERY_TASK
+    assert not rules & {"extract_activations", "build_task", "convert_model"}, sorted(rules)
 
 
 def test_a_corrupted_results_file_is_named_with_the_command_that_rebuilds_it(study):
@@ -319,7 +338,7 @@ def planned_jobs_forced(project: Path, rule: str) -> list[tuple[str, str]]:
 def test_rerunning_gives_byte_identical_outputs(study):
     outputs = [
         study / "data" / step / "smollm2-135m" / "country_currency" / "sample1.parquet"
-        for step in ("prompts", "activations", "results")
+        for step in ("prompts", "activations", "icl", "results")
     ]
     outputs += [
         study / "data" / "analysis" / "smollm2-135m" / f"{name}.parquet"
@@ -332,7 +351,7 @@ def test_rerunning_gives_byte_identical_outputs(study):
     snakemake(
         study,
         "--forcerun",
-        *("evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection"),
+        *("extract_activations", "evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection"),
     )
     assert [path.read_bytes() for path in outputs] == before
     # The report's last section gives the measured time of each step, which differs run to run.
@@ -468,9 +487,9 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
         "peak_rss_mb",
     }
     assert 1 < figures["sweep_limit"] < figures["naive_ratio"]
-    # one evaluate_task job per task and three analyses (conflicting tasks, robustness, vocabulary); the
-    # model was converted beforehand
-    assert figures["study_jobs"] == 6
+    # an extraction and an evaluation job per task and three analyses (conflicting tasks, robustness,
+    # vocabulary); the model was converted beforehand
+    assert figures["study_jobs"] == 9
     assert "| smollm2-135m |" in (tmp_path / "benchmarks.md").read_text()
 
 

@@ -214,8 +214,9 @@ def task_vector(
     from taskvec.architectures import describe
     from taskvec.evaluate import _decoder, choose_layer
     from taskvec.extract import task_vectors
-    from taskvec.forward import patched_sweep
-    from taskvec.scoring import FIRST_TOKEN_RULES, first_token_correct
+    from taskvec.forward.patched import patched_sweep
+    from taskvec.scoring import first_token_correct
+    from taskvec.tasks.base import FIRST_TOKEN_RULES
 
     fmt = fmt or PromptFormat()
     fmt.validate()
@@ -289,8 +290,10 @@ def apply(
 ) -> list[Prediction]:
     """Each query (an input, written with the vector's query template) answered bare and with theta
     patched in after the vector's block; each answer is the greedy generation up to the separator."""
-    from taskvec.forward import Continuation, greedy_continue, next_tokens, patched_next_tokens
-    from taskvec.scoring import until_separator
+    from taskvec.answers import until_separator
+    from taskvec.forward.generate import Continuation, greedy_continue
+    from taskvec.forward.patched import patched_next_tokens, replacing_rows
+    from taskvec.forward.readout import next_tokens
 
     _check_model(vector, lm, where)
     if not queries:
@@ -302,7 +305,7 @@ def apply(
     thetas = np.repeat(vector.theta[None], len(texts), axis=0)
     bare = greedy_continue(lm, texts, next_tokens(lm, texts, batch_size), until, batch_size)
     first = patched_next_tokens(lm, texts, layers, thetas, batch_size)
-    patched = greedy_continue(lm, texts, first, until, batch_size, layers=layers, vectors=thetas)
+    patched = greedy_continue(lm, texts, first, until, batch_size, patch=replacing_rows(lm, layers, thetas))
 
     def text(ids: list[int]) -> str:
         return until_separator(lm.tokenizer.decode(ids), fmt.separator).strip()

@@ -5,17 +5,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.forward import Continuation, greedy_continue, next_tokens, patched_sweep
+from taskvec.forward.generate import Continuation, greedy_continue
+from taskvec.forward.patched import patched_sweep, replacing_rows
+from taskvec.forward.readout import next_tokens
 from taskvec.models import LoadedModel
-from taskvec.prompts import Prompt, PromptFormat, RunInfo, read_prompts
+from taskvec.prompts import Prompt, PromptFormat, RunInfo
 from taskvec.scoring import first_token_correct, strict_correct
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def evaluate_task(
     """Predictions of every method: baseline on the baseline split, ICL on test, the task vector at
     every layer on dev, and on test at the layer chosen on dev.
 
-    ``icl`` maps (split, index) to an ICL prediction already computed (by
+    ``icl`` maps (split, index) to an ICL prediction already computed (by the extraction,
     :func:`taskvec.extract.task_vectors_and_icl`); without it ICL runs here, on test.
     """
     decode = _decoder(lm)
@@ -152,22 +152,21 @@ def add_strict_scores(
             texts = [fmt.render(p.demonstrations, p.query) for p in chosen]
         else:
             texts = [fmt.query.format(x=p.query) for p in chosen]
-        patch = {}
+        patch = None
         if method == "tv":
             layers = [data["layer"][i] for i in picks]
-            patch = {
-                "layers": layers,
-                "vectors": np.stack([vectors[(p.split, p.index)][layer] for p, layer in zip(chosen, layers)]),
-            }
+            patch = replacing_rows(
+                lm, layers, np.stack([vectors[(p.split, p.index)][layer] for p, layer in zip(chosen, layers)])
+            )
         ids = greedy_continue(
             lm,
             texts,
             first,
             Continuation(fmt.max_answer_tokens, fmt.separator),
             batch_size,
+            patch=patch,
             answers=[p.strict_answers for p in chosen],
             progress=progress,
-            **patch,
         )
         for i, prompt, tokens in zip(picks, chosen, ids):
             generated[i] = lm.tokenizer.decode(tokens)
@@ -278,50 +277,5 @@ def write_results(table: pa.Table, path: str | os.PathLike[str], info: RunInfo) 
 
 
 def read_results(path: str | os.PathLike[str]) -> tuple[pa.Table, RunInfo]:
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `evaluate` makes it")
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec evaluate` makes it")
     return table, RunInfo.of_table(table, path)
-
-
-def evaluate_file(
-    model_dir: str | os.PathLike[str],
-    prompts_file: str | os.PathLike[str],
-    activations_file: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    compute: Compute = DEFAULT_COMPUTE,
-) -> TaskScores:
-    """Evaluate every method on a prompts file with its extracted task vectors, by the same functions
-    as the study (:func:`taskvec.run.run_task`, there with the ICL prompt sharing the extraction's
-    pass); write the predictions with the same metadata."""
-    from taskvec.extract import read_activations
-    from taskvec.forward import with_batch_backoff
-
-    prompts, info = read_prompts(prompts_file)
-    vectors, act_info = read_activations(activations_file)
-    if (act_info.model_name, act_info.task.name, act_info.seed) != (info.model_name, info.task.name, info.seed):
-        raise ValueError(
-            f"{activations_file} holds the task vectors of {act_info.task.name} (split seed "
-            f"{act_info.seed}) on {act_info.model_name}, not of {prompts_file} ({info.task.name}, split "
-            f"seed {info.seed}, {info.model_name}); give the activations `taskvec extract` made from it"
-        )
-    lm = compute.load(model_dir)
-    start = time.perf_counter()
-
-    def attempt(size: int) -> pa.Table:
-        table = evaluate_task(
-            lm, prompts, vectors, info.format, size, compute.progress, scoring=info.task.rules.scoring
-        )
-        return add_strict_scores(lm, prompts, vectors, table, info.format, size, compute.progress)
-
-    table, size = with_batch_backoff(attempt, compute.batch_size, "a task's evaluation")
-    scores = score(table)
-    log.info(
-        "%s: baseline %.2f, ICL %.2f, task vector %.2f at layer %d (%.1f s)",
-        info.task.name,
-        scores.baseline,
-        scores.icl,
-        scores.tv,
-        scores.best_layer,
-        time.perf_counter() - start,
-    )
-    write_results(table, out, info.ran(lm, act_info.n_layers, act_info.hidden_size, size))
-    return scores

@@ -3,19 +3,20 @@ averaged over the dummies."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.forward import Continuation, next_tokens_from_states, shared_prefix_states
+from taskvec.forward.capture import shared_prefix_states
+from taskvec.forward.generate import Continuation
+from taskvec.forward.readout import next_tokens_from_states
 from taskvec.models import LoadedModel
-from taskvec.prompts import Prompt, PromptFormat, RunInfo, read_prompts
+from taskvec.prompts import Prompt, PromptFormat, RunInfo
 
 log = logging.getLogger(__name__)
 EVALUATED_SPLITS = ("dev", "test")
@@ -92,7 +93,7 @@ def write_activations(table: pa.Table, path: str | os.PathLike[str], info: RunIn
 
 def read_activations(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, int], np.ndarray], RunInfo]:
     """Map (split, index) to that prompt's ``[n_layers, hidden]`` task vectors."""
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `taskvec extract` makes it")
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec extract` makes it")
     info = RunInfo.of_table(table, path)
     n_layers, hidden = info.n_layers, info.hidden_size
     vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, n_layers, hidden)
@@ -101,26 +102,45 @@ def read_activations(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, int]
     return {(s, i): v for s, i, v in zip(splits, indices, vectors)}, info
 
 
-def extract_file(
-    model_dir: str | os.PathLike[str],
-    prompts_file: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    compute: Compute = DEFAULT_COMPUTE,
-) -> None:
-    """Compute and write the task vectors of a prompts file's dev and test prompts, by the same
-    function as the study and with the same metadata."""
-    from taskvec.forward import with_batch_backoff
+ICL_SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("index", pa.int32()),
+        ("token_id", pa.int64()),  # the ICL prompt's next token (the paper's first-token prediction)
+        ("generated_ids", pa.list_(pa.int64())),  # its greedy generation for the strict metric
+    ]
+)
 
-    prompts, info = read_prompts(prompts_file)
-    lm = compute.load(model_dir)
-    evaluated = [p for p in prompts if p.split in EVALUATED_SPLITS]
-    start = time.perf_counter()
-    vectors, size = with_batch_backoff(
-        lambda size: task_vectors(lm, evaluated, info.format, size, progress=compute.progress),
-        compute.batch_size,
-        "a task's extraction",
+
+@dataclasses.dataclass(frozen=True)
+class IclOutputs:
+    """The ICL prompt's prediction and strict-metric generation per (split, index), computed on the
+    extraction's pass over the demonstrations."""
+
+    tokens: dict[tuple[str, int], int]
+    generations: dict[tuple[str, int], list[int]]
+
+
+def icl_table(prompts: Sequence[Prompt], tokens: np.ndarray, generations: Sequence[list[int]]) -> pa.Table:
+    return pa.table(
+        {
+            "split": [p.split for p in prompts],
+            "index": [p.index for p in prompts],
+            "token_id": [int(token) for token in tokens],
+            "generated_ids": [list(map(int, ids)) for ids in generations],
+        },
+        schema=ICL_SCHEMA,
     )
-    log.info("%s: extracted %d task vectors in %.1f s", info.task.name, len(evaluated), time.perf_counter() - start)
-    write_activations(
-        activations_table(evaluated, vectors), out, info.ran(lm, int(vectors.shape[1]), int(vectors.shape[2]), size)
-    )
+
+
+def write_icl(table: pa.Table, path: str | os.PathLike[str], info: RunInfo) -> None:
+    """Write the ICL outputs of a task's extraction with its run's metadata."""
+    store.write_parquet(table, path, info.to_dict(), use_dictionary=["split"])
+
+
+def read_icl(path: str | os.PathLike[str]) -> tuple[IclOutputs, RunInfo]:
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec extract --icl-out` makes it")
+    info = RunInfo.of_table(table, path)
+    keys = list(zip(table.column("split").to_pylist(), table.column("index").to_pylist()))
+    tokens = dict(zip(keys, table.column("token_id").to_pylist()))
+    return IclOutputs(tokens, dict(zip(keys, table.column("generated_ids").to_pylist()))), info

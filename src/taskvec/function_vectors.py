@@ -19,9 +19,13 @@ import numpy as np
 import torch
 
 from taskvec.architectures import describe
-from taskvec.forward import batches, encode, last_token_states, patched_sweep
+from taskvec.forward.batching import batches, encode
+from taskvec.forward.capture import last_token_states
+from taskvec.forward.patched import patched_sweep
 from taskvec.heads import attention_heads, head_patch_scan, head_vectors, mean_head_outputs
-from taskvec.hooks import capture_last_token, start_at_layer, to_device
+from taskvec.hooks import to_device
+from taskvec.hooks.capture import capture_last_token
+from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat
 

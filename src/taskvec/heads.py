@@ -23,8 +23,10 @@ from tqdm.auto import tqdm
 
 from taskvec.architectures import describe
 from taskvec.errors import UnsupportedArchitecture
-from taskvec.forward import SWEEP_BALANCE_ROWS, _unembedding_blocks, batches, encode, sweep_plan
-from taskvec.hooks import start_at_layer, to_device
+from taskvec.forward.batching import batches, encode
+from taskvec.forward.patched import SWEEP_BALANCE_ROWS, sweep_plan, unembedding_blocks
+from taskvec.hooks import to_device
+from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
 
 # Where each architecture's attention output projection sits inside a decoder block.
@@ -233,7 +235,7 @@ def head_patch_scan(
     patched = np.zeros((len(texts), n_layers, n_heads), dtype=np.float32)
     clean = np.zeros(len(texts), dtype=np.float32)
     balance = SWEEP_BALANCE_ROWS.get(lm.device.type, SWEEP_BALANCE_ROWS["cuda"])
-    unembedding = _unembedding_blocks(lm)
+    unembedding = unembedding_blocks(lm)
     with tqdm(total=len(texts), desc="heads", unit="prompt", disable=not progress, leave=False) as bar:
         for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])

@@ -300,7 +300,7 @@ class RunInfo:
 
 
 def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], RunInfo]:
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec run-task` or `make-prompts` makes it")
+    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec make-prompts` makes it")
     prompts = [
         Prompt(
             row["split"],

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-FIRST_TOKEN_RULES = ("exact", "prefix")
+from taskvec.answers import until_separator
+from taskvec.tasks.base import FIRST_TOKEN_RULES
 
 
 def first_token_correct(prediction: str, answers: Sequence[str], rule: str) -> bool:
@@ -34,31 +35,6 @@ def first_token_correct(prediction: str, answers: Sequence[str], rule: str) -> b
             answer and (answer.startswith(token) or token.startswith(answer)) for answer in stripped
         )
     raise ValueError(f"unknown scoring rule {rule!r}; use one of {', '.join(FIRST_TOKEN_RULES)}")
-
-
-def _answer_end(text: str, separator: str) -> int | None:
-    """Where the separator ends the generated answer: its first occurrence; for a separator made of
-    spaces only, which the answer's own leading space would match, its first occurrence after the
-    answer's first other character. None while the answer has not ended."""
-    start = 0
-    if not separator.strip(" "):
-        start = len(text) - len(text.lstrip())
-        if start == len(text):
-            return None
-    end = text.find(separator, start) if separator else -1
-    return None if end < 0 else end
-
-
-def until_separator(text: str, separator: str) -> str:
-    """The generated answer: the text before the separator that ends it (all of it if none does)."""
-    end = _answer_end(text, separator)
-    return text if end is None else text[:end]
-
-
-def answer_ended(text: str, separator: str) -> bool:
-    """Whether a generation has reached the separator that ends its answer (the same rule as
-    :func:`until_separator`): generation stops exactly where the strict metric cuts."""
-    return _answer_end(text, separator) is not None
 
 
 def strict_correct(generated: str, answers: Sequence[str], separator: str = "\n") -> bool:

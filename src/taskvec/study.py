@@ -23,7 +23,7 @@ from taskvec.errors import StudyBusyError
 
 log = logging.getLogger(__name__)
 
-# a plain `snakemake` in the project finds workflow/Snakefile and its default profile (workflow/profiles/default)
+# a plain `snakemake` in the project finds its Snakefile and default profile (workflow/profiles/default)
 RUN_LOCK = "taskvec-run.lock"
 
 
@@ -138,6 +138,7 @@ VERSIONED = (
     "data/tasks",
     "data/prompts",
     "data/activations",
+    "data/icl",
     "data/results",
     "data/analysis",
     "reports/tables",

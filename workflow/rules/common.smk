@@ -38,7 +38,7 @@ for _name, _task in config["tasks"].items():
 check_pairs_available(config["tasks"], config["sizes"])
 
 
-ROOT = Path(workflow.basedir).parent  # the project: workflow/Snakefile lives one level below it
+ROOT = Path(workflow.basedir)  # the project: the Snakefile lives in its root
 SOURCE = ROOT / "src" / "taskvec"
 
 
@@ -160,7 +160,7 @@ FUNCTION_VECTOR_ARGS = f"--head-prompts {config['function_vectors']['head_prompt
 
 def report_file(path, caption, category, **kwargs):
     """An output shown by `snakemake --report`, with its caption from workflow/report/."""
-    return report(path, caption=f"report/{caption}.rst", category=category, **kwargs)
+    return report(path, caption=str(ROOT / "workflow" / "report" / f"{caption}.rst"), category=category, **kwargs)
 
 
 def report_figure(name, model, caption, category):
@@ -193,7 +193,7 @@ STUDY_DATA = [
     *expand("data/models/{model}", model=MODELS),
     *[
         path
-        for step in ("prompts", "activations", "results")
+        for step in ("prompts", "activations", "icl", "results")
         for model in MODELS
         for task in TASKS
         for path in per_sample(step, model, task)

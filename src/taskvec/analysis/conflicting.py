@@ -26,7 +26,9 @@ from taskvec.analysis.pairs import PAIRS, conflict_summary
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.evaluate import read_results, score
 from taskvec.extract import read_activations
-from taskvec.forward import Continuation, greedy_continue, patched_next_tokens, with_batch_backoff
+from taskvec.forward.batching import with_batch_backoff
+from taskvec.forward.generate import Continuation, greedy_continue
+from taskvec.forward.patched import patched_next_tokens, replacing_rows
 from taskvec.models import LoadedModel
 from taskvec.prompts import RunInfo, read_prompts
 from taskvec.scoring import first_token_correct, strict_correct
@@ -140,7 +142,9 @@ def conflict_pair(
         # stop once they cannot become one of A's answers).
         unpatched = greedy_continue(lm, texts, [icl[p.index][1] for p in test_a], until, size)
         first = patched_next_tokens(lm, texts, layers, patches, size)
-        return unpatched, greedy_continue(lm, texts, first.tolist(), until, size, layers=layers, vectors=patches)
+        return unpatched, greedy_continue(
+            lm, texts, first.tolist(), until, size, patch=replacing_rows(lm, layers, patches)
+        )
 
     (icl_generations, generations), _ = with_batch_backoff(
         runs, batch_size, f"the passes of {task_a} with and without theta of {task_b}"

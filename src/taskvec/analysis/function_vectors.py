@@ -38,7 +38,7 @@ from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.evaluate import _decoder, choose_layer, read_results, score
 from taskvec.extract import read_activations
-from taskvec.forward import batches, encode
+from taskvec.forward.batching import batches, encode
 from taskvec.function_vectors import (
     Patch,
     add_sweep,

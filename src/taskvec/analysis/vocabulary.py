@@ -24,7 +24,7 @@ from taskvec.analysis import one_model
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.evaluate import score
 from taskvec.extract import read_activations
-from taskvec.forward import read_out
+from taskvec.forward.readout import read_out
 from taskvec.models import LoadedModel
 from taskvec.prompts import first_token_id, read_prompts
 

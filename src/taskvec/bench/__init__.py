@@ -37,8 +37,9 @@ from taskvec.bench.workloads import (
     workload_seconds,
 )
 from taskvec.compute import Compute
-from taskvec.forward import SWEEP_BALANCE_ROWS, _unembedding_blocks, last_token_states, patched_sweep
-from taskvec.run import run_task
+from taskvec.forward.capture import last_token_states
+from taskvec.forward.patched import SWEEP_BALANCE_ROWS, patched_sweep, unembedding_blocks
+from taskvec.study_jobs import run_task
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def targets(entry: dict, lm) -> dict:
         for key, value in measured.items()
     }
     out["sweep_over_limit"]["plan_flops_over_limit"] = round(
-        sweep_plan_over_limit(n_queries, entry["n_layers"], balance, _unembedding_blocks(lm)), 3
+        sweep_plan_over_limit(n_queries, entry["n_layers"], balance, unembedding_blocks(lm)), 3
     )
     return out
 

@@ -61,7 +61,7 @@ def workload_flops(lm: LoadedModel, prompts_files: list[Path]) -> float:
       l the last token through the blocks above l, one unembedding per layer;
     - test at the chosen layer: the same with one layer (counted at the middle layer).
     """
-    from taskvec.forward import _shared_prefix_split
+    from taskvec.forward.capture import shared_prefix_length
 
     per_block, unembedding, n_layers = _flop_costs(lm)
     tokens = 0  # tokens through every block
@@ -77,7 +77,7 @@ def workload_flops(lm: LoadedModel, prompts_files: list[Path]) -> float:
                 readouts += 1
                 continue
             group = [lm.tokenizer.encode(fmt.render(p.demonstrations, q)) for q in (*p.dummies, p.query)]
-            common = _shared_prefix_split(group)
+            common = shared_prefix_length(group)
             tokens += common + sum(len(t) - common for t in group)
             readouts += 1
             tokens += query_tokens - 1
@@ -128,7 +128,7 @@ def sweep_plan_over_limit(n_queries: int, n_layers: int, balance_rows: int, unem
     blocks makes more passes, each reading the weights once; the plan trades the two, so the measured
     sweep cannot reach its limit by less than this factor unless its unit, the unpatched forward,
     runs further below the device's rate than the sweep's passes do."""
-    from taskvec.forward import sweep_plan
+    from taskvec.forward.patched import sweep_plan
 
     plan = sweep_plan(range(n_layers), n_queries, n_layers, balance_rows, unembedding_blocks)
     planned = sum(n_queries * len(run) * (n_layers - (run[0] + 1) + unembedding_blocks) for run in plan)

@@ -24,17 +24,13 @@ from taskvec.bench.flops import (
 )
 from taskvec.bench.timing import _synchronize, timed, timed_together
 from taskvec.extract import task_vectors
-from taskvec.forward import (
-    batches,
-    encode,
-    last_token_states,
-    next_tokens,
-    patched_sweep,
-    patched_sweep_naive,
-)
+from taskvec.forward.batching import batches, encode
+from taskvec.forward.capture import last_token_states
+from taskvec.forward.patched import patched_sweep, patched_sweep_naive
+from taskvec.forward.readout import next_tokens
 from taskvec.models import LoadedModel, load_model
 from taskvec.prompts import read_prompts
-from taskvec.run import run_task, run_task_backing_off
+from taskvec.study_jobs import run_task, run_task_backing_off
 
 SWEEP_TASK = "next_letter"  # one-letter queries: the sweep's limit is about 5 forwards on smollm2-135m
 

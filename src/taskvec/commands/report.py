@@ -13,8 +13,7 @@ def add(sub) -> None:
         "results",
         nargs="+",
         type=Path,
-        help="results files (from `taskvec run-task` or `evaluate`); each names its model, task and split "
-        "seed in its metadata",
+        help="results files (from `taskvec evaluate`); each names its model, task and split seed in its metadata",
     )
     p.add_argument(
         "--analyses",

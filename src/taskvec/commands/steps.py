@@ -1,4 +1,5 @@
-"""The per-task steps: prompts, task vectors, predictions (or all three in one process)."""
+"""The per-task steps: prompts, extraction (task vectors and ICL outputs), evaluation; the study runs
+`extract-task` (prompts and extraction for every split seed) and `evaluate`."""
 
 from __future__ import annotations
 
@@ -26,28 +27,45 @@ def add(sub) -> None:
     add_prompt_settings(p)
     p.set_defaults(func=cmd_make_prompts)
 
-    p = sub.add_parser("extract", help="compute the task vector of every dev and test prompt at every layer")
+    p = sub.add_parser(
+        "extract",
+        help="theta of every dev and test prompt at every layer, and the ICL prompts' predictions",
+        description="Run each dev and test prompt's demonstrations once: theta (the last-token "
+        "residual stream at every layer, averaged over the dummy queries) and the ICL prompt as one more "
+        "query on the same demonstrations (its next token and its greedy generation for the strict "
+        "metric). Everything that needs the demonstrations happens here; `taskvec evaluate` runs the "
+        "bare queries.",
+    )
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
     p.add_argument("--prompts", required=True, type=Path, help="Parquet file from `taskvec make-prompts`")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file of activations")
+    p.add_argument("--icl-out", required=True, type=Path, help="output Parquet file of the ICL predictions")
     add_compute(p)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("evaluate", help="baseline, ICL and task-vector predictions at every layer")
+    p = sub.add_parser(
+        "evaluate",
+        help="baseline and task-vector predictions at every layer, from extracted activations",
+        description="Evaluate the bare queries of prompts files with the theta and ICL outputs that "
+        "`taskvec extract` (or `extract-task`) made from them: the baseline, the task vector at every "
+        "layer on dev, on test at the layer chosen on dev, and the strict metric's generations. Each "
+        "prompts file's activations and ICL files are found by their metadata (model, task, split "
+        "seed); the results files follow the order of the prompts files.",
+    )
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
-    p.add_argument("--prompts", required=True, type=Path, help="Parquet file from `taskvec make-prompts`")
-    p.add_argument("--activations", required=True, type=Path, help="Parquet file from `taskvec extract`")
-    p.add_argument("--out", required=True, type=Path, help="output Parquet file of predictions")
+    p.add_argument("--prompts", required=True, type=Path, nargs="+", help="Parquet files from `make-prompts`")
+    p.add_argument("--activations", required=True, type=Path, nargs="+", help="Parquet files from `extract`")
+    p.add_argument("--icl", required=True, type=Path, nargs="+", help="ICL files from `extract` (--icl-out)")
+    p.add_argument("--out", required=True, type=Path, nargs="+", help="output Parquet files, one per prompts file")
     add_compute(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "run-task",
-        help="make-prompts, extract and evaluate in one process (what the study runs)",
-        description="Sample a task's prompts for a model, extract their task vectors and evaluate "
-        "the baseline, ICL and the task vector at every layer, for each split seed, loading the "
-        "model once. The ICL prompt runs as one more query on the demonstrations the task vectors "
-        "come from. Writes the same three files as make-prompts, extract and evaluate.",
+        "extract-task",
+        help="make-prompts and extract for every split seed of a task, loading the model once (the study's step)",
+        description="Sample a task's prompts for a model and extract their task vectors and ICL outputs, "
+        "for each split seed, loading the model once. Writes the files that make-prompts and extract "
+        "write, one of each per seed; `taskvec evaluate` then reads them.",
     )
     p.add_argument("--task-file", required=True, type=Path, help="Parquet file from `taskvec build-task`")
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
@@ -70,11 +88,11 @@ def add(sub) -> None:
         help="output Parquet files of task vectors, one per seed",
     )
     p.add_argument(
-        "--results-out", required=True, type=Path, nargs="+", help="output Parquet files of predictions, one per seed"
+        "--icl-out", required=True, type=Path, nargs="+", help="output Parquet files of ICL predictions, one per seed"
     )
     add_prompt_settings(p, seed=False)
     add_compute(p)
-    p.set_defaults(func=cmd_run_task)
+    p.set_defaults(func=cmd_extract_task)
 
 
 def cmd_make_prompts(args) -> None:
@@ -84,21 +102,21 @@ def cmd_make_prompts(args) -> None:
 
 
 def cmd_extract(args) -> None:
-    from taskvec.extract import extract_file
+    from taskvec.study_jobs import extract_prompt_file
 
-    extract_file(args.model_dir, args.prompts, args.out, compute(args))
+    extract_prompt_file(args.model_dir, args.prompts, args.out, args.icl_out, compute(args))
 
 
 def cmd_evaluate(args) -> None:
-    from taskvec.evaluate import evaluate_file
+    from taskvec.study_jobs import evaluate_files
 
-    evaluate_file(args.model_dir, args.prompts, args.activations, args.out, compute(args))
+    evaluate_files(args.model_dir, args.prompts, args.activations, args.icl, args.out, compute(args))
 
 
-def cmd_run_task(args) -> None:
-    from taskvec.run import run_task_file
+def cmd_extract_task(args) -> None:
+    from taskvec.study_jobs import extract_task_file
 
-    run_task_file(
+    extract_task_file(
         args.task_file,
         args.model_dir,
         model_name_of(args),
@@ -106,6 +124,6 @@ def cmd_run_task(args) -> None:
         args.seeds,
         args.prompts_out,
         args.activations_out,
-        args.results_out,
+        args.icl_out,
         compute(args),
     )

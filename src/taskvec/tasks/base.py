@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 
 from taskvec import store
-from taskvec.scoring import FIRST_TOKEN_RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +28,8 @@ def generated() -> list[dict]:
 
 
 LEADING_SPACE_CHOICES = ("auto", "on", "off")
+# the paper's first-token rules (taskvec.scoring applies them)
+FIRST_TOKEN_RULES = ("exact", "prefix")
 
 
 @dataclasses.dataclass(frozen=True)

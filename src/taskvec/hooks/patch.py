@@ -1,9 +1,5 @@
-"""Interventions on the residual stream, each a context manager whose hooks are removed on exit,
-even on error.
-
-A decoder block's output is the residual stream after that block; in transformers it is either a
-tensor or a tuple whose first element is that tensor. Both are handled here and nowhere else.
-"""
+"""Writing the residual stream: replacing a block's output at the last position, and starting the
+forward pass at a block with a given state."""
 
 from __future__ import annotations
 
@@ -12,41 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-
-def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """``tensor`` on ``device`` without making the host wait: a copy from ordinary (pageable) host memory
-    to a GPU blocks until the GPU's queue has run, so host tensors go through pinned memory,
-    asynchronously (the pinned block is not reused before the copy is done)."""
-    device = torch.device(device)
-    if device.type == "cuda" and tensor.device.type == "cpu":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
-def _hidden(output) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
-@contextlib.contextmanager
-def capture_last_token(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Tensor | None]]:
-    """Record each block's output at the last position: ``states[l]`` is ``[batch, hidden]``.
-
-    Only the last position is kept (a copy), so memory does not grow with the prompt length.
-    """
-    states: list[torch.Tensor | None] = [None] * len(layers)
-
-    def make_hook(index: int):
-        def hook(module, args, output):
-            states[index] = _hidden(output)[:, -1, :].detach().clone()
-
-        return hook
-
-    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
-    try:
-        yield states
-    finally:
-        for handle in handles:
-            handle.remove()
+from taskvec.hooks import block_hidden, to_device
 
 
 @contextlib.contextmanager
@@ -70,7 +32,7 @@ def replace_last_token(
         patch = vectors[rows]
 
         def hook(module, args, output):
-            hidden = _hidden(output)
+            hidden = block_hidden(output)
             hidden[rows.to(hidden.device), -1, :] = patch.to(hidden.device, hidden.dtype)
             return output
 

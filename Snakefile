@@ -1,7 +1,8 @@
 # taskvec: in-context learning creates task vectors (Hendel, Geva and Globerson, 2023).
-# params.yaml -> data/tasks -> data/models -> data/prompts -> data/activations -> data/results -> reports/
+# params.yaml -> data/tasks -> data/models -> extraction (data/prompts, data/activations, data/icl)
+# -> evaluation (data/results) -> analyses (data/analysis) -> reports/
 # Run from the project's root: `snakemake` (or `snakemake -n`) finds this file and the default
-# profile beside it (workflow/profiles/default) with no flags.
+# profile (workflow/profiles/default) with no flags.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -10,7 +11,7 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
-include: "rules/common.smk"
+include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
@@ -18,12 +19,12 @@ wildcard_constraints:
     task="|".join(TASKS),
 
 
-include: "rules/datasets.smk"
-include: "rules/models.smk"
-include: "rules/evaluate.smk"
-include: "rules/analysis.smk"
-include: "rules/report.smk"
-include: "rules/extended.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/extended.smk"
 
 
 rule all:
