@@ -182,3 +182,17 @@ def test_building_every_parser_runs_no_library_code():
 
     extract = {path.relative_to(ROOT / "src" / "taskvec").as_posix() for path in command_files("extract-task")}
     assert "commands/steps.py" in extract and "commands/report.py" not in extract
+
+
+def test_compute_settings_are_checked_before_anything_runs(tmp_path):
+    """A batch size of 0, an unknown device or dtype is refused by the parser (status 2), naming the
+    argument, for the study's steps and for bench-random alike; nothing is written."""
+    evaluate = ("evaluate", "--model-dir", "m", "--prompts", "p", "--activations", "a", "--icl", "i", "--out", "o")
+    zero = _taskvec(*evaluate, "--batch-size", "0", cwd=tmp_path)
+    assert zero.returncode == 2 and "--batch-size: must be a positive integer, got 0" in zero.stderr
+    for args in (("bench-random", "--device", "gpu"), (*evaluate, "--device", "gpu")):
+        result = _taskvec(*args, cwd=tmp_path)
+        assert result.returncode == 2 and "a device is cpu, cuda, cuda:N or auto, got 'gpu'" in result.stderr
+    dtype = _taskvec("bench-random", "--dtype", "fp8", cwd=tmp_path)
+    assert dtype.returncode == 2 and "--dtype: invalid choice: 'fp8'" in dtype.stderr
+    assert list(tmp_path.iterdir()) == []

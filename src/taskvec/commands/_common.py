@@ -12,16 +12,27 @@ MODEL_NAME_HELP = (
 )
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def device(value: str) -> str:
+    """A device argument: cpu, cuda, cuda:N or auto."""
+    kind, _, index = value.partition(":")
+    if value in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"a device is cpu, cuda, cuda:N or auto, got {value!r}")
+
+
 def add_compute(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("compute")
-    group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
+    group.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
     group.add_argument(
         "--dtype",
         default="auto",
-        choices=["auto", "float32", "bfloat16", "float16"],
+        choices=DTYPES,
         help="weights and activations dtype; auto is bfloat16 on GPU, float32 on CPU",
     )
-    group.add_argument("--batch-size", type=int, default=64, help="prompts per forward pass")
+    group.add_argument("--batch-size", type=positive, default=64, help="prompts per forward pass")
     group.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     group.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from taskvec.commands._common import add_compute, compute, positive
+from taskvec.commands._common import DTYPES, add_compute, compute, device, positive
 from taskvec.errors import TaskvecError
 
 ORDER = 50  # where the group's subcommands come in `taskvec --help`
@@ -86,8 +86,13 @@ def add(sub) -> None:
         help="batch sizes of the workload (the first is also the sweep's)",
     )
     p.add_argument("--task", default="next_letter", help="task whose dev prompts the sweep is timed on")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
-    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
+    p.add_argument("--device", type=device, default="auto", help="auto (cuda if available), cuda, cuda:N or cpu")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16",
+    )
     p.set_defaults(func=cmd_bench_random)
 
 

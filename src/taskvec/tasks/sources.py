@@ -76,19 +76,6 @@ def zipf(word: str, lang: str) -> float:
     return wordfreq.zipf_frequency(word, lang)
 
 
-@functools.cache
-def wordnet_lemmas(pos: str) -> frozenset[str]:
-    """Lemmas of one WordNet part of speech (noun, verb, adj, adv) from its index file."""
-    path = WORDNET_DIR / f"index.{pos}"
-    debian_source("wordnet-base", path)
-    lemmas = set()
-    with path.open(encoding="latin-1") as handle:
-        for line in handle:
-            if not line.startswith(" "):
-                lemmas.add(line.split(" ", 1)[0])
-    return frozenset(lemmas)
-
-
 WORDNET_POS = {"1": "noun", "2": "verb", "3": "adj", "4": "adv", "5": "adj"}
 
 
