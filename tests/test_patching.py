@@ -234,7 +234,7 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
     """`taskvec bench` divides the workload's least FLOPs by the machine's best matrix rate and reports
     that as a floor no implementation beats: the count must be a lower bound of the block and
     unembedding work that run_task really does (counted with hooks), and close to it."""
-    from taskvec.bench.flops import _params, workload_flops
+    from taskvec.bench.flops import parameter_count, workload_flops
     from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, write_prompts
     from taskvec.study_jobs import run_task
     from taskvec.tasks import get_task
@@ -262,7 +262,7 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
         for handle in handles:
             handle.remove()
     done = (
-        counted["block_tokens"] * 2 * _params(arch.layers[0])
+        counted["block_tokens"] * 2 * parameter_count(arch.layers[0])
         + counted["readouts"] * 2 * arch.unembedding.weight.numel()
     )
     least = workload_flops(lm, [path])

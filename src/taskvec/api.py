@@ -212,7 +212,7 @@ def task_vector(
     """theta of the task that ``pairs`` show, averaged over ``contexts`` demonstration sets, and the
     block it goes after: ``layer`` if given, else the best on held-out pairs (see the module's text)."""
     from taskvec.architectures import describe
-    from taskvec.evaluate import _decoder, choose_layer
+    from taskvec.evaluate import choose_layer, token_decoder
     from taskvec.extract import task_vectors
     from taskvec.forward.patched import patched_sweep
     from taskvec.scoring import first_token_correct
@@ -245,7 +245,7 @@ def task_vector(
     if layer == "auto":
         queries = [fmt.query.format(x=p.input) for p in held_out]
         swept = patched_sweep(lm, queries, np.repeat(vectors[None], len(queries), axis=0), batch_size=batch_size)
-        decode = _decoder(lm)
+        decode = token_decoder(lm)
         accuracy = [
             float(np.mean([first_token_correct(decode(t), p.outputs, scoring) for t, p in zip(column, held_out)]))
             for column in swept.T

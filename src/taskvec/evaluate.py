@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -73,7 +73,7 @@ def evaluate_task(
     ``icl`` maps (split, index) to an ICL prediction already computed (by the extraction,
     :func:`taskvec.extract.task_vectors_and_icl`); without it ICL runs here, on test.
     """
-    decode = _decoder(lm)
+    decode = token_decoder(lm)
     rows = _Rows(scoring)
     baseline = [p for p in prompts if p.split == "baseline"]
     ids = next_tokens(lm, [fmt.query.format(x=p.query) for p in baseline], batch_size, progress)
@@ -182,7 +182,8 @@ def choose_layer(dev_accuracy_by_layer: Sequence[float]) -> int:
     return int(np.argmax(dev_accuracy_by_layer))
 
 
-def _decoder(lm: LoadedModel):
+def token_decoder(lm: LoadedModel) -> Callable[[int], str]:
+    """The text of one token id, decoded once per id (predictions repeat a few tokens many times)."""
     cache: dict[int, str] = {}
 
     def decode(token_id) -> str:

@@ -40,7 +40,7 @@ from taskvec import store
 from taskvec.analysis.first_sampling import StudyFiles
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
-from taskvec.evaluate import _decoder
+from taskvec.evaluate import token_decoder
 from taskvec.extract import task_vectors_and_icl
 from taskvec.function_vectors import Patch, next_token_variants
 from taskvec.models import LoadedModel
@@ -183,7 +183,7 @@ def formats_task(
 ) -> pa.Table:
     """ICL, the bare query and every format's theta in every format's bare query, on one task's test
     prompts (see the module's text): one row per prompt, target format, source format and method."""
-    decode = _decoder(lm)
+    decode = token_decoder(lm)
     written = {f.name: [write_prompt(p, f, leading_space) for p in test] for f in formats}
     read = {f.name: [query_tokens(lm, f, p.query) for p in written[f.name]] for f in formats}
     one = {f.name: [answer_is_one_token(p, f, lm.tokenizer) for p in written[f.name]] for f in formats}

@@ -36,7 +36,7 @@ from taskvec import store
 from taskvec.analysis.conflicting import match_files
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.evaluate import _decoder, choose_layer, read_results, score
+from taskvec.evaluate import choose_layer, read_results, score, token_decoder
 from taskvec.extract import read_activations
 from taskvec.forward.batching import batches, encode
 from taskvec.function_vectors import (
@@ -113,7 +113,7 @@ def random_vectors_like(vectors: np.ndarray, seed: int) -> np.ndarray:
 
 class _Rows:
     def __init__(self, lm: LoadedModel, task: str, scoring: str) -> None:
-        self.decode, self.task, self.scoring = _decoder(lm), task, scoring
+        self.decode, self.task, self.scoring = token_decoder(lm), task, scoring
         self.columns: dict[str, list] = {name: [] for name in SCHEMA.names}
 
     def add(self, prompts, method, layer, tokens, n_heads=0, split="test", gap=None) -> np.ndarray:

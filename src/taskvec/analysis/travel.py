@@ -34,7 +34,7 @@ from taskvec import store
 from taskvec.analysis.first_sampling import StudyFiles
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
-from taskvec.evaluate import _decoder
+from taskvec.evaluate import token_decoder
 from taskvec.extract import task_vectors, task_vectors_and_icl
 from taskvec.function_vectors import Patch, next_token_variants
 from taskvec.models import LoadedModel
@@ -133,7 +133,7 @@ def travel_task(
 ) -> pa.Table:
     """Both experiments on one task's test prompts (see the module's text): one row per prompt, setting
     and method."""
-    rows = _Rows(task, scoring, _decoder(lm))
+    rows = _Rows(task, scoring, token_decoder(lm))
     queries = [fmt.query.format(x=p.query) for p in test]
     pools = [demonstration_pool(p, usable) for p in test]
 

@@ -24,10 +24,10 @@ from taskvec.bench.timing import machine
 from taskvec.bench.workloads import (
     RANDOM_SHAPES,
     SWEEP_TASK,
-    _dev_queries,
-    _gpu_peak_mb,
     bench_lm,
     bench_model,
+    dev_queries,
+    gpu_peak_mb,
     one_token_block_seconds,
     oom_backoff_check,
     profile_passes,
@@ -108,16 +108,16 @@ def targets(entry: dict, lm) -> dict:
 
 def _profiled_passes(lm, prompts_file: Path, batch_size: int) -> dict:
     """One batch of extraction texts (hooked and plain) and one batch's layer sweep."""
-    from taskvec.bench.workloads import _plain_forward
+    from taskvec.bench.workloads import plain_forward
     from taskvec.extract import task_vectors
 
-    prompts, info, fmt = _dev_queries(prompts_file)
+    prompts, info, fmt = dev_queries(prompts_file)
     dev = [p for p in prompts if p.split == "dev"][:batch_size]
     texts = [fmt.render(p.demonstrations, d) for p in dev for d in p.dummies][:batch_size]
     queries = [fmt.query.format(x=p.query) for p in dev]
     vectors = task_vectors(lm, dev, fmt, batch_size)
     return {
-        "plain forward (extraction texts)": lambda: _plain_forward(lm, texts, batch_size),
+        "plain forward (extraction texts)": lambda: plain_forward(lm, texts, batch_size),
         "hooked forward (extraction texts)": lambda: last_token_states(lm, texts, batch_size),
         "layer sweep": lambda: patched_sweep(lm, queries, vectors, batch_size=batch_size),
         f"one task's workload ({info.task.name})": lambda: run_task(lm, prompts, fmt, batch_size),
@@ -158,7 +158,7 @@ def run_random_benchmark(
     flops = [workload_flops(lm, [path]) for path in prompts_files]
     block_seconds = one_token_block_seconds(lm)
     for size in batch_sizes:
-        run_task(lm, *_dev_queries(prompts_dir / task / "sample0.parquet")[::2], size)  # warm-up at this size
+        run_task(lm, *dev_queries(prompts_dir / task / "sample0.parquet")[::2], size)  # warm-up at this size
         rates: list[float] = []
         work = workload_lm(lm, prompts_files, size, rates=rates)
         work.update(workload_against_floor(flops, work["seconds"], rates))
@@ -171,7 +171,7 @@ def run_random_benchmark(
         log.info(
             "%s: workload at batch size %d: %.1f s, %.2fx its floor", name, size, work["seconds"], work["over_floor"]
         )
-    entry["gpu_peak_mb"] = _gpu_peak_mb(lm.device)
+    entry["gpu_peak_mb"] = gpu_peak_mb(lm.device)
     entry["targets"] = targets(entry, lm)
     entry["profile"] = profile_passes(lm, _profiled_passes(lm, prompts_dir / task / "sample0.parquet", batch_sizes[0]))
     probe = prompts_dir / "country_capital" / "sample0.parquet"

@@ -14,7 +14,7 @@ from taskvec.models import LoadedModel
 from taskvec.prompts import read_prompts
 
 
-def _params(module: torch.nn.Module) -> int:
+def parameter_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
@@ -23,7 +23,7 @@ def _flop_costs(lm: LoadedModel) -> tuple[float, float, int]:
     does one multiply-add per token, so 2 x parameters (attention scores over these short prompts are
     negligible and left out)."""
     arch = describe(lm.model)
-    per_block = 2 * statistics.mean(_params(layer) for layer in arch.layers)
+    per_block = 2 * statistics.mean(parameter_count(layer) for layer in arch.layers)
     return per_block, 2 * arch.unembedding.weight.numel(), arch.n_layers
 
 

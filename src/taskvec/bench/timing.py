@@ -32,7 +32,7 @@ def timed(fn: Callable[[], object], repeats: int, device: torch.device | None = 
     return timed_together({"only": fn}, repeats, device)["only"]
 
 
-def _synchronize(device: torch.device | None) -> None:
+def synchronize(device: torch.device | None) -> None:
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -48,10 +48,10 @@ def timed_together(
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             fn()
-            _synchronize(device)
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: Timing(statistics.median(t), min(t), max(t), repeats) for name, t in times.items()}
 

@@ -15,14 +15,14 @@ import torch
 
 from taskvec.architectures import describe
 from taskvec.bench.flops import (
-    _params,
     matmul_rate,
+    parameter_count,
     sweep_limit,
     sweep_prefix_share,
     workload_against_floor,
     workload_flops,
 )
-from taskvec.bench.timing import _synchronize, timed, timed_together
+from taskvec.bench.timing import synchronize, timed, timed_together
 from taskvec.extract import task_vectors
 from taskvec.forward.batching import batches, encode
 from taskvec.forward.capture import last_token_states
@@ -37,7 +37,7 @@ SWEEP_TASK = "next_letter"  # one-letter queries: the sweep's limit is about 5 f
 log = logging.getLogger(__name__)
 
 
-def _dev_queries(prompts_file: Path):
+def dev_queries(prompts_file: Path):
     prompts, info = read_prompts(prompts_file)
     return prompts, info, info.format
 
@@ -66,7 +66,7 @@ def bench_lm(
     and the naive reference stops the benchmark; otherwise (random weights in bfloat16, where ties and
     rounding differ between kernels) the share of agreeing predictions is recorded.
     """
-    prompts, metadata, fmt = _dev_queries(prompts_file)
+    prompts, metadata, fmt = dev_queries(prompts_file)
     task = metadata.task.name
     dev = [p for p in prompts if p.split == "dev"]
     queries = [fmt.query.format(x=p.query) for p in dev]
@@ -96,7 +96,7 @@ def bench_lm(
     texts = [fmt.render(p.demonstrations, d) for p in dev for d in p.dummies]
     passes = timed_together(
         {
-            "plain": lambda: _plain_forward(lm, texts, batch_size),
+            "plain": lambda: plain_forward(lm, texts, batch_size),
             "hooked": lambda: last_token_states(lm, texts, batch_size),
         },
         repeats,
@@ -133,7 +133,7 @@ def bench_lm(
 
 
 @torch.inference_mode()
-def _plain_forward(lm: LoadedModel, texts: list[str], batch_size: int) -> None:
+def plain_forward(lm: LoadedModel, texts: list[str], batch_size: int) -> None:
     """The passes :func:`last_token_states` makes, without its hooks."""
     for rows in batches(texts, batch_size):
         lm.model.base_model(**encode(lm, [texts[i] for i in rows]).inputs(), use_cache=False)
@@ -225,11 +225,14 @@ def random_model(shape: str, tokenizer_dir: Path, device: str = "auto", dtype: s
     with torch.device(torch_device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype).eval()
     return LoadedModel(
-        model, tokenizer, torch_device, {"source": f"random weights, {shape} shape", "parameters": _params(model)}
+        model,
+        tokenizer,
+        torch_device,
+        {"source": f"random weights, {shape} shape", "parameters": parameter_count(model)},
     )
 
 
-def _gpu_peak_mb(device: torch.device) -> float | None:
+def gpu_peak_mb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
 
 
@@ -243,12 +246,12 @@ def workload_lm(
     per_task, prompts_done = {}, 0
     counter = _BlockCalls(lm)
     for prompts_file in prompts_files:
-        prompts, metadata, fmt = _dev_queries(prompts_file)
-        _synchronize(lm.device)
+        prompts, metadata, fmt = dev_queries(prompts_file)
+        synchronize(lm.device)
         start = time.perf_counter()
         with counter:
             evaluated, _, table = run_task(lm, prompts, fmt, batch_size, scoring=metadata.task.rules.scoring)
-            _synchronize(lm.device)
+            synchronize(lm.device)
         task = metadata.task.name
         per_task[task] = round(time.perf_counter() - start, 3)
         prompts_done += len(evaluated)
@@ -336,7 +339,7 @@ def oom_backoff_check(
     with room to spare at that final batch size. Tries smaller headrooms until memory runs out."""
     if lm.device.type != "cuda":
         return {"checked": False, "why": "not on a GPU"}
-    prompts, metadata, fmt = _dev_queries(prompts_file)
+    prompts, metadata, fmt = dev_queries(prompts_file)
     handler = _WarningCounter()
     forward_log = logging.getLogger("taskvec.forward")
     forward_log.addHandler(handler)
@@ -389,11 +392,11 @@ def profile_passes(lm: LoadedModel, runs: dict, top: int = 8) -> dict:
     out = {}
     for name, run in runs.items():
         run()  # warm-up outside the profile
-        _synchronize(lm.device)
+        synchronize(lm.device)
         with profile(activities=activities) as prof:
             start = time.perf_counter()
             run()
-            _synchronize(lm.device)
+            synchronize(lm.device)
             wall = time.perf_counter() - start
         events = prof.key_averages()
 

@@ -34,7 +34,7 @@ METHOD_LABELS = {
 }
 
 
-def _save(fig) -> dict[str, bytes]:
+def save_figure(fig) -> dict[str, bytes]:
     out = {}
     for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
         buffer = io.BytesIO()
@@ -75,7 +75,7 @@ def accuracy_by_layer(study: StudyResults, model: str) -> dict[str, bytes]:
         ax.set_title(f"{model}: task-vector accuracy by layer (mean over split seeds)")
         ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
@@ -106,7 +106,7 @@ def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
         ax.set_title(f"{model}: accuracy per task")
         ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.04), ncol=3)
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def conflicting_tasks(study: StudyResults, model: str) -> dict[str, bytes]:
@@ -133,7 +133,7 @@ def conflicting_tasks(study: StudyResults, model: str) -> dict[str, bytes]:
         ax.set_title(f"{model}: conflicting tasks (demonstrations of A, theta of B)")
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def tsne(study: StudyResults, model: str) -> dict[str, bytes]:
@@ -154,7 +154,7 @@ def tsne(study: StudyResults, model: str) -> dict[str, bytes]:
         ax.set_title(f"{model}: task vectors at layer {summary['layer']}, one point per prompt")
         ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def distances(study: StudyResults, model: str) -> dict[str, bytes]:
@@ -174,4 +174,4 @@ def distances(study: StudyResults, model: str) -> dict[str, bytes]:
         ax.set_title(f"{model}: within- and across-task distances at layer {summary['layer']}")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)

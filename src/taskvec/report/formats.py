@@ -383,7 +383,7 @@ def transfer_figure(result: Formats, tasks: list[str]) -> dict[str, bytes]:
     query's format across, each cell annotated."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, _save
+    from taskvec.report.figures import STYLE, save_figure
 
     tasks = tasks or list(result.tasks)
     names = result.names
@@ -403,7 +403,7 @@ def transfer_figure(result: Formats, tasks: list[str]) -> dict[str, bytes]:
         fig.colorbar(image, ax=ax, label=f"test accuracy ({len(tasks)} tasks)")
         ax.set_title(f"{result.model}: theta across formats")
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def table_rows(result: Formats) -> list[dict]:

@@ -192,7 +192,7 @@ def k_figure(travel: Travel, tasks: list[str], categories: dict[str, str]) -> di
     ``tasks``; the overall mean with its interval in black."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, _save
+    from taskvec.report.figures import STYLE, save_figure
 
     tasks = tasks or list(travel.tasks)
     icl, tv = travel.curve(tasks, "k", "icl"), travel.curve(tasks, "k", "tv")
@@ -216,14 +216,14 @@ def k_figure(travel: Travel, tasks: list[str], categories: dict[str, str]) -> di
         ax.legend(loc="lower right", fontsize=7, ncol=2)
         ax.set_title(f"{travel.model}: ICL (solid) and task vector (dashed) by k")
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def contexts_figure(travel: Travel, tasks: list[str]) -> dict[str, bytes]:
     """The task vector's mean accuracy against the number of demonstration sets averaged into theta."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, _save
+    from taskvec.report.figures import STYLE, save_figure
 
     tasks = tasks or list(travel.tasks)
     curve = travel.curve(tasks, "contexts")
@@ -241,7 +241,7 @@ def contexts_figure(travel: Travel, tasks: list[str]) -> dict[str, bytes]:
         ax.legend(loc="lower right")
         ax.set_title(f"{travel.model}: theta over several contexts")
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def table_rows(travel: Travel) -> list[dict]:

@@ -236,7 +236,7 @@ def aie_heatmap(comparison: VectorComparison) -> dict[str, bytes]:
     vector's heads outlined."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, _save
+    from taskvec.report.figures import STYLE, save_figure
 
     aie = comparison.aie
     with plt.rc_context(STYLE):
@@ -259,7 +259,7 @@ def aie_heatmap(comparison: VectorComparison) -> dict[str, bytes]:
         ax.set_title(f"{comparison.model}: average indirect effect (mean over {len(comparison.task_aie)} tasks)")
         fig.colorbar(image, ax=ax, label="rise in P(answer), shuffled-label prompts")
         fig.tight_layout()
-        return _save(fig)  # inside the style: its SVG hash salt keeps the ids fixed
+        return save_figure(fig)  # inside the style: its SVG hash salt keeps the ids fixed
 
 
 def heads_curve(comparison: VectorComparison, tasks: list[str]) -> dict[str, bytes]:
@@ -267,7 +267,7 @@ def heads_curve(comparison: VectorComparison, tasks: list[str]) -> dict[str, byt
     with the task vector's mean on the same prompts as a reference line."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, _save
+    from taskvec.report.figures import STYLE, save_figure
 
     tasks = tasks or list(comparison.tasks)
     counts = sorted(set.intersection(*(set(comparison.tasks[t].curve) for t in tasks)))
@@ -285,7 +285,7 @@ def heads_curve(comparison: VectorComparison, tasks: list[str]) -> dict[str, byt
         ax.legend(loc="lower right")
         ax.set_title(f"{comparison.model}: function vector by number of heads")
         fig.tight_layout()
-        return _save(fig)
+        return save_figure(fig)
 
 
 def _round(value: float) -> float | None:
