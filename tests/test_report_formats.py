@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from taskvec.analysis.formats import SCHEMA
 from taskvec.report import formats as report
+from taskvec.report import formats_section as section
 
 N = 20  # prompts per task
 NAMES = ["p", "a", "q"]
@@ -143,9 +144,9 @@ def test_icl_at_zero_and_no_kept_task():
         "ICL beats the baseline by 0.2 on none of the tasks, so no mean is given."
     ]
     assert report.model_metrics(zero, [])["n_tasks"] == 0 and "transfer" not in report.model_metrics(zero, [])
-    rows = report.transfer_rows(zero, [])
+    rows = section.transfer_rows(zero, [])
     assert len(rows) == 9 and all(r["tv"] is None and r["n_tasks"] == 0 for r in rows)
-    page = report.section_html([(zero, [], report.summary_sentences(zero, []), {"png": b"", "svg": b""})])
+    page = section.section_html([(zero, [], report.summary_sentences(zero, []), {"png": b"", "svg": b""})])
     assert "n/a" in page and "<code>p:{x}\\t{y}</code>" in page
 
 
@@ -163,18 +164,18 @@ def test_one_format_gives_one_sentence():
 
 
 def test_tables_and_the_figure():
-    rows = report.table_rows(BY_QUERY)
+    rows = section.table_rows(BY_QUERY)
     assert rows[0] == {
         "model": "toy", "task": "t1", "layer": 4, "icl_p": 0.9, "bare_p": 0.1, "tv_p": 0.8, "icl_a": 0.8,
         "bare_a": 0.0, "tv_a": 0.0, "icl_q": 0.5, "bare_q": 0.0, "tv_q": 0.5,
     }  # fmt: skip
-    transfer = {(r["source"], r["target"]): r for r in report.transfer_rows(BY_QUERY, ["t1", "t2"])}
+    transfer = {(r["source"], r["target"]): r for r in section.transfer_rows(BY_QUERY, ["t1", "t2"])}
     assert (
         transfer[("q", "p")]["tv"] == 0.8 and transfer[("q", "p")]["ci_low"] <= 0.8 <= transfer[("q", "p")]["ci_high"]
     )
-    figure = report.transfer_figure(BY_QUERY, ["t1", "t2"])
+    figure = section.transfer_figure(BY_QUERY, ["t1", "t2"])
     assert figure["png"].startswith(b"\x89PNG") and b"<svg" in figure["svg"]
-    assert figure == report.transfer_figure(BY_QUERY, ["t1", "t2"])  # byte-identical
+    assert figure == section.transfer_figure(BY_QUERY, ["t1", "t2"])  # byte-identical
     metrics = report.task_metrics(BY_QUERY)["t1"]
     assert np.isclose(metrics["tv_by_format"]["p"], 0.8) and metrics["tv_transfer"]["q"]["a"] == 0.0
     low, high = metrics["icl_by_format_ci"]["q"]

@@ -132,6 +132,11 @@ def run_study(snakemake_args: list[str], project: Path = Path(".")) -> int:
         return status
 
 
+#: The default study's steps that run a model, in the chain's order (their Snakemake benchmark files,
+#: ``logs/benchmarks/<step>/``, give the report's time per step and `taskvec bench`'s study time; the
+#: extended studies' steps are not among them).
+STUDY_STEPS = ("extract_activations", "evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection")
+
 #: Where the study's outputs live (what DVC versions): anything there that the workflow no longer makes
 #: (a task or model since removed from params.yaml) is removed after a complete run.
 VERSIONED = (

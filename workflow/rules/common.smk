@@ -6,6 +6,7 @@ from snakemake.utils import validate
 from taskvec.analysis.pairs import pairs_in
 from taskvec.codedeps import command_files
 from taskvec.config import check_pairs_available, check_unique_keys
+from taskvec.study import STUDY_STEPS
 from taskvec.tasks import TASKS as BUILTIN_TASKS
 
 for _configfile in workflow.configfiles:

@@ -10,7 +10,9 @@ rule build_report:
         "logs/build_report.log",
     conda:
         "../../environment.yml"
+    params:
+        steps=" ".join(STUDY_STEPS),
     shell:
         "taskvec report {input.results} --analyses {input.analyses} --prompts {input.prompts}"
-        " --benchmarks-dir logs/benchmarks --out reports"
+        " --benchmarks-dir logs/benchmarks --benchmark-steps {params.steps} --out reports"
         " 2> {log}"

@@ -168,10 +168,17 @@ def workload_seconds(
 
 
 def study_job_times(logs_dir: Path, model: str) -> dict:
-    """Wall time and peak memory of the model's jobs in the last study, from Snakemake's benchmark
-    files (``logs/benchmarks/<rule>/<model>[/<task>].tsv``)."""
+    """Wall time and peak memory of the model's jobs in the last default study (its steps, not the
+    extended studies'), from Snakemake's benchmark files (``logs/benchmarks/<rule>/<model>[/<task>].tsv``)."""
+    from taskvec.study import STUDY_STEPS
+
     seconds, peak_mb, jobs = 0.0, 0.0, 0
-    for path in sorted(logs_dir.glob(f"*/{model}.tsv")) + sorted(logs_dir.glob(f"*/{model}/*.tsv")):
+    paths = [
+        p
+        for step in STUDY_STEPS
+        for p in (logs_dir / step / f"{model}.tsv", *sorted((logs_dir / step / model).glob("*.tsv")))
+    ]
+    for path in (p for p in paths if p.is_file()):
         with path.open() as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
         seconds += float(row["s"])

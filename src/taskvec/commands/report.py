@@ -24,6 +24,12 @@ def add(sub) -> None:
     )
     p.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, for the report's time per step")
     p.add_argument(
+        "--benchmark-steps",
+        nargs="*",
+        default=None,
+        help="the steps (folders of --benchmarks-dir) whose time the report gives (default: every folder)",
+    )
+    p.add_argument(
         "--prompts",
         nargs="*",
         type=Path,
@@ -37,5 +43,5 @@ def add(sub) -> None:
 def cmd_report(args) -> None:
     from taskvec.report import build_report
 
-    index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir, args.prompts)
+    index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir, args.prompts, args.benchmark_steps)
     print(f"Report: {index.resolve()}")

@@ -24,11 +24,13 @@ from taskvec.report.tables import (
 )
 
 
-def step_timings(benchmarks_dir: Path) -> list[dict]:
+def step_timings(benchmarks_dir: Path, steps: Sequence[str] | None = None) -> list[dict]:
     """Job-seconds, longest job and peak memory per step, from Snakemake's benchmark files
-    (``<dir>/<step>/...tsv``)."""
+    (``<dir>/<step>/...tsv``): of ``steps``, in their order (default: every step there, by name)."""
     timings = []
-    for step_dir in sorted(p for p in benchmarks_dir.iterdir() if p.is_dir()) if benchmarks_dir.is_dir() else []:
+    if steps is None:
+        steps = sorted(p.name for p in benchmarks_dir.iterdir() if p.is_dir()) if benchmarks_dir.is_dir() else []
+    for step_dir in (benchmarks_dir / step for step in steps):
         seconds, memory = [], []
         for path in sorted(step_dir.rglob("*.tsv")):
             with path.open() as handle:
@@ -55,6 +57,7 @@ def build_report(
     analysis_files: Sequence[str | os.PathLike[str]] = (),
     benchmarks_dir: str | os.PathLike[str] | None = None,
     prompts_files: Sequence[str | os.PathLike[str]] = (),
+    benchmark_steps: Sequence[str] | None = None,
 ) -> Path:
     """Write the report for ``result_files`` (``.../{model}/{task}/{sample}.parquet``) and the
     analyses (``.../{model}/{analysis}.parquet``) into ``out_dir``."""
@@ -81,7 +84,7 @@ def build_report(
             for fmt, data in formats.items():
                 store.write_bytes(data, out / "figures" / f"{name}_{model}.{fmt}")
     index = out / "index.html"
-    timings = step_timings(Path(benchmarks_dir)) if benchmarks_dir else []
+    timings = step_timings(Path(benchmarks_dir), benchmark_steps) if benchmarks_dir else []
     store.write_text(render_html(study, figures, timings), index)
     return index
 

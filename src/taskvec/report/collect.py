@@ -25,6 +25,7 @@ from taskvec.analysis.stats import (
 from taskvec.evaluate import TaskScores, read_results, score
 from taskvec.prompts import Prompt, RunInfo, read_prompts
 
+HOLDS = 0.75  # the task vector "holds" where it keeps at least this share of ICL accuracy
 ICL_WORKS = 0.2  # the paper's filter: tasks where ICL beats the baseline by at least this much
 METHODS = ("baseline", "icl", "tv")
 STRICT = tuple(f"{m}_strict" for m in METHODS)  # the same methods under the strict metric

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from taskvec import store
-from taskvec.report import formats, travel, vectors
+from taskvec.report import formats, formats_section, travel, vectors
 from taskvec.report.collect import StudyResults, collect
+from taskvec.report.page import page
 from taskvec.report.tables import write_table
 
 
@@ -97,10 +98,10 @@ def _formats_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[l
     for model in models:
         result = study.analysis(model).formats
         kept = _kept(study, model, "formats")
-        figure = formats.transfer_figure(result, kept)
+        figure = formats_section.transfer_figure(result, kept)
         _write_figures({"formats_transfer": figure}, out, model)
-        rows += formats.table_rows(result)
-        transfer += formats.transfer_rows(result, kept)
+        rows += formats_section.table_rows(result)
+        transfer += formats_section.transfer_rows(result, kept)
         parts.append((result, kept, formats.summary_sentences(result, kept), figure))
     return parts, rows, transfer
 
@@ -110,8 +111,6 @@ def build_extended_report(
     analysis_files: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
 ) -> Path:
-    from taskvec.report.html import CSS
-
     out = Path(out_dir)
     study = collect([Path(f) for f in result_files], [Path(f) for f in analysis_files])
     with_vectors = [m for m in study.models if study.analysis(m).vectors is not None]
@@ -138,30 +137,23 @@ def build_extended_report(
         write_table(transfer, out / "tables", "formats_transfer")
         if not with_travel:
             sections.append("<h2 id='travel'>How far the task vector travels</h2>")
-        sections.append(formats.section_html(parts))
-    nav = " ".join(
-        f"<a href='#{anchor}'>{name}</a>"
+        sections.append(formats_section.section_html(parts))
+    links = [
+        (anchor, name)
         for anchor, name, shown in (
             ("function-vectors", "Function vectors", with_vectors),
             ("travel", "Travel", with_travel or with_formats),
             ("formats", "Prompt formats", with_formats),
         )
         if shown
-    )
-    index = out / "index.html"
-    store.write_text(
-        f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>taskvec: extended studies</title><style>{CSS}</style></head>
-<body>
-<h1>In-context learning creates task vectors: extended studies</h1>
-<nav class="note">{nav}</nav>
-<p class="note">Made by <code>make reproduce-all</code> beside the default study's report
+    ]
+    body = f"""<p class="note">Made by <code>make reproduce-all</code> beside the default study's report
 (<a href="../index.html">../index.html</a>), from the same prompts and results; not part of the default study,
 whose time it would exceed.</p>
-{"".join(sections)}
-</body></html>
-""",
+{"".join(sections)}"""
+    index = out / "index.html"
+    store.write_text(
+        page("taskvec: extended studies", "In-context learning creates task vectors: extended studies", links, body),
         index,
     )
     return index

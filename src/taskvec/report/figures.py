@@ -1,47 +1,23 @@
 """Figures as PNG and SVG bytes, deterministic (no dates in the metadata, fixed SVG ids).
 
-Every figure has labelled axes with units and a legend; the style lives in ``STYLE`` so that a
-change of look touches this module only (and reruns only the report step).
+Every figure has labelled axes with units and a legend; the style lives in
+``taskvec.report.plotting.STYLE``, shared with the extended studies' figures.
 """
 
 from __future__ import annotations
 
-import io
+import numpy as np
 
-import matplotlib
+from taskvec.report.collect import StudyResults
+from taskvec.report.plotting import STYLE, plt, save_figure  # pyplot with the report's backend
+from taskvec.report.tables import conflict_rows, dev_curve_by_category
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from taskvec.report.collect import StudyResults  # noqa: E402
-from taskvec.report.tables import conflict_rows, dev_curve_by_category  # noqa: E402
-
-STYLE = {
-    "figure.dpi": 110,
-    "font.size": 9,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "legend.frameon": False,
-    "svg.hashsalt": "taskvec",
-    "svg.fonttype": "none",
-}
 METHOD_COLOURS = {"baseline": "#9e9e9e", "icl": "#1f77b4", "tv": "#d62728"}
 METHOD_LABELS = {
     "baseline": "baseline (bare query)",
     "icl": "ICL (demonstrations + query)",
     "tv": "task vector (bare query + theta)",
 }
-
-
-def save_figure(fig) -> dict[str, bytes]:
-    out = {}
-    for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, metadata=metadata)
-        out[fmt] = buffer.getvalue()
-    plt.close(fig)
-    return out
 
 
 def accuracy_by_layer(study: StudyResults, model: str) -> dict[str, bytes]:

@@ -112,7 +112,7 @@ def read_formats(predictions: pa.Table, metadata: dict) -> Formats:
     )
 
 
-def _round(value: float) -> float | None:
+def rounded(value: float) -> float | None:
     return round(float(value), 4) if value == value else None
 
 
@@ -120,12 +120,12 @@ def _signed(value: float) -> str:
     return f"{value:+.2f}" if round(value, 2) != 0 or value == 0 else f"{value:+.3f}"
 
 
-def _ci(draws: dict[str, np.ndarray], key: str) -> tuple[float, float]:
+def draw_interval(draws: dict[str, np.ndarray], key: str) -> tuple[float, float]:
     return interval(draws[key])
 
 
-def _with_ci(means: dict, draws: dict, key: str) -> str:
-    lo, hi = _ci(draws, key)
+def with_ci(means: dict, draws: dict, key: str) -> str:
+    lo, hi = draw_interval(draws, key)
     return f"{means[key]:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
@@ -208,15 +208,15 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
         b = names[0]
         return [
             f"Over {_tasks(len(kept))} where ICL works, in the one format ({b}) ICL reaches "
-            f"{_with_ci(means, draws, f'icl:{b}')} and the task vector {_with_ci(means, draws, f'tv:{b}:{b}')}."
+            f"{with_ci(means, draws, f'icl:{b}')} and the task vector {with_ci(means, draws, f'tv:{b}:{b}')}."
         ]
     (icl_low, icl_high), (tv_low, tv_high) = _extremes(icl), _extremes(tv)
 
     def spread(low: list[str], high: list[str], key) -> str:
         if low == high:  # every format ties
-            return f"{_with_ci(means, draws, key(low[0]))} in every format"
+            return f"{with_ci(means, draws, key(low[0]))} in every format"
         return (
-            f"from {_with_ci(means, draws, key(low[0]))} ({_names(low)}) to {_with_ci(means, draws, key(high[0]))} "
+            f"from {with_ci(means, draws, key(low[0]))} ({_names(low)}) to {with_ci(means, draws, key(high[0]))} "
             f"({_names(high)})"
         )
 
@@ -243,8 +243,8 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
         else "the difference is not significant"
     )
     sentences.append(
-        f"Carried into another format's bare query, theta reaches {_with_ci(means, draws, 'other')} on average, "
-        f"against {_with_ci(means, draws, 'own')} in its own format ({_signed(difference)} [{_signed(lo)}, "
+        f"Carried into another format's bare query, theta reaches {with_ci(means, draws, 'other')} on average, "
+        f"against {with_ci(means, draws, 'own')} in its own format ({_signed(difference)} [{_signed(lo)}, "
         f"{_signed(hi)}], paired on the same queries): {verdict}."
     )
     rows = {a: float(np.mean([means[f"tv:{a}:{b}"] for b in names])) for a in names}
@@ -337,12 +337,12 @@ def task_metrics(result: Formats) -> dict[str, dict]:
     for task, r in result.tasks.items():
         entry = {}
         for method in ("icl", "bare", "tv"):
-            entry[f"{method}_by_format"] = {b: _round(r.accuracy(method, b)) for b in result.names}
+            entry[f"{method}_by_format"] = {b: rounded(r.accuracy(method, b)) for b in result.names}
             entry[f"{method}_by_format_ci"] = {
-                b: [_round(v) for v in wilson_interval(r.accuracy(method, b), len(r.values(method, b)))]
+                b: [rounded(v) for v in wilson_interval(r.accuracy(method, b), len(r.values(method, b)))]
                 for b in result.names
             }
-        entry["tv_transfer"] = {a: {b: _round(r.accuracy("tv", b, a)) for b in result.names} for a in result.names}
+        entry["tv_transfer"] = {a: {b: rounded(r.accuracy("tv", b, a)) for b in result.names} for a in result.names}
         out[task] = entry
     return out
 
@@ -355,8 +355,8 @@ def model_metrics(result: Formats, kept: list[str]) -> dict:
     means, draws = result.draws(kept)
 
     def cell(key: str) -> dict:
-        lo, hi = _ci(draws, key)
-        return {"mean": _round(means[key]), "ci": [_round(lo), _round(hi)]}
+        lo, hi = draw_interval(draws, key)
+        return {"mean": rounded(means[key]), "ci": [rounded(lo), rounded(hi)]}
 
     first = result.input_first()
     for b in result.names:
@@ -366,139 +366,13 @@ def model_metrics(result: Formats, kept: list[str]) -> dict:
             "bare": cell(f"bare:{b}"),
             "tv": cell(f"tv:{b}:{b}"),
             "input_first": b in first,
-            "answer_one_token": _round(np.mean(np.concatenate([result.tasks[t].one_token[b] for t in kept]))),
+            "answer_one_token": rounded(np.mean(np.concatenate([result.tasks[t].one_token[b] for t in kept]))),
             "tv_wrong": n,
-            "tv_wrong_copies_input": _round(to_input),
-            "tv_wrong_copies_query": _round(to_query),
+            "tv_wrong_copies_input": rounded(to_input),
+            "tv_wrong_copies_query": rounded(to_query),
         }
     out["transfer"] = {a: {b: cell(f"tv:{a}:{b}") for b in result.names} for a in result.names}
     out["tv_own"], out["tv_other"] = cell("own"), cell("other")
     lo, hi = interval(draws["other"] - draws["own"])
-    out["tv_other_minus_own"] = {"mean": _round(means["other"] - means["own"]), "ci": [_round(lo), _round(hi)]}
+    out["tv_other_minus_own"] = {"mean": rounded(means["other"] - means["own"]), "ci": [rounded(lo), rounded(hi)]}
     return out
-
-
-def transfer_figure(result: Formats, tasks: list[str]) -> dict[str, bytes]:
-    """The transfer matrix: mean task-vector accuracy over ``tasks``, theta's format down, the bare
-    query's format across, each cell annotated."""
-    import matplotlib.pyplot as plt
-
-    from taskvec.report.figures import STYLE, save_figure
-
-    tasks = tasks or list(result.tasks)
-    names = result.names
-    matrix = np.array([[np.mean([result.tasks[t].accuracy("tv", b, a) for t in tasks]) for b in names] for a in names])
-    with plt.rc_context(STYLE | {"axes.grid": False}):
-        size = 1.1 + 0.75 * len(names)
-        fig, ax = plt.subplots(figsize=(size + 1.2, size))
-        image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-        for i in range(len(names)):
-            for j in range(len(names)):
-                colour = "black" if matrix[i, j] > 0.6 else "white"
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=8)
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("format of the bare query (patched)")
-        ax.set_ylabel("format theta was extracted in")
-        fig.colorbar(image, ax=ax, label=f"test accuracy ({len(tasks)} tasks)")
-        ax.set_title(f"{result.model}: theta across formats")
-        fig.tight_layout()
-        return save_figure(fig)
-
-
-def table_rows(result: Formats) -> list[dict]:
-    rows = []
-    for task, r in result.tasks.items():
-        row = {"model": result.model, "task": task, "layer": r.layer}
-        for b in result.names:
-            row[f"icl_{b}"] = _round(r.accuracy("icl", b))
-            row[f"bare_{b}"] = _round(r.accuracy("bare", b))
-            row[f"tv_{b}"] = _round(r.accuracy("tv", b))
-        rows.append(row)
-    return rows
-
-
-def transfer_rows(result: Formats, kept: list[str]) -> list[dict]:
-    """The transfer matrix over the tasks where ICL works, one row per (source, target) cell (empty
-    cells where ICL works on none)."""
-    means, draws = result.draws(kept) if kept else ({}, {})
-    rows = []
-    for a in result.names:
-        for b in result.names:
-            key = f"tv:{a}:{b}"
-            lo, hi = _ci(draws, key) if kept else (float("nan"), float("nan"))
-            rows.append(
-                {"model": result.model, "source": a, "target": b, "n_tasks": len(kept),
-                 "tv": _round(means.get(key, float("nan"))), "ci_low": _round(lo), "ci_high": _round(hi)}
-            )  # fmt: skip
-    return rows
-
-
-def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str:
-    """The formats part of the travel section: a note on the method, then per model its sentences, a
-    table per format (template, the bare query token by token, ICL, the bare query, the task vector),
-    the transfer matrix with intervals and its figure."""
-    import base64
-    import html
-
-    def img(figure: dict[str, bytes], alt: str) -> str:
-        return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(figure['png']).decode()}'>"
-
-    def shown(text: str) -> str:
-        return html.escape(text.replace("\n", "\\n").replace("\t", "\\t"))
-
-    out = [
-        "<h3 id='formats'>Prompt formats</h3>",
-        "<p class='note'>The study's test prompts (the same demonstrations, queries and dummy queries, first "
-        "sampling) written in each format; theta is patched at the layer the study chose on dev in its own "
-        "format. A format's bare query is its template up to the answer, without the spaces before it; inputs "
-        "and answers drop the study's leading space where a template puts whitespace or a line start before "
-        "them, so the study's format gives exactly the study's prompts. Every format is scored on every query "
-        "with the task's first-token rule. The transfer matrix patches theta extracted in one format (rows) into "
-        "the bare query of another (columns). Why the query matters: theta replaces the whole stream at the "
-        "bare query's last token after the chosen layer, so what that token was (<code>-&gt;</code>, "
-        "<code>:</code>, a tab) no longer counts; the layers above must find the input by attending to the "
-        "tokens before it, and the task vector can only work where they can read it there. "
-        "Means are over the tasks where ICL works, with two-level bootstrap intervals.</p>",
-    ]
-    for result, kept, sentences, figure in parts:
-        means, draws = result.draws(kept) if kept else ({}, {})
-        example_task = next((t for t in kept if t in result.query_tokens), next(iter(result.query_tokens), None))
-        first = result.input_first()
-        body = []
-        for b in result.names:
-            example = result.query_tokens.get(example_task, {}).get(b) if example_task else None
-            tokens = " | ".join(shown(t) for t in example["tokens"]) if example else "n/a"
-            cells = [
-                html.escape(b),
-                f"<code>{shown(result.templates[b]['demonstration'])}</code>",
-                f"<code>{tokens}</code>" + (" (input first)" if b in first else ""),
-            ]
-            for key in (f"icl:{b}", f"bare:{b}", f"tv:{b}:{b}"):
-                cells.append(html.escape(_with_ci(means, draws, key)) if kept else "n/a")
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        head = "".join(f"<th>{html.escape(b)}</th>" for b in result.names)
-        matrix = []
-        for a in result.names:
-            cells = [f"<th>{html.escape(a)}</th>"]
-            for b in result.names:
-                value = _with_ci(means, draws, f"tv:{a}:{b}") if kept else "n/a"
-                cells.append(f"<td>{html.escape(value)}</td>")
-            matrix.append("<tr>" + "".join(cells) + "</tr>")
-        out += [
-            f"<h4>{html.escape(result.model)}: prompt formats</h4>",
-            "".join(f"<p>{html.escape(s)}</p>" for s in sentences),
-            "<table><thead><tr><th>format</th><th>demonstration</th>"
-            f"<th>bare query, token by token ({html.escape(example_task or 'no task')})</th><th>ICL</th>"
-            "<th>bare query</th><th>task vector</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>",
-            "<table><thead><tr><th>theta from \\ into</th>"
-            + head
-            + "</tr></thead><tbody>"
-            + "".join(matrix)
-            + "</tbody></table>",
-            f"<figure>{img(figure, f'{result.model}: task-vector accuracy across formats')}"
-            "<figcaption class='note'>Theta extracted in one format (rows) patched into the bare query of another "
-            "(columns): mean test accuracy over the tasks where ICL works; the diagonal is each format's own task "
-            "vector.</figcaption></figure>",
-        ]
-    return "".join(out)

@@ -192,7 +192,7 @@ def k_figure(travel: Travel, tasks: list[str], categories: dict[str, str]) -> di
     ``tasks``; the overall mean with its interval in black."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, save_figure
+    from taskvec.report.plotting import STYLE, save_figure
 
     tasks = tasks or list(travel.tasks)
     icl, tv = travel.curve(tasks, "k", "icl"), travel.curve(tasks, "k", "tv")
@@ -223,7 +223,7 @@ def contexts_figure(travel: Travel, tasks: list[str]) -> dict[str, bytes]:
     """The task vector's mean accuracy against the number of demonstration sets averaged into theta."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, save_figure
+    from taskvec.report.plotting import STYLE, save_figure
 
     tasks = tasks or list(travel.tasks)
     curve = travel.curve(tasks, "contexts")

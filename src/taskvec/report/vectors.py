@@ -236,7 +236,7 @@ def aie_heatmap(comparison: VectorComparison) -> dict[str, bytes]:
     vector's heads outlined."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, save_figure
+    from taskvec.report.plotting import STYLE, save_figure
 
     aie = comparison.aie
     with plt.rc_context(STYLE):
@@ -267,7 +267,7 @@ def heads_curve(comparison: VectorComparison, tasks: list[str]) -> dict[str, byt
     with the task vector's mean on the same prompts as a reference line."""
     import matplotlib.pyplot as plt
 
-    from taskvec.report.figures import STYLE, save_figure
+    from taskvec.report.plotting import STYLE, save_figure
 
     tasks = tasks or list(comparison.tasks)
     counts = sorted(set.intersection(*(set(comparison.tasks[t].curve) for t in tasks)))
