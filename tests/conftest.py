@@ -205,7 +205,7 @@ def planned_jobs(project: Path) -> list[tuple[str, str]]:
 def make_project(root: Path, params: dict) -> Path:
     project = root / "project"
     project.mkdir()
-    for name in ("dvc.yaml", "environment.yml"):
+    for name in ("Snakefile", "dvc.yaml", "environment.yml"):
         shutil.copy2(ROOT / name, project / name)
     shutil.copytree(ROOT / "workflow", project / "workflow")
     shutil.copytree(ROOT / "examples", project / "examples")

@@ -196,3 +196,23 @@ def test_compute_settings_are_checked_before_anything_runs(tmp_path):
     dtype = _taskvec("bench-random", "--dtype", "fp8", cwd=tmp_path)
     assert dtype.returncode == 2 and "--dtype: invalid choice: 'fp8'" in dtype.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _code(subcommand: str) -> set[str]:
+    from taskvec.codedeps import command_files
+
+    return {path.relative_to(ROOT / "src" / "taskvec").as_posix() for path in command_files(subcommand)}
+
+
+def test_each_steps_code_inputs_are_what_its_command_runs():
+    """The study's steps depend on the code they run and no other: scoring and patching code is the
+    evaluation's alone, extraction code is both (evaluation reads the extraction's files), and neither
+    reaches the task builds or the model conversion (taskvec.codedeps, by function)."""
+    extraction, evaluation = _code("extract-task"), _code("evaluate")
+    evaluation_only = {"scoring.py", "evaluate.py", "hooks/patch.py", "forward/patched.py", "jobs/evaluation.py"}
+    extraction_code = {"extract.py", "hooks/capture.py", "forward/capture.py", "jobs/extraction.py", "prompts.py"}
+    assert evaluation_only <= evaluation and not evaluation_only & extraction
+    assert extraction_code <= extraction and extraction_code <= evaluation
+    for step in ("build-task", "convert-model"):
+        assert not (evaluation_only | extraction_code) & _code(step), step
+    assert "tasks/algorithmic.py" not in _code("convert-model") and "models.py" not in _code("build-task")

@@ -12,11 +12,12 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import char_tokenizer, run_cli, run_info, tiny_model
-from taskvec import store, study_jobs
+from taskvec import store
 from taskvec.architectures import describe
 from taskvec.compute import Compute
 from taskvec.forward.batching import with_batch_backoff
 from taskvec.forward.readout import next_tokens
+from taskvec.jobs import evaluation, extraction
 from taskvec.models import LoadedModel, check_weights, load_model
 from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts
 from taskvec.tasks import get_task
@@ -70,8 +71,8 @@ def test_out_of_memory_at_batch_size_one_stops_with_what_to_change():
 def test_a_task_that_runs_out_of_memory_gives_the_results_of_the_smaller_batch(monkeypatch):
     lm = tiny_model("llama")
     prompts = _prompts()
-    expected_vectors, expected = study_jobs.run_task(lm, prompts, FMT, batch_size=2)[1:]
-    real = study_jobs.task_vectors_and_icl
+    expected_vectors, expected = evaluation.run_task(lm, prompts, FMT, batch_size=2)[1:]
+    real = extraction.task_vectors_and_icl
     tried = []
 
     def short_of_memory(lm, prompts, fmt, batch_size, **kwargs):
@@ -80,8 +81,8 @@ def test_a_task_that_runs_out_of_memory_gives_the_results_of_the_smaller_batch(m
             raise torch.OutOfMemoryError("CUDA out of memory")
         return real(lm, prompts, fmt, batch_size, **kwargs)
 
-    monkeypatch.setattr(study_jobs, "task_vectors_and_icl", short_of_memory)
-    _, vectors, table = study_jobs.run_task(lm, prompts, FMT, batch_size=16)
+    monkeypatch.setattr(extraction, "task_vectors_and_icl", short_of_memory)
+    _, vectors, table = evaluation.run_task(lm, prompts, FMT, batch_size=16)
     assert tried == [16, 8, 4, 2]
     assert table.equals(expected)
     np.testing.assert_array_equal(vectors, expected_vectors)
@@ -100,9 +101,9 @@ def test_out_of_memory_in_the_middle_of_a_pass_leaves_no_hook_and_changes_no_res
     layers = list(describe(lm.model).layers)
     calls = []
     probe = layers[1].register_forward_hook(lambda *args: calls.append(1))
-    study_jobs.run_task(lm, prompts, FMT, batch_size=8)
+    evaluation.run_task(lm, prompts, FMT, batch_size=8)
     probe.remove()
-    _, expected_vectors, expected = study_jobs.run_task(lm, prompts, FMT, batch_size=4)
+    _, expected_vectors, expected = evaluation.run_task(lm, prompts, FMT, batch_size=4)
     clean = _layer_hooks(lm)
     target, seen = int(len(calls) * fail_at), []
 
@@ -113,7 +114,7 @@ def test_out_of_memory_in_the_middle_of_a_pass_leaves_no_hook_and_changes_no_res
 
     injected = layers[1].register_forward_hook(fail_once)
     try:
-        _, vectors, table = study_jobs.run_task(lm, prompts, FMT, batch_size=8)
+        _, vectors, table = evaluation.run_task(lm, prompts, FMT, batch_size=8)
     finally:
         injected.remove()
     assert len(seen) > target + 1  # it failed, and the task started again
@@ -133,12 +134,12 @@ def test_extraction_job_writes_nothing_when_a_later_seed_fails(tmp_path, monkeyp
         return _prompts(seed), run_info("next_letter", RULES, model_name, seed)
 
     monkeypatch.setattr(Compute, "load", lambda self, model_dir: lm)
-    monkeypatch.setattr(study_jobs, "build_prompts", fake_build)
+    monkeypatch.setattr(extraction, "build_prompts", fake_build)
     outs = {
         kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)] for kind in ("prompts", "activations", "icl")
     }
     with pytest.raises(ValueError, match="seed 1"):
-        study_jobs.extract_task_file(
+        extraction.extract_task_file(
             "t.parquet", "m", "tiny", FMT, SplitSizes(), [0, 1], outs["prompts"], outs["activations"], outs["icl"]
         )
     assert calls == [0, 1]
@@ -149,17 +150,17 @@ def test_evaluation_job_writes_nothing_when_a_later_seed_fails(tmp_path, monkeyp
     lm = tiny_model("llama")
     monkeypatch.setattr(Compute, "load", lambda self, model_dir: lm)
     monkeypatch.setattr(
-        study_jobs,
+        extraction,
         "build_prompts",
         lambda task_file, tok, fmt, sizes, seed, name: (_prompts(seed), run_info("next_letter", RULES, name, seed)),
     )
     files = {
         kind: [tmp_path / kind / f"sample{i}.parquet" for i in range(2)] for kind in ("prompts", "activations", "icl")
     }
-    study_jobs.extract_task_file(
+    extraction.extract_task_file(
         "t.parquet", "m", "tiny", FMT, SplitSizes(), [0, 1], files["prompts"], files["activations"], files["icl"]
     )
-    real, seen = study_jobs.evaluate_prompts, []
+    real, seen = evaluation.evaluate_prompts, []
 
     def fail_on_second(*args, **kwargs):
         seen.append(1)
@@ -167,10 +168,10 @@ def test_evaluation_job_writes_nothing_when_a_later_seed_fails(tmp_path, monkeyp
             raise ValueError("the second seed fails")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(study_jobs, "evaluate_prompts", fail_on_second)
+    monkeypatch.setattr(evaluation, "evaluate_prompts", fail_on_second)
     results = [tmp_path / "results" / f"sample{i}.parquet" for i in range(2)]
     with pytest.raises(ValueError, match="second seed"):
-        study_jobs.evaluate_files("m", files["prompts"], files["activations"], files["icl"], results)
+        evaluation.evaluate_files("m", files["prompts"], files["activations"], files["icl"], results)
     assert not any(path.exists() for path in results)
 
 

@@ -14,8 +14,8 @@ from taskvec.extract import task_vectors, task_vectors_and_icl
 from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import patched_sweep, patched_sweep_naive
 from taskvec.forward.readout import next_tokens
+from taskvec.jobs.evaluation import run_task
 from taskvec.prompts import PromptFormat, SplitSizes, apply_rules, sample_prompts
-from taskvec.study_jobs import run_task
 from taskvec.tasks import get_task
 
 pytestmark = pytest.mark.model

@@ -235,8 +235,8 @@ def test_the_benchmarked_workload_floor_counts_no_more_work_than_the_study_does(
     that as a floor no implementation beats: the count must be a lower bound of the block and
     unembedding work that run_task really does (counted with hooks), and close to it."""
     from taskvec.bench.flops import parameter_count, workload_flops
+    from taskvec.jobs.evaluation import run_task
     from taskvec.prompts import PromptFormat, SplitSizes, sample_prompts, write_prompts
-    from taskvec.study_jobs import run_task
     from taskvec.tasks import get_task
 
     lm = tiny_model("llama")

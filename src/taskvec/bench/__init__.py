@@ -39,7 +39,7 @@ from taskvec.bench.workloads import (
 from taskvec.compute import Compute
 from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import SWEEP_BALANCE_ROWS, patched_sweep, unembedding_blocks
-from taskvec.study_jobs import run_task
+from taskvec.jobs.evaluation import run_task
 
 log = logging.getLogger(__name__)
 

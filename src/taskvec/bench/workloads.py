@@ -28,9 +28,9 @@ from taskvec.forward.batching import batches, encode
 from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import patched_sweep, patched_sweep_naive
 from taskvec.forward.readout import next_tokens
+from taskvec.jobs.evaluation import run_task, run_task_backing_off
 from taskvec.models import LoadedModel, load_model
 from taskvec.prompts import read_prompts
-from taskvec.study_jobs import run_task, run_task_backing_off
 
 SWEEP_TASK = "next_letter"  # one-letter queries: the sweep's limit is about 5 forwards on smollm2-135m
 

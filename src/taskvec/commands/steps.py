@@ -102,19 +102,19 @@ def cmd_make_prompts(args) -> None:
 
 
 def cmd_extract(args) -> None:
-    from taskvec.study_jobs import extract_prompt_file
+    from taskvec.jobs.extraction import extract_prompt_file
 
     extract_prompt_file(args.model_dir, args.prompts, args.out, args.icl_out, compute(args))
 
 
 def cmd_evaluate(args) -> None:
-    from taskvec.study_jobs import evaluate_files
+    from taskvec.jobs.evaluation import evaluate_files
 
     evaluate_files(args.model_dir, args.prompts, args.activations, args.icl, args.out, compute(args))
 
 
 def cmd_extract_task(args) -> None:
-    from taskvec.study_jobs import extract_task_file
+    from taskvec.jobs.extraction import extract_task_file
 
     extract_task_file(
         args.task_file,
