@@ -2,7 +2,7 @@
 # params.yaml -> data/tasks -> data/models -> extraction (data/prompts, data/activations, data/icl)
 # -> evaluation (data/results) -> analyses (data/analysis) -> reports/
 # Run from the project's root: `snakemake` (or `snakemake -n`) finds this file and the default
-# profile (workflow/profiles/default) with no flags.
+# profile (profiles/default) with no flags.
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -208,6 +208,7 @@ def make_project(root: Path, params: dict) -> Path:
     for name in ("Snakefile", "dvc.yaml", "environment.yml"):
         shutil.copy2(ROOT / name, project / name)
     shutil.copytree(ROOT / "workflow", project / "workflow")
+    shutil.copytree(ROOT / "profiles", project / "profiles")
     shutil.copytree(ROOT / "examples", project / "examples")
     shutil.copytree(ROOT / "src" / "taskvec", project / "src" / "taskvec", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -1,14 +1,16 @@
 """The two dependency lists a user may install from agree: pyproject.toml (pip, what `make` uses) and
-environment.yml (conda, what the rules' `conda:` directives use)."""
+environment.yml (conda, what the rules' `conda:` directives use); and the project's layout is what a
+plain `snakemake` in its root expects."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 
 import yaml
 
-from conftest import ROOT
+from conftest import BIN, ROOT
 
 
 def test_environment_yml_pins_exactly_what_pyproject_pins():
@@ -45,3 +47,14 @@ def test_the_paper_models_example_is_a_valid_models_section():
     assert all(
         m["source"].count("/") == 1 and not m["source"].startswith("packaged:") for m in params["models"].values()
     )
+
+
+def test_a_plain_snakemake_in_the_root_uses_the_default_profile(tmp_path):
+    """`snakemake` with no flags in the project's root finds the Snakefile and profiles/default (all
+    cores, rerun incomplete jobs): a dry run names the profile and the cores it sets."""
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--dry-run", "--quiet", "rules"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "workflow specific profile profiles/default" in result.stdout + result.stderr
+    assert "cores have to be specified" not in result.stderr

@@ -46,7 +46,7 @@ def test_the_tiny_study_through_slurm_equals_the_local_run(study, smollm2_dir, t
             [
                 str(BIN / "snakemake"),
                 "--profile",
-                "workflow/profiles/slurm",
+                "profiles/slurm",
                 "--default-resources",
                 f"slurm_account={ACCOUNT}",
                 "runtime=30",

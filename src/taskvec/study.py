@@ -23,7 +23,7 @@ from taskvec.errors import StudyBusyError
 
 log = logging.getLogger(__name__)
 
-# a plain `snakemake` in the project finds its Snakefile and default profile (workflow/profiles/default)
+# a plain `snakemake` in the project finds its Snakefile and default profile (profiles/default)
 RUN_LOCK = "taskvec-run.lock"
 
 

@@ -45,7 +45,7 @@ def add(sub) -> None:
         "run-study",
         help="run the whole study (Snakemake with the project's profile)",
         description="Run the study's workflow in the current directory with its default profile "
-        "(workflow/profiles/default, which a plain `snakemake` uses too) "
+        "(profiles/default, which a plain `snakemake` uses too) "
         "(what `dvc repro` and `make reproduce` run). One run per directory: a second one refuses. "
         "After a run that was killed (SIGKILL, power cut), it releases the lock that run left behind "
         "(only when no Snakemake process works in the directory) and makes the unfinished jobs again. "
