@@ -53,7 +53,8 @@ def _runs_at_definition(node: ast.AST) -> list[ast.AST]:
 
 
 def _without_annotations(node: ast.AST) -> ast.AST:
-    """A copy of ``node`` without annotations (``from __future__ import annotations`` keeps them unevaluated)."""
+    """``node`` with its annotations removed, in place (``from __future__ import annotations`` leaves
+    them unevaluated, so they run nothing)."""
 
     class Strip(ast.NodeTransformer):
         def visit_arg(self, arg: ast.arg) -> ast.arg:
@@ -186,7 +187,6 @@ class Sources:
         everything they use, transitively, except the ``exclude`` units, with the package data
         beside them."""
         seen: set[tuple[str, str | None]] = set()
-        self.parents: dict[tuple[str, str | None], tuple[str, str | None]] = {}
         todo = list(units)
         while todo:
             unit = todo.pop()
@@ -209,9 +209,8 @@ class Sources:
                 used, imported = {module.bindings[attr]}, set()
             else:  # a constant of the module's top level
                 used, imported = set(), set()
-            for found in [*used, *((m, None) for m in imported)]:
-                self.parents.setdefault(found, unit)
-                todo.append(found)
+            todo.extend(used)
+            todo.extend((m, None) for m in imported)
         files = {self.module(name).path for name, _ in seen}
         packages = {f.parent for f in files if f.name == "__init__.py"}
         return files | {f for p in packages for f in p.iterdir() if f.is_file() and f.suffix not in (".py", ".pyc")}
