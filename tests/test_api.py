@@ -17,6 +17,7 @@ from taskvec.errors import ArtifactError, ConfigError, TaskFileError
 from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import patched_next_tokens
 from taskvec.forward.readout import next_tokens
+from taskvec.hooks.intervention import Intervention
 from taskvec.prompts import PromptFormat
 from taskvec.tasks.base import Pair
 
@@ -53,7 +54,7 @@ def test_the_automatic_layer_is_the_best_on_held_out_pairs_that_no_context_uses(
     assert vector.layer == int(np.argmax(accuracy))  # the first of the best
     # the recorded accuracy at the chosen block is what patching theta there gives
     queries = [f"example:{x}->" for x in held_out]
-    tokens = patched_next_tokens(lm, queries, [vector.layer] * 6, np.repeat(vector.theta[None], 6, axis=0))
+    tokens = patched_next_tokens(lm, queries, Intervention(vector.layer, vector.theta))
     right = [lm.tokenizer.decode([t]).strip() == x.upper() for t, x in zip(tokens, held_out)]
     assert accuracy[vector.layer] == pytest.approx(np.mean(right))
 
@@ -97,7 +98,7 @@ def test_apply_answers_each_query_bare_and_patched(lm):
     predictions = api.apply(lm, vector, queries, batch_size=2)
     texts = [f"example:{q}->" for q in queries]
     bare = next_tokens(lm, texts)
-    patched = patched_next_tokens(lm, texts, [2] * 3, np.repeat(vector.theta[None], 3, axis=0))
+    patched = patched_next_tokens(lm, texts, Intervention(2, vector.theta))
     assert [p.query for p in predictions] == queries
     assert [p.bare_first for p in predictions] == [lm.tokenizer.decode([t]).strip() for t in bare]
     assert [p.patched_first for p in predictions] == [lm.tokenizer.decode([t]).strip() for t in patched]

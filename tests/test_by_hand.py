@@ -151,6 +151,6 @@ def test_evaluate_refuses_task_vectors_of_another_prompts_file(smollm2_dir, tmp_
         check=False,
     )
     assert result.returncode == 1
-    assert "prompts of to_upper (split seed 2)" in result.stderr and "to_upper, seed 1" in result.stderr
-    assert "no activations file of those prompts" in result.stderr
+    assert "to_upper on smollm2-135m, split seed 2 has prompts" in result.stderr
+    assert "but no activations or icl file" in result.stderr and "split seed 1: activations" in result.stderr
     assert not (tmp_path / "r.parquet").exists()

@@ -134,7 +134,8 @@ def test_an_error_says_what_is_wrong_and_the_fix_and_v_adds_the_traceback(tmp_pa
     result = _taskvec(*args, cwd=tmp_path)
     assert result.returncode == 1
     assert "p.parquet does not exist" in result.stderr
-    assert "to fix: `make reproduce` remakes a study's missing files" in result.stderr
+    assert "to fix: `taskvec make-prompts` makes it" in result.stderr
+    assert "in a study: `make reproduce` remakes a study's missing files" in result.stderr
     assert "Traceback" not in result.stderr
     verbose = _taskvec("-v", *args, cwd=tmp_path)
     assert verbose.returncode == 1
@@ -153,6 +154,8 @@ def test_every_error_a_user_can_act_on_carries_a_fix():
         error = kind("something is wrong")
         assert error.fix, kind.__name__
         assert str(error) == f"something is wrong\n  to fix: {error.fix}"
+        # the library's own advice speaks to library users; a study's edits are the CLI's extra line
+        assert "params.yaml" not in error.fix and "make reproduce" not in error.fix, kind.__name__
         assert str(kind("x", fix="do this")).endswith("to fix: do this")
 
 

@@ -64,8 +64,10 @@ def test_out_of_memory_at_batch_size_one_stops_with_what_to_change():
     def attempt(size):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    with pytest.raises(MemoryError, match=r"even at batch size 1.*smaller compute.dtype.*compute.device cpu"):
+    with pytest.raises(MemoryError, match=r"even at batch size 1") as raised:
         with_batch_backoff(attempt, 4, "a test")
+    assert "bfloat16" in raised.value.fix and "--device cpu" in raised.value.fix
+    assert raised.value.study_fix == "compute.dtype and compute.device in params.yaml"
 
 
 def test_a_task_that_runs_out_of_memory_gives_the_results_of_the_smaller_batch(monkeypatch):
@@ -188,7 +190,7 @@ def test_a_truncated_model_file_is_named_with_the_command_that_rebuilds_it(tmp_p
     weights = model_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(
-        store.ArtifactError, match=r"(?s)model.safetensors is truncated or corrupted.*to fix: delete .*make reproduce"
+        store.ArtifactError, match=r"(?s)model.safetensors is truncated or corrupted.*to fix: delete .*convert-model"
     ):
         load_model(model_dir, device="cpu")
 

@@ -20,7 +20,7 @@ from taskvec.analysis.formats import (
 )
 from taskvec.errors import ConfigError
 from taskvec.extract import task_vectors
-from taskvec.forward.patched import patched_next_tokens
+from taskvec.forward.patched import patched_next_tokens, task_vector_patch
 from taskvec.forward.readout import next_tokens
 from taskvec.prompts import Prompt, PromptFormat, SplitSizes, UsablePair, sample_prompts
 
@@ -120,7 +120,7 @@ def test_every_prediction_equals_a_direct_computation():
         queries = [target.query.format(x=p.query) for p in prompts]
         assert tokens("bare", target.name) == next_tokens(lm, queries).tolist()
         for source in chosen:
-            patched = patched_next_tokens(lm, queries, [layer] * len(queries), thetas[source.name])
+            patched = patched_next_tokens(lm, queries, task_vector_patch([layer] * len(queries), thetas[source.name]))
             assert tokens("tv", target.name, source.name) == patched.tolist()
     assert len(data["task"]) == 4 * (3 + 3 + 9)
     assert set(data["layer"]) == {layer, -1}

@@ -11,7 +11,6 @@ from taskvec.architectures import describe
 from taskvec.forward.batching import encode
 from taskvec.forward.readout import next_tokens
 from taskvec.function_vectors import (
-    Patch,
     add_sweep,
     answer_token,
     default_head_count,
@@ -23,6 +22,7 @@ from taskvec.function_vectors import (
     top_heads,
 )
 from taskvec.heads import head_vectors, mean_head_outputs
+from taskvec.hooks.intervention import Intervention
 from taskvec.prompts import Prompt, PromptFormat
 
 FMT = PromptFormat()
@@ -125,18 +125,19 @@ def test_every_patch_of_one_batch_equals_a_whole_patched_forward(model_type):
     per_text = rng.normal(scale=4.0, size=(len(texts), hidden)).astype(np.float32)
     shared = rng.normal(scale=4.0, size=hidden).astype(np.float32)
     patches = [
-        Patch(1, per_text, log_probs=True),  # replace, one vector per text
-        Patch(0, shared, add=True, log_probs=True),  # add, one vector for all
-        Patch(arch.n_layers - 1, shared),  # replace at the last block, the same vector for all
-        Patch(2, per_text, add=True),
+        Intervention(1, per_text),  # replace, one vector per text
+        Intervention(0, shared, operation="add"),  # add, one vector for all
+        Intervention(arch.n_layers - 1, shared),  # replace at the last block, the same vector for all
+        Intervention(2, per_text, operation="add"),
     ]
-    variants = next_token_variants(lm, texts, patches, batch_size=3)
+    kept = (0, 1)
+    variants = next_token_variants(lm, texts, patches, batch_size=3, log_probs=kept)
     assert np.array_equal(variants.plain, next_tokens(lm, texts, batch_size=1))
-    for patch, tokens, log_probs in zip(patches, variants.tokens, variants.log_probs, strict=True):
-        vectors = patch.vectors if patch.vectors.ndim == 2 else [patch.vectors] * len(texts)
-        reference = _full_forward_log_probs(lm, texts, patch.layer, vectors, patch.add)
+    for index, (patch, tokens, log_probs) in enumerate(zip(patches, variants.tokens, variants.log_probs, strict=True)):
+        vectors = patch.vectors.numpy() if patch.vectors.ndim == 2 else [patch.vectors.numpy()] * len(texts)
+        reference = _full_forward_log_probs(lm, texts, int(patch.layers), vectors, patch.operation == "add")
         assert np.array_equal(tokens, reference.argmax(axis=1))
-        if patch.log_probs:
+        if index in kept:
             np.testing.assert_allclose(log_probs, reference, atol=1e-4, rtol=1e-4)
         else:
             assert log_probs is None

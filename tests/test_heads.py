@@ -8,25 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_CONFIGS
-from taskvec.architectures import LAYOUTS, describe
+from taskvec.architectures import describe
 from taskvec.forward.batching import encode
 from taskvec.heads import (
-    ATTENTION_OUTPUT,
     attention_heads,
     capture_head_outputs,
     head_patch_scan,
     head_patch_scan_naive,
     head_vectors,
     mean_head_outputs,
-    replace_head_output,
 )
+from taskvec.hooks.intervention import Intervention, intervene
 
 TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->r\nexample:s->", "x"]
-
-
-def test_every_supported_architecture_has_its_attention_output_located():
-    assert set(ATTENTION_OUTPUT) == set(LAYOUTS) == set(TINY_CONFIGS)
 
 
 def test_heads_split_the_projection_input(tiny_lm):
@@ -81,7 +75,8 @@ def test_replacing_a_head_changes_that_slice_at_the_last_position_and_what_follo
             tiny_lm.model(**batch.inputs())
         clean = [c.clone() for c in clean]
         # the patch is registered first, so the capture sees the patched input of the projection
-        with replace_head_output(heads, torch.tensor([1, 1]), torch.tensor([2, 2]), value):
+        patch = Intervention(torch.tensor([1, 1]), value, site="head", heads=torch.tensor([2, 2]))
+        with intervene(describe(tiny_lm.model), patch):
             with capture_head_outputs(heads) as seen:
                 tiny_lm.model(**batch.inputs())
     torch.testing.assert_close(seen[0], clean[0])

@@ -19,12 +19,12 @@ from taskvec.forward.patched import (
     SWEEP_PASS_OVERHEAD_BLOCKS,
     patched_sweep,
     patched_sweep_naive,
-    replacing_rows,
     sweep_plan,
+    task_vector_patch,
 )
 from taskvec.forward.readout import next_tokens, next_tokens_from_states
 from taskvec.hooks.capture import capture_last_token
-from taskvec.hooks.patch import replace_last_token
+from taskvec.hooks.intervention import Intervention, intervene
 
 TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->", "x"]
 
@@ -53,7 +53,7 @@ def test_patch_changes_only_last_position_from_its_layer_on(tiny_lm, layer):
     theta = torch.randn(3, tiny_lm.model.config.hidden_size) * 5
     with torch.inference_mode():
         clean = tiny_lm.model(**batch.inputs(), output_hidden_states=True).hidden_states
-        with replace_last_token(arch.layers, torch.full((3,), layer), theta):
+        with intervene(arch, Intervention(torch.full((3,), layer), theta)):
             patched = tiny_lm.model(**batch.inputs(), output_hidden_states=True).hidden_states
     # hidden_states[i + 1] is block i's output; padding positions (masked out of every real token's
     # attention) are left out: some architectures fill them with whatever their fully masked row gives
@@ -72,7 +72,7 @@ def test_patch_changes_only_last_position_from_its_layer_on(tiny_lm, layer):
 def test_hooks_are_removed_even_on_error(tiny_lm):
     arch = describe(tiny_lm.model)
     with pytest.raises(RuntimeError, match="boom"):
-        with capture_last_token(arch.layers), replace_last_token(arch.layers, torch.tensor([0]), torch.zeros(1, 32)):
+        with capture_last_token(arch.layers), intervene(arch, Intervention(torch.tensor([0]), torch.zeros(1, 32))):
             raise RuntimeError("boom")
     assert all(not layer._forward_hooks for layer in arch.layers)
 
@@ -309,7 +309,7 @@ def test_greedy_continuation_equals_full_recomputation(tiny_lm):
     until = generate.Continuation(n_tokens, "\x00")
     plain = generate.greedy_continue(tiny_lm, texts, first, until, batch_size=2)
     patched = generate.greedy_continue(
-        tiny_lm, texts, first, until, batch_size=3, patch=replacing_rows(tiny_lm, layers, thetas)
+        tiny_lm, texts, first, until, batch_size=3, intervention=task_vector_patch(layers, thetas)
     )
     for i, text in enumerate(texts):
         assert plain[i] == _reference_continuation(tiny_lm, text, first[i], n_tokens)
@@ -323,7 +323,11 @@ def test_a_patched_continuation_differs_from_the_plain_one():
     thetas = np.random.default_rng(0).normal(size=(3, lm.model.config.hidden_size)).astype(np.float32) * 100
     plain = generate.greedy_continue(lm, TEXTS[:3], [7, 8, 9], generate.Continuation(5, "\x00"))
     patched = generate.greedy_continue(
-        lm, TEXTS[:3], [7, 8, 9], generate.Continuation(5, "\x00"), patch=replacing_rows(lm, [0, 2, 1], thetas)
+        lm,
+        TEXTS[:3],
+        [7, 8, 9],
+        generate.Continuation(5, "\x00"),
+        intervention=task_vector_patch([0, 2, 1], thetas),
     )
     assert plain != patched
     assert patched[1] == _reference_continuation(lm, TEXTS[1], 8, 5, 2, thetas[1])

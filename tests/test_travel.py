@@ -14,6 +14,7 @@ from taskvec.errors import ConfigError
 from taskvec.extract import task_vectors
 from taskvec.forward.patched import patched_next_tokens
 from taskvec.forward.readout import next_tokens
+from taskvec.hooks.intervention import Intervention
 from taskvec.prompts import PromptFormat, SplitSizes, UsablePair, sample_prompts
 
 FMT = PromptFormat()
@@ -71,7 +72,7 @@ def test_each_setting_predicts_what_a_direct_computation_does():
         icl = next_tokens(lm, [FMT.render(p.demonstrations, p.query) for p in prompts])
         assert tokens("k", k, "icl") == icl.tolist()
         theta = task_vectors(lm, prompts, FMT)[:, layer]
-        assert tokens("k", k, "tv") == patched_next_tokens(lm, queries, [layer] * 4, theta).tolist()
+        assert tokens("k", k, "tv") == patched_next_tokens(lm, queries, Intervention(layer, theta)).tolist()
     assert tokens("contexts", 1, "tv") == tokens("k", 3, "tv")  # one set: the study's own prompt (k = 3 here)
     sets = [demonstration_sets(p, pool, 2, 0) for p, pool in zip(TEST, pools)]
     both = np.mean(
@@ -79,7 +80,7 @@ def test_each_setting_predicts_what_a_direct_computation_does():
          for j in range(2)],
         axis=0,
     )  # fmt: skip
-    assert tokens("contexts", 2, "tv") == patched_next_tokens(lm, queries, [layer] * 4, both).tolist()
+    assert tokens("contexts", 2, "tv") == patched_next_tokens(lm, queries, Intervention(layer, both)).tolist()
     assert set(data["layer"]) == {layer, -1} and len(data["task"]) == 4 * (3 * 2 + 2)
     answers = [TEST[i].answers[0] for i in data["index"]]
     assert data["correct"] == [p.strip() == a for p, a in zip(data["prediction"], answers)]

@@ -292,7 +292,7 @@ def apply(
     patched in after the vector's block; each answer is the greedy generation up to the separator."""
     from taskvec.answers import until_separator
     from taskvec.forward.generate import Continuation, greedy_continue
-    from taskvec.forward.patched import patched_next_tokens, replacing_rows
+    from taskvec.forward.patched import patched_next_tokens, task_vector_patch
     from taskvec.forward.readout import next_tokens
 
     _check_model(vector, lm, where)
@@ -301,11 +301,10 @@ def apply(
     fmt = vector.format
     texts = [fmt.query.format(x=q) for q in queries]
     until = Continuation(fmt.max_answer_tokens, fmt.separator)
-    layers = [vector.layer] * len(texts)
-    thetas = np.repeat(vector.theta[None], len(texts), axis=0)
+    patch = task_vector_patch([vector.layer] * len(texts), np.repeat(vector.theta[None], len(texts), axis=0))
     bare = greedy_continue(lm, texts, next_tokens(lm, texts, batch_size), until, batch_size)
-    first = patched_next_tokens(lm, texts, layers, thetas, batch_size)
-    patched = greedy_continue(lm, texts, first, until, batch_size, patch=replacing_rows(lm, layers, thetas))
+    first = patched_next_tokens(lm, texts, patch, batch_size)
+    patched = greedy_continue(lm, texts, first, until, batch_size, intervention=patch)
 
     def text(ids: list[int]) -> str:
         return until_separator(lm.tokenizer.decode(ids), fmt.separator).strip()

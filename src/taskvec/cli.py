@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except TaskvecError as error:
-        # the message says what is wrong and the fix what to do; -v adds where it happened
-        log.error("%s", error, exc_info=error if args.verbose else None)
+        # the message says what is wrong, the fix what to do (and in a study); -v adds where it happened
+        study = f"\n  in a study: {error.study_fix}" if error.study_fix else ""
+        log.error("%s%s", error, study, exc_info=error if args.verbose else None)
         return 1
     except (ValueError, KeyError, FileNotFoundError, RuntimeError, MemoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from taskvec import store
 from taskvec.forward.generate import Continuation, greedy_continue
-from taskvec.forward.patched import patched_sweep, replacing_rows
+from taskvec.forward.patched import patched_sweep, task_vector_patch
 from taskvec.forward.readout import next_tokens
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, RunInfo
@@ -96,11 +96,10 @@ def evaluate_task(
         batch_size=batch_size,
         progress=progress,
     )
-    dev_by_layer = []
     for layer, tokens in enumerate(sweep.T):
         for prompt, token in zip(dev, tokens):
-            dev_by_layer.append(rows.add(prompt, "tv", layer, int(token), decode(token)))
-    best = choose_layer(np.array(dev_by_layer, dtype=float).reshape(-1, len(dev)).mean(axis=1))
+            rows.add(prompt, "tv", layer, int(token), decode(token))
+    best = layer_choice(rows.table()).layer
 
     tokens = patched_sweep(
         lm,
@@ -155,8 +154,8 @@ def add_strict_scores(
         patch = None
         if method == "tv":
             layers = [data["layer"][i] for i in picks]
-            patch = replacing_rows(
-                lm, layers, np.stack([vectors[(p.split, p.index)][layer] for p, layer in zip(chosen, layers)])
+            patch = task_vector_patch(
+                layers, np.stack([vectors[(p.split, p.index)][layer] for p, layer in zip(chosen, layers)])
             )
         ids = greedy_continue(
             lm,
@@ -164,7 +163,7 @@ def add_strict_scores(
             first,
             Continuation(fmt.max_answer_tokens, fmt.separator),
             batch_size,
-            patch=patch,
+            intervention=patch,
             answers=[p.strict_answers for p in chosen],
             progress=progress,
         )
@@ -180,6 +179,59 @@ def add_strict_scores(
 def choose_layer(dev_accuracy_by_layer: Sequence[float]) -> int:
     """The layer with the best dev accuracy; ties go to the earliest."""
     return int(np.argmax(dev_accuracy_by_layer))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChoice:
+    """Where theta is patched on the test queries: the layer of best dev accuracy (ties go to the
+    earliest), with the dev accuracy of theta patched at every layer. Computed once from a results
+    table's dev rows (:func:`layer_choice`), stored with the results by :func:`write_results`, and read
+    from there by every consumer (:func:`read_layer_choice`). ``found`` is False where no layer answers
+    a single dev query: the layer is then the first by the tie rule, not a finding."""
+
+    layer: int
+    dev_accuracy: tuple[float, ...]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.dev_accuracy) and max(self.dev_accuracy) > 0
+
+    @classmethod
+    def of_curve(cls, dev_accuracy_by_layer: Sequence[float]) -> LayerChoice:
+        return cls(choose_layer(dev_accuracy_by_layer), tuple(float(a) for a in dev_accuracy_by_layer))
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "dev_accuracy": list(self.dev_accuracy)}
+
+
+def layer_choice(results: pa.Table) -> LayerChoice:
+    """The layer choice of a results table: theta's dev accuracy at each layer, and the best layer."""
+    split = np.array(results.column("split").to_pylist())
+    method = np.array(results.column("method").to_pylist())
+    layer = np.array(results.column("layer").to_pylist())
+    correct = np.array(results.column("correct").to_pylist(), dtype=bool)
+    dev = (method == "tv") & (split == "dev")
+    if not dev.any():
+        return LayerChoice(0, ())
+    n_layers = int(layer.max()) + 1
+    return LayerChoice.of_curve([float(correct[dev & (layer == i)].mean()) for i in range(n_layers)])
+
+
+def _stored_choice(metadata: dict) -> LayerChoice | None:
+    stored = metadata.get("layer_choice")
+    if stored is None:
+        return None
+    return LayerChoice(int(stored["layer"]), tuple(float(a) for a in stored["dev_accuracy"]))
+
+
+def read_layer_choice(path: str | os.PathLike[str]) -> LayerChoice:
+    """The layer choice stored with a results file (its footer alone is read)."""
+    choice = _stored_choice(store.parquet_metadata(path))
+    if choice is None:
+        raise store.ArtifactError(
+            f"{path} holds no layer choice (made by an older taskvec?)", fix="delete it and make it again"
+        )
+    return choice
 
 
 def token_decoder(lm: LoadedModel) -> Callable[[int], str]:
@@ -221,7 +273,8 @@ class TaskScores:
 
 
 def score(results: pa.Table) -> TaskScores:
-    """Accuracies from a results table; the layer is chosen on dev (ties go to the earliest layer)."""
+    """Accuracies from a results table, at the layer chosen on dev (stored with the table where it was
+    read from a results file; :class:`LayerChoice`)."""
     data = results.to_pydict()
     split = np.array(data["split"])
     method = np.array(data["method"])
@@ -241,9 +294,8 @@ def score(results: pa.Table) -> TaskScores:
     def accuracy(values: np.ndarray, mask: np.ndarray) -> float:
         return float(values[mask].mean()) if mask.any() else float("nan")
 
-    n_layers = int(layer.max()) + 1
-    dev_by_layer = [accuracy(correct, (method == "tv") & (split == "dev") & (layer == i)) for i in range(n_layers)]
-    best = choose_layer(dev_by_layer)
+    choice = _stored_choice(store.parquet_metadata(results)) or layer_choice(results)
+    dev_by_layer, best = list(choice.dev_accuracy), choice.layer
     masks = {
         "baseline": method == "baseline",
         "icl": (method == "icl") & (split == "test"),
@@ -273,10 +325,11 @@ def score(results: pa.Table) -> TaskScores:
 
 
 def write_results(table: pa.Table, path: str | os.PathLike[str], info: RunInfo) -> None:
-    """Write a results table with its run's metadata (the same for the study and `taskvec evaluate`)."""
-    store.write_parquet(table, path, info.to_dict())
+    """Write a results table with its run's metadata and its layer choice (the same for the study and
+    `taskvec evaluate`)."""
+    store.write_parquet(table, path, {**info.to_dict(), "layer_choice": layer_choice(table).to_dict()})
 
 
 def read_results(path: str | os.PathLike[str]) -> tuple[pa.Table, RunInfo]:
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec evaluate` makes it")
+    table = store.read_parquet(path, rebuild_hint="`taskvec evaluate` makes it")
     return table, RunInfo.of_table(table, path)

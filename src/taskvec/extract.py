@@ -93,7 +93,7 @@ def write_activations(table: pa.Table, path: str | os.PathLike[str], info: RunIn
 
 def read_activations(path: str | os.PathLike[str]) -> tuple[dict[tuple[str, int], np.ndarray], RunInfo]:
     """Map (split, index) to that prompt's ``[n_layers, hidden]`` task vectors."""
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec extract` makes it")
+    table = store.read_parquet(path, rebuild_hint="`taskvec extract` makes it")
     info = RunInfo.of_table(table, path)
     n_layers, hidden = info.n_layers, info.hidden_size
     vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, n_layers, hidden)
@@ -139,7 +139,7 @@ def write_icl(table: pa.Table, path: str | os.PathLike[str], info: RunInfo) -> N
 
 
 def read_icl(path: str | os.PathLike[str]) -> tuple[IclOutputs, RunInfo]:
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec extract --icl-out` makes it")
+    table = store.read_parquet(path, rebuild_hint="`taskvec extract --icl-out` makes it")
     info = RunInfo.of_table(table, path)
     keys = list(zip(table.column("split").to_pylist(), table.column("index").to_pylist()))
     tokens = dict(zip(keys, table.column("token_id").to_pylist()))

@@ -23,8 +23,8 @@ from taskvec.forward.batching import batches, encode
 from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import patched_sweep
 from taskvec.heads import attention_heads, head_patch_scan, head_vectors, mean_head_outputs
-from taskvec.hooks import to_device
 from taskvec.hooks.capture import capture_last_token
+from taskvec.hooks.intervention import Intervention, intervene
 from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat
@@ -134,40 +134,36 @@ def add_sweep(
     return patched_sweep(lm, texts, states + vector[None, None, :], layers, batch_size, progress)
 
 
-@dataclasses.dataclass(frozen=True)
-class Patch:
-    """One change to block ``layer``'s output at the last token: ``vectors`` (``[hidden]``, the same
-    for every text, or ``[n_texts, hidden]``) replace it, or with ``add`` are added to it. With
-    ``log_probs`` the next token's whole log-distribution is kept, not only its top token."""
-
-    layer: int
-    vectors: np.ndarray
-    add: bool = False
-    log_probs: bool = False
-
-
 @dataclasses.dataclass
 class Variants:
-    """Next-token predictions after each text, unpatched (``plain``) and under each patch."""
+    """Next-token predictions after each text, unpatched (``plain``) and under each intervention."""
 
     plain: np.ndarray  # [n_texts] token ids
-    tokens: list[np.ndarray]  # per patch, [n_texts] token ids
-    log_probs: list[np.ndarray | None]  # per patch, [n_texts, vocab] where it asked for them
+    tokens: list[np.ndarray]  # per intervention, [n_texts] token ids
+    log_probs: list[np.ndarray | None]  # per intervention, [n_texts, vocab] where it was asked for
 
 
 @torch.inference_mode()
 def next_token_variants(
-    lm: LoadedModel, texts: Sequence[str], patches: Sequence[Patch], batch_size: int = 16
+    lm: LoadedModel,
+    texts: Sequence[str],
+    interventions: Sequence[Intervention],
+    batch_size: int = 16,
+    log_probs: Sequence[int] = (),
 ) -> Variants:
-    """Next-token predictions after each text, unpatched and under each of ``patches``, sharing the
-    work: each text's tokens but the last run once (KV cache); the last token then runs unpatched
-    (recording every block's output) and once per patch from block ``layer + 1`` up, fed the patched
-    stream, on a copy of the same cache."""
+    """Next-token predictions after each text, unpatched and under each of ``interventions`` (their
+    rows are the texts), sharing the work: each text's tokens but the last run once (KV cache); the
+    last token then runs unpatched (recording every block's output) and once per intervention on a
+    copy of the same cache: for one layer's block output, from block ``layer + 1`` up, fed the
+    patched stream; otherwise through every block under the intervention (at every position, the
+    whole text runs under it). For the interventions whose indices are in ``log_probs``, the next
+    token's whole log-distribution is kept, not only its top token."""
     arch = describe(lm.model)
     vocab = arch.unembedding.weight.shape[0]
+    interventions = [intervention.to(lm.device) for intervention in interventions]
     plain = np.zeros(len(texts), dtype=np.int64)
-    tokens = [np.zeros(len(texts), dtype=np.int64) for _ in patches]
-    log_probs = [np.zeros((len(texts), vocab), dtype=np.float32) if p.log_probs else None for p in patches]
+    tokens = [np.zeros(len(texts), dtype=np.int64) for _ in interventions]
+    kept = [np.zeros((len(texts), vocab), dtype=np.float32) if i in log_probs else None for i in range(len(tokens))]
     for rows in batches(texts, batch_size):
         batch = encode(lm, [texts[i] for i in rows])
         prefix = None
@@ -178,18 +174,28 @@ def next_token_variants(
                 **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
             ).logits
         plain[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
-        for index, patch in enumerate(patches):
-            values = patch.vectors if patch.vectors.ndim == 1 else patch.vectors[rows]
-            values = to_device(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), lm.device)
-            fed = states[patch.layer] + values.to(states[patch.layer].dtype) if patch.add else values
-            with start_at_layer(arch.layers, arch.final_norm, patch.layer + 1, fed.expand_as(states[patch.layer])):
-                logits = lm.model(
-                    **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
-                ).logits[:, -1, :]
+        for index, intervention in enumerate(interventions):
+            under = intervention.select(rows)
+            if under.positions == "all":
+                with intervene(arch, under):
+                    logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
+            elif under.site == "block_output" and not under.layers.ndim:
+                layer = int(under.layers)
+                values = under.vectors.to(states[layer].dtype)
+                fed = states[layer] + values if under.operation == "add" else values
+                with start_at_layer(arch.layers, arch.final_norm, layer + 1, fed.expand_as(states[layer])):
+                    logits = lm.model(
+                        **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+                    ).logits[:, -1, :]
+            else:
+                with intervene(arch, under):
+                    logits = lm.model(
+                        **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+                    ).logits[:, -1, :]
             tokens[index][rows] = logits.argmax(dim=-1).cpu().numpy()
-            if patch.log_probs:
-                log_probs[index][rows] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-    return Variants(plain, tokens, log_probs)
+            if kept[index] is not None:
+                kept[index][rows] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+    return Variants(plain, tokens, kept)
 
 
 def plain_and_added_next_tokens(
@@ -197,5 +203,6 @@ def plain_and_added_next_tokens(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Next-token prediction after each text, unpatched (``[n_texts]`` token ids) and with each of
     ``vectors`` (``[hidden]``) added after block ``layer`` at the last token (one array per vector)."""
-    variants = next_token_variants(lm, texts, [Patch(layer, v, add=True) for v in vectors], batch_size)
+    added = [Intervention(layer, v, operation="add") for v in vectors]
+    variants = next_token_variants(lm, texts, added, batch_size)
     return variants.plain, variants.tokens

@@ -26,26 +26,9 @@ from taskvec.errors import UnsupportedArchitecture
 from taskvec.forward.batching import batches, encode
 from taskvec.forward.patched import SWEEP_BALANCE_ROWS, sweep_plan, unembedding_blocks
 from taskvec.hooks import to_device
+from taskvec.hooks.intervention import Intervention, intervene, projection_input
 from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
-
-# Where each architecture's attention output projection sits inside a decoder block.
-ATTENTION_OUTPUT = {
-    "llama": "self_attn.o_proj",
-    "mistral": "self_attn.o_proj",
-    "qwen2": "self_attn.o_proj",
-    "qwen3": "self_attn.o_proj",
-    "gemma": "self_attn.o_proj",
-    "gemma2": "self_attn.o_proj",
-    "gemma3_text": "self_attn.o_proj",
-    "gpt_neox": "attention.dense",
-    "gptj": "attn.out_proj",
-    "gpt2": "attn.c_proj",
-}
-
-# Architectures whose attention output is normalised before it joins the residual stream (Gemma 2 and
-# 3): the norm inside the block that the projection's output goes through.
-ATTENTION_OUTPUT_NORM = {"gemma2": "post_attention_layernorm", "gemma3_text": "post_attention_layernorm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +47,7 @@ class Heads:
 
 def attention_heads(lm: LoadedModel) -> Heads:
     arch = describe(lm.model)
-    path = ATTENTION_OUTPUT.get(arch.model_type)
-    if path is None:  # pragma: no cover - every described architecture has an entry (tested)
-        raise UnsupportedArchitecture(f"no attention output projection known for {arch.model_type!r}")
-    projections = [operator.attrgetter(path)(layer) for layer in arch.layers]
+    projections = arch.site_modules("head")
     config = lm.model.config
     n_heads = int(getattr(config, "num_attention_heads", None) or config.n_head)
     first = projections[0]
@@ -76,18 +56,9 @@ def attention_heads(lm: LoadedModel) -> Heads:
         raise UnsupportedArchitecture(
             f"the attention output of {arch.model_type!r} ({width} wide) does not split into {n_heads} heads"
         )
-    norm_path = ATTENTION_OUTPUT_NORM.get(arch.model_type)
+    norm_path = arch.adapter.attention_output_norm
     norms = [operator.attrgetter(norm_path)(layer) for layer in arch.layers] if norm_path else None
     return Heads(projections, n_heads, width // n_heads, norms)
-
-
-def _projection_input(args, kwargs) -> tuple[torch.Tensor, str | None]:
-    """The projection's input and, where it came by keyword (``input`` for Linear, ``x`` for Conv1D),
-    its name."""
-    if args:
-        return args[0], None
-    (name, value), *_ = kwargs.items()
-    return value, name
 
 
 @contextlib.contextmanager
@@ -97,7 +68,7 @@ def capture_head_outputs(heads: Heads) -> Iterator[list[torch.Tensor | None]]:
 
     def make_hook(index: int):
         def hook(module, args, kwargs):
-            z = _projection_input(args, kwargs)[0][:, -1, :]
+            z = projection_input(args, kwargs)[0][:, -1, :]
             outputs[index] = z.detach().reshape(z.shape[0], heads.n_heads, heads.head_dim).clone()
 
         return hook
@@ -105,39 +76,6 @@ def capture_head_outputs(heads: Heads) -> Iterator[list[torch.Tensor | None]]:
     handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(heads.projections)]
     try:
         yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextlib.contextmanager
-def replace_head_output(
-    heads: Heads, layer_of_row: torch.Tensor, head_of_row: torch.Tensor, values: torch.Tensor
-) -> Iterator[None]:
-    """Replace head ``head_of_row[b]`` of block ``layer_of_row[b]`` at the last position with
-    ``values[b]`` (``[batch, head_dim]``); a row whose layer is -1 is left untouched."""
-    layer_of_row, head_of_row = layer_of_row.cpu(), head_of_row.cpu()
-
-    def make_hook(index: int):
-        rows = torch.nonzero(layer_of_row == index).flatten()
-        columns = (head_of_row[rows, None] * heads.head_dim + torch.arange(heads.head_dim)).to(values.device)
-        rows_on_device = to_device(rows, values.device)
-        patch = values[rows_on_device]
-
-        def hook(module, args, kwargs):
-            z, name = _projection_input(args, kwargs)
-            z = z.clone()
-            z[rows_on_device[:, None], -1, columns] = patch.to(z.dtype)
-            if name is None:
-                return (z, *args[1:]), kwargs
-            return args, {**kwargs, name: z}
-
-        return hook
-
-    present = sorted(set(layer_of_row.tolist()) - {-1})
-    handles = [heads.projections[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in present]
-    try:
-        yield
     finally:
         for handle in handles:
             handle.remove()
@@ -264,7 +202,7 @@ def head_patch_scan(
                     cache.batch_repeat_interleave(per_text)
                 last = {name: t.repeat_interleave(per_text, dim=0) for name, t in batch.inputs(-1).items()}
                 with (
-                    replace_head_output(heads, layer_of_row, head_of_row, values),
+                    intervene(arch, Intervention(layer_of_row, values, site="head", heads=head_of_row)),
                     start_at_layer(arch.layers, arch.final_norm, start, feed),
                 ):
                     logits = lm.model(**last, cache=cache, use_cache=cache is not None, logits_to_keep=1).logits
@@ -280,6 +218,7 @@ def head_patch_scan_naive(
     lm: LoadedModel, texts: Sequence[str], targets: Sequence[int], head_outputs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reference for :func:`head_patch_scan`: a whole forward of every text for every head."""
+    arch = describe(lm.model)
     heads = attention_heads(lm)
     values_all = torch.from_numpy(np.ascontiguousarray(head_outputs, dtype=np.float32))
     patched = np.zeros((len(texts), heads.n_layers, heads.n_heads), dtype=np.float32)
@@ -292,7 +231,8 @@ def head_patch_scan_naive(
         for layer in range(heads.n_layers):
             for head in range(heads.n_heads):
                 value = values_all[layer, head][None].to(lm.device)
-                with replace_head_output(heads, torch.tensor([layer]), torch.tensor([head]), value):
+                patch = Intervention(torch.tensor([layer]), value, site="head", heads=torch.tensor([head]))
+                with intervene(arch, patch):
                     logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
                 patched[i, layer, head] = float(_target_probability(logits, target)[0])
     return clean, patched

@@ -270,10 +270,7 @@ def load_tokenizer(model_dir: str | os.PathLike[str]):
 
 
 def _rebuild_model(model_dir: Path) -> str:
-    return (
-        f"delete {model_dir} and make it again: `make reproduce` in a study (step convert_model), or "
-        "`taskvec convert-model` for that model"
-    )
+    return f"delete {model_dir} and make it again with `taskvec convert-model`"
 
 
 def check_weights(model_dir: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.errors import ConfigError
 from taskvec.tasks import Pair
 from taskvec.tasks.base import TaskInfo, TaskRules, read_pairs, read_task_info
 
@@ -294,13 +295,13 @@ class RunInfo:
         if "model_name" not in data:
             raise store.ArtifactError(
                 f"{path} lacks taskvec's run metadata (made by an older taskvec?)",
-                fix="delete it and make it again (`make reproduce` in a study)",
+                fix="delete it and make it again",
             )
         return cls.from_dict(data)
 
 
 def read_prompts(path: str | os.PathLike[str]) -> tuple[list[Prompt], RunInfo]:
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec make-prompts` makes it")
+    table = store.read_parquet(path, rebuild_hint="`taskvec make-prompts` makes it")
     prompts = [
         Prompt(
             row["split"],
@@ -328,9 +329,11 @@ def build_prompts(
     try:
         prompts = sample_prompts(usable, sizes, seed)
     except ValueError as error:
-        raise ValueError(
+        raise ConfigError(
             f"task {task.name} ({task_file}), after keeping the pairs whose answers this "
-            f"model's tokenizer can score: {error} (sizes.k and sizes.dummies in params.yaml)"
+            f"model's tokenizer can score: {error}",
+            "lower k or the number of dummies (--k, --n-dummies), or give the task more pairs",
+            "sizes.k and sizes.dummies in params.yaml",
         ) from None
     info = RunInfo(model_name, task, seed, fmt, sizes, len(pairs), len(usable), rendering)
     log.info(

@@ -62,14 +62,14 @@ def write_parquet(
         pq.write_table(table, tmp, **settings)
 
 
-STUDY_REBUILD = "`make reproduce` remakes a study's missing files (and what depends on them)"
+REBUILD = "make it again with the step that wrote it"
 
 
 def read_parquet(path: str | os.PathLike[str], rebuild_hint: str = "") -> pa.Table:
     """Read a Parquet artifact, turning low-level errors into a message that names the file and how
     to make it again."""
     path = Path(path)
-    hint = f"{STUDY_REBUILD}; {rebuild_hint}" if rebuild_hint else STUDY_REBUILD
+    hint = rebuild_hint or REBUILD
     if not path.exists():
         raise ArtifactError(f"{path} does not exist", fix=hint)
     try:

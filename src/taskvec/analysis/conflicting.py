@@ -11,7 +11,6 @@ full, since they are scored against B's answers too.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -19,20 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from taskvec import store
 from taskvec.analysis.pairs import PAIRS, conflict_summary
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.evaluate import read_results, score
+from taskvec.evaluate import read_layer_choice, read_results
 from taskvec.extract import read_activations
 from taskvec.forward.batching import with_batch_backoff
 from taskvec.forward.generate import Continuation, greedy_continue
-from taskvec.forward.patched import patched_next_tokens, replacing_rows
+from taskvec.forward.patched import patched_next_tokens, task_vector_patch
+from taskvec.loader import Run, task_runs
 from taskvec.models import LoadedModel
-from taskvec.prompts import RunInfo, read_prompts
+from taskvec.prompts import read_prompts
 from taskvec.scoring import first_token_correct, strict_correct
-from taskvec.tasks.base import read_pairs, read_task_info
+from taskvec.tasks.base import read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -60,56 +59,7 @@ SCHEMA = pa.schema(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskFiles:
-    """One task's files on one model's sampling of the splits: its pairs, prompts, activations, results."""
-
-    pairs: Path
-    prompts: Path
-    activations: Path
-    results: Path
-
-
-def _run_info(path: Path) -> RunInfo:
-    """The metadata of a prompts, activations or results file, from its footer alone (the data is read
-    once, later, by the pair that needs it)."""
-    try:
-        footer = pq.read_schema(path).empty_table()
-    except (OSError, pa.ArrowException):
-        store.read_parquet(path)  # raises, naming the file and how to make it again
-        raise
-    return RunInfo.of_table(footer, path)
-
-
-def match_files(
-    pairs: Sequence[Path], prompts: Sequence[Path], activations: Sequence[Path], results: Sequence[Path]
-) -> tuple[dict[str, TaskFiles], str, dict[str, int]]:
-    """Each task's files, matched by the task their metadata names (the order and the paths do not
-    matter), with the model's name (one for all) and each task's split seed (one per task)."""
-    tasks = {read_task_info(path).name: Path(path) for path in pairs}
-    runs: dict[str, dict[str, Path]] = {}
-    models, seeds = set(), {}
-    for step, paths in (("prompts", prompts), ("activations", activations), ("results", results)):
-        for path in paths:
-            info = _run_info(path)
-            models.add(info.model_name)
-            if seeds.setdefault(info.task.name, info.seed) != info.seed:
-                raise ValueError(
-                    f"{path} is of split seed {info.seed}, the other files of {info.task.name} of "
-                    f"seed {seeds[info.task.name]}; give the files of one sampling"
-                )
-            runs.setdefault(info.task.name, {})[step] = Path(path)
-    if len(models) != 1:
-        raise ValueError(f"the files given belong to several models ({sorted(models)}); give one model's files")
-    complete = {
-        name: TaskFiles(tasks[name], **files) for name, files in runs.items() if name in tasks and len(files) == 3
-    }
-    return complete, models.pop(), seeds
-
-
-def conflict_pair(
-    lm: LoadedModel, a: TaskFiles, b: TaskFiles, task_a: str, task_b: str, batch_size: int = 16
-) -> pa.Table:
+def conflict_pair(lm: LoadedModel, a: Run, b: Run, task_a: str, task_b: str, batch_size: int = 16) -> pa.Table:
     """One row per test prompt of A: ICL and ICL + theta_B predictions, scored against A and B."""
     prompts_a, info_a = read_prompts(a.prompts)
     fmt = info_a.format
@@ -122,8 +72,8 @@ def conflict_pair(
         )
         if split == "test" and method == "icl"
     }
-    results_b, info_b = read_results(b.results)
-    layer_b = score(results_b).best_layer
+    info_b = read_results(b.results)[1]
+    layer_b = read_layer_choice(b.results).layer
     rule_b = info_b.task.rules.scoring
     rule_a = info_a.task.rules.scoring
     vectors_b, _ = read_activations(b.activations)
@@ -141,10 +91,9 @@ def conflict_pair(
         # Whole generations, scored against both tasks' answers (the results file's ICL generations
         # stop once they cannot become one of A's answers).
         unpatched = greedy_continue(lm, texts, [icl[p.index][1] for p in test_a], until, size)
-        first = patched_next_tokens(lm, texts, layers, patches, size)
-        return unpatched, greedy_continue(
-            lm, texts, first.tolist(), until, size, patch=replacing_rows(lm, layers, patches)
-        )
+        patch = task_vector_patch(layers, patches)
+        first = patched_next_tokens(lm, texts, patch, size)
+        return unpatched, greedy_continue(lm, texts, first.tolist(), until, size, intervention=patch)
 
     (icl_generations, generations), _ = with_batch_backoff(
         runs, batch_size, f"the passes of {task_a} with and without theta of {task_b}"
@@ -195,7 +144,7 @@ def conflicting_tasks_file(
     unknown = [pair for pair in pairs if pair not in PAIRS]
     if unknown or not pairs:
         raise ValueError(f"conflicting-task pairs must be among the paper's: {PAIRS}; got {list(pairs)}")
-    files, model, seeds = match_files(pairs_files, prompts, activations, results)
+    files, model, seeds = task_runs(pairs_files, prompts, activations, results)
     missing = sorted({task for pair in pairs for task in pair} - set(files))
     if missing:
         raise ValueError(

@@ -8,9 +8,9 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from taskvec.analysis.conflicting import match_files
 from taskvec.errors import ConfigError
-from taskvec.evaluate import read_results, score
+from taskvec.evaluate import read_layer_choice
+from taskvec.loader import task_runs
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, RunInfo, UsablePair, apply_rules, read_prompts
 from taskvec.tasks.base import read_pairs
@@ -33,7 +33,7 @@ class StudyTask:
 
 @dataclasses.dataclass(frozen=True)
 class StudyFiles:
-    """The files of every task given whose pairs, prompts, activations and results files all came."""
+    """One model's files of one sampling per task (found by :func:`taskvec.loader.task_runs`)."""
 
     model: str
     seeds: dict[str, int]
@@ -43,9 +43,7 @@ class StudyFiles:
     def match(
         cls, pairs: Sequence[Path], prompts: Sequence[Path], activations: Sequence[Path], results: Sequence[Path]
     ) -> StudyFiles:
-        files, model, seeds = match_files(pairs, prompts, activations, results)
-        if not files:
-            raise ConfigError("no task has its pairs, prompts, activations and results files all given")
+        files, model, seeds = task_runs(pairs, prompts, activations, results)
         return cls(model, seeds, files)
 
     def tasks(self, lm: LoadedModel) -> Iterator[StudyTask]:
@@ -58,7 +56,8 @@ class StudyFiles:
                 raise ConfigError(
                     f"{task}: the prompts file was written {'with' if info.leading_space else 'without'} a leading "
                     "space, but this model's tokenizer now chooses otherwise: the prompts belong to another tokenizer",
+                    "make the prompts again with this model's tokenizer (`taskvec make-prompts`)",
                     "`make reproduce` remakes the prompts",
                 )
-            layer = score(read_results(self.files[task].results)[0]).best_layer
+            layer = read_layer_choice(self.files[task].results).layer
             yield StudyTask(task, prompts, info, usable, layer)

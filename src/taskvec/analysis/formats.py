@@ -42,7 +42,8 @@ from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
 from taskvec.evaluate import token_decoder
 from taskvec.extract import task_vectors_and_icl
-from taskvec.function_vectors import Patch, next_token_variants
+from taskvec.function_vectors import next_token_variants
+from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, is_one_token
 from taskvec.scoring import first_token_correct
@@ -206,7 +207,7 @@ def formats_task(
         add(f, "", "icl", NO_LAYER, icl)
     for target in formats:
         queries = [target.query.format(x=p.query) for p in written[target.name]]
-        variants = next_token_variants(lm, queries, [Patch(layer, thetas[f.name]) for f in formats], batch_size)
+        variants = next_token_variants(lm, queries, [Intervention(layer, thetas[f.name]) for f in formats], batch_size)
         add(target, "", "bare", NO_LAYER, variants.plain)
         for source, tokens in zip(formats, variants.tokens, strict=True):
             add(target, source.name, "tv", layer, tokens)
@@ -245,7 +246,7 @@ def formats_file(
     if len(set(names)) != len(names):
         raise ConfigError(f"format names repeat: {names}", "give each format its own name")
     if not formats:
-        raise ConfigError("no prompt format given", "list at least one under travel.formats in params.yaml")
+        raise ConfigError("no prompt format given", "give at least one format", "travel.formats in params.yaml")
     study = StudyFiles.match(pairs_files, prompts, activations, results)
     lm = compute.load(model_dir)
     tables, layers, examples, study_formats = [], {}, {}, set()

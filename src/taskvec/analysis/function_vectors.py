@@ -33,14 +33,12 @@ import pyarrow as pa
 import torch
 
 from taskvec import store
-from taskvec.analysis.conflicting import match_files
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.evaluate import choose_layer, read_results, score, token_decoder
+from taskvec.evaluate import choose_layer, read_layer_choice, token_decoder
 from taskvec.extract import read_activations
 from taskvec.forward.batching import batches, encode
 from taskvec.function_vectors import (
-    Patch,
     add_sweep,
     default_head_count,
     function_vector,
@@ -51,6 +49,8 @@ from taskvec.function_vectors import (
     top_heads,
 )
 from taskvec.heads import attention_heads
+from taskvec.hooks.intervention import Intervention
+from taskvec.loader import task_runs
 from taskvec.models import LoadedModel
 from taskvec.prompts import read_prompts
 from taskvec.scoring import first_token_correct
@@ -156,7 +156,7 @@ def function_vectors_file(
 ) -> None:
     """Run the comparison for one model over every task given (files matched by their metadata) and
     write the predictions (``out``) and every head's effect per task (``heads_out``)."""
-    files, model, seeds = match_files(pairs_files, prompts, activations, results)
+    files, model, seeds = task_runs(pairs_files, prompts, activations, results)
     if len(files) < 2:
         raise ValueError(
             "function vectors need the files of at least two tasks (the universal heads and the other-task "
@@ -170,8 +170,7 @@ def function_vectors_file(
     for task in tasks:
         task_prompts, info = read_prompts(files[task].prompts)
         thetas, _ = read_activations(files[task].activations)
-        table, _ = read_results(files[task].results)
-        loaded[task] = (task_prompts, info, thetas, score(table).best_layer)
+        loaded[task] = (task_prompts, info, thetas, read_layer_choice(files[task].results).layer)
 
     start = time.perf_counter()
     effects, head_columns = {}, {name: [] for name in HEAD_SCHEMA.names}
@@ -227,12 +226,15 @@ def function_vectors_file(
         counts = [c for c in HEAD_CURVE if c <= universal.size and c != n]
         means = effects[task].means
         patches = [
-            Patch(tv_layer, theta, log_probs=True),
-            Patch(fv_layer, fv, add=True, log_probs=True),
-            *(Patch(tv_layer, vectors) for vectors in controls.values()),
-            *(Patch(fv_layer, function_vector(lm, means, top_heads(universal, c)), add=True) for c in counts),
+            Intervention(tv_layer, theta),
+            Intervention(fv_layer, fv, operation="add"),
+            *(Intervention(tv_layer, vectors) for vectors in controls.values()),
+            *(
+                Intervention(fv_layer, function_vector(lm, means, top_heads(universal, c)), operation="add")
+                for c in counts
+            ),
         ]
-        variants = next_token_variants(lm, test_queries, patches, batch_size)
+        variants = next_token_variants(lm, test_queries, patches, batch_size, log_probs=(0, 1))
         (tv_tokens, fv_tokens, *control_tokens), curve_tokens = variants.tokens[:5], variants.tokens[5:]
         tv_log, fv_log = variants.log_probs[:2]
         rows.add(test, "tv", tv_layer, tv_tokens, gap=distribution_gap(icl_log, tv_log))

@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from taskvec import store
 from taskvec.analysis import one_model
-from taskvec.evaluate import score
+from taskvec.evaluate import read_layer_choice
 from taskvec.extract import read_activations
+from taskvec.loader import match_runs
 
 TSNE_SEED = 0
 HISTOGRAM_BINS = 40
@@ -26,7 +27,7 @@ HISTOGRAM_BINS = 40
 
 def common_layer(results_files: Sequence[Path]) -> int:
     """The layer with the best mean dev accuracy over the tasks (ties go to the earliest)."""
-    curves = [score(store.read_parquet(path)).dev_by_layer for path in results_files]
+    curves = [read_layer_choice(path).dev_accuracy for path in results_files]
     return int(np.argmax(np.mean(curves, axis=0)))
 
 
@@ -94,11 +95,12 @@ def robustness_file(
     """t-SNE coordinates of every dev and test theta at the common layer, within/across-task
     distance histograms, and how well theta identifies its task; written as one Parquet file with
     the summary in its metadata."""
-    layer = common_layer([Path(p) for p in results_files])
+    runs = match_runs({"activations": activations_files, "results": results_files}, one_sampling_per_task=True)
+    layer = common_layer([run.results for run in runs])
     vectors, labels, splits = [], [], []
     models = set()
-    for path in activations_files:
-        by_prompt, info = read_activations(path)
+    for run in runs:
+        by_prompt, info = read_activations(run.activations)
         models.add(info.model_name)
         for (split, _), theta in sorted(by_prompt.items()):
             vectors.append(theta[layer])

@@ -36,7 +36,8 @@ from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
 from taskvec.evaluate import token_decoder
 from taskvec.extract import task_vectors, task_vectors_and_icl
-from taskvec.function_vectors import Patch, next_token_variants
+from taskvec.function_vectors import next_token_variants
+from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, UsablePair
 from taskvec.scoring import first_token_correct
@@ -80,7 +81,8 @@ def nested_demonstrations(
         raise ConfigError(
             f"k = {k_max} needs {more} more demonstrations than the study's prompt has, but only {len(pool)} of "
             "the task's usable pairs are free of its query, dummy queries and demonstrations",
-            "lower the largest of travel.ks in params.yaml",
+            "lower the largest k",
+            "travel.ks in params.yaml",
         )
     rng = random.Random(f"travel-k:{seed}:{prompt.index}")
     return own + tuple(rng.sample(list(pool), more))
@@ -96,7 +98,8 @@ def demonstration_sets(
         raise ConfigError(
             f"a demonstration set needs {k} pairs, but only {len(pool)} of the task's usable pairs are free of "
             "the prompt's query, dummy queries and demonstrations",
-            "lower travel.contexts in params.yaml",
+            "lower the number of demonstration sets",
+            "travel.contexts in params.yaml",
         )
     rng = random.Random(f"travel-contexts:{seed}:{prompt.index}")
     return [tuple(prompt.demonstrations)] + [tuple(rng.sample(list(pool), k)) for _ in range(m_max - 1)]
@@ -149,7 +152,7 @@ def travel_task(
             thetas.append(theta[:, layer])
             if k == own_k:
                 own_theta = thetas[-1]
-        variants = next_token_variants(lm, queries, [Patch(layer, theta) for theta in thetas], batch_size)
+        variants = next_token_variants(lm, queries, [Intervention(layer, theta) for theta in thetas], batch_size)
         for k, tokens in zip(ks, variants.tokens, strict=True):
             rows.add("k", k, test, "tv", layer, tokens)
 
@@ -163,7 +166,7 @@ def travel_task(
             prompts = [dataclasses.replace(p, demonstrations=s[j]) for p, s in zip(test, sets)]
             per_set.append(task_vectors(lm, prompts, fmt, batch_size)[:, layer])
         cumulative = np.cumsum(per_set, axis=0) / np.arange(1, len(per_set) + 1)[:, None, None]
-        patches = [Patch(layer, cumulative[m - 1]) for m in contexts]
+        patches = [Intervention(layer, cumulative[m - 1]) for m in contexts]
         variants = next_token_variants(lm, queries, patches, batch_size)
         for m, tokens in zip(contexts, variants.tokens, strict=True):
             rows.add("contexts", m, test, "tv", layer, tokens)

@@ -22,9 +22,10 @@ import torch
 from taskvec import store
 from taskvec.analysis import one_model
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.evaluate import score
+from taskvec.evaluate import read_layer_choice
 from taskvec.extract import read_activations
 from taskvec.forward.readout import read_out
+from taskvec.loader import match_runs
 from taskvec.models import LoadedModel
 from taskvec.prompts import first_token_id, read_prompts
 
@@ -114,13 +115,18 @@ def vocabulary_file(
     top: dict[str, dict[str, list[str]]] = {"chosen": {}, "last": {}}
     layers: dict[str, dict[str, int]] = {"chosen": {}, "last": {}}
     answers: dict[str, set[int]] = {}
-    for activations, results, prompts in zip(activations_files, results_files, prompts_files, strict=True):
+    runs = match_runs(
+        {"activations": activations_files, "results": results_files, "prompts": prompts_files},
+        one_sampling_per_task=True,
+    )
+    for run in runs:
+        activations, results, prompts = run.activations, run.results, run.prompts
         by_prompt, info = read_activations(activations)
         task = info.task.name
         models.add(info.model_name)
         answers[task] = answer_tokens(lm, prompts)
         answer_texts = {normalized(lm.tokenizer.decode([i])) for i in answers[task]}
-        chosen = score(store.read_parquet(results)).best_layer
+        chosen = read_layer_choice(results).layer
         for kind, layer in (("chosen", chosen), ("last", int(info.n_layers) - 1)):
             mean = np.mean([theta[layer] for theta in by_prompt.values()], axis=0)
             ranked = top_tokens(lm, mean)

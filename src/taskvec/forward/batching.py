@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from taskvec.errors import OutOfMemory
 from taskvec.hooks import to_device
 from taskvec.models import LoadedModel
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_SIZE_SETTING = "compute.batch_size in params.yaml (--batch-size on the command line)"
+BATCH_SIZE_SETTING = "the batch size (--batch-size; compute.batch_size in a study)"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -50,10 +51,9 @@ def with_batch_backoff(run: Callable[[int], T], batch_size: int, what: str) -> t
             if not is_out_of_memory(error):
                 raise
             if batch_size <= 1:
-                raise MemoryError(
+                raise OutOfMemory(
                     f"out of accelerator memory on {what} even at batch size 1: the model does not fit this "
-                    f"device with these prompts; use a smaller model, a smaller compute.dtype (bfloat16 rather "
-                    f"than float32), or the CPU (compute.device cpu). ({error})"
+                    f"device with these prompts ({error})"
                 ) from error
             smaller = max(1, batch_size // 2)
             log.warning(

@@ -1,17 +1,18 @@
 """Greedy generation for the strict metric: where it stops, decoding on a KV cache, and generation
-after whole texts (patched by the caller's intervention, if any)."""
+after whole texts (under the caller's intervention, if any)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 
 import torch
 
 from taskvec.answers import answer_ended
+from taskvec.architectures import describe
 from taskvec.forward.batching import batches, encode, progress_bar
+from taskvec.hooks.intervention import Intervention, intervene
 from taskvec.models import LoadedModel
 
 
@@ -44,12 +45,16 @@ def continue_on_cache(
     generated: list[list[int]],
     until: Continuation,
     answers: Sequence[Sequence[str]] | None = None,
+    intervention: Intervention | None = None,
 ) -> None:
     """Greedy decoding on ``cache`` (one row per list in ``generated``, each holding at least the first
     generated token), appending to the lists in place. ``mask`` covers the cached positions and
     ``last_positions`` is each row's position of its last cached token (``[rows, 1]``). Rows that
     finish leave the batch (their cache rows are dropped), so the passes shrink as answers end.
-    ``answers`` (per row) lets a row stop once it cannot become a valid answer."""
+    ``answers`` (per row) lets a row stop once it cannot become a valid answer. ``intervention`` (its
+    rows are the lists of ``generated``) applies to each fed-back token (positions ``all`` and
+    ``generated``)."""
+    arch = describe(lm.model) if intervention is not None else None
 
     def done(i: int) -> bool:
         return until.finished(lm, generated[i], answers[i] if answers is not None else None)
@@ -64,14 +69,16 @@ def continue_on_cache(
         tokens = torch.tensor([[generated[i][-1]] for i in active], dtype=torch.long, device=lm.device)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         last_positions = last_positions + 1
-        out = lm.model(
-            input_ids=tokens,
-            attention_mask=mask,
-            position_ids=last_positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        step = contextlib.nullcontext() if arch is None else intervene(arch, intervention.select(active))
+        with step:
+            out = lm.model(
+                input_ids=tokens,
+                attention_mask=mask,
+                position_ids=last_positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         cache = out.cache
         for i, token in zip(active, out.logits[:, -1, :].argmax(dim=-1).tolist()):
             generated[i].append(int(token))
@@ -91,16 +98,17 @@ def greedy_continue(
     first_tokens: Sequence[int],
     until: Continuation,
     batch_size: int = 16,
-    patch: Callable[[Sequence[int]], AbstractContextManager] | None = None,
+    intervention: Intervention | None = None,
     answers: Sequence[Sequence[str]] | None = None,
     progress: bool = False,
 ) -> list[list[int]]:
     """Greedy generation after each text that starts from the given first token: ``first_tokens[i]``
     and what follows it, until ``until`` says stop. Returns the generated token ids per text.
 
-    With ``patch`` (rows of ``texts`` -> the intervention on them, e.g.
-    :func:`taskvec.forward.patched.replacing_rows`), the texts run under it (the task-vector patch);
-    the generated tokens then follow on the patched cache, unpatched themselves. Starting from the
+    With ``intervention`` (its rows are the texts; e.g. the task vector's,
+    :func:`taskvec.forward.patched.task_vector_patch`), the texts run under it; the generated tokens
+    then follow on the patched cache, unpatched themselves unless its positions are ``all`` or
+    ``generated``. Starting from the
     first token that the study already predicted keeps the strict metric and the first-token metric
     about the same prediction. Given each text's valid ``answers``, a generation stops once it cannot
     become one of them.
@@ -109,6 +117,9 @@ def greedy_continue(
     def answers_of(rows: Sequence[int]) -> list[Sequence[str]] | None:
         return None if answers is None else [answers[row] for row in rows]
 
+    arch = describe(lm.model) if intervention is not None else None
+    if intervention is not None:
+        intervention = intervention.to(lm.device)
     generated: list[list[int]] = [[int(token)] for token in first_tokens]
     with progress_bar(len(texts), "generate", progress) as bar:
         for rows in batches(texts, batch_size):
@@ -119,7 +130,8 @@ def greedy_continue(
             ]
             if open_rows:
                 batch = encode(lm, [texts[row] for row in open_rows])
-                with patch(open_rows) if patch is not None else contextlib.nullcontext():
+                under = None if intervention is None else intervention.select(open_rows)
+                with contextlib.nullcontext() if under is None else intervene(arch, under):
                     cache = lm.model.base_model(**batch.inputs(), use_cache=True).cache
                 continue_on_cache(
                     lm,
@@ -129,6 +141,7 @@ def greedy_continue(
                     [generated[row] for row in open_rows],
                     until,
                     answers_of(open_rows),
+                    under if under is not None and under.positions in ("all", "generated") else None,
                 )
             bar.update(len(rows))
     return generated

@@ -1,12 +1,10 @@
-"""Patched forward passes: next tokens with a vector replacing a block's output at the last position,
-the layer sweep (one prefix pass, then the last token from each patched layer up) and its pass plan,
-and the replacement that patched generation runs under."""
+"""Patched forward passes: next tokens under an intervention (:class:`taskvec.hooks.intervention.Intervention`),
+and the layer sweep (one prefix pass, then the last token from each patched layer up) and its pass plan."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -14,7 +12,8 @@ import torch
 from taskvec.architectures import describe
 from taskvec.forward.batching import Batch, HostCopies, batches, cheapest_runs, encode, progress_bar
 from taskvec.hooks import to_device
-from taskvec.hooks.patch import replace_last_token, start_at_layer
+from taskvec.hooks.intervention import Intervention, intervene
+from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
 
 
@@ -22,28 +21,32 @@ from taskvec.models import LoadedModel
 def patched_next_tokens(
     lm: LoadedModel,
     texts: Sequence[str],
-    layers: Sequence[int],
-    vectors: np.ndarray,
+    intervention: Intervention,
     batch_size: int = 16,
     progress: bool = False,
 ) -> np.ndarray:
-    """Argmax next token after each whole text with ``vectors[i]`` replacing block ``layers[i]``'s
-    output at its last position (for example another task's theta in an ICL prompt): ``[n]`` ids."""
+    """Argmax next token after each whole text under ``intervention`` (its rows are the texts; for
+    example another task's theta replacing a block's output at the last position of an ICL prompt):
+    ``[n]`` ids."""
     arch = describe(lm.model)
-    layer_index = torch.as_tensor(np.asarray(layers), dtype=torch.long)
-    patches = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    intervention = intervention.to(lm.device)
     result = np.zeros(len(texts), dtype=np.int64)
     copies = HostCopies(result)
     with progress_bar(len(texts), "patch", progress) as bar:
         for rows in batches(texts, batch_size):
             batch = encode(lm, [texts[i] for i in rows])
-            index = torch.from_numpy(rows)
-            with replace_last_token(arch.layers, layer_index[index], to_device(patches[index], lm.device)):
+            with intervene(arch, intervention.select(rows)):
                 logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
             copies.add(rows, logits[:, -1, :].argmax(dim=-1))
             bar.update(len(rows))
     copies.flush()
     return result
+
+
+def task_vector_patch(layers: Sequence[int], thetas: np.ndarray) -> Intervention:
+    """The task vector's intervention: ``thetas[i]`` replaces block ``layers[i]``'s output at the last
+    position of text ``i``."""
+    return Intervention(np.asarray(layers), thetas)
 
 
 def sweep_rows(vectors: torch.Tensor, layers: Sequence[int], device: torch.device):
@@ -141,7 +144,7 @@ def patched_sweep(
                 last = {name: t.repeat_interleave(len(chunk), dim=0) for name, t in batch.inputs(-1).items()}
                 # Rows whose layer is above the chunk's lowest are overwritten at their own layer.
                 with (
-                    replace_last_token(arch.layers, layer_of_row, theta),
+                    intervene(arch, Intervention(layer_of_row, theta)),
                     start_at_layer(arch.layers, arch.final_norm, chunk[0] + 1, theta),
                 ):
                     logits = lm.model(**last, cache=cache, use_cache=cache is not None, logits_to_keep=1).logits
@@ -153,7 +156,7 @@ def patched_sweep(
 
 def _naive_rows(lm, arch, batch: Batch, layer_of_row: torch.Tensor, patch: torch.Tensor, n_layers: int) -> np.ndarray:
     repeated = {name: t.repeat_interleave(n_layers, dim=0) for name, t in batch.inputs().items()}
-    with replace_last_token(arch.layers, layer_of_row, patch):
+    with intervene(arch, Intervention(layer_of_row, patch)):
         logits = lm.model(**repeated, use_cache=False, logits_to_keep=1).logits
     return logits[:, -1, :].argmax(dim=-1).view(-1, n_layers).cpu().numpy()
 
@@ -176,20 +179,3 @@ def patched_sweep_naive(
         layer_of_row, patch = sweep_rows(vectors_t[rows], layers, lm.device)
         result[rows] = _naive_rows(lm, arch, batch, layer_of_row, patch, len(layers))
     return result
-
-
-def replacing_rows(
-    lm: LoadedModel, layers: Sequence[int], vectors: np.ndarray
-) -> Callable[[Sequence[int]], AbstractContextManager[None]]:
-    """The task-vector patch for :func:`taskvec.forward.generate.greedy_continue`: given the rows of a
-    batch (indices into ``layers`` and ``vectors``), a context in which ``vectors[row]`` replaces block
-    ``layers[row]``'s output at the last position."""
-    arch = describe(lm.model)
-    layer_index = torch.as_tensor(np.asarray(layers), dtype=torch.long)
-    patches = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-
-    def patch(rows: Sequence[int]) -> AbstractContextManager[None]:
-        index = torch.tensor(list(rows), dtype=torch.long)
-        return replace_last_token(arch.layers, layer_index[index], to_device(patches[index], lm.device))
-
-    return patch

@@ -1,50 +1,12 @@
-"""Writing the residual stream: replacing a block's output at the last position, and starting the
-forward pass at a block with a given state."""
+"""Starting the forward pass at a block with a given state: the shortcut that lets a patched pass
+skip the blocks below its patch (the patch itself is an :class:`~taskvec.hooks.intervention.Intervention`)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
-
-from taskvec.hooks import block_hidden, to_device
-
-
-@contextlib.contextmanager
-def replace_last_token(
-    layers: Sequence[torch.nn.Module], layer_of_row: torch.Tensor, vectors: torch.Tensor
-) -> Iterator[None]:
-    """Replace the output of block ``layer_of_row[b]`` at the last position with ``vectors[b]``.
-
-    One pass can patch a different layer in every row of the batch (the layer sweep); a row whose
-    layer is -1 is left untouched. ``vectors`` is ``[batch, hidden]``.
-    """
-    if layer_of_row.shape[0] != vectors.shape[0]:
-        raise ValueError("layer_of_row and vectors must have one entry per batch row")
-
-    layer_of_row = layer_of_row.cpu()
-
-    def make_hook(index: int):
-        # Each block's rows and vectors are picked out once, before the pass; the hook only writes them
-        # into the block's output, so the pass waits on no host-device copy.
-        rows = to_device(torch.nonzero(layer_of_row == index).flatten(), vectors.device)
-        patch = vectors[rows]
-
-        def hook(module, args, output):
-            hidden = block_hidden(output)
-            hidden[rows.to(hidden.device), -1, :] = patch.to(hidden.device, hidden.dtype)
-            return output
-
-        return hook
-
-    present = set(layer_of_row.tolist())
-    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers) if i in present]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _passthrough(hidden_states, *args, **kwargs):

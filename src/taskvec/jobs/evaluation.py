@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.errors import ArtifactError
 from taskvec.evaluate import TaskScores, add_strict_scores, evaluate_task, score, write_results
 from taskvec.extract import IclOutputs, read_activations, read_icl
 from taskvec.forward.batching import with_batch_backoff
 from taskvec.jobs.extraction import PathLike, extract_prompts
+from taskvec.loader import match_runs
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, RunInfo, read_prompts
 
@@ -115,22 +115,6 @@ def _evaluate(
     return table, scores, size
 
 
-def _extraction_of(info: RunInfo, path: PathLike, candidates: dict[PathLike, RunInfo], kind: str) -> PathLike:
-    """The one file among ``candidates`` made from the prompts that ``info`` describes (same model,
-    task and split seed), or an error naming the files."""
-    key = (info.model_name, info.task.name, info.seed)
-    found = [c for c, other in candidates.items() if (other.model_name, other.task.name, other.seed) == key]
-    if len(found) != 1:
-        given = ", ".join(f"{c} ({o.model_name}, {o.task.name}, seed {o.seed})" for c, o in candidates.items())
-        raise ArtifactError(
-            f"{path} holds the prompts of {info.task.name} (split seed {info.seed}) on {info.model_name}; "
-            f"{'no' if not found else len(found)} {kind} file{'s' if len(found) > 1 else ''} of those prompts "
-            f"among: {given}",
-            fix=f"give the {kind} files that `taskvec extract` made from these prompts files, one each",
-        )
-    return found[0]
-
-
 def evaluate_files(
     model_dir: PathLike,
     prompts_files: Sequence[PathLike],
@@ -140,23 +124,21 @@ def evaluate_files(
     compute: Compute = DEFAULT_COMPUTE,
 ) -> list[TaskScores]:
     """The evaluation job: for each prompts file, the activations and ICL files made from it (found
-    by their metadata: model, task and split seed), every method's predictions on the bare queries,
-    written to the results file at the same position as the prompts file. Every file is computed
+    by their metadata: model, task and split seed, :func:`taskvec.loader.match_runs`), every method's
+    predictions on the bare queries, written to the results file at the same position as the prompts
+    file. Every file is computed
     before any is written."""
     if len(prompts_files) != len(results_out):
         raise ValueError(
             f"give one results file per prompts file ({len(prompts_files)} prompts, {len(results_out)} results)"
         )
-    read = [read_prompts(path) for path in prompts_files]
-    activations = {path: read_activations(path) for path in activations_files}
-    icl = {path: read_icl(path) for path in icl_files}
+    runs = match_runs({"prompts": prompts_files, "activations": activations_files, "icl": icl_files})
     lm = compute.load(model_dir)
     computed, size = [], compute.batch_size
-    for (prompts, info), path in zip(read, prompts_files):
-        vectors, act_info = activations[
-            _extraction_of(info, path, {p: a[1] for p, a in activations.items()}, "activations")
-        ]
-        outputs, _ = icl[_extraction_of(info, path, {p: i[1] for p, i in icl.items()}, "ICL")]
+    for run in runs:
+        prompts, info = read_prompts(run.prompts)
+        vectors, act_info = read_activations(run.activations)
+        outputs, _ = read_icl(run.icl)
         table, scores, size = _evaluate(lm, prompts, info, vectors, outputs, size, compute)
         computed.append((table, info.ran(lm, act_info.n_layers, act_info.hidden_size, size), scores))
     for (table, ran, _), out in zip(computed, results_out):

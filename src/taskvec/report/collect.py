@@ -23,6 +23,7 @@ from taskvec.analysis.stats import (
     wilson_interval,
 )
 from taskvec.evaluate import TaskScores, read_results, score
+from taskvec.loader import match_runs
 from taskvec.prompts import Prompt, RunInfo, read_prompts
 
 HOLDS = 0.75  # the task vector "holds" where it keeps at least this share of ICL accuracy
@@ -333,16 +334,15 @@ def collect(
 ) -> StudyResults:
     """Results files of any number of models and tasks, each named by its metadata (the paths do not
     matter); order follows ``paths``. ``prompts_paths``, if given, are the prompts files of the same
-    samplings, in the same order (for the diagnosis of ICL's errors on the first sampling)."""
-    if prompts_paths and len(prompts_paths) != len(paths):
-        raise ValueError(f"give one prompts file per results file ({len(paths)} results, {len(prompts_paths)} prompts)")
+    samplings, found by their metadata (for the diagnosis of ICL's errors on the first sampling)."""
+    kinds = {"results": paths, **({"prompts": prompts_paths} if prompts_paths else {})}
     grouped: dict[tuple[str, str], list[tuple[TaskScores, RunInfo]]] = {}
     errors: dict[tuple[str, str], dict] = {}
-    for number, path in enumerate(paths):
-        table, info = read_results(path)
+    for run in match_runs(kinds, one_model=False):
+        table, info = read_results(run.results)
         key = (info.model_name, info.task.name)
         if prompts_paths and key not in errors:
-            first_prompts = read_prompts(prompts_paths[number])[0]
+            first_prompts = read_prompts(run.prompts)[0]
             errors[key] = {
                 "icl_errors": icl_errors(table, first_prompts),
                 "tv_strict": strict_failures(table, first_prompts),

@@ -173,10 +173,10 @@ def write_task(task: Task, seed: int, path: str | os.PathLike[str], rules: TaskR
 
 def read_task_info(path: str | os.PathLike[str]) -> TaskInfo:
     """The provenance of a built task's file."""
-    store.read_parquet(path, rebuild_hint="outside a study, `taskvec build-task` makes it")
+    store.read_parquet(path, rebuild_hint="`taskvec build-task` makes it")
     return TaskInfo.from_dict(store.parquet_metadata(path))
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
-    table = store.read_parquet(path, rebuild_hint="outside a study, `taskvec build-task` makes it")
+    table = store.read_parquet(path, rebuild_hint="`taskvec build-task` makes it")
     return [Pair(row["input"], tuple(row["outputs"])) for row in table.to_pylist()]
