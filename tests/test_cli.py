@@ -219,3 +219,32 @@ def test_each_steps_code_inputs_are_what_its_command_runs():
     for step in ("build-task", "convert-model"):
         assert not (evaluation_only | extraction_code) & _code(step), step
     assert "tasks/algorithmic.py" not in _code("convert-model") and "models.py" not in _code("build-task")
+
+
+def test_an_internal_error_keeps_its_traceback_and_only_a_users_error_is_one_line(monkeypatch, caplog):
+    """A bug inside a step (here a KeyError) is not dressed up as a one-line user error: it propagates
+    with its traceback; an error the user can act on prints as its message and fix, status 1."""
+    import argparse
+
+    import pytest
+
+    from taskvec import cli
+    from taskvec.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-v", "--verbose", action="store_true")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+
+    def broken(args):
+        raise KeyError("internal")
+
+    parser.set_defaults(func=broken)
+    with pytest.raises(KeyError, match="internal"):
+        cli.main([])
+
+    def refused(args):
+        raise ConfigError("bad setting", "change it")
+
+    parser.set_defaults(func=refused)
+    assert cli.main([]) == 1
+    assert "bad setting\n  to fix: change it\n  in a study: the study's settings are in params.yaml" in caplog.text

@@ -219,7 +219,7 @@ def test_a_sharded_model_missing_a_shard_is_named(tmp_path):
 
 
 def test_a_missing_model_directory_says_how_to_make_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing does not exist; build it with `taskvec convert-model`"):
+    with pytest.raises(store.ArtifactError, match=r"missing does not exist; build it with `taskvec convert-model`"):
         load_model(tmp_path / "missing", device="cpu")
 
 

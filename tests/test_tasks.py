@@ -4,6 +4,7 @@ import pytest
 
 from taskvec import store
 from taskvec.config import SMALLEST_BUILTIN_TASK
+from taskvec.errors import ConfigError
 from taskvec.tasks import TASKS, get_task
 from taskvec.tasks.base import read_pairs, write_task
 
@@ -132,5 +133,5 @@ def test_list_seed_changes_the_lists():
 
 
 def test_unknown_task_names_the_known_ones():
-    with pytest.raises(KeyError, match="unknown task 'nope'.*next_letter"):
+    with pytest.raises(ConfigError, match="unknown task 'nope'.*next_letter"):
         get_task("nope")

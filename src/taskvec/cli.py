@@ -44,10 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         study = f"\n  in a study: {error.study_fix}" if error.study_fix else ""
         log.error("%s%s", error, study, exc_info=error if args.verbose else None)
         return 1
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError, MemoryError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        log.error("%s", message, exc_info=error if args.verbose else None)
-        return 1
     return 0
 
 

@@ -22,6 +22,8 @@ import ast
 import dataclasses
 from pathlib import Path
 
+from taskvec.errors import ConfigError
+
 PACKAGE = "taskvec"
 SOURCE = Path(__file__).resolve().parent  # this installation's taskvec sources
 
@@ -239,7 +241,7 @@ def command_files(subcommand: str, root: Path = SOURCE) -> list[Path]:
         if name in commands:
             break
     else:
-        raise ValueError(f"taskvec has no subcommand {subcommand!r} (no {name} in {root / 'commands'})")
+        raise ConfigError(f"taskvec has no subcommand {subcommand!r} (no {name} in {root / 'commands'})")
     group = f"{PACKAGE}.commands.{path.stem}"
     # `add` names every subcommand's function of the group (`set_defaults(func=...)`); only this one runs
     others = frozenset((group, other) for other in commands - {name})

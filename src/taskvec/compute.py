@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from taskvec.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class Compute:
@@ -21,9 +23,9 @@ class Compute:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"the batch size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"the batch size must be at least 1, got {self.batch_size}")
         if self.threads < 0:
-            raise ValueError(f"threads must be 0 (torch's default) or more, got {self.threads}")
+            raise ConfigError(f"threads must be 0 (torch's default) or more, got {self.threads}")
 
     def load(self, model_dir: str | os.PathLike[str]):
         """The model in ``model_dir`` on this device and dtype (:func:`taskvec.models.load_model`)."""

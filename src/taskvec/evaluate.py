@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.errors import ArtifactError
 from taskvec.forward.generate import Continuation, greedy_continue
 from taskvec.forward.patched import patched_sweep, task_vector_patch
 from taskvec.forward.readout import next_tokens
@@ -142,7 +143,7 @@ def add_strict_scores(
         if method == "icl" and icl_generations is not None:
             ids = [icl_generations[(p.split, p.index)] for p in chosen]
             if any(tokens[0] != token for tokens, token in zip(ids, first)):
-                raise ValueError("the ICL generations do not start with the ICL predictions of the results")
+                raise ArtifactError("the ICL generations do not start with the ICL predictions of the results")
             for i, prompt, tokens in zip(picks, chosen, ids):
                 generated[i] = lm.tokenizer.decode(tokens)
                 strict[i] = strict_correct(generated[i], prompt.strict_answers, fmt.separator)

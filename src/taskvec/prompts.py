@@ -41,7 +41,7 @@ class PromptFormat:
         ):
             missing = [n for n in needed if n not in template]
             if missing:
-                raise ValueError(f"prompt {field} template {template!r} lacks {' and '.join(missing)}")
+                raise ConfigError(f"prompt {field} template {template!r} lacks {' and '.join(missing)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +179,7 @@ def sample_prompts(pairs: Sequence[UsablePair | Pair], sizes: SplitSizes, seed: 
     pairs = [p if isinstance(p, UsablePair) else UsablePair.of(p) for p in pairs]
     needed = sizes.k + 1 + sizes.dummies
     if len(pairs) < needed:
-        raise ValueError(
+        raise ConfigError(
             f"only {len(pairs)} usable pairs, but a prompt needs {needed} distinct ones "
             f"(k={sizes.k} demonstrations + 1 query + {sizes.dummies} dummies); lower k or add pairs"
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskvec.answers import until_separator
+from taskvec.errors import ConfigError
 from taskvec.tasks.base import FIRST_TOKEN_RULES
 
 
@@ -34,7 +35,7 @@ def first_token_correct(prediction: str, answers: Sequence[str], rule: str) -> b
         return bool(token) and any(
             answer and (answer.startswith(token) or token.startswith(answer)) for answer in stripped
         )
-    raise ValueError(f"unknown scoring rule {rule!r}; use one of {', '.join(FIRST_TOKEN_RULES)}")
+    raise ConfigError(f"unknown scoring rule {rule!r}; use one of {', '.join(FIRST_TOKEN_RULES)}")
 
 
 def strict_correct(generated: str, answers: Sequence[str], separator: str = "\n") -> bool:

@@ -22,6 +22,7 @@ import pyarrow as pa
 from taskvec import store
 from taskvec.analysis.pairs import PAIRS, conflict_summary
 from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.errors import ConfigError
 from taskvec.evaluate import read_layer_choice, read_results
 from taskvec.extract import read_activations
 from taskvec.forward.batching import with_batch_backoff
@@ -143,11 +144,11 @@ def conflicting_tasks_file(
     one Parquet file."""
     unknown = [pair for pair in pairs if pair not in PAIRS]
     if unknown or not pairs:
-        raise ValueError(f"conflicting-task pairs must be among the paper's: {PAIRS}; got {list(pairs)}")
+        raise ConfigError(f"conflicting-task pairs must be among the paper's: {PAIRS}; got {list(pairs)}")
     files, model, seeds = task_runs(pairs_files, prompts, activations, results)
     missing = sorted({task for pair in pairs for task in pair} - set(files))
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"no complete files (pairs, prompts, activations and results) of {', '.join(missing)}; "
             "give each task of the pairs"
         )

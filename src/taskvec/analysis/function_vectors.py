@@ -35,6 +35,7 @@ import torch
 from taskvec import store
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.errors import ConfigError
 from taskvec.evaluate import choose_layer, read_layer_choice, token_decoder
 from taskvec.extract import read_activations
 from taskvec.forward.batching import batches, encode
@@ -158,7 +159,7 @@ def function_vectors_file(
     write the predictions (``out``) and every head's effect per task (``heads_out``)."""
     files, model, seeds = task_runs(pairs_files, prompts, activations, results)
     if len(files) < 2:
-        raise ValueError(
+        raise ConfigError(
             "function vectors need the files of at least two tasks (the universal heads and the other-task "
             f"control); got complete files of {sorted(files) or 'none'}"
         )

@@ -23,6 +23,7 @@ from taskvec.bench.flops import (
     workload_flops,
 )
 from taskvec.bench.timing import synchronize, timed, timed_together
+from taskvec.errors import ConfigError
 from taskvec.extract import task_vectors
 from taskvec.forward.batching import batches, encode
 from taskvec.forward.capture import last_token_states
@@ -217,7 +218,7 @@ def random_model(shape: str, tokenizer_dir: Path, device: str = "auto", dtype: s
     from taskvec.models import pick_device, pick_dtype
 
     if shape not in RANDOM_SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; choose one of {sorted(RANDOM_SHAPES)}")
+        raise ConfigError(f"unknown shape {shape!r}; choose one of {sorted(RANDOM_SHAPES)}")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)

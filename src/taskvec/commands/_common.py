@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from taskvec.errors import ConfigError
+
 MODEL_HELP = "model directory written by `taskvec convert-model`"
 MODEL_NAME_HELP = (
     "the model's name in the files' metadata and the report (default: its packaged name, the last part "
@@ -100,7 +102,7 @@ def model_name_of(args) -> str:
 
 def matching(args) -> None:
     if len(args.activations) != len(args.results):
-        raise ValueError(
+        raise ConfigError(
             f"give one results file per activations file ({len(args.activations)} activations, "
             f"{len(args.results)} results)"
         )

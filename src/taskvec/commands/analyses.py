@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from taskvec.commands._common import MODEL_HELP, add_compute, add_theta_inputs, compute, matching, pair
+from taskvec.errors import ConfigError
 
 ORDER = 40  # where the group's subcommands come in `taskvec --help`
 log = logging.getLogger("taskvec")
@@ -89,7 +90,7 @@ def cmd_vocabulary(args) -> None:
 
     matching(args)
     if len(args.prompts) != len(args.activations):
-        raise ValueError(
+        raise ConfigError(
             f"give one prompts file per activations file ({len(args.activations)} activations, "
             f"{len(args.prompts)} prompts)"
         )

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.errors import ConfigError
 from taskvec.evaluate import TaskScores, add_strict_scores, evaluate_task, score, write_results
 from taskvec.extract import IclOutputs, read_activations, read_icl
 from taskvec.forward.batching import with_batch_backoff
@@ -129,7 +130,7 @@ def evaluate_files(
     file. Every file is computed
     before any is written."""
     if len(prompts_files) != len(results_out):
-        raise ValueError(
+        raise ConfigError(
             f"give one results file per prompts file ({len(prompts_files)} prompts, {len(results_out)} results)"
         )
     runs = match_runs({"prompts": prompts_files, "activations": activations_files, "icl": icl_files})

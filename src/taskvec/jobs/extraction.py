@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.errors import ConfigError
 from taskvec.extract import (
     EVALUATED_SPLITS,
     IclOutputs,
@@ -99,12 +100,12 @@ def extract_task_file(
     running out of accelerator memory, later seeds keep the smaller batch size; the batch size each
     seed ran at is recorded in its files' metadata (on a GPU in bfloat16 it can change predictions)."""
     if not len(seeds) == len(prompts_out) == len(activations_out) == len(icl_out):
-        raise ValueError(
+        raise ConfigError(
             f"give one prompts, activations and ICL file per seed ({len(seeds)} seeds: "
             f"{len(prompts_out)}, {len(activations_out)} and {len(icl_out)} files)"
         )
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"split seeds must differ, got {list(seeds)}")
+        raise ConfigError(f"split seeds must differ, got {list(seeds)}")
     lm = compute.load(model_dir)
     computed, size = [], compute.batch_size
     for seed in seeds:

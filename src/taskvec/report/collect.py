@@ -22,6 +22,7 @@ from taskvec.analysis.stats import (
     task_bootstrap,
     wilson_interval,
 )
+from taskvec.errors import ArtifactError, ConfigError
 from taskvec.evaluate import TaskScores, read_results, score
 from taskvec.loader import match_runs
 from taskvec.prompts import Prompt, RunInfo, read_prompts
@@ -276,13 +277,13 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
 
             found[model]["formats"] = read_formats(table, metadata)
         else:
-            raise ValueError(
+            raise ArtifactError(
                 f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors, heads, "
                 "travel or formats)"
             )
     for model, parts in vectors.items():
         if set(parts) != {"function_vectors", "heads"}:
-            raise ValueError(f"{model}: give both files of `taskvec function-vectors` (--out and --heads-out)")
+            raise ConfigError(f"{model}: give both files of `taskvec function-vectors` (--out and --heads-out)")
         from taskvec.report.vectors import read_comparison
 
         predictions, metadata = parts["function_vectors"]
@@ -349,7 +350,7 @@ def collect(
             }
         grouped.setdefault(key, []).append((score(table), info))
     if not grouped:
-        raise ValueError("no results files given")
+        raise ConfigError("no results files given")
     results = []
     for (model, task), samples in grouped.items():
         first = samples[0][1]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from taskvec import store
+from taskvec.errors import ConfigError
 from taskvec.report import formats, formats_section, travel, vectors
 from taskvec.report.collect import StudyResults, collect
 from taskvec.report.page import page
@@ -117,7 +118,7 @@ def build_extended_report(
     with_travel = [m for m in study.models if study.analysis(m).travel is not None]
     with_formats = [m for m in study.models if study.analysis(m).formats is not None]
     if not with_vectors and not with_travel and not with_formats:
-        raise ValueError(
+        raise ConfigError(
             "no extended analysis among the files given (`taskvec function-vectors`, `taskvec travel` and "
             "`taskvec formats` write them)"
         )

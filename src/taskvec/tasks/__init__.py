@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taskvec.errors import ConfigError
 from taskvec.tasks.algorithmic import ALGORITHMIC_TASKS
 from taskvec.tasks.base import Pair, Task
 from taskvec.tasks.knowledge import KNOWLEDGE_TASKS
@@ -17,7 +18,7 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
 
 
 __all__ = ["TASKS", "Pair", "Task", "get_task"]

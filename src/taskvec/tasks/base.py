@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 
 from taskvec import store
+from taskvec.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +52,11 @@ class TaskRules:
 
     def __post_init__(self) -> None:
         if self.leading_space not in LEADING_SPACE_CHOICES:
-            raise ValueError(
+            raise ConfigError(
                 f"leading_space must be one of {', '.join(LEADING_SPACE_CHOICES)}, got {self.leading_space!r}"
             )
         if self.scoring not in FIRST_TOKEN_RULES:
-            raise ValueError(f"scoring must be one of {', '.join(FIRST_TOKEN_RULES)}, got {self.scoring!r}")
+            raise ConfigError(f"scoring must be one of {', '.join(FIRST_TOKEN_RULES)}, got {self.scoring!r}")
 
     def with_settings(self, **settings) -> TaskRules:
         """These rules with the settings that are not None replaced (params.yaml overrides)."""
