@@ -280,7 +280,7 @@ def test_a_corrupted_results_file_is_named_with_the_command_that_rebuilds_it(stu
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     named = re.search(
         r"(?s)to_upper/sample1.parquet is not a readable Parquet file: truncated or corrupted .*"
-        r"to fix: delete it and make it again: `make reproduce` remakes",
+        r"to fix: delete it; `taskvec evaluate` makes it\n.*in a study: `make reproduce` remakes",
         result.stdout + result.stderr,
     )
     snakemake(study, "--forcerun", "build_report")  # the report again, for the tests that share the study

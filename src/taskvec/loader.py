@@ -26,13 +26,22 @@ from taskvec.tasks.base import read_task_info
 PathLike = str | os.PathLike[str]
 
 
-def run_info(path: PathLike) -> RunInfo:
+# The command that makes each kind of file (for the error that names a missing or broken one).
+MADE_BY = {
+    "prompts": "`taskvec make-prompts` makes it",
+    "activations": "`taskvec extract` makes it",
+    "icl": "`taskvec extract --icl-out` makes it",
+    "results": "`taskvec evaluate` makes it",
+}
+
+
+def run_info(path: PathLike, kind: str = "") -> RunInfo:
     """The metadata of a prompts, activations, ICL or results file, from its footer alone (the data
     is read later, by the step that needs it)."""
     try:
         footer = pq.read_schema(path).empty_table()
     except (OSError, pa.ArrowException):
-        store.read_parquet(path)  # raises, naming the file and how to make it again
+        store.read_parquet(path, MADE_BY.get(kind, ""))  # raises, naming the file and how to make it again
         raise
     return RunInfo.of_table(footer, path)
 
@@ -83,7 +92,7 @@ def match_runs(
     found: dict[Sampling, dict[str, Path]] = {}
     for kind in kinds:
         for path in files[kind]:
-            info = run_info(path)
+            info = run_info(path, kind)
             sampling = Sampling(info.model_name, info.task.name, int(info.seed))
             held = found.setdefault(sampling, {})
             if kind in held:

@@ -62,12 +62,12 @@ def write_parquet(
         pq.write_table(table, tmp, **settings)
 
 
-REBUILD = "make it again with the step that wrote it"
+REBUILD = "the step that wrote it makes it again"
 
 
 def read_parquet(path: str | os.PathLike[str], rebuild_hint: str = "") -> pa.Table:
     """Read a Parquet artifact, turning low-level errors into a message that names the file and how
-    to make it again."""
+    to make it again (``rebuild_hint``: which command makes it)."""
     path = Path(path)
     hint = rebuild_hint or REBUILD
     if not path.exists():
@@ -77,7 +77,7 @@ def read_parquet(path: str | os.PathLike[str], rebuild_hint: str = "") -> pa.Tab
     except (pa.ArrowException, OSError) as error:
         raise ArtifactError(
             f"{path} is not a readable Parquet file: truncated or corrupted ({error})",
-            fix=f"delete it and make it again: {hint}",
+            fix=f"delete it; {hint}",
         ) from error
 
 
