@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import subprocess
 
 from conftest import BIN, ROOT
 
 
 def _taskvec(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "taskvec"), *args], cwd=cwd, capture_output=True, text=True)
+    """`taskvec ARGS` in ``cwd``, through the console script's own entry point (``cli.main``) in this
+    process (a fresh interpreter per call would cost a second of imports): the exit status, what it
+    printed, and its log and errors as stderr. The console script itself runs in every workflow test."""
+    from taskvec import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exit:  # argparse's refusals
+                code = exit.code
+    finally:
+        os.chdir(previous)
+        logging.getLogger().removeHandler(handler)
+    return subprocess.CompletedProcess(["taskvec", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_extract_task_needs_one_output_file_of_each_kind_per_seed(tmp_path):
