@@ -38,8 +38,4 @@ rule all:
 rule extended:
     input:
         EXTENDED_REPORT_FILES,
-        expand(
-            "data/extended/{model}/{name}.parquet",
-            model=MODELS,
-            name=["travel", "formats", "function_vectors", "heads"],
-        ),
+        EXTENDED_DATA,

@@ -4,7 +4,6 @@ and the real smollm2-135m model converted once per test session (for behaviour).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import string
 import subprocess
@@ -154,28 +153,9 @@ def run_info(task: str, rules: dict | None = None, model_name: str = "synthetic"
     return RunInfo(model_name, info, seed, **values)
 
 
-# The tiny study: the real smollm2-135m, three tasks, a few prompts, in a temporary directory.
-TINY_PARAMS = {
-    "models": {"smollm2-135m": {"source": "packaged:smollm2-135m"}},
-    "tasks": {
-        "next_letter": {"seed": 0},
-        "to_upper": {"seed": 0},
-        # a user task under the paper's protocol for a mapping dataset
-        "country_currency": {
-            "file": "examples/tasks/country_currency.jsonl",
-            "seed": 0,
-            "one_token": True,
-            "leading_space": "auto",
-            "scoring": "exact",
-        },
-    },
-    "prompt": {"demonstration": "example:{x}->{y}", "query": "example:{x}->", "separator": "\n"},
-    "sizes": {"k": 5, "baseline": 8, "dev": 6, "test": 6, "dummies": 2, "seeds": 2},
-    "compute": {"device": "cpu", "dtype": "float32", "batch_size": 8},
-    # the extended studies (`make reproduce-all`), with the defaults of params.yaml
-    "function_vectors": {"n_heads": 0, "head_prompts": 10},
-    "travel": {"ks": [1, 2, 3, 5, 10], "contexts": [1, 2, 4, 8]},
-}
+# The tiny study: the real smollm2-135m, three tasks, a few prompts (.test/params.yaml, which a person
+# runs by hand with `snakemake --configfile .test/params.yaml --replace-workflow-config`).
+TINY_PARAMS = yaml.safe_load((ROOT / ".test" / "params.yaml").read_text())
 
 
 def _env() -> dict[str, str]:
@@ -191,15 +171,19 @@ def snakemake(project: Path, *args: str, check: bool = True, env: dict | None = 
     return result
 
 
-def planned_jobs(project: Path) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would execute."""
-    out = snakemake(project, "--dry-run").stdout
-    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, flags=re.M)
-    result = []
-    for rule, body in jobs:
-        match = re.search(r"wildcards: (.*)", body)
-        result.append((rule, match.group(1) if match else ""))
-    return sorted(result)
+def planned_jobs(project: Path, *args: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job Snakemake plans to run, read from its machine-readable summary
+    (an output's plan is "update pending"; the wildcards come from the output's path, by the study's
+    layout). A rule without outputs (``all``) is no job of the summary."""
+    from taskvec.workflow.contract import wildcards_of
+    from taskvec.workflow.runner import summary
+
+    jobs = set()
+    for row in summary(project, *args):
+        if row["plan"] == "update pending":
+            wildcards = wildcards_of(row["output_file"])
+            jobs.add((row["rule"], ", ".join(f"{key}={value}" for key, value in sorted(wildcards.items()))))
+    return sorted(jobs)
 
 
 def make_project(root: Path, params: dict) -> Path:

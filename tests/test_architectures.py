@@ -118,7 +118,7 @@ def _last_values(values: torch.Tensor, site: str, head: int, head_dim: int) -> t
 
 
 def _head_dim(lm) -> int:
-    from taskvec.heads import attention_heads
+    from taskvec.function_vectors.heads import attention_heads
 
     return attention_heads(lm).head_dim
 

@@ -22,17 +22,17 @@ def test_two_clones_share_one_dvc_cache_and_link_the_files_instead_of_copying(st
     _dvc(first, "cache", "dir", str(cache))
     _dvc(first, "config", "cache.shared", "group")
     _dvc(first, "config", "cache.type", "reflink,hardlink,symlink")
-    _dvc(first, "repro")
+    _dvc(first, "repro", "study")  # the default study (the extended stage is tested on its own)
     _git(first, "add", "-A")
     _git(first, "commit", "-q", "-m", "study")
 
     _git(tmp_path, "clone", "-q", str(first), str(second))
     start = time.perf_counter()
-    _dvc(second, "checkout")
+    _dvc(second, "checkout", "study")
     snakemake(second, "--touch", "--quiet")  # as `make pull` does after fetching
     seconds = time.perf_counter() - start
     print(f"\nsecond clone, from the shared DVC cache: {seconds:.1f} s (checkout and touch; nothing recomputed)")
-    assert "up to date" in _dvc(second, "status").stdout
+    assert "up to date" in _dvc(second, "status", "study").stdout
     assert planned_jobs(second) == []
     parquet = sorted((first / "data").rglob("*.parquet"))
     assert len(parquet) > 20

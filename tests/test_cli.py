@@ -202,7 +202,7 @@ def test_building_every_parser_runs_no_library_code():
     out = subprocess.run([str(BIN / "python"), "-c", BUILD_PARSER], capture_output=True, text=True, check=True)
     imported = set(out.stdout.split())
     assert {"cli.py", "commands/steps.py", "commands/report.py"} <= imported
-    assert imported - {"__init__.py", "cli.py", "errors.py"} <= {
+    assert imported - {"__init__.py", "cli.py", "errors.py", "defaults.py"} <= {
         f"commands/{path.name}" for path in (ROOT / "src" / "taskvec" / "commands").glob("*.py")
     }
     from taskvec.codedeps import command_files
@@ -272,3 +272,27 @@ def test_an_internal_error_keeps_its_traceback_and_only_a_users_error_is_one_lin
     parser.set_defaults(func=refused)
     assert cli.main([]) == 1
     assert "bad setting\n  to fix: change it\n  in a study: the study's settings are in params.yaml" in caplog.text
+
+
+def test_the_commands_defaults_are_the_librarys():
+    """A step run without an option behaves as the library called without the argument: the parsers'
+    defaults and the settings objects' come from taskvec.defaults, and agree field by field."""
+    import inspect
+
+    from taskvec import api
+    from taskvec.cli import build_parser
+    from taskvec.compute import Compute
+    from taskvec.prompts import PromptFormat, SplitSizes
+
+    required = "--task-file t --model-dir m --model-name n --prompts-out p --activations-out a --icl-out i --seeds 0"
+    args = build_parser().parse_args(["extract-task", *required.split()])
+    assert PromptFormat(args.demonstration, args.query, args.separator, args.max_answer_tokens) == PromptFormat()
+    assert SplitSizes(args.k, args.n_baseline, args.n_dev, args.n_test, args.n_dummies) == SplitSizes()
+    assert Compute(args.device, args.dtype, args.batch_size, args.threads) == Compute()
+    one_off = build_parser().parse_args(["vector", "--model", "m", "--demos", "d", "--out", "o"])
+    assert PromptFormat(one_off.demonstration, one_off.query, one_off.separator, one_off.max_answer_tokens) == (
+        PromptFormat()
+    )
+    library = inspect.signature(api.task_vector).parameters
+    for option in ("k", "contexts", "dummies", "batch_size"):
+        assert getattr(one_off, option) == library[option].default, option

@@ -135,7 +135,7 @@ def test_a_bad_format_on_the_command_line_writes_nothing(tmp_path):
     missing = tmp_path / "none.parquet"
     result = run_cli(
         "formats", "--model-dir", str(tmp_path), "--tasks", str(missing), "--prompts", str(missing),
-        "--activations", str(missing), "--results", str(missing), "--out", str(out),
+        "--results", str(missing), "--out", str(out),
         "--format", "odd", "{x} -> {y}.", "\n", check=False,
     )  # fmt: skip
     assert result.returncode != 0

@@ -9,19 +9,19 @@ import torch
 from conftest import tiny_model
 from taskvec.architectures import describe
 from taskvec.forward.batching import encode
+from taskvec.forward.patched import next_token_variants
 from taskvec.forward.readout import next_tokens
-from taskvec.function_vectors import (
+from taskvec.function_vectors.heads import head_vectors, mean_head_outputs
+from taskvec.function_vectors.vectors import (
     add_sweep,
     answer_token,
     default_head_count,
     function_vector,
     head_effects,
-    next_token_variants,
     plain_and_added_next_tokens,
     shuffle_labels,
     top_heads,
 )
-from taskvec.heads import head_vectors, mean_head_outputs
 from taskvec.hooks.intervention import Intervention
 from taskvec.prompts import Prompt, PromptFormat
 

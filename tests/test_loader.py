@@ -66,9 +66,9 @@ def test_several_samplings_of_a_task_are_refused_where_one_is_read(tmp_path):
 def test_a_task_without_its_pairs_file_is_refused(tmp_path):
     pairs = tmp_path / "to_lower.parquet"
     write_task(get_task("to_lower"), 0, pairs)
-    upper = [_file(tmp_path, f"{kind}_upper", "to_upper") for kind in ("p", "a", "r")]
+    upper = [_file(tmp_path, f"{kind}_upper", "to_upper") for kind in ("p", "r", "a")]
     with pytest.raises(ArtifactError, match=r"no pairs file of to_upper among .*to_lower.parquet"):
         task_runs([pairs], *([path] for path in upper))
-    lower = [_file(tmp_path, f"{kind}_lower", "to_lower") for kind in ("p", "a", "r")]
+    lower = [_file(tmp_path, f"{kind}_lower", "to_lower") for kind in ("p", "r", "a")]
     runs, model, seeds = task_runs([pairs], *([path] for path in lower))
     assert model == "m" and seeds == {"to_lower": 0} and runs["to_lower"].pairs == pairs

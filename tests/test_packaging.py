@@ -5,12 +5,13 @@ plain `snakemake` in its root expects."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tomllib
 
 import yaml
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, TINY_PARAMS, make_project, planned_jobs
 
 
 def test_environment_yml_pins_exactly_what_pyproject_pins():
@@ -47,6 +48,20 @@ def test_the_paper_models_example_is_a_valid_models_section():
     assert all(
         m["source"].count("/") == 1 and not m["source"].startswith("packaged:") for m in params["models"].values()
     )
+
+
+def test_the_tiny_study_config_runs_by_hand_in_place_of_params_yaml(tmp_path):
+    """`snakemake --configfile .test/params.yaml --replace-workflow-config` in a project whose
+    params.yaml is the full study plans the tiny study alone (the config the tests run), not the two
+    configurations merged."""
+    project = make_project(tmp_path, yaml.safe_load((ROOT / "params.yaml").read_text()))
+    shutil.copytree(ROOT / ".test", project / ".test")
+    jobs = planned_jobs(project, "--configfile", ".test/params.yaml", "--replace-workflow-config")
+    tasks = {job.split("task=")[1] for rule, job in jobs if rule == "extract_activations"}
+    assert tasks == set(TINY_PARAMS["tasks"])
+    assert {job for rule, job in jobs if rule == "convert_model"} == {"model=smollm2-135m"}
+    everything = planned_jobs(project)  # without the flags, the full study of params.yaml
+    assert len([rule for rule, _ in everything if rule == "extract_activations"]) == 2 * 18
 
 
 def test_a_plain_snakemake_in_the_root_uses_the_default_profile(tmp_path):

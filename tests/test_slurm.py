@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BIN, TINY_PARAMS, copy_tree, make_project
 from slurm_cluster import ACCOUNT, local_slurm
-from taskvec.study import VERSIONED
+from taskvec.workflow.contract import STUDY_VERSIONED as VERSIONED
 
 pytestmark = pytest.mark.slurm
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taskvec import defaults
 from taskvec.errors import ArtifactError, ConfigError
 from taskvec.models import PACKAGED_PREFIX, LoadedModel
 from taskvec.prompts import Prompt, PromptFormat
@@ -200,13 +201,13 @@ def task_vector(
     lm: LoadedModel,
     pairs: Sequence[Pair],
     layer: int | str = "auto",
-    k: int = 5,
-    contexts: int = 8,
-    dummies: int = 2,
+    k: int = defaults.K,
+    contexts: int = defaults.CONTEXTS,
+    dummies: int = defaults.DUMMIES,
     fmt: PromptFormat | None = None,
     scoring: str = "exact",
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = defaults.BATCH_SIZE,
     source: str = "",
 ) -> TaskVector:
     """theta of the task that ``pairs`` show, averaged over ``contexts`` demonstration sets, and the
@@ -286,7 +287,11 @@ class Prediction:
 
 
 def apply(
-    lm: LoadedModel, vector: TaskVector, queries: Sequence[str], batch_size: int = 16, where: str = "the vector"
+    lm: LoadedModel,
+    vector: TaskVector,
+    queries: Sequence[str],
+    batch_size: int = defaults.BATCH_SIZE,
+    where: str = "the vector",
 ) -> list[Prediction]:
     """Each query (an input, written with the vector's query template) answered bare and with theta
     patched in after the vector's block; each answer is the greedy generation up to the separator."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from taskvec import defaults
 from taskvec.errors import ConfigError
 
 
@@ -15,10 +16,10 @@ class Compute:
     after running out of accelerator memory); ``threads``: CPU threads for torch (0: torch's
     default); ``progress``: show progress bars."""
 
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 16
-    threads: int = 0
+    device: str = defaults.DEVICE
+    dtype: str = defaults.DTYPE
+    batch_size: int = defaults.BATCH_SIZE
+    threads: int = defaults.THREADS
     progress: bool = False
 
     def __post_init__(self) -> None:

@@ -148,15 +148,19 @@ def match_runs(
 
 
 def task_runs(
-    pairs: Sequence[PathLike], prompts: Sequence[PathLike], activations: Sequence[PathLike], results: Sequence[PathLike]
+    pairs: Sequence[PathLike],
+    prompts: Sequence[PathLike],
+    results: Sequence[PathLike],
+    activations: Sequence[PathLike] | None = None,
 ) -> tuple[dict[str, Run], str, dict[str, int]]:
     """One model's files of one sampling per task (what the analyses read): each task's run, the
-    model's name and each task's split seed."""
-    runs = match_runs(
-        {"prompts": prompts, "activations": activations, "results": results}, pairs=pairs, one_sampling_per_task=True
-    )
+    model's name and each task's split seed. ``activations`` only where the analysis reads theta."""
+    kinds = {"prompts": prompts, "results": results}
+    if activations is not None:
+        kinds["activations"] = activations
+    runs = match_runs(kinds, pairs=pairs, one_sampling_per_task=True)
     if not runs:
-        raise ArtifactError("no prompts, activations or results files were given", fix="give each task's files")
+        raise ArtifactError(f"no {' or '.join(kinds)} files were given", fix="give each task's files")
     return (
         {run.sampling.task: run for run in runs},
         runs[0].sampling.model,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from taskvec import store
+from taskvec import defaults, store
 from taskvec.errors import ConfigError
 from taskvec.tasks import Pair
 from taskvec.tasks.base import TaskInfo, TaskRules, read_pairs, read_task_info
@@ -24,10 +24,10 @@ class PromptFormat:
     """How demonstrations and the query are written. ``{x}`` and ``{y}`` are the placeholders.
     ``max_answer_tokens`` bounds the strict metric's generation (it stops earlier at the separator)."""
 
-    demonstration: str = "example:{x}->{y}"
-    query: str = "example:{x}->"
-    separator: str = "\n"
-    max_answer_tokens: int = 10
+    demonstration: str = defaults.DEMONSTRATION
+    query: str = defaults.QUERY
+    separator: str = defaults.SEPARATOR
+    max_answer_tokens: int = defaults.MAX_ANSWER_TOKENS
 
     def render(self, demonstrations: Sequence[tuple[str, str]], query: str) -> str:
         parts = [self.demonstration.format(x=x, y=y) for x, y in demonstrations]
@@ -46,11 +46,11 @@ class PromptFormat:
 
 @dataclasses.dataclass(frozen=True)
 class SplitSizes:
-    k: int = 5
-    baseline: int = 100
-    dev: int = 50
-    test: int = 50
-    dummies: int = 2
+    k: int = defaults.K
+    baseline: int = defaults.BASELINE
+    dev: int = defaults.DEV
+    test: int = defaults.TEST
+    dummies: int = defaults.DUMMIES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,6 @@ rule travel:
     input:
         tasks=expand("data/tasks/{task}.parquet", task=TASKS),
         prompts=lambda wc: first_sample("prompts", wc.model),
-        activations=lambda wc: first_sample("activations", wc.model),
         results=lambda wc: first_sample("results", wc.model),
         model="data/models/{model}",
         code=code("travel"),
@@ -53,7 +52,7 @@ rule travel:
         compute=COMPUTE_ARGS,
     shell:
         "taskvec travel --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --activations {input.activations} --results {input.results} --out {output}"
+        " --results {input.results} --out {output}"
         " {params.settings} {params.compute} --threads {threads} 2> {log}"
 
 
@@ -61,7 +60,6 @@ rule formats:
     input:
         tasks=expand("data/tasks/{task}.parquet", task=TASKS),
         prompts=lambda wc: first_sample("prompts", wc.model),
-        activations=lambda wc: first_sample("activations", wc.model),
         results=lambda wc: first_sample("results", wc.model),
         model="data/models/{model}",
         code=code("formats"),
@@ -79,7 +77,7 @@ rule formats:
         compute=COMPUTE_ARGS,
     shell:
         "taskvec formats --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --activations {input.activations} --results {input.results} --out {output}"
+        " --results {input.results} --out {output}"
         " {params.formats} {params.compute} --threads {threads} 2> {log}"
 
 

@@ -145,7 +145,7 @@ def conflicting_tasks_file(
     unknown = [pair for pair in pairs if pair not in PAIRS]
     if unknown or not pairs:
         raise ConfigError(f"conflicting-task pairs must be among the paper's: {PAIRS}; got {list(pairs)}")
-    files, model, seeds = task_runs(pairs_files, prompts, activations, results)
+    files, model, seeds = task_runs(pairs_files, prompts, results, activations)
     missing = sorted({task for pair in pairs for task in pair} - set(files))
     if missing:
         raise ConfigError(

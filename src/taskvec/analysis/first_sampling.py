@@ -40,10 +40,10 @@ class StudyFiles:
     files: dict
 
     @classmethod
-    def match(
-        cls, pairs: Sequence[Path], prompts: Sequence[Path], activations: Sequence[Path], results: Sequence[Path]
-    ) -> StudyFiles:
-        files, model, seeds = task_runs(pairs, prompts, activations, results)
+    def match(cls, pairs: Sequence[Path], prompts: Sequence[Path], results: Sequence[Path]) -> StudyFiles:
+        """Each task's pairs, prompts and results file of one sampling (theta is not read: the extended
+        studies compute their own)."""
+        files, model, seeds = task_runs(pairs, prompts, results)
         return cls(model, seeds, files)
 
     def tasks(self, lm: LoadedModel) -> Iterator[StudyTask]:

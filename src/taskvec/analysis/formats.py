@@ -22,7 +22,7 @@ token of the bare query such as the ``A`` of ``A:``).
 
 Per format B and test prompt: ICL (the prompt written in B), the bare query of B unpatched, and theta
 of the prompt written in each format A patched into B's bare query (A = B is B's own task vector).
-All patches of one bare query share one prefix pass (:func:`taskvec.function_vectors.next_token_variants`).
+All patches of one bare query share one prefix pass (:func:`taskvec.forward.patched.next_token_variants`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
 from taskvec.evaluate import token_decoder
 from taskvec.extract import task_vectors_and_icl
-from taskvec.function_vectors import next_token_variants
+from taskvec.forward.patched import next_token_variants
 from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, is_one_token
@@ -232,7 +232,6 @@ def formats_file(
     model_dir: str | os.PathLike[str],
     pairs_files: Sequence[Path],
     prompts: Sequence[Path],
-    activations: Sequence[Path],
     results: Sequence[Path],
     out: str | os.PathLike[str],
     compute: Compute = DEFAULT_COMPUTE,
@@ -247,7 +246,7 @@ def formats_file(
         raise ConfigError(f"format names repeat: {names}", "give each format its own name")
     if not formats:
         raise ConfigError("no prompt format given", "give at least one format", "travel.formats in params.yaml")
-    study = StudyFiles.match(pairs_files, prompts, activations, results)
+    study = StudyFiles.match(pairs_files, prompts, results)
     lm = compute.load(model_dir)
     tables, layers, examples, study_formats = [], {}, {}, set()
     for t in study.tasks(lm):

@@ -14,7 +14,7 @@ per task for every setting here, so that only the demonstrations change):
    averaged over the first M sets, patched into the bare query. M = 1 is the study's task vector.
 
 Every patch of one prompt's bare query shares one prefix pass
-(:func:`taskvec.function_vectors.next_token_variants`).
+(:func:`taskvec.forward.patched.next_token_variants`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
 from taskvec.evaluate import token_decoder
 from taskvec.extract import task_vectors, task_vectors_and_icl
-from taskvec.function_vectors import next_token_variants
+from taskvec.forward.patched import next_token_variants
 from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, UsablePair
@@ -177,7 +177,6 @@ def travel_file(
     model_dir: str | os.PathLike[str],
     pairs_files: Sequence[Path],
     prompts: Sequence[Path],
-    activations: Sequence[Path],
     results: Sequence[Path],
     out: str | os.PathLike[str],
     compute: Compute = DEFAULT_COMPUTE,
@@ -190,7 +189,7 @@ def travel_file(
     ks, contexts = sorted(set(ks)), sorted(set(contexts))
     if any(k < 1 for k in ks) or any(m < 1 for m in contexts):
         raise ConfigError(f"travel.ks and travel.contexts must be positive (got {ks} and {contexts})")
-    study = StudyFiles.match(pairs_files, prompts, activations, results)
+    study = StudyFiles.match(pairs_files, prompts, results)
     lm = compute.load(model_dir)
     tables, layers, study_k = [], {}, {}
     for t in study.tasks(lm):

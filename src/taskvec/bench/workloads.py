@@ -171,7 +171,7 @@ def workload_seconds(
 def study_job_times(logs_dir: Path, model: str) -> dict:
     """Wall time and peak memory of the model's jobs in the last default study (its steps, not the
     extended studies'), from Snakemake's benchmark files (``logs/benchmarks/<rule>/<model>[/<task>].tsv``)."""
-    from taskvec.study import STUDY_STEPS
+    from taskvec.workflow.contract import STUDY_STEPS
 
     seconds, peak_mb, jobs = 0.0, 0.0, 0
     paths = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from taskvec import defaults
 from taskvec.errors import ConfigError
 
 MODEL_HELP = "model directory written by `taskvec convert-model`"
@@ -27,15 +28,19 @@ def device(value: str) -> str:
 
 def add_compute(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("compute")
-    group.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
+    group.add_argument(
+        "--device", type=device, default=defaults.DEVICE, help="cpu, cuda, cuda:N or auto (cuda if available)"
+    )
     group.add_argument(
         "--dtype",
-        default="auto",
+        default=defaults.DTYPE,
         choices=DTYPES,
         help="weights and activations dtype; auto is bfloat16 on GPU, float32 on CPU",
     )
-    group.add_argument("--batch-size", type=positive, default=64, help="prompts per forward pass")
-    group.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    group.add_argument("--batch-size", type=positive, default=defaults.BATCH_SIZE, help="prompts per forward pass")
+    group.add_argument(
+        "--threads", type=int, default=defaults.THREADS, help="CPU threads for torch (0: torch's default)"
+    )
     group.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -56,18 +61,20 @@ def add_prompt_settings(parser: argparse.ArgumentParser, seed: bool = True) -> N
     group = parser.add_argument_group("prompts")
     if seed:
         group.add_argument("--seed", type=int, default=0, help="seed for sampling the splits")
-    group.add_argument("--k", type=positive, default=5, help="demonstrations per prompt")
-    group.add_argument("--n-baseline", type=positive, default=100, help="bare queries for the baseline")
-    group.add_argument("--n-dev", type=positive, default=50, help="prompts for choosing the layer")
-    group.add_argument("--n-test", type=positive, default=50, help="prompts for the reported accuracies")
-    group.add_argument("--n-dummies", type=positive, default=2, help="dummy queries averaged into each task vector")
-    group.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
-    group.add_argument("--query", default="example:{x}->", help="query template")
-    group.add_argument("--separator", default="\n", help="text between demonstrations")
+    group.add_argument("--k", type=positive, default=defaults.K, help="demonstrations per prompt")
+    group.add_argument("--n-baseline", type=positive, default=defaults.BASELINE, help="bare queries for the baseline")
+    group.add_argument("--n-dev", type=positive, default=defaults.DEV, help="prompts for choosing the layer")
+    group.add_argument("--n-test", type=positive, default=defaults.TEST, help="prompts for the reported accuracies")
+    group.add_argument(
+        "--n-dummies", type=positive, default=defaults.DUMMIES, help="dummy queries averaged into each task vector"
+    )
+    group.add_argument("--demonstration", default=defaults.DEMONSTRATION, help="demonstration template")
+    group.add_argument("--query", default=defaults.QUERY, help="query template")
+    group.add_argument("--separator", default=defaults.SEPARATOR, help="text between demonstrations")
     group.add_argument(
         "--max-answer-tokens",
         type=positive,
-        default=10,
+        default=defaults.MAX_ANSWER_TOKENS,
         help="the strict metric's generation stops at the separator or after this many tokens",
     )
 

@@ -23,7 +23,6 @@ def add(sub) -> None:
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
     p.add_argument("--tasks", required=True, type=Path, nargs="+", help="task files (`taskvec build-task`)")
     p.add_argument("--prompts", required=True, type=Path, nargs="+", help="their prompts files (one sampling)")
-    p.add_argument("--activations", required=True, type=Path, nargs="+", help="their activations files")
     p.add_argument("--results", required=True, type=Path, nargs="+", help="their results files")
     p.add_argument(
         "--format",
@@ -44,6 +43,4 @@ def cmd_formats(args) -> None:
     from taskvec.analysis.formats import DEFAULT_FORMATS, Format, formats_file
 
     formats = [Format(*spec) for spec in args.formats] if args.formats else list(DEFAULT_FORMATS)
-    formats_file(
-        args.model_dir, args.tasks, args.prompts, args.activations, args.results, args.out, compute(args), formats
-    )
+    formats_file(args.model_dir, args.tasks, args.prompts, args.results, args.out, compute(args), formats)

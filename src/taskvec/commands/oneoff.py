@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from taskvec import defaults
 from taskvec.commands._common import add_compute, positive
 
 ORDER = 15  # where the group's subcommands come in `taskvec --help`
@@ -42,13 +43,22 @@ def add(sub) -> None:
     p.add_argument("--layer", type=layer_choice, default="auto", help="auto, or the block to patch after (0-based)")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors file")
     group = p.add_argument_group("prompts")
-    group.add_argument("--k", type=positive, default=5, help="demonstrations per context")
-    group.add_argument("--contexts", type=positive, default=8, help="demonstration sets theta is averaged over")
-    group.add_argument("--dummies", type=positive, default=2, help="dummy queries per context")
-    group.add_argument("--demonstration", default="example:{x}->{y}", help="demonstration template")
-    group.add_argument("--query", default="example:{x}->", help="query template")
-    group.add_argument("--separator", default="\n", help="text between demonstrations (and where answers end)")
-    group.add_argument("--max-answer-tokens", type=positive, default=10, help="longest answer `apply` generates")
+    group.add_argument("--k", type=positive, default=defaults.K, help="demonstrations per context")
+    group.add_argument(
+        "--contexts", type=positive, default=defaults.CONTEXTS, help="demonstration sets theta is averaged over"
+    )
+    group.add_argument("--dummies", type=positive, default=defaults.DUMMIES, help="dummy queries per context")
+    group.add_argument("--demonstration", default=defaults.DEMONSTRATION, help="demonstration template")
+    group.add_argument("--query", default=defaults.QUERY, help="query template")
+    group.add_argument(
+        "--separator", default=defaults.SEPARATOR, help="text between demonstrations (and where answers end)"
+    )
+    group.add_argument(
+        "--max-answer-tokens",
+        type=positive,
+        default=defaults.MAX_ANSWER_TOKENS,
+        help="longest answer `apply` generates",
+    )
     group.add_argument(
         "--scoring", choices=["exact", "prefix"], default="exact", help="first-token rule for --layer auto"
     )

@@ -1,4 +1,4 @@
-"""The report: HTML, tables, figures and metrics.json from results files."""
+"""The reports: the default study's and the extended studies' (HTML, tables, figures, metrics.json)."""
 
 from __future__ import annotations
 
@@ -34,10 +34,28 @@ def add(sub) -> None:
         nargs="*",
         type=Path,
         default=[],
-        help="the prompts files of the results files, in the same order (to diagnose ICL's errors)",
+        help="the prompts files of the results files, matched by their metadata (to diagnose ICL's errors)",
     )
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "extended-report",
+        help="the extended studies' report (function vectors, how far the task vector travels)",
+        description="Write the extended studies' report (index.html, metrics.json, tables, figures) from the "
+        "study's results files and the files of `taskvec function-vectors` and `taskvec travel`, into --out (the "
+        "study puts it in reports/extended, beside the main report, which it does not change).",
+    )
+    p.add_argument("results", nargs="+", type=Path, help="the study's results files (every task and sampling)")
+    p.add_argument(
+        "--analyses",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="files of `taskvec function-vectors` (both), `taskvec travel` and `taskvec formats`, any models",
+    )
+    p.add_argument("--out", type=Path, default=Path("reports/extended"), help="output directory")
+    p.set_defaults(func=cmd_extended_report)
 
 
 def cmd_report(args) -> None:
@@ -45,3 +63,10 @@ def cmd_report(args) -> None:
 
     index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir, args.prompts, args.benchmark_steps)
     print(f"Report: {index.resolve()}")
+
+
+def cmd_extended_report(args) -> None:
+    from taskvec.report.extended import build_extended_report
+
+    index = build_extended_report(args.results, args.analyses, args.out)
+    print(f"Extended report: {index.resolve()}")

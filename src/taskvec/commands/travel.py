@@ -26,7 +26,6 @@ def add(sub) -> None:
     p.add_argument("--model-dir", required=True, type=Path, help=MODEL_HELP)
     p.add_argument("--tasks", required=True, type=Path, nargs="+", help="task files (`taskvec build-task`)")
     p.add_argument("--prompts", required=True, type=Path, nargs="+", help="their prompts files (one sampling)")
-    p.add_argument("--activations", required=True, type=Path, nargs="+", help="their activations files")
     p.add_argument("--results", required=True, type=Path, nargs="+", help="their results files")
     p.add_argument("--ks", type=positive, nargs="+", default=[1, 2, 3, 5, 10], help="demonstrations per prompt")
     p.add_argument(
@@ -36,7 +35,6 @@ def add(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output Parquet file of predictions")
     add_compute(p)
     p.set_defaults(func=cmd_travel)
-    add_report(sub)
 
 
 def cmd_travel(args) -> None:
@@ -46,7 +44,6 @@ def cmd_travel(args) -> None:
         args.model_dir,
         args.tasks,
         args.prompts,
-        args.activations,
         args.results,
         args.out,
         compute(args),
@@ -54,30 +51,3 @@ def cmd_travel(args) -> None:
         contexts=args.contexts,
         seed=args.seed,
     )
-
-
-def add_report(sub) -> None:
-    p = sub.add_parser(
-        "extended-report",
-        help="the extended studies' report (function vectors, how far the task vector travels)",
-        description="Write the extended studies' report (index.html, metrics.json, tables, figures) from the "
-        "study's results files and the files of `taskvec function-vectors` and `taskvec travel`, into --out (the "
-        "study puts it in reports/extended, beside the main report, which it does not change).",
-    )
-    p.add_argument("results", nargs="+", type=Path, help="the study's results files (every task and sampling)")
-    p.add_argument(
-        "--analyses",
-        nargs="+",
-        type=Path,
-        required=True,
-        help="files of `taskvec function-vectors` (both) and `taskvec travel`, any models",
-    )
-    p.add_argument("--out", type=Path, default=Path("reports/extended"), help="output directory")
-    p.set_defaults(func=cmd_extended_report)
-
-
-def cmd_extended_report(args) -> None:
-    from taskvec.report.extended import build_extended_report
-
-    index = build_extended_report(args.results, args.analyses, args.out)
-    print(f"Extended report: {index.resolve()}")

@@ -1,9 +1,11 @@
 """Patched forward passes: next tokens under an intervention (:class:`taskvec.hooks.intervention.Intervention`),
-and the layer sweep (one prefix pass, then the last token from each patched layer up) and its pass plan."""
+next tokens under several interventions sharing one prefix pass (:func:`next_token_variants`), and the
+layer sweep (one prefix pass, then the last token from each patched layer up) and its pass plan."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from taskvec.architectures import describe
 from taskvec.forward.batching import Batch, HostCopies, batches, cheapest_runs, encode, progress_bar
 from taskvec.hooks import to_device
+from taskvec.hooks.capture import capture_last_token
 from taskvec.hooks.intervention import Intervention, intervene
 from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
@@ -47,6 +50,70 @@ def task_vector_patch(layers: Sequence[int], thetas: np.ndarray) -> Intervention
     """The task vector's intervention: ``thetas[i]`` replaces block ``layers[i]``'s output at the last
     position of text ``i``."""
     return Intervention(np.asarray(layers), thetas)
+
+
+@dataclasses.dataclass
+class Variants:
+    """Next-token predictions after each text, unpatched (``plain``) and under each intervention."""
+
+    plain: np.ndarray  # [n_texts] token ids
+    tokens: list[np.ndarray]  # per intervention, [n_texts] token ids
+    log_probs: list[np.ndarray | None]  # per intervention, [n_texts, vocab] where it was asked for
+
+
+@torch.inference_mode()
+def next_token_variants(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    interventions: Sequence[Intervention],
+    batch_size: int = 16,
+    log_probs: Sequence[int] = (),
+) -> Variants:
+    """Next-token predictions after each text, unpatched and under each of ``interventions`` (their
+    rows are the texts), sharing the work: each text's tokens but the last run once (KV cache); the
+    last token then runs unpatched (recording every block's output) and once per intervention on a
+    copy of the same cache: for one layer's block output, from block ``layer + 1`` up, fed the
+    patched stream; otherwise through every block under the intervention (at every position, the
+    whole text runs under it). For the interventions whose indices are in ``log_probs``, the next
+    token's whole log-distribution is kept, not only its top token."""
+    arch = describe(lm.model)
+    vocab = arch.unembedding.weight.shape[0]
+    interventions = [intervention.to(lm.device) for intervention in interventions]
+    plain = np.zeros(len(texts), dtype=np.int64)
+    tokens = [np.zeros(len(texts), dtype=np.int64) for _ in interventions]
+    kept = [np.zeros((len(texts), vocab), dtype=np.float32) if i in log_probs else None for i in range(len(tokens))]
+    for rows in batches(texts, batch_size):
+        batch = encode(lm, [texts[i] for i in rows])
+        prefix = None
+        if batch.input_ids.shape[1] > 1:
+            prefix = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
+        with capture_last_token(arch.layers) as states:
+            logits = lm.model(
+                **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+            ).logits
+        plain[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
+        for index, intervention in enumerate(interventions):
+            under = intervention.select(rows)
+            if under.positions == "all":
+                with intervene(arch, under):
+                    logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
+            elif under.site == "block_output" and not under.layers.ndim:
+                layer = int(under.layers)
+                values = under.vectors.to(states[layer].dtype)
+                fed = states[layer] + values if under.operation == "add" else values
+                with start_at_layer(arch.layers, arch.final_norm, layer + 1, fed.expand_as(states[layer])):
+                    logits = lm.model(
+                        **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+                    ).logits[:, -1, :]
+            else:
+                with intervene(arch, under):
+                    logits = lm.model(
+                        **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
+                    ).logits[:, -1, :]
+            tokens[index][rows] = logits.argmax(dim=-1).cpu().numpy()
+            if kept[index] is not None:
+                kept[index][rows] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+    return Variants(plain, tokens, kept)
 
 
 def sweep_rows(vectors: torch.Tensor, layers: Sequence[int], device: torch.device):

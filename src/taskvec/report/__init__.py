@@ -22,6 +22,7 @@ from taskvec.report.tables import (
     vocabulary_rows,
     write_table,
 )
+from taskvec.workflow.contract import CONFLICTS, REPORT_FIGURES
 
 
 def step_timings(benchmarks_dir: Path, steps: Sequence[str] | None = None) -> list[dict]:
@@ -90,8 +91,7 @@ def build_report(
 
 
 def _figures(study: StudyResults) -> dict[str, dict[str, dict[str, bytes]]]:
-    names = ("accuracy_by_layer", "accuracy_summary", "conflicting_tasks", "tsne", "distances")
-    figures = {name: {} for name in names}
+    figures = {name: {} for name in (*REPORT_FIGURES, CONFLICTS)}  # the workflow's outputs name the same
     for model in study.models:
         figures["accuracy_by_layer"][model] = fig.accuracy_by_layer(study, model)
         figures["accuracy_summary"][model] = fig.accuracy_summary(study, model)

@@ -195,7 +195,7 @@ class Analyses:
     robustness_summary: dict | None = None
     vocabulary: pa.Table | None = None
     vocabulary_summary: dict | None = None  # the vocabulary criterion's judgement per layer kind
-    vectors: object | None = None  # taskvec.report.vectors.VectorComparison: task against function vectors
+    vectors: object | None = None  # taskvec.function_vectors.report.VectorComparison: task against function vectors
     travel: object | None = None  # taskvec.report.travel.Travel: demonstrations and demonstration sets
     formats: object | None = None  # taskvec.report.formats.Formats: prompt formats and transfer between them
 
@@ -284,7 +284,7 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
     for model, parts in vectors.items():
         if set(parts) != {"function_vectors", "heads"}:
             raise ConfigError(f"{model}: give both files of `taskvec function-vectors` (--out and --heads-out)")
-        from taskvec.report.vectors import read_comparison
+        from taskvec.function_vectors.report import read_comparison
 
         predictions, metadata = parts["function_vectors"]
         found[model]["vectors"] = read_comparison(predictions, parts["heads"][0], metadata)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from taskvec import store
 from taskvec.errors import ConfigError
-from taskvec.report import formats, formats_section, travel, vectors
+from taskvec.function_vectors import report as vectors
+from taskvec.report import formats, formats_section, travel
 from taskvec.report.collect import StudyResults, collect
 from taskvec.report.page import page
 from taskvec.report.tables import write_table

@@ -3,7 +3,7 @@
 - Each head's mean output at the last token of the task's clean ICL prompts (the dev split).
 - Each head's indirect effect: on ICL prompts whose demonstrations have shuffled labels, the rise in
   the probability of the query's first answer token when that head's output at the last token is
-  replaced by its mean (:func:`taskvec.heads.head_patch_scan`), averaged over prompts; averaged again
+  replaced by its mean (:func:`taskvec.function_vectors.heads.head_patch_scan`), averaged over prompts; averaged again
   over tasks for the heads that serve many tasks.
 - The function vector: the sum of the top heads' mean outputs in residual-stream space, *added* to
   the last token's residual stream after a block (:func:`add_sweep` tries every block).
@@ -11,21 +11,15 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-from taskvec.architectures import describe
-from taskvec.forward.batching import batches, encode
 from taskvec.forward.capture import last_token_states
-from taskvec.forward.patched import patched_sweep
-from taskvec.heads import attention_heads, head_patch_scan, head_vectors, mean_head_outputs
-from taskvec.hooks.capture import capture_last_token
-from taskvec.hooks.intervention import Intervention, intervene
-from taskvec.hooks.patch import start_at_layer
+from taskvec.forward.patched import next_token_variants, patched_sweep
+from taskvec.function_vectors.heads import attention_heads, head_patch_scan, head_vectors, mean_head_outputs
+from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat
 
@@ -132,70 +126,6 @@ def add_sweep(
     come from one pass, then the layer sweep patches them in (:func:`taskvec.forward.patched_sweep`)."""
     states = last_token_states(lm, texts, batch_size, progress)
     return patched_sweep(lm, texts, states + vector[None, None, :], layers, batch_size, progress)
-
-
-@dataclasses.dataclass
-class Variants:
-    """Next-token predictions after each text, unpatched (``plain``) and under each intervention."""
-
-    plain: np.ndarray  # [n_texts] token ids
-    tokens: list[np.ndarray]  # per intervention, [n_texts] token ids
-    log_probs: list[np.ndarray | None]  # per intervention, [n_texts, vocab] where it was asked for
-
-
-@torch.inference_mode()
-def next_token_variants(
-    lm: LoadedModel,
-    texts: Sequence[str],
-    interventions: Sequence[Intervention],
-    batch_size: int = 16,
-    log_probs: Sequence[int] = (),
-) -> Variants:
-    """Next-token predictions after each text, unpatched and under each of ``interventions`` (their
-    rows are the texts), sharing the work: each text's tokens but the last run once (KV cache); the
-    last token then runs unpatched (recording every block's output) and once per intervention on a
-    copy of the same cache: for one layer's block output, from block ``layer + 1`` up, fed the
-    patched stream; otherwise through every block under the intervention (at every position, the
-    whole text runs under it). For the interventions whose indices are in ``log_probs``, the next
-    token's whole log-distribution is kept, not only its top token."""
-    arch = describe(lm.model)
-    vocab = arch.unembedding.weight.shape[0]
-    interventions = [intervention.to(lm.device) for intervention in interventions]
-    plain = np.zeros(len(texts), dtype=np.int64)
-    tokens = [np.zeros(len(texts), dtype=np.int64) for _ in interventions]
-    kept = [np.zeros((len(texts), vocab), dtype=np.float32) if i in log_probs else None for i in range(len(tokens))]
-    for rows in batches(texts, batch_size):
-        batch = encode(lm, [texts[i] for i in rows])
-        prefix = None
-        if batch.input_ids.shape[1] > 1:
-            prefix = lm.model.base_model(**batch.inputs(0, -1), use_cache=True).cache
-        with capture_last_token(arch.layers) as states:
-            logits = lm.model(
-                **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
-            ).logits
-        plain[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
-        for index, intervention in enumerate(interventions):
-            under = intervention.select(rows)
-            if under.positions == "all":
-                with intervene(arch, under):
-                    logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
-            elif under.site == "block_output" and not under.layers.ndim:
-                layer = int(under.layers)
-                values = under.vectors.to(states[layer].dtype)
-                fed = states[layer] + values if under.operation == "add" else values
-                with start_at_layer(arch.layers, arch.final_norm, layer + 1, fed.expand_as(states[layer])):
-                    logits = lm.model(
-                        **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
-                    ).logits[:, -1, :]
-            else:
-                with intervene(arch, under):
-                    logits = lm.model(
-                        **batch.inputs(-1), cache=copy.deepcopy(prefix), use_cache=prefix is not None, logits_to_keep=1
-                    ).logits[:, -1, :]
-            tokens[index][rows] = logits.argmax(dim=-1).cpu().numpy()
-            if kept[index] is not None:
-                kept[index][rows] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-    return Variants(plain, tokens, kept)
 
 
 def plain_and_added_next_tokens(

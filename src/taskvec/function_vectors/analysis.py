@@ -39,17 +39,17 @@ from taskvec.errors import ConfigError
 from taskvec.evaluate import choose_layer, read_layer_choice, token_decoder
 from taskvec.extract import read_activations
 from taskvec.forward.batching import batches, encode
-from taskvec.function_vectors import (
+from taskvec.forward.patched import next_token_variants
+from taskvec.function_vectors.heads import attention_heads
+from taskvec.function_vectors.vectors import (
     add_sweep,
     default_head_count,
     function_vector,
     head_effects,
-    next_token_variants,
     plain_and_added_next_tokens,
     shuffle_labels,
     top_heads,
 )
-from taskvec.heads import attention_heads
 from taskvec.hooks.intervention import Intervention
 from taskvec.loader import task_runs
 from taskvec.models import LoadedModel
@@ -157,7 +157,7 @@ def function_vectors_file(
 ) -> None:
     """Run the comparison for one model over every task given (files matched by their metadata) and
     write the predictions (``out``) and every head's effect per task (``heads_out``)."""
-    files, model, seeds = task_runs(pairs_files, prompts, activations, results)
+    files, model, seeds = task_runs(pairs_files, prompts, results, activations)
     if len(files) < 2:
         raise ConfigError(
             "function vectors need the files of at least two tasks (the universal heads and the other-task "

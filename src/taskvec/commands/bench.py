@@ -1,14 +1,13 @@
-"""The whole study and the benchmarks."""
+"""The benchmarks: the layer sweep, extraction and the workload against their limits, on a finished
+study's models or on a random-weight model of a real shape."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from taskvec.commands._common import DTYPES, add_compute, compute, device, positive
-from taskvec.errors import TaskvecError
 
-ORDER = 50  # where the group's subcommands come in `taskvec --help`
+ORDER = 55  # where the group's subcommands come in `taskvec --help`
 
 
 def add(sub) -> None:
@@ -40,19 +39,6 @@ def add(sub) -> None:
     )
     add_compute(p)
     p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser(
-        "run-study",
-        help="run the whole study (Snakemake with the project's profile)",
-        description="Run the study's workflow in the current directory with its default profile "
-        "(profiles/default, which a plain `snakemake` uses too) "
-        "(what `dvc repro` and `make reproduce` run). One run per directory: a second one refuses. "
-        "After a run that was killed (SIGKILL, power cut), it releases the lock that run left behind "
-        "(only when no Snakemake process works in the directory) and makes the unfinished jobs again. "
-        "Arguments after -- go to Snakemake.",
-    )
-    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="extra Snakemake arguments, after --")
-    p.set_defaults(func=cmd_run_study)
 
     p = sub.add_parser(
         "bench-random",
@@ -111,18 +97,6 @@ def cmd_bench(args) -> None:
         compare_dtype=None if args.compare_dtype == "none" else args.compare_dtype,
     )
     print(f"Benchmarks: {(args.out / 'benchmarks.md').resolve()}")
-
-
-def cmd_run_study(args) -> None:
-    from taskvec.study import run_study
-
-    extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
-    status = run_study(extra)
-    if status:
-        raise TaskvecError(
-            f"the workflow stopped with exit status {status}",
-            fix="read the failed job's log named above, fix its cause, and run it again",
-        )
 
 
 def cmd_bench_random(args) -> None:

@@ -17,9 +17,11 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from taskvec.errors import StudyBusyError
+from taskvec.workflow.contract import EXTENDED_VERSIONED, STUDY_VERSIONED
 
 log = logging.getLogger(__name__)
 
@@ -127,64 +129,60 @@ def run_study(snakemake_args: list[str], project: Path = Path(".")) -> int:
         handle.flush()
         recover_from_killed_run(project)
         status = _run_forwarding_signals([_snakemake(), *snakemake_args], project)
-        if status == 0 and not snakemake_args:
-            remove_stale_outputs(project)
+        target = " ".join(snakemake_args)
+        if status == 0 and target in VERSIONED:  # a complete run of the default study or the extended ones
+            remove_stale_outputs(project, target)
         return status
 
 
-#: The default study's steps that run a model, in the chain's order (their Snakemake benchmark files,
-#: ``logs/benchmarks/<step>/``, give the report's time per step and `taskvec bench`'s study time; the
-#: extended studies' steps are not among them).
-STUDY_STEPS = ("extract_activations", "evaluate_task", "conflicting_tasks", "robustness", "vocabulary_projection")
-
-#: Where the study's outputs live (what DVC versions): anything there that the workflow no longer makes
-#: (a task or model since removed from params.yaml) is removed after a complete run.
-VERSIONED = (
-    "data/tasks",
-    "data/prompts",
-    "data/activations",
-    "data/icl",
-    "data/results",
-    "data/analysis",
-    "reports/tables",
-    "reports/figures",
-)
+#: Each target's versioned folders: what a complete run of it may clean.
+VERSIONED = {"": STUDY_VERSIONED, "extended": EXTENDED_VERSIONED}
 
 
-def workflow_outputs(project: Path) -> set[Path]:
-    """Every output of the workflow's jobs for the current params.yaml (Snakemake's summary)."""
-    summary = subprocess.run([_snakemake(), "--summary", "--quiet"], cwd=project, capture_output=True, text=True)
-    if summary.returncode != 0:
-        raise RuntimeError(f"`snakemake --summary` failed in {project.resolve()}:\n{summary.stderr.strip()}")
-    lines = summary.stdout.splitlines()
+def summary(project: Path, *args: str) -> list[dict[str, str]]:
+    """Snakemake's machine-readable summary (``--summary``: a tab-separated table, one row per output
+    file of every job of the targets in ``args``, with the rule and whether the job is planned to
+    run: ``plan`` is "update pending" or "no update")."""
+    result = subprocess.run([_snakemake(), "--summary", *args, "--quiet"], cwd=project, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"`snakemake --summary` failed in {project.resolve()}:\n{result.stderr.strip()}")
+    lines = result.stdout.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("output_file\t")), None)
     if start is None:
-        raise RuntimeError(f"`snakemake --summary` printed no table in {project.resolve()}")
-    return {(project / line.split("\t", 1)[0]).resolve() for line in lines[start + 1 :] if line.strip()}
+        return []  # no job at all
+    header = lines[start].split("\t")
+    return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[start + 1 :] if line.strip()]
 
 
-def stale_outputs(project: Path, outputs: set[Path]) -> list[Path]:
-    """Files under the versioned folders, and model directories, that no job of the workflow makes."""
+def workflow_outputs(project: Path, *targets: str) -> set[Path]:
+    """Every output of the jobs of ``targets`` (the default target when none) for the current params.yaml."""
+    return {(project / row["output_file"]).resolve() for row in summary(project, *targets)}
+
+
+def stale_outputs(project: Path, outputs: set[Path], versioned: Sequence[str] = STUDY_VERSIONED) -> list[Path]:
+    """Files under the ``versioned`` folders that no job of the workflow makes, and model
+    directories (with the default study's folders)."""
     stale = [
         path
-        for top in VERSIONED
+        for top in versioned
         for path in sorted((project / top).rglob("*"))
         if path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(project).parts)
         and path.resolve() not in outputs
     ]
     models = project / "data" / "models"
-    if models.is_dir():
+    if versioned == STUDY_VERSIONED and models.is_dir():
         stale += [
             path for path in sorted(models.iterdir()) if not path.name.startswith(".") and path.resolve() not in outputs
         ]
     return stale
 
 
-def remove_stale_outputs(project: Path) -> list[Path]:
-    """Remove what :func:`stale_outputs` finds (and the folders it leaves empty), so that what DVC
-    versions is exactly the current study."""
-    stale = stale_outputs(project, workflow_outputs(project))
+def remove_stale_outputs(project: Path, target: str = "") -> list[Path]:
+    """Remove what :func:`stale_outputs` finds for ``target`` (the default study, or "extended"), and
+    the folders it leaves empty, so that what DVC versions is exactly the current study."""
+    versioned = VERSIONED[target]
+    stale = stale_outputs(project, workflow_outputs(project, *([target] if target else [])), versioned)
     for path in stale:
         log.warning(
             "removing %s: no job of the study makes it any more (removed from params.yaml?)", path.relative_to(project)
@@ -193,7 +191,7 @@ def remove_stale_outputs(project: Path) -> list[Path]:
             shutil.rmtree(path)
         else:
             path.unlink()
-    for top in VERSIONED:
+    for top in versioned:
         for folder in sorted((project / top).rglob("*"), reverse=True):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
