@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := wordnet-base dict-freedict-fra-eng dict-freedict-spa-eng dict
 # (its daemons, munge for authentication, MariaDB for Slurm's accounting).
 TEST_PACKAGES := chromium slurmctld slurmd slurmdbd slurm-client munge mariadb-server
 
-.PHONY: setup debian-packages test-packages reproduce reproduce-all push pull test test-fast bench lint
+.PHONY: setup debian-packages test-packages reproduce reproduce-all push pull test test-fast bench lint docs
 
 setup: $(STAMP) debian-packages
 
@@ -86,6 +86,10 @@ test-fast: $(STAMP)
 # Speed and memory of the study's forward passes (needs a finished study); writes reports/benchmarks.*
 bench: setup
 	$(BIN)/taskvec bench
+
+# The documentation site (docs/, mkdocs.yml), served on http://127.0.0.1:8000 (the tests build it with --strict)
+docs: $(STAMP)
+	$(BIN)/mkdocs serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

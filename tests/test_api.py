@@ -1,5 +1,5 @@
 """One-off use: `taskvec vector` / `taskvec apply` and `taskvec.api`. Mechanics on tiny random models;
-the README's snippet and the commands end to end on the packaged smollm2-135m."""
+the docs' one-off snippet and the commands end to end on the packaged smollm2-135m."""
 
 from __future__ import annotations
 
@@ -154,9 +154,9 @@ def test_a_model_that_is_no_directory_packaged_name_or_hub_id_is_refused(tmp_pat
 
 
 def _readme_snippet() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "one-off.md").read_text()
     match = re.search(r"<!-- one-off python -->\n```python\n(.*?)```", text, re.S)
-    assert match, "the README's one-off Python snippet is marked <!-- one-off python -->"
+    assert match, "the docs' one-off Python snippet is marked <!-- one-off python -->"
     return match.group(1)
 
 
