@@ -98,8 +98,9 @@ def python_blocks(page) -> list[str]:
 
 # one-off.md's block is run, and what it prints checked, by
 # test_api.py::test_the_readme_snippet_runs_and_its_vector_turns_bare_queries_into_antonyms
+# tutorial.md is a notebook, run as one by test_the_tutorial_notebook_runs_and_its_vector_answers_new_queries
 RUN_HERE = ["library.md"]
-RUN_ELSEWHERE = ["one-off.md"]
+RUN_ELSEWHERE = ["one-off.md", "tutorial.md"]
 
 
 def test_every_page_with_python_is_run():
@@ -123,3 +124,27 @@ def test_every_python_block_of_a_page_runs(page, smollm2_dir, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip(), "each page's blocks print what they show"
+
+
+@pytest.mark.model
+def test_the_tutorial_notebook_runs_and_its_vector_answers_new_queries(smollm2_dir, tmp_path, monkeypatch):
+    """docs/tutorial.md, read by jupytext as the notebook it is and executed in a Jupyter kernel from
+    top to bottom: it draws the layer curve and its vector turns bare queries into opposites."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    cache = tmp_path / "cache"
+    copy_tree(smollm2_dir, cache / "models" / "packaged--smollm2-135m")
+    monkeypatch.setenv("TASKVEC_CACHE", str(cache))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    notebook = jupytext.read(DOCS / "tutorial.md")
+    work = tmp_path / "work"
+    work.mkdir()
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+    assert not [output for output in outputs if output.output_type == "error"]
+    assert any("image/png" in output.get("data", {}) for output in outputs)  # the layer curve
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "young: bare" in text and "with the task vector 'old'" in text
+    assert (work / "opposites.jsonl").is_file()
