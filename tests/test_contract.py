@@ -155,3 +155,20 @@ def test_stale_extended_outputs_are_found_beside_the_current_ones(tmp_path):
     outputs = {(tmp_path / path).resolve() for path in current}
     stale = stale_outputs(tmp_path, outputs, contract.EXTENDED_VERSIONED)
     assert stale == [tmp_path / "data/extended/retired/travel.parquet"]  # the default study's folders stay
+
+
+def test_a_summary_without_its_table_stops_the_stale_output_removal(tmp_path, monkeypatch):
+    """The stale-output removal deletes what the summary does not list: output that is not
+    Snakemake's summary table must stop it, not read as a study with no outputs."""
+    from taskvec.workflow import runner
+
+    fake = tmp_path / "snakemake"
+    fake.write_text("#!/bin/sh\necho 'Building DAG of jobs...'\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(runner, "_snakemake", lambda: str(fake))
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    kept = tmp_path / "data" / "results" / "kept.parquet"
+    kept.write_bytes(b"")
+    with pytest.raises(RuntimeError, match="printed no table"):
+        runner.remove_stale_outputs(tmp_path)
+    assert kept.exists()

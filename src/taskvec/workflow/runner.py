@@ -148,8 +148,8 @@ def summary(project: Path, *args: str) -> list[dict[str, str]]:
         raise RuntimeError(f"`snakemake --summary` failed in {project.resolve()}:\n{result.stderr.strip()}")
     lines = result.stdout.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("output_file\t")), None)
-    if start is None:
-        return []  # no job at all
+    if start is None:  # Snakemake prints the header even for no job: anything else is not its summary
+        raise RuntimeError(f"`snakemake --summary` printed no table in {project.resolve()}:\n{result.stdout[-2000:]}")
     header = lines[start].split("\t")
     return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[start + 1 :] if line.strip()]
 
