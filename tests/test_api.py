@@ -192,8 +192,12 @@ def test_the_commands_make_and_apply_a_vector_and_refuse_bad_inputs_writing_noth
     out = tmp_path / "theta.safetensors"
     made = run_cli("vector", "--model", str(smollm2_dir), "--demos", str(demos), "--out", str(out), "--no-progress")
     assert re.search(r"theta after block \d+ \(auto\) of 30, from 20 pairs", made.stdout)
-    metadata = api.TaskVector.load(out).metadata
+    assert re.search(r"held-out queries \(5\): task vector \d+%, ICL \d+%, bare query \d+%", made.stdout)
+    assert "no block works" not in made.stderr
+    vector = api.TaskVector.load(out)
+    metadata = vector.metadata
     assert metadata["model"]["source"] == "packaged:smollm2-135m" and len(metadata["layer_choice"]["held_out"]) == 5
+    assert vector.works and metadata["layer_choice"]["icl_accuracy"] > metadata["layer_choice"]["bare_accuracy"]
     applied = run_cli("apply", "--model", str(smollm2_dir), "--vector", str(out), "--query", "young", "--no-progress")
     rows = {line.split()[0]: line.split() for line in applied.stdout.splitlines() if not line.startswith("#")}
     assert rows["young"][2] == "old"  # the TV's first token
@@ -227,6 +231,27 @@ def test_the_commands_make_and_apply_a_vector_and_refuse_bad_inputs_writing_noth
         "apply", "--model", str(smollm2_dir), "--vector", str(tmp_path / "none.st"), "--query", "a", check=False
     )
     assert missing.returncode == 1 and "vector file" in missing.stderr and "does not exist" in missing.stderr
+
+
+@pytest.mark.model
+def test_a_vector_no_block_of_which_beats_the_bare_query_says_so_in_its_output_and_file(smollm2_dir, tmp_path):
+    # SmolLM2-135M names these capitals by ICL in the arrow format, but no block's theta makes it do so
+    out = tmp_path / "capitals.safetensors"
+    demos = ROOT / "examples/pairs/country_capital.jsonl"
+    made = run_cli(
+        "vector", "--model", str(smollm2_dir), "--demos", str(demos), "--out", str(out), "--no-progress",
+        "--demonstration-template", "{x} -> {y}", "--query-template", "{x} ->",
+    )  # fmt: skip
+    assert "WARNING" in made.stderr and "no block works" in made.stderr, made.stderr
+    assert "so the model can do the task from demonstrations but no single block's theta carries it" in made.stderr
+    vector = api.TaskVector.load(out)
+    choice = vector.metadata["layer_choice"]
+    assert vector.works is False and max(choice["accuracy_by_layer"]) <= choice["bare_accuracy"]
+    assert vector.metadata["format"]["query"] == "{x} ->"
+    given = api.task_vector(api.load(smollm2_dir), api.read_pairs(demos), layer=3)
+    assert given.works is None  # nothing held out: nothing to tell
+    neither = {**choice, "icl_accuracy": 0.0, "bare_accuracy": 0.0, "accuracy_by_layer": [0.0] * 30}
+    assert "the model does not do this task from its demonstrations either" in api.no_block_works(neither)
 
 
 def test_the_commands_explain_themselves():

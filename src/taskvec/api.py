@@ -13,8 +13,10 @@ the other pairs in the prompt format, and theta after every block is the last to
 averaged over the dummy queries and the contexts. With ``layer="auto"`` the held-out pairs' bare
 queries are patched with theta after each block in turn and the block of best first-token accuracy
 is kept (ties: the earliest), as the study chooses it on dev; the accuracies are recorded in the
-file. Applying the vector replaces the bare query's last-token residual stream after that block with
-theta and generates greedily to the format's separator, as the study's strict metric does.
+file, beside those of the bare held-out queries and of ICL on them, and where no block beats the bare
+query a warning says so (:attr:`TaskVector.works` is then False). Applying the vector replaces the
+bare query's last-token residual stream after that block with theta and generates greedily to the
+format's separator, as the study's strict metric does.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ class TaskVector:
     @property
     def theta(self) -> np.ndarray:
         return self.vectors[self.layer]
+
+    @property
+    def works(self) -> bool | None:
+        """Whether the chosen block's theta beats the bare query on the held-out pairs (``layer="auto"``);
+        None where the layer was given and nothing was held out to tell."""
+        return self.metadata["layer_choice"].get("beats_bare")
 
     @property
     def format(self) -> PromptFormat:
@@ -197,6 +205,25 @@ def _contexts(pairs: Sequence[Pair], k: int, dummies: int, contexts: int, seed: 
     return prompts
 
 
+def no_block_works(choice: dict) -> str:
+    """The warning for a layer choice where no block's theta beats the bare query on the held-out
+    pairs: the block kept is the tie rule's, not a finding; and whether ICL itself does the task."""
+    held_out = len(choice["held_out"])
+    best = max(choice["accuracy_by_layer"])
+    icl = (
+        f"ICL itself gets {choice['icl_accuracy']:.0%} of them, so the model can do the task from demonstrations "
+        "but no single block's theta carries it"
+        if choice["icl_accuracy"] > choice["bare_accuracy"]
+        else f"ICL itself gets {choice['icl_accuracy']:.0%}: the model does not do this task from its demonstrations "
+        "either"
+    )
+    return (
+        f"no block works: the best block's theta answers {best:.0%} of the {held_out} held-out queries, the bare "
+        f"query {choice['bare_accuracy']:.0%}; {icl}. The vector is written, but its block is the first of the "
+        "tie, not a finding; try more pairs, another prompt format or a larger model"
+    )
+
+
 def task_vector(
     lm: LoadedModel,
     pairs: Sequence[Pair],
@@ -216,6 +243,7 @@ def task_vector(
     from taskvec.evaluate import choose_layer, token_decoder
     from taskvec.extract import task_vectors
     from taskvec.forward.patched import patched_sweep
+    from taskvec.forward.readout import next_tokens
     from taskvec.scoring import first_token_correct
     from taskvec.tasks.base import FIRST_TOKEN_RULES
 
@@ -244,21 +272,40 @@ def task_vector(
 
     choice: dict = {"how": "given"}
     if layer == "auto":
+        decode = token_decoder(lm)
+
+        def accuracy_of(tokens) -> float:
+            right = [first_token_correct(decode(t), p.outputs, scoring) for t, p in zip(tokens, held_out)]
+            return float(np.mean(right))
+
         queries = [fmt.query.format(x=p.input) for p in held_out]
         swept = patched_sweep(lm, queries, np.repeat(vectors[None], len(queries), axis=0), batch_size=batch_size)
-        decode = token_decoder(lm)
-        accuracy = [
-            float(np.mean([first_token_correct(decode(t), p.outputs, scoring) for t, p in zip(column, held_out)]))
-            for column in swept.T
-        ]
+        accuracy = [accuracy_of(column) for column in swept.T]
         layer = choose_layer(accuracy)
+        # the two references the chosen block is read against: the bare query, and ICL (each held-out
+        # query after the demonstrations of one of the contexts, in turn)
+        icl_prompts = [fmt.render(used[i % len(used)].demonstrations, p.input) for i, p in enumerate(held_out)]
+        bare = accuracy_of(next_tokens(lm, queries, batch_size))
+        icl = accuracy_of(next_tokens(lm, icl_prompts, batch_size))
         choice = {
             "how": "auto",
             "held_out": [p.input for p in held_out],
             "accuracy_by_layer": accuracy,
             "scoring": scoring,
+            "bare_accuracy": bare,
+            "icl_accuracy": icl,
+            "beats_bare": accuracy[layer] > bare,
         }
-        log.info("layer %d: %.0f%% of %d held-out queries right", layer, 100 * accuracy[layer], len(held_out))
+        log.info(
+            "block %d: %.0f%% of %d held-out queries right (ICL %.0f%%, bare query %.0f%%)",
+            layer,
+            100 * accuracy[layer],
+            len(held_out),
+            100 * icl,
+            100 * bare,
+        )
+        if not choice["beats_bare"]:
+            log.warning("%s", no_block_works(choice))
     digest = hashlib.sha256(json.dumps([[p.input, list(p.outputs)] for p in pairs]).encode()).hexdigest()
     metadata = {
         "taskvec_vector": FORMAT_VERSION,

@@ -36,7 +36,8 @@ def add(sub) -> None:
         "last token's residual stream after every block, averaged over the dummy queries of --contexts prompts "
         "of --k demonstrations each. With --layer auto (the default) a quarter of the pairs (at least 4) are "
         "held out and the block whose theta answers their bare queries best is chosen (ties: the earliest); the "
-        "choice and the accuracy at every block go into the file's metadata. Writes a safetensors file.",
+        "choice, the accuracy at every block, and the held-out accuracy of ICL and of the bare query go into the "
+        "file's metadata, and a warning says so where no block beats the bare query. Writes a safetensors file.",
     )
     p.add_argument("--model", required=True, help=ONE_OFF_MODEL_HELP)
     p.add_argument("--demos", required=True, type=Path, help="task file of input/output pairs (.jsonl or .csv)")
@@ -48,8 +49,12 @@ def add(sub) -> None:
         "--contexts", type=positive, default=defaults.CONTEXTS, help="demonstration sets theta is averaged over"
     )
     group.add_argument("--dummies", type=positive, default=defaults.DUMMIES, help="dummy queries per context")
-    group.add_argument("--demonstration", default=defaults.DEMONSTRATION, help="demonstration template")
-    group.add_argument("--query", default=defaults.QUERY, help="query template")
+    group.add_argument(
+        "--demonstration-template", default=defaults.DEMONSTRATION, help="demonstration template ({x}, {y})"
+    )
+    group.add_argument(
+        "--query-template", default=defaults.QUERY, help="query template ({x}); `apply --query` gives inputs"
+    )
     group.add_argument(
         "--separator", default=defaults.SEPARATOR, help="text between demonstrations (and where answers end)"
     )
@@ -87,7 +92,7 @@ def cmd_vector(args) -> None:
     from taskvec.prompts import PromptFormat
 
     pairs = api.read_pairs(args.demos)
-    fmt = PromptFormat(args.demonstration, args.query, args.separator, args.max_answer_tokens)
+    fmt = PromptFormat(args.demonstration_template, args.query_template, args.separator, args.max_answer_tokens)
     fmt.validate()
     lm = api.load(args.model, args.device, args.dtype, args.threads)
     vector = api.task_vector(
@@ -104,8 +109,17 @@ def cmd_vector(args) -> None:
         source=args.demos.name,
     )
     vector.save(args.out)
-    how = vector.metadata["layer_choice"]["how"]
-    print(f"{args.out}: theta after block {vector.layer} ({how}) of {len(vector.vectors)}, from {len(pairs)} pairs")
+    choice = vector.metadata["layer_choice"]
+    print(
+        f"{args.out}: theta after block {vector.layer} ({choice['how']}) of {len(vector.vectors)}, "
+        f"from {len(pairs)} pairs"
+    )
+    if choice["how"] == "auto":
+        chosen = choice["accuracy_by_layer"][vector.layer]
+        print(
+            f"held-out queries ({len(choice['held_out'])}): task vector {chosen:.0%}, "
+            f"ICL {choice['icl_accuracy']:.0%}, bare query {choice['bare_accuracy']:.0%}"
+        )
 
 
 def cmd_apply(args) -> None:
