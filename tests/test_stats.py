@@ -111,3 +111,12 @@ def test_task_bootstrap_averages_a_tasks_groups_and_is_deterministic():
     first = task_bootstrap([task], resamples=500)
     assert np.mean(first["baseline"]) == pytest.approx(0.75, abs=0.03)
     assert np.array_equal(first["baseline"], task_bootstrap([task], resamples=500)["baseline"])
+
+
+def test_the_two_proportion_test_matches_the_textbook_z_test():
+    from taskvec.analysis.stats import two_proportion_p
+
+    # 50 of 100 against 30 of 100: pooled 0.4, z = 0.2 / sqrt(0.4 * 0.6 * 0.02) = 2.887, two-sided p = 0.0039
+    assert abs(two_proportion_p(0.5, 100, 0.3, 100) - 0.00389) < 1e-4
+    assert two_proportion_p(0.3, 100, 0.3, 50) == 1.0
+    assert two_proportion_p(0.0, 10, 0.0, 10) == 1.0  # no spread at all: no evidence of a difference

@@ -37,10 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("transformers", "accelerate", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    if getattr(args, "no_progress", False):
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # its weight-loading bar
     try:
         args.func(args)
     except TaskvecError as error:

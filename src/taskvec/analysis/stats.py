@@ -41,6 +41,19 @@ def wilson_interval(accuracy: float, n: int, z: float = Z_95) -> tuple[float, fl
     return (low, high)
 
 
+def two_proportion_p(first: float, n_first: int, second: float, n_second: int) -> float:
+    """Two-sided p-value of the z-test that two proportions observed on independent samples (of
+    ``n_first`` and ``n_second`` items) are equal; 1 where the pooled proportion is 0 or 1."""
+    if n_first <= 0 or n_second <= 0:
+        return float("nan")
+    pooled = (first * n_first + second * n_second) / (n_first + n_second)
+    variance = pooled * (1 - pooled) * (1 / n_first + 1 / n_second)
+    if variance <= 0:
+        return 1.0
+    z = abs(first - second) / math.sqrt(variance)
+    return math.erfc(z / math.sqrt(2))
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment: adjusted p-values that control the family-wise error rate over
     all the tests given (reject where the adjusted value is below the level)."""

@@ -87,6 +87,13 @@ def add(sub) -> None:
     p.set_defaults(func=cmd_apply)
 
 
+def _hide_loading_bar(args) -> None:
+    if args.no_progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # its weight-loading bar
+
+
 def cmd_vector(args) -> None:
     from taskvec import api
     from taskvec.prompts import PromptFormat
@@ -94,6 +101,7 @@ def cmd_vector(args) -> None:
     pairs = api.read_pairs(args.demos)
     fmt = PromptFormat(args.demonstration_template, args.query_template, args.separator, args.max_answer_tokens)
     fmt.validate()
+    _hide_loading_bar(args)
     lm = api.load(args.model, args.device, args.dtype, args.threads)
     vector = api.task_vector(
         lm,
@@ -132,6 +140,7 @@ def cmd_apply(args) -> None:
         if not args.query_file.is_file():
             raise ArtifactError(f"query file {args.query_file} does not exist", "give a text file, one input per line")
         queries += [line for line in args.query_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    _hide_loading_bar(args)
     lm = api.load(args.model, args.device, args.dtype, args.threads)
     predictions = api.apply(lm, vector, queries, args.batch_size, where=str(args.vector))
     width = max(5, *(len(p.query) for p in predictions))

@@ -3,7 +3,7 @@ distances) and the vocabulary projection."""
 
 from __future__ import annotations
 
-from taskvec.report.collect import StudyResults
+from taskvec.report.collect import ICL_WORKS, StudyResults
 from taskvec.report.page import escape, image, names_text, number_text, table_row
 from taskvec.report.tables import conflict_rows, robustness_rows, vocabulary_rows
 
@@ -31,11 +31,39 @@ def conflict_section(study: StudyResults, figures: dict) -> str:
                 both(r, "patched_on_b"),
                 ("yes" if r["overrides"] else "no", ""),
                 (str(r["prompts"]), ""),
+                ("yes" if r["informative"] else "no", ""),
             ]
         )
         for r in rows
     )
-    overridden = [r for r in rows if r["overrides"]]
+    informative = [r for r in rows if r["informative"]]
+    overridden = [r for r in informative if r["overrides"]]
+    held = [r for r in informative if not r["overrides"]]
+    empty = [r for r in rows if not r["informative"]]
+
+    def name(r: dict) -> str:
+        return f"{r['model']} {r['task_a']}/{r['task_b']}"
+
+    text = (
+        f"Of the {len(rows)} (model, pair) cases, {len(informative)} can show it (the demonstrations set up A: ICL "
+        f"on A at least {ICL_WORKS}; and B's theta does B: B's task vector significantly above B's bare query); "
+        f"in {len(overridden)} of them the patched vector overrides the demonstrations (it matches B's answer on "
+        "at least half of the prompts and more often than A's)"
+    )
+    if held:
+        text += ", not in " + "; ".join(
+            f"{escape(name(r))} ({r['patched_on_b_count']} of {r['prompts_b_defined']} prompts follow B)" for r in held
+        )
+    text += "."
+    translation = [r for r in held if "translation" in r["task_a"] or "translation" in r["task_b"]]
+    if held and len(translation) == len(held):
+        text += " Every case where it does not is a translation pair, the exception the paper reports too."
+    if empty:
+        text += (
+            " The other cases cannot show anything: "
+            + "; ".join(f"{escape(name(r))}, as {escape(r['uninformative_because'])}" for r in empty)
+            + "."
+        )
     images = "".join(
         f"<figure>{image(figures['conflicting_tasks'][m], f'{m}: conflicting tasks')}</figure>"
         for m in study.models
@@ -44,12 +72,10 @@ def conflict_section(study: StudyResults, figures: dict) -> str:
     return f"""
 <h2 id="conflicting">Conflicting tasks</h2>
 <p>The demonstrations show task A; theta of task B is patched in at B's chosen layer. If theta carries the task,
-the prediction follows B. Here the patched vector overrides the demonstrations in {len(overridden)} of {len(rows)}
-(model, pair) cases (overrides: the patched prediction matches B's answer on at least half of the prompts and more
-often than A's). In the paper it mostly does, translation being the exception.</p>
+the prediction follows B. In the paper it mostly does, translation being the exception. {text}</p>
 <table><thead><tr><th class="l">model</th><th class="l">task A (demonstrations)</th><th class="l">task B (theta)</th>
 <th>ICL: A</th><th>ICL: B</th><th>ICL + theta(B): A</th><th>ICL + theta(B): B</th><th>overrides</th>
-<th>prompts</th></tr></thead><tbody>{body}</tbody></table>
+<th>prompts</th><th>informative</th></tr></thead><tbody>{body}</tbody></table>
 <p class="note">Accuracy against A's answers over A's test prompts (first split seed); against B's answers over the
 prompts whose query B defines; each cell: paper metric / strict metric.</p>{images}
 """

@@ -49,6 +49,9 @@ class Scores:
     ci: dict[str, tuple[float, float]]
     spread: dict[str, float]
     best_layers: tuple[int, ...]
+    # per sampling: whether any layer's dev accuracy beats the bare query (the baseline); where none
+    # does, the layer is the tie rule's first, not a finding
+    layers_work: tuple[bool, ...]
     dev_by_layer: list[float]
     n_baseline: int
     n_baseline_distinct: int  # distinct bare queries: the baseline's interval counts each once
@@ -85,6 +88,7 @@ def aggregate(samples: Sequence[TaskScores]) -> Scores:
         ci=ci,
         spread={m: means[m][1] for m in METRICS},
         best_layers=tuple(s.best_layer for s in samples),
+        layers_work=tuple(bool(s.dev_by_layer) and max(s.dev_by_layer) > s.baseline for s in samples),
         dev_by_layer=list(np.mean([s.dev_by_layer for s in samples], axis=0)),
         n_baseline=sum(s.n_baseline for s in samples),
         n_baseline_distinct=distinct,
@@ -301,6 +305,12 @@ def icl_errors(results: pa.Table, prompts: Sequence[Prompt]) -> dict:
         for row in results.to_pylist()
         if row["method"] == "icl" and row["split"] == "test" and not row["correct"]
     ]
+    # chance: a wrong token drawn at random from the task's answers (every answer its prompts show)
+    answers = {a.strip() for p in prompts for a in (*p.answers, *(y for _, y in p.demonstrations))}
+
+    def chance(shown) -> float:
+        return round(sum(len({x.strip() for x in shown(p)} & answers) / len(answers) for _, p in wrong), 1)
+
     return {
         "n_test": len(by_index),
         "n_wrong": len(wrong),
@@ -308,13 +318,18 @@ def icl_errors(results: pa.Table, prompts: Sequence[Prompt]) -> dict:
         "demonstration_answer": sum(pred in {y.strip() for _, y in p.demonstrations} for pred, p in wrong),
         "demonstration_input": sum(pred in {x.strip() for x, _ in p.demonstrations} for pred, p in wrong),
         "query": sum(pred == p.query.strip() for pred, p in wrong),
+        "n_answers": len(answers),
+        "chance_demonstration_answer": chance(lambda p: [y for _, y in p.demonstrations]) if answers else 0.0,
+        "chance_demonstration_input": chance(lambda p: [x for x, _ in p.demonstrations]) if answers else 0.0,
     }
 
 
-def strict_failures(results: pa.Table, prompts: Sequence[Prompt], method: str = "tv") -> dict:
+def strict_failures(results: pa.Table, prompts: Sequence[Prompt], scoring: str, method: str = "tv") -> dict:
     """On the test prompts of one results file: where ``method``'s first token is right by the paper's
     rule but its generation fails the strict metric, how often the generation starts with a valid answer
-    and goes on instead of ending there (the answer, then more text before any separator)."""
+    and goes on instead of ending there (the answer, then more text before any separator). Under the
+    ``exact`` rule (one-token answers) that holds by construction: the first token is then the whole
+    answer; only ``prefix``-scored tasks test it."""
     by_index = {p.index: p for p in prompts if p.split == "test"}
     rows = [
         row
@@ -327,7 +342,7 @@ def strict_failures(results: pa.Table, prompts: Sequence[Prompt], method: str = 
         goes_on += any(
             text.startswith(a.strip()) and len(text) > len(a.strip()) for a in by_index[row["index"]].strict_answers
         )
-    return {"first_token_right_strict_wrong": len(rows), "answer_then_more": goes_on}
+    return {"first_token_right_strict_wrong": len(rows), "answer_then_more": goes_on, "scoring": scoring}
 
 
 def collect(
@@ -346,7 +361,7 @@ def collect(
             first_prompts = read_prompts(run.prompts)[0]
             errors[key] = {
                 "icl_errors": icl_errors(table, first_prompts),
-                "tv_strict": strict_failures(table, first_prompts),
+                "tv_strict": strict_failures(table, first_prompts, info.task.rules.scoring),
             }
         grouped.setdefault(key, []).append((score(table), info))
     if not grouped:

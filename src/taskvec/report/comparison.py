@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskvec.report.collect import HOLDS, ICL_WORKS, METHODS, StudyResults
 from taskvec.report.page import escape, number_text, table_row
-from taskvec.report.paper import CITATION, paper_mean, paper_models
+from taskvec.report.paper import CITATION, paper_mean, paper_models, paper_size_range
 
 
 def paper_section(study: StudyResults) -> str:
@@ -23,8 +23,9 @@ def paper_section(study: StudyResults) -> str:
         body += table_row(cells)
     return f"""
 <h2 id="paper">Comparison with the paper</h2>
-<p class="note">Paper: mean over its {len(paper_models())} models ({escape(", ".join(paper_models()))}); source:
-{escape(CITATION)}. Tasks marked n/a replace a paper task that has no installable data source (see Provenance).</p>
+<p class="note">Paper: the unweighted mean over its {len(paper_models())} models ({escape(", ".join(paper_models()))}:
+{paper_size_range()} parameters, full-precision base models), every task, no filter; source: {escape(CITATION)}. Tasks
+marked n/a replace a paper task that has no installable data source (see Provenance).</p>
 <table><thead><tr><th class="l" rowspan="2">task</th><th colspan="3">paper (mean)</th>{head}
 <th class="l" rowspan="2">differs from the paper</th></tr>
 <tr>{sub}</tr></thead><tbody>{body}</tbody></table>
@@ -32,8 +33,22 @@ def paper_section(study: StudyResults) -> str:
 """
 
 
+def _paper_share(study: StudyResults, tasks: list[str]) -> tuple[float, float, int] | None:
+    """The paper's task vector over its ICL accuracy on ``tasks`` (means over its models), and how many
+    of them the paper has."""
+    paper = [paper_mean(study.paper_task(t)) for t in tasks if study.paper_task(t)]
+    if not paper:
+        return None
+    icl = sum(p["icl"] for p in paper) / len(paper)
+    tv = sum(p["tv"] for p in paper) / len(paper)
+    return tv / icl if icl else float("nan"), tv, len(paper)
+
+
 def _comparison_text(study: StudyResults) -> str:
-    """Where the paper's pattern (ICL works; the task vector keeps most of it) holds here, and where not."""
+    """Where the pattern the paper reports (the task vector keeps most of ICL's accuracy) holds here, and
+    the paper's own share on the same tasks: the paper reports means over its models with no filter, so
+    the study's filter and its 75% criterion are the study's, and the like-for-like number is the paper's
+    share on the tasks the study keeps."""
     sentences = []
     for model in study.models:
         rows = study.for_model(model)
@@ -43,22 +58,31 @@ def _comparison_text(study: StudyResults) -> str:
         no_icl = [r.task for r in rows if not r.icl_works]
         text = (
             f"{model}: ICL beats the baseline by at least {ICL_WORKS} on {len(works)} of {len(rows)} tasks; on "
-            f"{len(holds)} of them the task vector keeps at least {HOLDS:.0%} of ICL accuracy, as in the paper"
+            f"{len(holds)} of them the task vector keeps at least {HOLDS:.0%} of ICL accuracy (this study's "
+            "criterion: the paper reports means, not this count)"
         )
-        text += f" (it falls short on {', '.join(falls)})" if falls else ""
+        text += f"; it falls short on {', '.join(falls)}" if falls else ""
         text += "."
+        matched = [r for r in works if study.paper_task(r.task)]
+        paper = _paper_share(study, [r.task for r in matched])
+        if paper:
+            share, _, n = paper
+            mine = sum(r.scores.tv for r in matched) / sum(r.scores.icl for r in matched)
+            text += (
+                f" On the {n} of these tasks that the paper has, the task vector keeps {mine:.0%} of ICL accuracy "
+                f"here and {share:.0%} in the paper (its mean over its models)."
+            )
         if no_icl:
             text += (
                 f" On {', '.join(no_icl)} ICL does not beat the baseline by {ICL_WORKS} at this model size, so "
                 "the task vector's share of ICL accuracy says little there."
             )
         sentences.append(text)
-    paper = [paper_mean(study.paper_task(t)) for t in study.tasks if study.paper_task(t)]
-    if paper:
-        icl = sum(p["icl"] for p in paper) / len(paper)
-        tv = sum(p["tv"] for p in paper) / len(paper)
+    every = _paper_share(study, list(study.tasks))
+    if every:
+        share, tv, n = every
         sentences.append(
-            f"In the paper, on these tasks, the task vector keeps {tv / icl:.0%} of ICL accuracy "
-            f"on average over its models (task vector {tv:.2f}, ICL {icl:.2f})."
+            f"Over all {n} of the paper's tasks here, unfiltered, the paper's task vector keeps {share:.0%} of ICL "
+            f"accuracy on average over its models (task vector {tv:.2f})."
         )
     return " ".join(sentences)

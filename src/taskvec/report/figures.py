@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from taskvec.report.collect import StudyResults
+from taskvec.report.paper import paper_mean
 from taskvec.report.plotting import STYLE, plt, save_figure  # pyplot with the report's backend
 from taskvec.report.tables import conflict_rows, dev_curve_by_category
 
@@ -55,7 +56,8 @@ def accuracy_by_layer(study: StudyResults, model: str) -> dict[str, bytes]:
 
 
 def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
-    """Baseline, ICL and task-vector test accuracy per task with 95% Wilson intervals."""
+    """Baseline, ICL and task-vector test accuracy per task with 95% Wilson intervals, and hollow
+    beside each the paper's mean over its models where the task is one of the paper's."""
     rows = study.for_model(model)
     y = np.arange(len(rows))
     with plt.rc_context(STYLE):
@@ -75,12 +77,28 @@ def accuracy_summary(study: StudyResults, model: str) -> dict[str, bytes]:
                 color=METHOD_COLOURS[method],
                 label=METHOD_LABELS[method],
             )
+        paper = [paper_mean(study.paper_task(r.task)) if study.paper_task(r.task) else None for r in rows]
+        for number, (offset, method) in enumerate(zip((-0.25, 0, 0.25), METHOD_COLOURS)):
+            shown = [(value[method], row) for value, row in zip(paper, y) if value]
+            if shown:
+                ax.plot(
+                    [v for v, _ in shown],
+                    [row + offset for _, row in shown],
+                    linestyle="none",
+                    marker="D",
+                    markersize=4,
+                    markerfacecolor="none",
+                    markeredgewidth=0.8,
+                    color=METHOD_COLOURS[method],
+                    # one legend entry for the three: the colour says the method
+                    label="the paper: mean of its models (hollow, same colours)" if number == 0 else None,
+                )
         ax.set_yticks(y, [r.task for r in rows])
         ax.invert_yaxis()
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel("test accuracy (fraction of prompts; bars: 95% Wilson interval)")
         ax.set_title(f"{model}: accuracy per task")
-        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.04), ncol=3)
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.04), ncol=2)
         fig.tight_layout()
         return save_figure(fig)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from taskvec.analysis.stats import ALPHA, BOOTSTRAP_RESAMPLES
 from taskvec.report.analyses import conflict_section, robustness_section, vocabulary_section
 from taskvec.report.collect import HOLDS, ICL_WORKS, METHODS, StudyResults, TaskResult, mean_intervals, mean_scores
-from taskvec.report.comparison import paper_section
-from taskvec.report.method import provenance_section, software_section, timings_section
+from taskvec.report.comparison import paper_section, paper_size_range
+from taskvec.report.method import model_studied, provenance_section, software_section, timings_section
 from taskvec.report.page import escape, image, interval_text, names_text, number_text, page, table_row
 
 
@@ -45,21 +46,32 @@ def direction_sentence(results: list[TaskResult]) -> str:
 
 
 def strict_failure_sentence(results: list[TaskResult]) -> str:
-    """How the task vector fails the strict metric where its first token is right (first sampling)."""
+    """How the task vector fails the strict metric where its first token is right (first sampling). On
+    exact-scored tasks the first token is the whole answer, so such a generation is the answer and more
+    by construction; only the prefix-scored tasks can show otherwise, and only they are counted."""
     counts = [r.diagnosis["tv_strict"] for r in results if r.diagnosis]
     failures = sum(c["first_token_right_strict_wrong"] for c in counts)
     if not failures:
         return ""
-    goes_on = sum(c["answer_then_more"] for c in counts)
+    exact = sum(c["first_token_right_strict_wrong"] for c in counts if c["scoring"] == "exact")
+    prefix = [c for c in counts if c["scoring"] != "exact"]
+    tested = sum(c["first_token_right_strict_wrong"] for c in prefix)
+    text = (
+        f" Where the task vector's first token is right but its generation fails the strict metric ({failures} "
+        f"test prompts of the first sampling), the generation goes on past the answer: by construction on the "
+        f"exact-scored tasks, whose first token is the whole answer ({exact} prompts)"
+    )
+    if not tested:
+        return text + "; no prefix-scored task has such a prompt, so nothing here tests it."
+    goes_on = sum(c["answer_then_more"] for c in prefix)
     reading = (
-        " the patched bare query gives the answer but does not end it as the demonstrations' format would"
-        if goes_on * 2 > failures
-        else " most of these generations are not the answer followed by more text"
+        "the patched bare query gives the answer but does not end it as the demonstrations' format would"
+        if goes_on * 2 > tested
+        else "most of these generations are not the answer followed by more text"
     )
     return (
-        f" Where the task vector's first token is right but its generation fails the strict metric ({failures} "
-        f"test prompts of the first sampling), the generation is a valid answer followed by more text in "
-        f"{goes_on} ({goes_on / failures:.0%}):{reading}."
+        f"{text}; on the prefix-scored tasks, where a right first token need not be the whole answer, in "
+        f"{goes_on} of {tested} ({goes_on / tested:.0%}): {reading}."
     )
 
 
@@ -96,22 +108,32 @@ def model_summary(study: StudyResults, model: str) -> str:
     )
 
 
-def _summary_section(study: StudyResults) -> str:
+def _summary_section(study: StudyResults, figures: dict) -> str:
     items = "".join(model_summary(study, model) for model in study.models)
+    studied = "; ".join(f"<b>{escape(m)}</b> is {escape(model_studied(study, m))}" for m in study.models)
+    headline = "".join(
+        f"<figure>{image(figures['accuracy_summary'][m], f'{m}: accuracy per task')}</figure>"
+        for m in study.models
+        if m in figures.get("accuracy_summary", {})
+    )
     return f"""
 <h2 id="summary">Summary</h2>
 <p>Hendel, Geva and Globerson (EMNLP Findings 2023) argue that in-context learning compresses the
 demonstrations into a single vector theta, the residual stream at the last prompt token at a middle
 layer, and that running the model on the bare query with theta patched in recovers most of ICL's
-accuracy (about 80-90% over their 7 models and 18 tasks). Measured here:</p>
+accuracy. Their models are full-precision base models of {paper_size_range()} parameters. Studied here:
+{studied}.</p>
+{headline}
 <ul>{items}</ul>
-<p class="note">Baseline: the bare query. ICL: demonstrations and query. Task vector (TV): the bare query with theta
-(from the demonstrations and a dummy query) replacing the last token's residual stream at one layer. Paper metric: the
-first predicted token, stripped, must equal a valid answer (algorithmic, linguistic, translation; pairs kept only where
-an answer is one token) or be a prefix of one or have one as its prefix (knowledge), as the paper's code scores.
-Strict metric: greedy generation up to the newline must equal a valid answer. Intervals of the means and of the share:
-two-level bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples of the tasks, then of each task's prompts), holding each task's
-chosen layer fixed (how much the layer choice moves results shows in the spread over split seeds in the tables).</p>
+<p class="note">Figures: test accuracy per task with 95% Wilson intervals; hollow marks: the paper's mean over its
+models, where the task is one of the paper's. Baseline: the bare query. ICL: demonstrations and query. Task vector
+(TV): the bare query with theta (from the demonstrations and a dummy query) replacing the last token's residual stream
+at one layer. Paper metric: the first predicted token, stripped, must equal a valid answer (algorithmic, linguistic,
+translation; pairs kept only where an answer is one token) or be a prefix of one or have one as its prefix
+(knowledge), as the paper's code scores. Strict metric: greedy generation up to the newline must equal a valid
+answer. Intervals of the means and of the share: two-level bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples of the tasks,
+then of each task's prompts), holding each task's chosen layer fixed (how much the layer choice moves results shows
+in the spread over split seeds in the tables).</p>
 """
 
 
@@ -134,7 +156,7 @@ def _main_table(study: StudyResults, model: str) -> str:
                 *[cell(r, f"{m}_strict") for m in ("icl", "tv")],
                 (f"{r.scores.spread['tv']:.2f}", ""),
                 (_p(r), ""),
-                (" ".join(map(str, r.scores.best_layers)), ""),
+                (_layers_text(r), ""),
                 (str(r.n_pairs) + (" &#9251;" if r.leading_space else ""), ""),
                 (str(r.scores.n_test), ""),
             ]
@@ -174,13 +196,38 @@ def _main_table(study: StudyResults, model: str) -> str:
 counted over all of them. Intervals: 95% Wilson score intervals over the pooled test prompts (baseline: over its
 distinct bare queries, since its queries are drawn with replacement as in the paper and a query's prediction does not
 change). "TV vs ICL p": McNemar's exact test on the same test prompts, raw and Holm-adjusted over every model and task;
-n.s. marks a difference within the noise (adjusted p &ge; {ALPHA}). &#9251;: the pairs are written with a leading
-space (the paper's rule, see Provenance).</p>
+n.s. marks a difference within the noise (adjusted p &ge; {ALPHA}). Layer "none": no layer's dev accuracy beats the
+bare query's in that sampling, so no layer works there (its task-vector accuracy is at the tie rule's first layer).
+&#9251;: the pairs are written with a leading space (the paper's rule, see Provenance).</p>
 """
 
 
+def against_chance(seen: int, expected: float, n: int) -> str:
+    """How ``seen`` of ``n`` compares with the ``expected`` count of chance: "more than" or "fewer than"
+    where a binomial test of that chance rejects it one-sided at ALPHA, else "about what"."""
+    if n <= 0:
+        return "about what"
+    rate = min(max(expected / n, 0.0), 1.0)
+
+    def tail(ks) -> float:
+        return sum(math.comb(n, k) * rate**k * (1 - rate) ** (n - k) for k in ks)
+
+    if tail(range(seen, n + 1)) < ALPHA:
+        return "more than"
+    if tail(range(0, seen + 1)) < ALPHA:
+        return "fewer than"
+    return "about what"
+
+
+def _layers_text(result: TaskResult) -> str:
+    """The layer chosen per sampling, or "none" where no layer's dev accuracy beats the bare query."""
+    s = result.scores
+    return " ".join(str(layer) if works else "none" for layer, works in zip(s.best_layers, s.layers_work))
+
+
 def error_sentence(result: TaskResult) -> str:
-    """What ICL predicts where it is wrong, for a task where the task vector beats it."""
+    """What ICL predicts where it is wrong, for a task where the task vector beats it, against what
+    wrong tokens drawn at random from the task's answers would repeat."""
     errors = result.diagnosis["icl_errors"] if result.diagnosis else None
     s = result.scores
     text = (
@@ -190,11 +237,16 @@ def error_sentence(result: TaskResult) -> str:
     if not errors or not errors["n_wrong"]:
         return text
     frequent = ", ".join(f"{prediction!r} ({count})" for prediction, count in errors["most_frequent"])
+    answer, given = errors["demonstration_answer"], errors["demonstration_input"]
+    chance_answer, chance_input = errors["chance_demonstration_answer"], errors["chance_demonstration_input"]
     return (
         f"{text} On the first sampling ICL's first token is wrong on {errors['n_wrong']} of {errors['n_test']} "
-        f"test prompts; the most frequent wrong tokens are {frequent}; {errors['demonstration_answer']} of the "
-        f"wrong tokens repeat an answer shown in the demonstrations, {errors['demonstration_input']} a "
-        f"demonstration's input, {errors['query']} the query."
+        f"test prompts; the most frequent wrong tokens are {frequent}; {answer} of the wrong tokens repeat an "
+        f"answer shown in the demonstrations and {given} a demonstration's input, against {chance_answer:g} and "
+        f"{chance_input:g} expected of wrong tokens drawn at random from the task's {errors['n_answers']} answers "
+        f"({against_chance(answer, chance_answer, errors['n_wrong'])} chance gives for answers, "
+        f"{against_chance(given, chance_input, errors['n_wrong'])} it gives for inputs); {errors['query']} repeat "
+        "the query."
     )
 
 
@@ -206,8 +258,8 @@ def _above_section(study: StudyResults) -> str:
     return f"""
 <h3 id="above">Where the task vector beats ICL</h3>
 <p>The paper finds the task vector below or near ICL. Here it is significantly above ICL on {len(above)} (model, task)
-pair(s). The patched bare query carries the task without the demonstrations' own tokens; the counts show what ICL
-predicts where it fails, and how often that is a token the demonstrations show.</p>
+pair(s). The counts show what ICL predicts where it fails, and how often that is a token the demonstrations show,
+beside how often a wrong token drawn at random from the task's answers would be one.</p>
 <ul>{items}</ul>
 """
 
@@ -253,9 +305,6 @@ def render_html(
         f"it keeps at least {HOLDS:.0%} of ICL accuracy.</li>"
     )
     tables = "".join(_main_table(study, model) for model in study.models)
-    summaries = "".join(
-        f"<figure>{image(figures['accuracy_summary'][m], f'{m}: accuracy per task')}</figure>" for m in study.models
-    )
     links = [
         ("summary", "Summary"),
         ("results", "Results"),
@@ -270,11 +319,10 @@ def render_html(
         ("software", "Software"),
         ("time", "Time"),
     ]
-    body = f"""{_summary_section(study)}
+    body = f"""{_summary_section(study, figures)}
 <h2 id="results">Results by model</h2>
 {tables}
 {_above_section(study)}
-{summaries}
 {_layers_section(study, figures)}
 {conflict_section(study, figures)}
 {robustness_section(study, figures)}

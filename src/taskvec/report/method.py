@@ -36,6 +36,17 @@ def software_section() -> str:
     return f'<h2 id="software">Software</h2><p class="note">{escape(versions)}</p>'
 
 
+def model_studied(study: StudyResults, model: str) -> str:
+    """What was studied under a model's name: the checkpoint (variant: base or instruction-tuned), its
+    weights' format (a GGUF file's quantization) and the dtype it ran in."""
+    info = study.for_model(model)[0].info
+    provenance, dtype = info.model, info.dtype
+    what = str(provenance.get("description") or provenance.get("source") or model)
+    if str(provenance.get("file", "")).endswith(".gguf"):
+        return f"{what}; its quantized GGUF weights dequantized to {dtype}"
+    return f"{what}, run in {dtype}"
+
+
 def provenance_section(study: StudyResults) -> str:
     body = ""
     for task in study.tasks:
@@ -71,7 +82,7 @@ def provenance_section(study: StudyResults) -> str:
             for key in ("source", "package", "package_version", "license", "file_sha256", "model_type", "n_layers")
             if key in provenance
         )
-        models += f"<li><b>{escape(model)}</b>: {details}; dtype {escape(study.for_model(model)[0].info.dtype)}</li>"
+        models += f"<li><b>{escape(model)}</b>: {escape(model_studied(study, model))}; {details}</li>"
     return f"""
 <h2 id="provenance">Provenance of data and models</h2>
 <ul>{models}</ul>

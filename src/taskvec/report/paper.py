@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import re
 from importlib import resources
 
 import numpy as np
@@ -40,3 +41,9 @@ def paper_mean(task: str) -> dict[str, float] | None:
 
 def paper_models() -> list[str]:
     return sorted({model for by_model in paper_results().values() for model in by_model})
+
+
+def paper_size_range() -> str:
+    """The range of the paper's model sizes, read from their names (``Pythia 2.8B``): "2.8B to 30B"."""
+    sizes = [float(m.group(1)) for name in paper_models() if (m := re.search(r"(\d+(?:\.\d+)?)B\b", name))]
+    return f"{min(sizes):g}B to {max(sizes):g}B" if sizes else "unknown size"

@@ -13,7 +13,8 @@ import numpy as np
 
 from taskvec import store
 from taskvec.analysis.pairs import conflict_summary, pairs_in
-from taskvec.report.collect import METHODS, METRICS, StudyResults, mean_intervals
+from taskvec.analysis.stats import ALPHA, two_proportion_p
+from taskvec.report.collect import ICL_WORKS, METHODS, METRICS, StudyResults, mean_intervals
 from taskvec.report.paper import paper_mean
 
 DIGITS = 4
@@ -38,6 +39,25 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return _round(numerator / denominator) if denominator else None
 
 
+def conflict_informative(study: StudyResults, model: str, task_a: str, task_b: str, icl_on_a: float) -> dict:
+    """Whether a conflicting pair can show theta overriding the demonstrations: the demonstrations must
+    set up A (ICL on A at least the filter's ``ICL_WORKS``), and B's theta must do B beyond what the bare
+    query does (B's task vector above B's baseline, two-proportion z-test at ``ALPHA``: their prompts
+    are different samples). Where either fails, following B or not says nothing about theta."""
+    reasons = []
+    if not icl_on_a >= ICL_WORKS:
+        reasons.append(f"ICL does not do {task_a} ({icl_on_a:.2f})")
+    b = study.get(model, task_b)
+    if b is not None:
+        s = b.scores
+        p = two_proportion_p(s.tv, s.n_test, s.baseline, s.n_baseline_distinct)
+        if not (s.tv > s.baseline and p < ALPHA):
+            reasons.append(
+                f"{task_b}'s theta does no more than its bare query (task vector {s.tv:.2f}, baseline {s.baseline:.2f})"
+            )
+    return {"informative": not reasons, "uninformative_because": "; ".join(reasons)}
+
+
 def conflict_rows(study: StudyResults, model: str) -> list[dict]:
     """One row per pair, in the paper's form: accuracy against A's and B's answers, for ICL alone
     and for ICL with B's theta patched in."""
@@ -59,6 +79,8 @@ def conflict_rows(study: StudyResults, model: str) -> list[dict]:
                 "task_b": task_b,
                 "prompts": summary["n"],
                 "prompts_b_defined": summary["n_b_defined"],
+                "patched_on_b_count": round(summary["patched_b"] * summary["n_b_defined"]),
+                **conflict_informative(study, model, task_a, task_b, summary["icl_a"]),
                 "icl_on_a": _round(summary["icl_a"]),
                 "icl_on_b": _round(summary["icl_b"]),
                 "patched_on_a": _round(summary["patched_a"]),
@@ -163,6 +185,7 @@ def metrics(study: StudyResults) -> dict:
                 "tv_vs_icl_strict_p": _round(s.tv_vs_icl_strict.p_value) if s.tv_vs_icl_strict else None,
                 "best_layer": s.best_layer,
                 "best_layers": list(s.best_layers),
+                "layers_work": list(s.layers_work),
                 "seeds": list(r.seeds),
                 "n_test": s.n_test,
                 "n_dev": r.info.sizes.dev * len(r.samples),
