@@ -290,8 +290,11 @@ def test_the_commands_defaults_are_the_librarys():
     assert SplitSizes(args.k, args.n_baseline, args.n_dev, args.n_test, args.n_dummies) == SplitSizes()
     assert Compute(args.device, args.dtype, args.batch_size, args.threads) == Compute()
     one_off = build_parser().parse_args(["vector", "--model", "m", "--demos", "d", "--out", "o"])
-    assert PromptFormat(one_off.demonstration, one_off.query, one_off.separator, one_off.max_answer_tokens) == (
-        PromptFormat()
+    assert (
+        PromptFormat(
+            one_off.demonstration_template, one_off.query_template, one_off.separator, one_off.max_answer_tokens
+        )
+        == PromptFormat()
     )
     library = inspect.signature(api.task_vector).parameters
     for option in ("k", "contexts", "dummies", "batch_size"):
