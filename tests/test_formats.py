@@ -12,13 +12,16 @@ import pytest
 from conftest import run_cli, tiny_model
 from taskvec.analysis.formats import (
     DEFAULT_FORMATS,
+    QUERY_PREFIX,
     Format,
     copies,
     formats_task,
+    own_layer_curves,
     tokens_around_input,
     write_prompt,
 )
 from taskvec.errors import ConfigError
+from taskvec.evaluate import token_decoder
 from taskvec.extract import task_vectors
 from taskvec.forward.patched import patched_next_tokens, task_vector_patch
 from taskvec.forward.readout import next_tokens
@@ -97,7 +100,8 @@ def test_every_prediction_equals_a_direct_computation():
     lm = tiny_model("llama")
     layer = 1
     chosen = [FORMATS["paper"], FORMATS["qa"], FORMATS["tab"]]
-    table = formats_task(lm, TEST, chosen, layer, "upper", "exact", leading_space=True)
+    own_layers = {"paper": 1, "qa": 0, "tab": 2}
+    table = formats_task(lm, TEST, chosen, layer, "upper", "exact", leading_space=True, own_layers=own_layers)
     data = table.to_pydict()
 
     def tokens(method, target, source=""):
@@ -122,8 +126,17 @@ def test_every_prediction_equals_a_direct_computation():
         for source in chosen:
             patched = patched_next_tokens(lm, queries, task_vector_patch([layer] * len(queries), thetas[source.name]))
             assert tokens("tv", target.name, source.name) == patched.tolist()
-    assert len(data["task"]) == 4 * (3 + 3 + 9)
-    assert set(data["layer"]) == {layer, -1}
+        # the format's own theta at its own layer; and the bare query after a newline, patched at the study's
+        own = own_layers[target.name]
+        theta_own = task_vectors(lm, prompts, fmt)[:, own]
+        at_own = patched_next_tokens(lm, queries, task_vector_patch([own] * len(queries), theta_own))
+        assert tokens("tv_own_layer", target.name, target.name) == at_own.tolist()
+        prefixed = [QUERY_PREFIX + q for q in queries]
+        assert tokens("bare_prefixed", target.name) == next_tokens(lm, prefixed).tolist()
+        patched = patched_next_tokens(lm, prefixed, task_vector_patch([layer] * len(queries), thetas[target.name]))
+        assert tokens("tv_prefixed", target.name, target.name) == patched.tolist()
+    assert len(data["task"]) == 4 * (3 + 3 + 9 + 3 + 3 + 3)
+    assert set(data["layer"]) == {0, 1, 2, -1}
     # the paper's format is the study's own: its prompts are the study's, unchanged
     assert written["paper"] == test
     answers = {p.index: p.answers[0].strip() for p in TEST}
@@ -141,3 +154,24 @@ def test_a_bad_format_on_the_command_line_writes_nothing(tmp_path):
     assert result.returncode != 0
     assert "must hold {x} once and end with {y}" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_each_format_gets_the_layer_its_own_dev_prompts_choose():
+    lm = tiny_model("llama")
+    dev = sample_prompts(USABLE, SplitSizes(k=3, baseline=0, dev=4, test=0, dummies=2), seed=5)
+    dev = [p for p in dev if p.split == "dev"]
+    chosen = [FORMATS["paper"], FORMATS["qa"]]
+    choices = own_layer_curves(lm, dev, chosen, "exact", leading_space=True)
+    assert list(choices) == ["paper", "qa"]
+    decode = token_decoder(lm)
+    for f in chosen:
+        written = [write_prompt(p, f, True) for p in dev]
+        theta = task_vectors(lm, written, f.prompt_format())
+        queries = [f.query.format(x=p.query) for p in written]
+        curve = []
+        for layer in range(theta.shape[1]):
+            tokens = patched_next_tokens(lm, queries, task_vector_patch([layer] * len(queries), theta[:, layer]))
+            curve.append(np.mean([decode(t).strip() == p.answers[0].strip() for t, p in zip(tokens, written)]))
+        assert choices[f.name].dev_accuracy == pytest.approx(curve)
+        assert choices[f.name].layer == int(np.argmax(curve))  # ties to the earliest
+    assert own_layer_curves(lm, [], chosen, "exact", leading_space=True) == {}

@@ -30,6 +30,10 @@ class StudyTask:
     def test(self) -> list[Prompt]:
         return [p for p in self.prompts if p.split == "test"]
 
+    @property
+    def dev(self) -> list[Prompt]:
+        return [p for p in self.prompts if p.split == "dev"]
+
 
 @dataclasses.dataclass(frozen=True)
 class StudyFiles:

@@ -23,6 +23,17 @@ token of the bare query such as the ``A`` of ``A:``).
 Per format B and test prompt: ICL (the prompt written in B), the bare query of B unpatched, and theta
 of the prompt written in each format A patched into B's bare query (A = B is B's own task vector).
 All patches of one bare query share one prefix pass (:func:`taskvec.forward.patched.next_token_variants`).
+
+Two more conditions test what the first two cannot tell apart:
+
+- *each format's own layer* (``tv_own_layer``): the layer chosen on the dev prompts written in that
+  format (the study's rule: best dev accuracy, ties to the earliest), so that a format is not judged
+  at a layer chosen in another; the dev curve of each format goes into the file's metadata;
+- *a token before the input* (``bare_prefixed``, ``tv_prefixed``): the bare query written after
+  ``QUERY_PREFIX`` (a newline: neutral text, as the separator between demonstrations is), patched with
+  the format's own theta at the study's layer. Where a format's bare query begins with its input, the
+  input then no longer sits at the first position; the difference to ``tv`` measures how much of that
+  format's collapse a token before the input recovers.
 """
 
 from __future__ import annotations
@@ -40,9 +51,9 @@ from taskvec import store
 from taskvec.analysis.first_sampling import StudyFiles
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.errors import ConfigError
-from taskvec.evaluate import token_decoder
-from taskvec.extract import task_vectors_and_icl
-from taskvec.forward.patched import next_token_variants
+from taskvec.evaluate import LayerChoice, token_decoder
+from taskvec.extract import task_vectors, task_vectors_and_icl
+from taskvec.forward.patched import next_token_variants, patched_sweep
 from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, is_one_token
@@ -117,7 +128,9 @@ SCHEMA = pa.schema(
         ("task", pa.string()),
         ("target", pa.string()),  # the format the prompt or bare query is written in
         ("source", pa.string()),  # the format theta was extracted in ("" for ICL and the bare query)
-        ("method", pa.string()),  # "icl", "bare" (the bare query, unpatched) or "tv"
+        # "icl", "bare" (the bare query, unpatched), "tv", "tv_own_layer" (at the format's own dev layer),
+        # "bare_prefixed" and "tv_prefixed" (the bare query after QUERY_PREFIX)
+        ("method", pa.string()),
         ("index", pa.int32()),  # the test prompt's index in the study's prompts file
         ("layer", pa.int32()),  # the block theta is patched after (-1 for ICL and the bare query)
         ("token_id", pa.int64()),
@@ -129,6 +142,7 @@ SCHEMA = pa.schema(
     ]
 )
 NO_LAYER = -1
+QUERY_PREFIX = "\n"  # the neutral text put before the bare query in the prefixed conditions
 
 
 def _unspaced(text: str, spaced: bool) -> str:
@@ -181,9 +195,11 @@ def formats_task(
     leading_space: bool,
     max_answer_tokens: int = 10,
     batch_size: int = 16,
+    own_layers: dict[str, int] | None = None,
 ) -> pa.Table:
     """ICL, the bare query and every format's theta in every format's bare query, on one task's test
-    prompts (see the module's text): one row per prompt, target format, source format and method."""
+    prompts (see the module's text): one row per prompt, target format, source format and method;
+    ``own_layers`` (per format, its own dev layer; default: ``layer``) for ``tv_own_layer``."""
     decode = token_decoder(lm)
     written = {f.name: [write_prompt(p, f, leading_space) for p in test] for f in formats}
     read = {f.name: [query_tokens(lm, f, p.query) for p in written[f.name]] for f in formats}
@@ -200,10 +216,10 @@ def formats_task(
             for name, value in zip(SCHEMA.names, row):
                 columns[name].append(value)
 
-    thetas = {}
+    thetas, every_layer = {}, {}
     for f in formats:
         theta, icl = task_vectors_and_icl(lm, written[f.name], f.prompt_format(max_answer_tokens), batch_size)
-        thetas[f.name] = theta[:, layer]
+        thetas[f.name], every_layer[f.name] = theta[:, layer], theta
         add(f, "", "icl", NO_LAYER, icl)
     for target in formats:
         queries = [target.query.format(x=p.query) for p in written[target.name]]
@@ -211,7 +227,40 @@ def formats_task(
         add(target, "", "bare", NO_LAYER, variants.plain)
         for source, tokens in zip(formats, variants.tokens, strict=True):
             add(target, source.name, "tv", layer, tokens)
+        own = (own_layers or {}).get(target.name, layer)
+        mine = [Intervention(own, every_layer[target.name][:, own])]
+        add(target, target.name, "tv_own_layer", own, next_token_variants(lm, queries, mine, batch_size).tokens[0])
+        prefixed = [QUERY_PREFIX + q for q in queries]
+        variants = next_token_variants(lm, prefixed, [Intervention(layer, thetas[target.name])], batch_size)
+        add(target, "", "bare_prefixed", NO_LAYER, variants.plain)
+        add(target, target.name, "tv_prefixed", layer, variants.tokens[0])
     return pa.table(columns, schema=SCHEMA)
+
+
+def own_layer_curves(
+    lm: LoadedModel,
+    dev: Sequence[Prompt],
+    formats: Sequence[Format],
+    scoring: str,
+    leading_space: bool,
+    max_answer_tokens: int = 10,
+    batch_size: int = 16,
+) -> dict[str, LayerChoice]:
+    """Per format, the layer the study's rule chooses on the dev prompts written in it (theta of each
+    dev prompt patched into its own bare query after every block), with the dev curve."""
+    decode = token_decoder(lm)
+    chosen = {}
+    for f in formats if dev else ():
+        written = [write_prompt(p, f, leading_space) for p in dev]
+        theta = task_vectors(lm, written, f.prompt_format(max_answer_tokens), batch_size)
+        queries = [f.query.format(x=p.query) for p in written]
+        swept = patched_sweep(lm, queries, theta, batch_size=batch_size)
+        curve = [
+            float(sum(first_token_correct(decode(t), p.answers, scoring) for t, p in zip(column, written)) / len(dev))
+            for column in swept.T
+        ]
+        chosen[f.name] = LayerChoice.of_curve(curve)
+    return chosen
 
 
 def query_tokens(lm: LoadedModel, fmt: Format, query: str) -> list[str]:
@@ -248,14 +297,17 @@ def formats_file(
         raise ConfigError("no prompt format given", "give at least one format", "travel.formats in params.yaml")
     study = StudyFiles.match(pairs_files, prompts, results)
     lm = compute.load(model_dir)
-    tables, layers, examples, study_formats = [], {}, {}, set()
+    tables, layers, examples, study_formats, own = [], {}, {}, set(), {}
     for t in study.tasks(lm):
         start = time.perf_counter()
         info, test = t.info, t.test
+        rules = (info.task.rules.scoring, info.leading_space, info.format.max_answer_tokens, compute.batch_size)
+        choices = own_layer_curves(lm, t.dev, formats, *rules)
+        own[t.task] = {name: choice.to_dict() for name, choice in choices.items()}
         tables.append(
             formats_task(
-                lm, test, formats, t.layer, t.task, info.task.rules.scoring, info.leading_space,
-                info.format.max_answer_tokens, compute.batch_size,
+                lm, test, formats, t.layer, t.task, *rules,
+                own_layers={name: choice.layer for name, choice in choices.items()},
             )
         )  # fmt: skip
         layers[t.task] = t.layer
@@ -275,6 +327,8 @@ def formats_file(
         "model_name": study.model,
         "seeds": {task: study.seeds[task] for task in sorted(study.files)},
         "layers": layers,
+        "own_layers": own,  # per task and format: the layer chosen on dev in that format, and its dev curve
+        "query_prefix": QUERY_PREFIX,
         "formats": [f.describe() for f in formats],
         "study_format": [list(s) for s in sorted(study_formats)],
         "query_tokens": examples,

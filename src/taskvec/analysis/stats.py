@@ -96,11 +96,18 @@ def task_bootstrap(
     return {method: np.stack([t[method] for t in per_task])[task_draw, columns].mean(axis=1) for method in methods}
 
 
-def interval(distribution: np.ndarray) -> tuple[float, float]:
-    """The central 95% of a bootstrap distribution."""
-    tail = (1 - CONFIDENCE) / 2 * 100
+def interval(distribution: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The central ``confidence`` (95%) of a bootstrap distribution."""
+    tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(distribution, [tail, 100 - tail])
     return (float(low), float(high))
+
+
+def contrast_interval(differences: np.ndarray, comparisons: int = 1) -> tuple[float, float]:
+    """The interval of a paired contrast's bootstrap distribution, Bonferroni-adjusted for the
+    ``comparisons`` contrasts of its family: central 1 - 0.05 / comparisons, so that all of them
+    cover together at 95%. A contrast is significant where its interval excludes 0."""
+    return interval(differences, 1 - (1 - CONFIDENCE) / max(1, comparisons))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,9 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from taskvec.analysis.stats import interval, task_bootstrap, wilson_interval
+from taskvec.analysis.stats import contrast_interval, interval, task_bootstrap, wilson_interval
+
+INTERVENTIONS = ("tv_own_layer", "bare_prefixed", "tv_prefixed")  # see taskvec.analysis.formats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +25,10 @@ class TaskFormats:
     one_token: dict[str, np.ndarray]  # target -> whether an answer is one token as it writes it
     copies: dict[tuple[str, str], np.ndarray]  # (source, target) -> "input" / "query" / "" per prompt
     predictions: dict[tuple[str, str], np.ndarray]  # (source, target) -> tv predictions; ("", target) -> ICL's
+    # the interventions, where the file has them: method ("tv_own_layer", "bare_prefixed", "tv_prefixed") ->
+    # target -> correct[]; and each format's own dev layer
+    extra: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    own_layers: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def accuracy(self, method: str, target: str, source: str | None = None) -> float:
         return float(np.mean(self.values(method, target, source)))
@@ -40,6 +46,7 @@ class Formats:
     templates: dict[str, dict]  # name -> {demonstration, query, separator}
     tasks: dict[str, TaskFormats]
     query_tokens: dict[str, dict]  # task -> format -> {"tokens": [...], "around_input": [before, after]}
+    query_prefix: str = ""  # the text before the bare query in the prefixed conditions
     _draws: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # tasks -> draws()
 
     def draws(self, tasks: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -59,13 +66,16 @@ class Formats:
             r = self.tasks[t]
             group = {f"icl:{b}": r.icl[b] for b in self.names} | {f"bare:{b}": r.bare[b] for b in self.names}
             group |= {f"tv:{a}:{b}": r.tv[(a, b)] for a in self.names for b in self.names}
+            group |= {f"{m}:{b}": values for m, by in r.extra.items() for b, values in by.items()}
             group["own"] = np.mean([r.tv[(a, a)] for a in self.names], axis=0)
             others = [r.tv[(a, b)] for a in self.names for b in self.names if a != b]
             group["other"] = np.mean(others, axis=0) if others else group["own"]
             groups.append([group])
         draws = task_bootstrap(groups)
-        for key in draws:
+        for key in list(draws):
             means[key] = float(np.mean([np.mean(g[0][key]) for g in groups]))
+            # the prompts behind the mean, for the interval's floor (see draw_interval)
+            draws[f"n:{key}"] = np.array(sum(len(g[0][key]) for g in groups))
         return means, draws
 
     def input_first(self) -> list[str]:
@@ -102,6 +112,12 @@ def read_formats(predictions: pa.Table, metadata: dict) -> Formats:
             {(a, b): pick("tv", b, a, column="copies") for a in names for b in names},
             {(a, b): pick("tv", b, a, column="prediction") for a in names for b in names}
             | {("", b): pick("icl", b, column="prediction") for b in names},
+            {
+                method: {b: pick(method, b, b if method.startswith("tv") else "") for b in names}
+                for method in INTERVENTIONS
+                if (columns["method"][mine] == method).any()
+            },
+            {b: int(c["layer"]) for b, c in metadata.get("own_layers", {}).get(task, {}).items()},
         )
     return Formats(
         str(metadata["model_name"]),
@@ -109,6 +125,7 @@ def read_formats(predictions: pa.Table, metadata: dict) -> Formats:
         {f["name"]: f for f in metadata["formats"]},
         per_task,
         dict(metadata.get("query_tokens", {})),
+        str(metadata.get("query_prefix", "")),
     )
 
 
@@ -121,7 +138,15 @@ def _signed(value: float) -> str:
 
 
 def draw_interval(draws: dict[str, np.ndarray], key: str) -> tuple[float, float]:
-    return interval(draws[key])
+    """A mean's bootstrap interval, never narrower than the Wilson interval of its prompts taken together
+    (as the main report's means): where every prompt agrees, as at an accuracy of 0, resampling sees no
+    spread, and the interval would otherwise collapse to a point."""
+    low, high = interval(draws[key])
+    n = int(draws.get(f"n:{key}", 0))
+    if not n:
+        return low, high
+    wilson_low, wilson_high = wilson_interval(float(np.mean(draws[key])), n)
+    return min(low, wilson_low), max(high, wilson_high)
 
 
 def with_ci(means: dict, draws: dict, key: str) -> str:
@@ -139,10 +164,36 @@ def _names(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _extremes(values: dict[str, float]) -> tuple[list[str], list[str]]:
-    """The names with the lowest and with the highest value (all of them where several tie)."""
+def _extremes(values: dict[str, float], shown=None) -> tuple[list[str], list[str]]:
+    """The names with the lowest and with the highest value: all of them where several tie, and with
+    ``shown`` (how a value is written) all whose values are written alike (95.3% and 95.1% are both 95%:
+    the text cannot rank them, so it names both)."""
     low, high = min(values.values()), max(values.values())
-    return [k for k, v in values.items() if np.isclose(v, low)], [k for k, v in values.items() if np.isclose(v, high)]
+    if shown is None:
+        return [k for k, v in values.items() if np.isclose(v, low)], [
+            k for k, v in values.items() if np.isclose(v, high)
+        ]
+    return [k for k, v in values.items() if shown(v) == shown(low)], [
+        k for k, v in values.items() if shown(v) == shown(high)
+    ]
+
+
+# the paired contrasts of the formats study, one family for Bonferroni's adjustment: theta in another
+# format's bare query against its own; each format's own layer against the study's; the prefixed bare query
+# against the plain one
+FORMAT_CONTRASTS = 3
+
+
+def _contrast(means: dict, draws: dict, high: list[str], low: list[str]) -> tuple[float, float, float]:
+    """The mean over the formats of ``high[i] - low[i]`` (keys of ``draws``), paired, with its
+    Bonferroni-adjusted interval over :data:`FORMAT_CONTRASTS`."""
+    difference = np.mean([draws[h] - draws[lo] for h, lo in zip(high, low)], axis=0)
+    mean = float(np.mean([means[h] - means[lo] for h, lo in zip(high, low)]))
+    return (mean, *contrast_interval(difference, FORMAT_CONTRASTS))
+
+
+def _verdict(lo: float, hi: float) -> str:
+    return "significantly" if lo > 0 or hi < 0 else "not significantly"
 
 
 def copy_shares(result: Formats, tasks: list[str], target: str) -> tuple[int, float, float]:
@@ -210,7 +261,7 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
             f"Over {_tasks(len(kept))} where ICL works, in the one format ({b}) ICL reaches "
             f"{with_ci(means, draws, f'icl:{b}')} and the task vector {with_ci(means, draws, f'tv:{b}:{b}')}."
         ]
-    (icl_low, icl_high), (tv_low, tv_high) = _extremes(icl), _extremes(tv)
+    (icl_low, icl_high), (tv_low, tv_high) = _extremes(icl, "{:.2f}".format), _extremes(tv, "{:.2f}".format)
 
     def spread(low: list[str], high: list[str], key) -> str:
         if low == high:  # every format ties
@@ -227,14 +278,14 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
     )
     shares = {b: tv[b] / icl[b] for b in names if icl[b] > 0}
     if shares:
-        worst, best = _extremes(shares)
+        worst, best = _extremes(shares, "{:.0%}".format)
+        tie = " each, a tie at this precision" if len(best) > 1 else ""
         sentences.append(
-            f"The task vector keeps the most of ICL's accuracy in {_names(best)} ({shares[best[0]]:.0%}) and the "
-            f"least in {_names(worst)} ({shares[worst[0]]:.0%}: {tv[worst[0]]:.2f} against {icl[worst[0]]:.2f})."
+            f"At the study's layer (chosen on dev in the study's own format), the task vector keeps the most of "
+            f"ICL's accuracy in {_names(best)} ({shares[best[0]]:.0%}{tie}) and the least in {_names(worst)} "
+            f"({shares[worst[0]]:.0%}: {tv[worst[0]]:.2f} against {icl[worst[0]]:.2f})."
         )
-    gap = draws["other"] - draws["own"]
-    lo, hi = interval(gap)
-    difference = means["other"] - means["own"]
+    difference, lo, hi = _contrast(means, draws, ["other"], ["own"])
     verdict = (
         "it loses accuracy significantly"
         if hi < 0
@@ -247,6 +298,7 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
         f"against {with_ci(means, draws, 'own')} in its own format ({_signed(difference)} [{_signed(lo)}, "
         f"{_signed(hi)}], paired on the same queries): {verdict}."
     )
+    sentences += intervention_sentences(result, kept)
     rows = {a: float(np.mean([means[f"tv:{a}:{b}"] for b in names])) for a in names}
     cols = {b: float(np.mean([means[f"tv:{a}:{b}"] for a in names])) for b in names}
     row_range, col_range = max(rows.values()) - min(rows.values()), max(cols.values()) - min(cols.values())
@@ -317,6 +369,63 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
     return sentences
 
 
+def intervention_sentences(result: Formats, kept: list[str]) -> list[str]:
+    """What the two interventions show (where the file has them): each format at its own dev layer, and
+    a neutral token before the bare query; each contrast paired on the same queries, Bonferroni-adjusted."""
+    means, draws = result.draws(kept)
+    names = result.names
+    tasks = [result.tasks[t] for t in kept]
+    sentences = []
+    if all("tv_own_layer" in r.extra for r in tasks):
+        moved = sum(r.own_layers.get(b) != r.layer for r in tasks for b in names)
+        own = ", ".join(
+            f"{b} {means[f'tv_own_layer:{b}']:.2f} (at the paper format's layer {means[f'tv:{b}:{b}']:.2f})"
+            for b in names
+        )
+        d, lo, hi = _contrast(means, draws, [f"tv_own_layer:{b}" for b in names], [f"tv:{b}:{b}" for b in names])
+        shares = {b: means[f"tv_own_layer:{b}"] / means[f"icl:{b}"] for b in names if means[f"icl:{b}"] > 0}
+        _, best = _extremes(shares, "{:.0%}".format) if shares else ([], [])
+        sentences.append(
+            f"With each format's own layer, chosen on the dev prompts written in it ({moved} of the "
+            f"{len(tasks) * len(names)} task and format choices differ from the paper format's layer), the task "
+            f"vector reaches {own}; over the formats that changes it by {_signed(d)} [{_signed(lo)}, {_signed(hi)}], "
+            f"{_verdict(lo, hi)}"
+            + (
+                f"; it then keeps the most of ICL's accuracy in {_names(best)} ({shares[best[0]]:.0%})."
+                if best
+                else "."
+            )
+        )
+    if all("tv_prefixed" in r.extra for r in tasks):
+        prefix = repr(result.query_prefix)
+        first = result.input_first()
+        targets = first or names
+        tv = [f"tv:{b}:{b}" for b in targets]
+        d, lo, hi = _contrast(means, draws, [f"tv_prefixed:{b}" for b in targets], tv)
+        before = float(np.mean([means[k] for k in tv]))
+        icl = float(np.mean([means[f"icl:{b}"] for b in targets]))
+        recovered = f", {d / (icl - before):.0%} of its gap to ICL ({icl:.2f})" if icl - before > 0.05 else ""
+        where = (
+            f"in the formats whose bare query begins with its input ({_names(first)})"
+            if first
+            else "over the formats (each already has a token before its input)"
+        )
+        bare = _contrast(means, draws, [f"bare_prefixed:{b}" for b in targets], [f"bare:{b}" for b in targets])
+        sentences.append(
+            f"With {prefix} before the bare query, {where}, the task vector goes from {before:.2f} to "
+            f"{before + d:.2f} ({_signed(d)} [{_signed(lo)}, {_signed(hi)}], {_verdict(lo, hi)}{recovered}); the "
+            f"unpatched bare query changes by {_signed(bare[0])} [{_signed(bare[1])}, {_signed(bare[2])}]."
+        )
+        if first and [b for b in names if b not in first]:
+            rest = [b for b in names if b not in first]
+            d2, lo2, hi2 = _contrast(means, draws, [f"tv_prefixed:{b}" for b in rest], [f"tv:{b}:{b}" for b in rest])
+            sentences.append(
+                f"In the formats with tokens before the input ({_names(rest)}), the same prefix changes the task "
+                f"vector by {_signed(d2)} [{_signed(lo2)}, {_signed(hi2)}], {_verdict(lo2, hi2)}."
+            )
+    return sentences
+
+
 def copy_shares_over(result: Formats, tasks: list[str], targets: list[str]) -> tuple[int, float, float]:
     """:func:`copy_shares` pooled over several formats."""
     counts = [copy_shares(result, tasks, b) for b in targets]
@@ -373,6 +482,22 @@ def model_metrics(result: Formats, kept: list[str]) -> dict:
         }
     out["transfer"] = {a: {b: cell(f"tv:{a}:{b}") for b in result.names} for a in result.names}
     out["tv_own"], out["tv_other"] = cell("own"), cell("other")
-    lo, hi = interval(draws["other"] - draws["own"])
-    out["tv_other_minus_own"] = {"mean": rounded(means["other"] - means["own"]), "ci": [rounded(lo), rounded(hi)]}
+    d, lo, hi = _contrast(means, draws, ["other"], ["own"])
+    out["tv_other_minus_own"] = {"mean": rounded(d), "ci": [rounded(lo), rounded(hi)]}
+    tasks = [result.tasks[t] for t in kept]
+    for method in INTERVENTIONS:
+        if all(method in r.extra for r in tasks):
+            for b in result.names:
+                out["formats"][b][method] = cell(f"{method}:{b}")
+    if all("tv_own_layer" in r.extra for r in tasks):
+        d, lo, hi = _contrast(
+            means, draws, [f"tv_own_layer:{b}" for b in result.names], [f"tv:{b}:{b}" for b in result.names]
+        )
+        out["tv_own_layer_minus_study_layer"] = {"mean": rounded(d), "ci": [rounded(lo), rounded(hi)]}
+    if all("tv_prefixed" in r.extra for r in tasks):
+        targets = result.input_first() or result.names
+        d, lo, hi = _contrast(means, draws, [f"tv_prefixed:{b}" for b in targets], [f"tv:{b}:{b}" for b in targets])
+        out["query_prefix"] = result.query_prefix
+        out["tv_prefixed_minus_plain"] = {"formats": targets, "mean": rounded(d), "ci": [rounded(lo), rounded(hi)]}
+    out["contrast_intervals"] = f"paired bootstrap, Bonferroni-adjusted over {FORMAT_CONTRASTS} contrasts"
     return out

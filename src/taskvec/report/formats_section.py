@@ -88,8 +88,13 @@ def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str
         "the bare query of another (columns). Why the query matters: theta replaces the whole stream at the "
         "bare query's last token after the chosen layer, so what that token was (<code>-&gt;</code>, "
         "<code>:</code>, a tab) no longer counts; the layers above must find the input by attending to the "
-        "tokens before it, and the task vector can only work where they can read it there. "
-        "Means are over the tasks where ICL works, with two-level bootstrap intervals.</p>",
+        "tokens before it, and the task vector can only work where they can read it there. Two interventions "
+        "test that: each format's own layer (chosen on the dev prompts written in that format, so that no format "
+        "is judged at a layer chosen in another), and the bare query written after a neutral prefix (a newline) "
+        "and patched with the format's own theta at the study's layer, so that the input is no longer the first "
+        "token. Means are over the tasks where ICL works, with two-level bootstrap intervals that hold each "
+        "task's layer fixed (never narrower than the Wilson interval of their prompts); contrasts are paired on "
+        "the same queries, their intervals Bonferroni-adjusted over the study's three contrasts.</p>",
     ]
     for result, kept, sentences, figure in parts:
         means, draws = result.draws(kept) if kept else ({}, {})
@@ -104,8 +109,8 @@ def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str
                 f"<code>{shown(result.templates[b]['demonstration'])}</code>",
                 f"<code>{tokens}</code>" + (" (input first)" if b in first else ""),
             ]
-            for key in (f"icl:{b}", f"bare:{b}", f"tv:{b}:{b}"):
-                cells.append(html.escape(with_ci(means, draws, key)) if kept else "n/a")
+            for key in (f"icl:{b}", f"bare:{b}", f"tv:{b}:{b}", f"tv_own_layer:{b}", f"tv_prefixed:{b}"):
+                cells.append(html.escape(with_ci(means, draws, key)) if kept and key in draws else "n/a")
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         head = "".join(f"<th>{html.escape(b)}</th>" for b in result.names)
         matrix = []
@@ -120,7 +125,10 @@ def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str
             "".join(f"<p>{html.escape(s)}</p>" for s in sentences),
             "<table><thead><tr><th>format</th><th>demonstration</th>"
             f"<th>bare query, token by token ({html.escape(example_task or 'no task')})</th><th>ICL</th>"
-            "<th>bare query</th><th>task vector</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>",
+            "<th>bare query</th><th>task vector</th><th>TV, own layer</th>"
+            f"<th>TV, {html.escape(repr(result.query_prefix))} before the query</th></tr></thead><tbody>"
+            + "".join(body)
+            + "</tbody></table>",
             "<table><thead><tr><th>theta from \\ into</th>"
             + head
             + "</tr></thead><tbody>"
