@@ -7,7 +7,14 @@ import pyarrow as pa
 import pytest
 
 from taskvec.function_vectors.analysis import HEAD_SCHEMA, SCHEMA, distribution_gap, random_vectors_like
-from taskvec.function_vectors.report import rank_correlation, read_comparison, summary_sentences
+from taskvec.function_vectors.report import (
+    mean_with_interval,
+    model_metrics,
+    paired_difference,
+    rank_correlation,
+    read_comparison,
+    summary_sentences,
+)
 
 N = 50
 
@@ -83,7 +90,7 @@ def test_accuracies_tests_and_the_sentences_follow_the_numbers():
     text = " ".join(summary_sentences(c, ["a", "b"], icl, dict.fromkeys("abcde", 0.1)))
     assert "significantly better on 2 (a, b), the function vector on 0 (none), and neither on 3" in text
     assert "task vector reaches 0.85" in text and "function vector of 2 heads 0.15" in text
-    assert "the task vector is above the function vector, and the intervals do not overlap" in text
+    assert "the task vector minus the function vector is +0.70 [" in text and "significantly better" in text
     # ICL's lead over TV is 0.05, 0.10, 0.40, 0.45, 0.50 and TV's KL 0.1, 0.2, 1.5, 1.6, 1.7: ranked together
     assert "predicts where the task vector falls short" in text and "is 1.00 (p < 0.001, 5 tasks)" in text
     few = read_comparison(
@@ -92,6 +99,33 @@ def test_accuracies_tests_and_the_sentences_follow_the_numbers():
         )
     )
     assert "Spearman" not in " ".join(summary_sentences(few, [], {"a": 0.5, "b": 0.6, "c": 0.7}, {}))
+
+
+def test_two_methods_on_the_same_prompts_are_compared_by_their_paired_difference():
+    """Tasks that differ a lot from each other give wide, overlapping marginal intervals; the task vector
+    is right on every prompt the function vector is right on, and on 3 more per task, so the paired
+    difference is +0.06 with an interval above 0: the sentence says significantly better."""
+    spread = {t: {"tv": fv + 0.06, "fv": fv} for t, fv in zip("abcde", (0.1, 0.3, 0.5, 0.7, 0.9))}
+    c = read_comparison(*_table(spread))
+    kept = list("abcde")
+    (_, tv_ci), (_, fv_ci) = (mean_with_interval(c, kept, m) for m in ("tv", "fv"))
+    assert tv_ci[0] < fv_ci[1]  # the marginal intervals overlap
+    d, (lo, hi) = paired_difference(c, kept)
+    assert d == pytest.approx(0.06) and 0 < lo < d < hi
+    text = " ".join(summary_sentences(c, kept, dict.fromkeys(kept, 1.0), dict.fromkeys(kept, 0.0)))
+    expected = f"the function vector is +0.06 [{lo:+.2f}, {hi:+.2f}]: the task vector is significantly better"
+    assert expected in text
+    same = read_comparison(*_table({t: {"tv": 0.5, "fv": 0.5} for t in kept}))
+    text = " ".join(summary_sentences(same, kept, dict.fromkeys(kept, 1.0), dict.fromkeys(kept, 0.0)))
+    assert "is +0.00 [+0.00, +0.00]: the difference is not significant" in text
+    metrics = model_metrics(c, kept, dict.fromkeys(kept, 1.0))["icl_works"]
+    assert metrics["tv_minus_fv"] == pytest.approx(0.06) and metrics["tv_minus_fv_ci"] == [round(lo, 4), round(hi, 4)]
+
+
+def test_a_mean_of_zero_over_tasks_keeps_an_interval_of_its_pooled_prompts():
+    c = read_comparison(*_table({t: {"tv": 0.0, "fv": 0.0} for t in "ab"}))
+    mean, (lo, hi) = mean_with_interval(c, ["a", "b"], "tv")
+    assert mean == 0.0 and lo == 0.0 and hi == pytest.approx(0.0370, abs=1e-3)  # Wilson of 0 in 100
 
 
 def test_no_task_where_icl_works_and_accuracies_of_zero_and_one():

@@ -103,6 +103,17 @@ def interval(distribution: np.ndarray, confidence: float = CONFIDENCE) -> tuple[
     return (float(low), float(high))
 
 
+def floored_interval(distribution: np.ndarray, accuracy: float, n: int) -> tuple[float, float]:
+    """A mean accuracy's bootstrap interval, never narrower than the Wilson interval of its ``n``
+    prompts taken together: where every prompt agrees, as at an accuracy of 0, resampling sees no
+    spread, and the interval would otherwise collapse to a point."""
+    low, high = interval(distribution)
+    if n <= 0:
+        return low, high
+    wilson_low, wilson_high = wilson_interval(accuracy, n)
+    return min(low, wilson_low), max(high, wilson_high)
+
+
 def contrast_interval(differences: np.ndarray, comparisons: int = 1) -> tuple[float, float]:
     """The interval of a paired contrast's bootstrap distribution, Bonferroni-adjusted for the
     ``comparisons`` contrasts of its family: central 1 - 0.05 / comparisons, so that all of them

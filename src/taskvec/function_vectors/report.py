@@ -13,7 +13,16 @@ import numpy as np
 import pyarrow as pa
 from scipy import stats as scipy_stats
 
-from taskvec.analysis.stats import ALPHA, PairedTest, holm, interval, mcnemar_exact, task_bootstrap, wilson_interval
+from taskvec.analysis.stats import (
+    ALPHA,
+    PairedTest,
+    floored_interval,
+    holm,
+    interval,
+    mcnemar_exact,
+    task_bootstrap,
+    wilson_interval,
+)
 
 METHODS = ("tv", "fv", "shuffled_icl", "shuffled_icl_fv", "random_vector", "other_task_theta", "layer_average")
 CONTROLS = ("random_vector", "other_task_theta", "layer_average")
@@ -135,12 +144,29 @@ def read_comparison(predictions: pa.Table, heads: pa.Table, metadata: dict) -> V
 def mean_with_interval(
     comparison: VectorComparison, tasks: list[str], method: str
 ) -> tuple[float, tuple[float, float]]:
-    """Mean accuracy over ``tasks`` and its two-level bootstrap interval (tasks, then prompts)."""
+    """Mean accuracy over ``tasks`` and its two-level bootstrap interval (tasks, then prompts), floored
+    by the Wilson interval of the prompts taken together."""
     if not tasks:
         return float("nan"), (float("nan"), float("nan"))
     groups = [[{method: comparison.tasks[t].correct[method]}] for t in tasks]
     draws = task_bootstrap(groups)[method]
-    return float(np.mean([comparison.tasks[t].accuracy(method) for t in tasks])), interval(draws)
+    mean = float(np.mean([comparison.tasks[t].accuracy(method) for t in tasks]))
+    n = sum(len(comparison.tasks[t].correct[method]) for t in tasks)
+    return mean, floored_interval(draws, mean, n)
+
+
+def paired_difference(
+    comparison: VectorComparison, tasks: list[str], first: str = "tv", second: str = "fv"
+) -> tuple[float, tuple[float, float]]:
+    """The mean over ``tasks`` of ``first``'s accuracy minus ``second``'s on the same test prompts, with
+    its two-level bootstrap interval (each drawn prompt counts for both methods): the test of which is
+    better, where two marginal intervals overlapping would test nothing."""
+    if not tasks:
+        return float("nan"), (float("nan"), float("nan"))
+    groups = [[{m: comparison.tasks[t].correct[m] for m in (first, second)}] for t in tasks]
+    draws = task_bootstrap(groups)
+    mean = float(np.mean([comparison.tasks[t].accuracy(first) - comparison.tasks[t].accuracy(second) for t in tasks]))
+    return mean, interval(draws[first] - draws[second])
 
 
 def rank_correlation(x: list[float], y: list[float]) -> tuple[float, float]:
@@ -182,15 +208,16 @@ def summary_sentences(
     fv, fv_ci = mean_with_interval(c, kept, "fv")
     sentences = []
     if kept:
-        if tv_ci[1] < fv_ci[0] or fv_ci[1] < tv_ci[0]:
-            lead = "above" if tv > fv else "below"
-            relation = f"the task vector is {lead} the function vector, and the intervals do not overlap"
+        d, (lo, hi) = paired_difference(c, kept)
+        if lo > 0 or hi < 0:
+            relation = f"the task vector is significantly {'better' if d > 0 else 'worse'}"
         else:
-            relation = "their intervals overlap"
+            relation = "the difference is not significant"
         sentences.append(
             f"Over the {len(kept)} tasks where ICL works, the task vector reaches {tv:.2f} "
             f"[{tv_ci[0]:.2f}, {tv_ci[1]:.2f}] and the function vector of {c.n_heads} heads {fv:.2f} "
-            f"[{fv_ci[0]:.2f}, {fv_ci[1]:.2f}] on the same test prompts: {relation}."
+            f"[{fv_ci[0]:.2f}, {fv_ci[1]:.2f}] on the same test prompts; paired prompt by prompt, the task vector "
+            f"minus the function vector is {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {relation}."
         )
     else:
         sentences.append("ICL beats the baseline by 0.2 on none of the tasks, so no mean is given.")
@@ -321,6 +348,7 @@ def task_metrics(comparison: VectorComparison) -> dict[str, dict]:
 def model_metrics(comparison: VectorComparison, kept: list[str], icl: dict[str, float]) -> dict:
     tv, tv_ci = mean_with_interval(comparison, kept, "tv")
     fv, fv_ci = mean_with_interval(comparison, kept, "fv")
+    d, d_ci = paired_difference(comparison, kept)
     rho, p = gap_predicts_failure(comparison, icl)
     return {
         "n_heads": comparison.n_heads,
@@ -333,6 +361,8 @@ def model_metrics(comparison: VectorComparison, kept: list[str], icl: dict[str, 
             "tv_ci": [_round(v) for v in tv_ci],
             "fv": _round(fv),
             "fv_ci": [_round(v) for v in fv_ci],
+            "tv_minus_fv": _round(d),
+            "tv_minus_fv_ci": [_round(v) for v in d_ci],
         },
         "kl_tv_vs_shortfall_spearman": _round(rho),
         "kl_tv_vs_shortfall_p": _round(p),

@@ -15,6 +15,7 @@ from taskvec import store
 from taskvec.analysis.stats import (
     ALPHA,
     PairedTest,
+    floored_interval,
     holm,
     interval,
     mcnemar_exact,
@@ -177,13 +178,12 @@ def mean_intervals(results: Sequence[TaskResult]) -> dict[str, tuple[float, floa
     draws = task_bootstrap(tasks)
     intervals = {}
     for metric, distribution in draws.items():
-        low, high = interval(distribution)
         if metric.startswith("baseline"):  # its draws repeat queries: count each distinct one once
             n = sum(r.scores.n_baseline_distinct for r in results)
         else:
             n = sum(len(group[metric]) for groups in tasks for group in groups if metric in group)
-        wilson_low, wilson_high = wilson_interval(float(np.mean([getattr(r.scores, metric) for r in results])), n)
-        intervals[metric] = (min(low, wilson_low), max(high, wilson_high))
+        mean = float(np.mean([getattr(r.scores, metric) for r in results]))
+        intervals[metric] = floored_interval(distribution, mean, n)
     intervals["tv_over_icl"] = _ratio_interval(draws, "tv", "icl")
     if strict:
         intervals["tv_over_icl_strict"] = _ratio_interval(draws, "tv_strict", "icl_strict")

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from taskvec.analysis.stats import contrast_interval, interval, task_bootstrap, wilson_interval
+from taskvec.analysis.stats import contrast_interval, floored_interval, interval, task_bootstrap, wilson_interval
 
 INTERVENTIONS = ("tv_own_layer", "bare_prefixed", "tv_prefixed")  # see taskvec.analysis.formats
 
@@ -138,15 +138,9 @@ def _signed(value: float) -> str:
 
 
 def draw_interval(draws: dict[str, np.ndarray], key: str) -> tuple[float, float]:
-    """A mean's bootstrap interval, never narrower than the Wilson interval of its prompts taken together
-    (as the main report's means): where every prompt agrees, as at an accuracy of 0, resampling sees no
-    spread, and the interval would otherwise collapse to a point."""
-    low, high = interval(draws[key])
-    n = int(draws.get(f"n:{key}", 0))
-    if not n:
-        return low, high
-    wilson_low, wilson_high = wilson_interval(float(np.mean(draws[key])), n)
-    return min(low, wilson_low), max(high, wilson_high)
+    """A mean's bootstrap interval, floored by the Wilson interval of its prompts taken together (as
+    the main report's means; :func:`taskvec.analysis.stats.floored_interval`)."""
+    return floored_interval(draws[key], float(np.mean(draws[key])), int(draws.get(f"n:{key}", 0)))
 
 
 def with_ci(means: dict, draws: dict, key: str) -> str:
