@@ -136,3 +136,33 @@ def test_a_bound_just_above_zero_does_not_print_as_zero_and_ties_name_every_best
     assert report._signed(0.0) == "+0.00" and report._signed(0.036) == "+0.04"
     tied = _travel({1: 0.2, 5: 0.8, 10: 0.9}, {1: 0.2, 5: 0.65, 10: 0.65}, {1: 0.5, 2: 0.5})
     assert "the task vector is best at k = 5 and 10 (0.65)" in report.summary_sentences(tied, ["a", "b", "c"])[1]
+
+
+def test_a_task_vector_that_rises_with_k_where_icl_does_not_is_named_per_task():
+    travel = _travel({1: 0.45, 10: 0.4}, {1: 0.45, 10: 0.9}, {1: 0.5})
+    divergent = travel.k_divergence(["a", "b", "c"], 1, 10)
+    assert [(t, m) for t, m, *_ in divergent] == [("a", "tv"), ("b", "tv"), ("c", "tv")]
+    sentences = report.summary_sentences(travel, ["a", "b", "c"])
+    assert sentences[2] == (
+        "Per task (McNemar on the same prompts, Holm-adjusted), ICL and the task vector part ways from k = 1 to "
+        "k = 10 on a (the task vector rises where ICL does not: ICL 0.45 to 0.40, task vector 0.45 to 0.90); "
+        "b (the task vector rises where ICL does not: ICL 0.45 to 0.40, task vector 0.45 to 0.90); "
+        "c (the task vector rises where ICL does not: ICL 0.45 to 0.40, task vector 0.45 to 0.90)."
+    )
+    together = _travel({1: 0.45, 10: 0.9}, {1: 0.45, 10: 0.9}, {1: 0.5})
+    assert together.k_divergence(["a", "b", "c"], 1, 10) == []  # both rise: nothing parts ways
+    icl_only = _travel({1: 0.1, 10: 0.9}, {1: 0.3, 10: 0.3}, {1: 0.5})
+    assert {m for _, m, *_ in icl_only.k_divergence(["a"], 1, 10)} == {"icl"}
+
+
+def test_contrasts_are_bonferroni_adjusted_and_means_at_zero_keep_an_interval():
+    travel = _travel({1: 0.0, 10: 0.0}, {1: 0.0, 10: 0.05}, {1: 0.0, 2: 0.0})
+    curve = travel.curve(["a", "b", "c"], "k", "icl")
+    assert curve[1][0] == 0.0 and curve[1][1][0] == 0.0 and curve[1][1][1] > 0.05  # Wilson of 0 in 60
+    from taskvec.analysis.stats import contrast_interval, interval, task_bootstrap
+
+    groups = [[{"high": travel.tasks[t].by_k[10]["tv"], "low": travel.tasks[t].by_k[1]["tv"]}] for t in "abc"]
+    draws = task_bootstrap(groups)
+    _, (lo, hi) = travel.difference(["a", "b", "c"], "k", 1, 10)
+    assert (lo, hi) == contrast_interval(draws["high"] - draws["low"], report.TRAVEL_CONTRASTS)
+    assert hi - lo >= np.subtract(*reversed(interval(draws["high"] - draws["low"])))  # wider than unadjusted

@@ -9,7 +9,19 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from taskvec.analysis.stats import interval, task_bootstrap, wilson_interval
+from taskvec.analysis.stats import (
+    ALPHA,
+    contrast_interval,
+    floored_interval,
+    holm,
+    mcnemar_exact,
+    task_bootstrap,
+    wilson_interval,
+)
+
+# the section's paired contrasts: ICL and the task vector from the fewest to the most demonstrations,
+# and theta over the most demonstration sets against one; their intervals are Bonferroni-adjusted
+TRAVEL_CONTRASTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +58,14 @@ class Travel:
                 for t in tasks
             ]
             mean = float(np.mean([self.tasks[t].accuracy(experiment, value, method) for t in tasks]))
-            out[value] = (mean, interval(task_bootstrap(groups)["x"]))
+            n = sum(len(group[0]["x"]) for group in groups)
+            out[value] = (mean, floored_interval(task_bootstrap(groups)["x"], mean, n))
         return out
 
     def difference(self, tasks: list[str], experiment: str, low: int, high: int, method: str = "tv"):
         """The mean over ``tasks`` of accuracy at ``high`` minus at ``low`` (same prompts), with its
-        two-level bootstrap interval (prompts resampled in pairs)."""
+        two-level bootstrap interval (prompts resampled in pairs), Bonferroni-adjusted over the section's
+        :data:`TRAVEL_CONTRASTS`."""
 
         def values(t: str, v: int) -> np.ndarray:
             return self.tasks[t].by_k[v][method] if experiment == "k" else self.tasks[t].by_contexts[v]
@@ -59,7 +73,32 @@ class Travel:
         groups = [[{"high": values(t, high), "low": values(t, low)}] for t in tasks]
         draws = task_bootstrap(groups)
         mean = float(np.mean([values(t, high).mean() - values(t, low).mean() for t in tasks]))
-        return mean, interval(draws["high"] - draws["low"])
+        return mean, contrast_interval(draws["high"] - draws["low"], TRAVEL_CONTRASTS)
+
+    def k_divergence(self, tasks: list[str], low: int, high: int) -> list[tuple[str, str, float, float, float, float]]:
+        """Tasks where, from ``low`` to ``high`` demonstrations, one method changes significantly and the
+        other does not or moves the other way (McNemar on the same prompts, Holm-adjusted over the tasks
+        and both methods): (task, the method that rises, ICL at low, at high, TV at low, at high)."""
+        tests = {
+            (t, m): mcnemar_exact(self.tasks[t].by_k[high][m], self.tasks[t].by_k[low][m])
+            for t in tasks
+            for m in ("icl", "tv")
+        }
+        adjusted = dict(zip(tests, holm([test.p_value for test in tests.values()])))
+
+        def change(t: str, m: str) -> int:
+            if adjusted[(t, m)] >= ALPHA:
+                return 0
+            return 1 if tests[(t, m)].only_first > tests[(t, m)].only_second else -1
+
+        out = []
+        for t in tasks:
+            icl, tv = change(t, "icl"), change(t, "tv")
+            if max(icl, tv) == 1 and min(icl, tv) < 1:
+                r = self.tasks[t]
+                values = [r.accuracy("k", k, m) for m in ("icl", "tv") for k in (low, high)]
+                out.append((t, "tv" if tv == 1 else "icl", *values))
+        return out
 
 
 def read_travel(predictions: pa.Table, metadata: dict) -> Travel:
@@ -134,6 +173,18 @@ def summary_sentences(travel: Travel, kept: list[str]) -> list[str]:
                 f"{' and '.join(map(str, best))} ({top:.2f}). theta is patched at the layer chosen with k = "
                 f"{'/'.join(map(str, travel.study_k))} for every k."
             )
+            divergent = travel.k_divergence(kept, low, high)
+            if divergent:
+                described = [
+                    f"{t} ({'the task vector' if m == 'tv' else 'ICL'} rises where "
+                    f"{'ICL' if m == 'tv' else 'the task vector'} does not: ICL {a:.2f} to {b:.2f}, "
+                    f"task vector {c:.2f} to {d:.2f})"
+                    for t, m, a, b, c, d in divergent
+                ]
+                sentences.append(
+                    f"Per task (McNemar on the same prompts, Holm-adjusted), ICL and the task vector part ways from "
+                    f"k = {low} to k = {high} on " + "; ".join(described) + "."
+                )
     if len(travel.contexts) > 1:
         curve = travel.curve(kept, "contexts")
         one, most = min(travel.contexts), max(travel.contexts)
@@ -142,7 +193,7 @@ def summary_sentences(travel: Travel, kept: list[str]) -> list[str]:
         sentences.append(
             f"Averaging theta over {most} demonstration sets instead of {one} {verdict}: the task vector goes from "
             f"{curve[one][0]:.2f} to {curve[most][0]:.2f} ({_signed(gain)} [{_signed(lo)}, {_signed(hi)}], paired on "
-            "the same queries)."
+            f"the same queries; the three contrasts' intervals are Bonferroni-adjusted)."
         )
     return sentences
 
@@ -275,8 +326,10 @@ def section_html(parts: list[tuple[Travel, list[dict], list[str], dict]]) -> str
         "(one per task, for every setting). Number of demonstrations: the first k of a nested list, the study's own "
         "demonstrations first, then more drawn from the task's other usable pairs; ICL and the task vector of that "
         "prompt. Several contexts: theta averaged over M independent demonstration sets of the study's size, the "
-        "first the study's own. Means are over the tasks where ICL works, with two-level bootstrap intervals; the "
-        "table's cells are single accuracies (intervals in metrics.json).</p>",
+        "first the study's own. Means are over the tasks where ICL works, with two-level bootstrap intervals (floored "
+        "by the Wilson interval of the prompts taken together); the contrasts between settings are paired and "
+        "Bonferroni-adjusted over the section's three; every interval holds each task's chosen layer fixed (the "
+        "choice is not resampled). The table's cells are single accuracies (intervals in metrics.json).</p>",
     ]
     for travel, rows, sentences, figures in parts:
         head = "".join(f"<th>ICL / TV k={k}</th>" for k in travel.ks) + "".join(
