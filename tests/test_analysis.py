@@ -86,3 +86,44 @@ def test_the_vocabulary_criterion_counts_own_answers_against_other_tasks_theta()
     assert lower["names_outputs"] is False  # no more often than other tasks' theta
     assert noise == {"own_share": 0.0, "other_share": 0.0, "names_outputs": False}
     assert result["n_naming_outputs"] == 1 and result["naming_outputs"] == ["upper"]
+
+
+def test_the_vocabulary_criterion_against_random_vectors_counts_only_shares_above_their_95th_percentile():
+    """upper meets the criterion with half its top tokens; a random vector that often shows ' A' puts the
+    95th percentile at 0.5, so upper is not beyond random there; with random vectors that show nothing it is."""
+    from taskvec.analysis.vocabulary import judge
+
+    top = {"upper": [" A", " B", "x", "y"], "noise": [".", ",", "the", "\n"]}
+    answers = {"upper": {"A", "B"}, "noise": {"zz"}}
+    lucky = {"upper": [[" A", " b", "q", "r"]] * 10 + [["q", "r", "s", "t"]] * 10, "noise": [["q"] * 4] * 20}
+    result = judge(top, answers, lucky)
+    upper = result["tasks"]["upper"]
+    assert upper["names_outputs"] and upper["random_share"] == 0.25 and upper["random_share_95"] == 0.5
+    assert upper["beyond_random"] is False and result["n_beyond_random"] == 0 and result["random_vectors"] == 20
+    blank = {task: [["q", "r", "s", "t"]] * 20 for task in top}
+    result = judge(top, answers, blank)
+    assert result["beyond_random"] == ["upper"] and result["mean_random_share"] == 0.0
+    assert result["tasks"]["noise"]["beyond_random"] is False  # nothing named: not beyond anything
+
+
+def test_the_vocabulary_sentence_reads_the_criterion_against_the_random_baseline():
+    from taskvec.report.analyses import vocabulary_sentence
+
+    judged = {
+        "top": 20,
+        "n_tasks": 4,
+        "n_naming_outputs": 3,
+        "naming_outputs": ["a", "b", "c"],
+        "mean_own_share": 0.2,
+        "mean_other_share": 0.05,
+        "random_vectors": 200,
+        "n_beyond_random": 1,
+        "beyond_random": ["a"],
+        "mean_random_share": 0.004,
+    }
+    text = vocabulary_sentence("m", {"chosen": judged})
+    assert "name the task's outputs for 3 of 4 tasks (a, b, c)" in text
+    assert "against 200 random vectors of theta's norm per task (on average 0.4% of their top tokens" in text
+    assert "1 of them name more of their outputs than 95% of the random vectors do (a)" in text
+    old = {k: v for k, v in judged.items() if k not in ("random_vectors", "n_beyond_random", "beyond_random")}
+    assert "random" not in vocabulary_sentence("m", {"chosen": old})  # a file from before the baseline

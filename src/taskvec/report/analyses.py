@@ -139,11 +139,19 @@ def vocabulary_sentence(model: str, judgement: dict) -> str:
             if kind == "chosen"
             else "as expected of the model's own predictions for the dummy queries"
         )
+        beyond = ""
+        if "n_beyond_random" in j:
+            beyond = (
+                f"; against {j['random_vectors']} random vectors of theta's norm per task (on average "
+                f"{j['mean_random_share']:.1%} of their top tokens are the task's answer tokens), "
+                f"{j['n_beyond_random']} of them name more of their outputs than 95% of the random vectors do"
+                + (f" ({names_text(j['beyond_random'])})" if j["n_beyond_random"] else "")
+            )
         parts.append(
             f"{label}, the top {j['top']} tokens of theta name the task's outputs for "
             f"{j['n_naming_outputs']} of {j['n_tasks']} tasks ({names_text(j['naming_outputs'])}); on average "
             f"{j['mean_own_share']:.0%} of them are the task's own answer tokens against "
-            f"{j['mean_other_share']:.0%} for the other tasks' theta, {reading}"
+            f"{j['mean_other_share']:.0%} for the other tasks' theta{beyond}, {reading}"
         )
     return f"{model}: " + "; ".join(parts) + "." if parts else ""
 
@@ -163,6 +171,8 @@ def vocabulary_section(study: StudyResults) -> str:
                 (number_text(r["own_answer_share"]), ""),
                 (number_text(r["other_tasks_share"]), ""),
                 ("yes" if r["names_outputs"] else "no", ""),
+                (number_text(r.get("random_share_95")), ""),
+                ({True: "yes", False: "no"}.get(r.get("beyond_random"), "n/a"), ""),
             ]
         )
         for r in rows
@@ -177,11 +187,16 @@ as if it were the last layer's output, at the task's chosen layer and at the las
 top tokens name the task's outputs. Criterion: the share of the top {top} tokens that are first tokens of the task's
 own answers (as text, case and surrounding space ignored), against the mean of the same share for the other tasks'
 theta (answer tokens come up by chance too: letters, common words); theta names its outputs where its own share is
-positive and higher. At the last layer, theta is the last block's output for the dummy queries, so its top tokens
+positive and higher. Other tasks' theta share the model's generic tokens, so each theta is also read against
+random vectors of its norm (Gaussian, a fixed seed per task and layer): "beyond random" where theta meets the
+criterion and its share is above the random vectors' 95th percentile. At the last layer, theta is the last
+block's output for the dummy queries, so its top tokens
 are the model's own ICL predictions for them: that they name the outputs there is expected; the paper's observation
 concerns the middle layer where theta is patched.</p>
 <p>{sentences}</p>
 <table><thead><tr><th class="l">model</th><th class="l">task</th><th class="l">layer</th><th>index</th>
-<th class="l">top 5 tokens (* answer token)</th><th>own share</th><th>others' share</th><th>names outputs</th></tr>
+<th class="l">top 5 tokens (* answer token)</th><th>own share</th><th>others' share</th><th>names outputs</th>
+<th>random, 95th pct.</th>
+<th>beyond random</th></tr>
 </thead><tbody>{body}</tbody></table>
 """

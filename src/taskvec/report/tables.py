@@ -147,6 +147,8 @@ def vocabulary_rows(study: StudyResults, top: int = 5) -> list[dict]:
                         "own_answer_share": shares.get("own_share"),
                         "other_tasks_share": shares.get("other_share"),
                         "names_outputs": shares.get("names_outputs"),
+                        "random_share_95": shares.get("random_share_95"),
+                        "beyond_random": shares.get("beyond_random"),
                     }
                 )
     return rows
@@ -160,7 +162,19 @@ def vocabulary_judgement(study: StudyResults, model: str) -> dict | None:
     return {
         kind: {
             key: value[key]
-            for key in ("top", "n_tasks", "n_naming_outputs", "naming_outputs", "mean_own_share", "mean_other_share")
+            for key in (
+                "top",
+                "n_tasks",
+                "n_naming_outputs",
+                "naming_outputs",
+                "mean_own_share",
+                "mean_other_share",
+                "random_vectors",
+                "n_beyond_random",
+                "beyond_random",
+                "mean_random_share",
+            )
+            if key in value
         }
         for kind, value in judgement.items()
     }
