@@ -166,3 +166,34 @@ def test_contrasts_are_bonferroni_adjusted_and_means_at_zero_keep_an_interval():
     _, (lo, hi) = travel.difference(["a", "b", "c"], "k", 1, 10)
     assert (lo, hi) == contrast_interval(draws["high"] - draws["low"], report.TRAVEL_CONTRASTS)
     assert hi - lo >= np.subtract(*reversed(interval(draws["high"] - draws["low"])))  # wider than unadjusted
+
+
+def test_the_extended_reports_headline_draws_each_studys_means_from_its_metrics():
+    from taskvec.report.extended import headline_figure, headline_panels
+
+    def cell(mean):
+        return {"mean": mean, "ci": [mean - 0.1, mean + 0.1]}
+
+    entry = {
+        "function_vectors": {"icl_works": {"tv": 0.6, "tv_ci": [0.5, 0.7], "fv": 0.4, "fv_ci": [0.3, 0.5]}},
+        "travel": {"icl_by_k": {"1": cell(0.3), "10": cell(0.8)}, "tv_by_k": {"1": cell(0.3), "10": cell(0.6)}},
+        "formats": {"tv_own": cell(0.5), "tv_other": cell(0.2)},
+    }
+    other = entry | {"formats": {"tv_own": cell(0.9), "tv_other": cell(0.7)}}
+    panels = dict(headline_panels({"models": {"a": entry, "b": other}}))
+    assert [(label, mean) for label, mean, _ in panels["Prompt formats"]["a"]] == [
+        ("TV, own format", 0.5),
+        ("TV, other formats", 0.2),
+    ]
+    assert [mean for _, mean, _ in panels["Prompt formats"]["b"]] == [0.9, 0.7]  # each model its own numbers
+    assert [mean for _, mean, _ in panels["Demonstrations per prompt"]["b"]] == [0.3, 0.8, 0.3, 0.6]
+    vectors = panels["Task vector and function vector\n(same test prompts)"]
+    assert vectors["a"][1] == ("function vector", 0.4, [0.3, 0.5])
+    first = headline_figure({"models": {"a": entry, "b": entry}})
+    assert set(first) == {"png", "svg"} and first == headline_figure({"models": {"a": entry, "b": entry}})
+    svg = first["svg"].decode()
+    for text in ("Task vector and function vector", "Demonstrations per prompt", "Prompt formats", "TV, k=10"):
+        assert text in svg
+    only_formats = headline_figure({"models": {"a": {"formats": entry["formats"]}}})
+    assert "Prompt formats" in only_formats["svg"].decode() and "function vector" not in only_formats["svg"].decode()
+    assert headline_figure({"models": {"a": {"tasks": {}}}}) is None

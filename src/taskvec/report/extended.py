@@ -7,6 +7,7 @@ does not change."""
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,6 +109,99 @@ def _formats_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[l
     return parts, rows, transfer
 
 
+def headline_panels(metrics: dict) -> list[tuple[str, dict[str, list[tuple[str, float, list]]]]]:
+    """One panel per extended study, from the report's own metrics (means over the tasks where ICL works,
+    with their intervals): (title, model -> [(bar label, mean, interval)]): the task vector against the
+    function vector; ICL and the task vector at the fewest and the most demonstrations; the task vector
+    in its own prompt format and in the others'."""
+    models = metrics["models"]
+
+    def bars(entry: dict | None, keys: list[tuple[str, str]]) -> list[tuple[str, float, list]]:
+        out = []
+        for label, path in keys:
+            value = entry
+            for part in path.split("/"):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, dict) and value.get("mean") is not None:
+                out.append((label, value["mean"], value["ci"]))
+        return out
+
+    panels = []
+    vectors_bars = {
+        m: [
+            (label, e["function_vectors"]["icl_works"][key], e["function_vectors"]["icl_works"][f"{key}_ci"])
+            for label, key in (("task vector", "tv"), ("function vector", "fv"))
+            if e["function_vectors"]["icl_works"].get(key) is not None
+        ]
+        for m, e in models.items()
+        if "function_vectors" in e
+    }
+    if any(vectors_bars.values()):
+        panels.append(("Task vector and function vector\n(same test prompts)", vectors_bars))
+    travel_bars = {}
+    for m, e in models.items():
+        ks = sorted(int(k) for k in e.get("travel", {}).get("tv_by_k", {}))
+        if len(ks) > 1:
+            low, high = str(ks[0]), str(ks[-1])
+            travel_bars[m] = bars(
+                e["travel"],
+                [
+                    (f"ICL, k={low}", f"icl_by_k/{low}"),
+                    (f"ICL, k={high}", f"icl_by_k/{high}"),
+                    (f"TV, k={low}", f"tv_by_k/{low}"),
+                    (f"TV, k={high}", f"tv_by_k/{high}"),
+                ],
+            )
+    if any(travel_bars.values()):
+        panels.append(("Demonstrations per prompt", travel_bars))
+    formats_bars = {
+        m: bars(e.get("formats"), [("TV, own format", "tv_own"), ("TV, other formats", "tv_other")])
+        for m, e in models.items()
+    }
+    formats_bars = {m: b for m, b in formats_bars.items() if b}
+    if formats_bars:
+        panels.append(("Prompt formats", formats_bars))
+    return panels
+
+
+def headline_figure(metrics: dict) -> dict[str, bytes] | None:
+    """:func:`headline_panels` drawn as bars with their intervals, both models side by side; None where
+    no study has a mean to show."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from taskvec.report.plotting import STYLE, save_figure
+
+    panels = headline_panels(metrics)
+    if not panels:
+        return None
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for ax, (title, by_model) in zip(axes[0], panels):
+            labels = list(dict.fromkeys(label for b in by_model.values() for label, _, _ in b))
+            width = 0.8 / max(1, len(labels))
+            names = list(by_model)
+            for j, label in enumerate(labels):
+                xs, ys, lows, highs = [], [], [], []
+                for i, model in enumerate(names):
+                    for name, mean, (lo, hi) in by_model[model]:
+                        if name == label:
+                            xs.append(i - 0.4 + width * (j + 0.5))
+                            ys.append(mean)
+                            lows.append(mean - lo)
+                            highs.append(hi - mean)
+                ax.bar(xs, ys, width * 0.9, color=colours[j % len(colours)], label=label)
+                ax.errorbar(xs, ys, yerr=np.array([lows, highs]), fmt="none", ecolor="black", capsize=2, linewidth=0.8)
+            ax.set_xticks(range(len(names)), names)
+            ax.set_ylim(0, 1)
+            ax.set_title(title, fontsize=9)
+            ax.legend(fontsize=6.5, loc="upper right")
+        axes[0][0].set_ylabel("mean test accuracy, tasks where ICL works")
+        fig.tight_layout()
+        return save_figure(fig)
+
+
 def build_extended_report(
     result_files: Sequence[str | os.PathLike[str]],
     analysis_files: Sequence[str | os.PathLike[str]],
@@ -123,8 +217,20 @@ def build_extended_report(
             "no extended analysis among the files given (`taskvec function-vectors`, `taskvec travel` and "
             "`taskvec formats` write them)"
         )
-    store.write_json(extended_metrics(study), out / "metrics.json")
+    metrics = extended_metrics(study)
+    store.write_json(metrics, out / "metrics.json")
     sections = []
+    headline = headline_figure(metrics)
+    if headline is not None:
+        for fmt, data in headline.items():
+            store.write_bytes(data, out / "figures" / f"headline.{fmt}")
+        encoded = base64.b64encode(headline["png"]).decode()
+        sections.append(
+            "<h2 id='summary'>Summary</h2><figure><img alt='the extended studies at a glance' "
+            f"src='data:image/png;base64,{encoded}'><figcaption class='note'>Each study's headline, both models: "
+            "means over the tasks where ICL works, with their 95% intervals (which hold each task's chosen layer "
+            "fixed). The sections below give the paired differences that compare them.</figcaption></figure>"
+        )
     if with_vectors:
         parts, rows = _vectors_parts(study, out, with_vectors)
         write_table(rows, out / "tables", "function_vectors")
@@ -143,6 +249,7 @@ def build_extended_report(
     links = [
         (anchor, name)
         for anchor, name, shown in (
+            ("summary", "Summary", headline is not None),
             ("function-vectors", "Function vectors", with_vectors),
             ("travel", "Travel", with_travel or with_formats),
             ("formats", "Prompt formats", with_formats),

@@ -264,6 +264,7 @@ class StudyLayout:
         return [
             "reports/extended/index.html",
             "reports/extended/metrics.json",
+            *(f"reports/extended/figures/headline.{ext}" for ext in FIGURE_FORMATS),
             *(f"reports/extended/tables/{name}.{ext}" for name in EXTENDED_TABLES for ext in TABLE_FORMATS),
             *(
                 f"reports/extended/figures/{name}_{model}.{ext}"
