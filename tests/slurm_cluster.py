@@ -6,7 +6,8 @@ accounting database (the Slurm executor asks `sacct` for each job's state), mung
 authentication, then slurmdbd, slurmctld and slurmd, all configured in a private directory through
 ``SLURM_CONF``. A job's steps (``srun`` inside ``sbatch``) read the configuration from its standard
 place, so /etc/slurm/slurm.conf links to it while the cluster runs (only where that file does not
-exist: a machine with its own Slurm is refused). Every daemon started here is stopped and the link
+exist: a machine with its own Slurm is refused; a dangling link of this module's own, left by a run that
+was killed, is removed). Every daemon started here is stopped and the link
 removed on exit, also when the block fails; a daemon that was already running (MariaDB, munged) is
 left running.
 
@@ -135,6 +136,15 @@ LogFile={root / "slurmdbd.log"}
     return conf
 
 
+def _left_by_a_test(link: Path) -> bool:
+    """Whether ``link`` points at a slurm.conf this module wrote (in a directory of its own, named
+    ``slurm`` by the tests or ``taskvec-slurm-*`` by hand)."""
+    target = Path(os.readlink(link))
+    return target.name == "slurm.conf" and (
+        target.parent.name == "slurm" or target.parent.name.startswith("taskvec-slurm-")
+    )
+
+
 @contextlib.contextmanager
 def local_slurm(root: Path | None = None) -> Iterator[dict[str, str]]:
     """Start a one-node cluster; yield the environment (``SLURM_CONF``) for its commands."""
@@ -145,6 +155,11 @@ def local_slurm(root: Path | None = None) -> Iterator[dict[str, str]]:
         raise SlurmUnavailable(
             f"missing {', '.join(missing)}: install Debian's {' '.join(DEBIAN_PACKAGES)} (`make test` does, as root)"
         )
+    if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists() and _left_by_a_test(SYSTEM_CONF):
+        # a link into a private cluster directory that is gone: an earlier test run was killed before its
+        # clean-up; the link is this module's own, so it goes
+        print(f"removing {SYSTEM_CONF}: a link left by an interrupted test run", file=sys.stderr)
+        SYSTEM_CONF.unlink()
     if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
         raise SlurmUnavailable(f"{SYSTEM_CONF} exists: this machine has a Slurm of its own; test on one without")
     root = Path(root or tempfile.mkdtemp(prefix="taskvec-slurm-"))

@@ -12,6 +12,7 @@ import pyarrow as pa
 from taskvec.analysis.formats import SCHEMA
 from taskvec.report import formats as report
 from taskvec.report import formats_section as section
+from taskvec.report import formats_text as words
 
 N = 20  # prompts per task
 NAMES = ["p", "a", "q"]
@@ -88,7 +89,7 @@ def test_accuracies_follow_the_rows_in_prompt_order():
 
 
 def test_sentences_where_the_bare_query_decides():
-    sentences = report.summary_sentences(BY_QUERY, ["t1", "t2"])
+    sentences = words.summary_sentences(BY_QUERY, ["t1", "t2"])
     text = " ".join(sentences)
     assert "Over the 2 tasks where ICL works, ICL ranges over the 3 formats from 0.50 [" in text
     assert (
@@ -124,7 +125,7 @@ def test_sentences_where_theta_stays_in_its_own_format():
         tv={(s, t): 0.9 if s == t else 0.1 for s in NAMES for t in NAMES},
         copied={b: (0.0, 1.0) for b in NAMES},
     )
-    text = " ".join(report.summary_sentences(own, ["t1", "t2"]))
+    text = " ".join(words.summary_sentences(own, ["t1", "t2"]))
     assert "ICL ranges over the 3 formats 1.00 [0.91, 1.00] in every format" in text
     assert "the task vector, patched into its own format's bare query, 0.90 [" in text and "in every format." in text
     assert "theta reaches 0.10 [" in text and "(-0.80 [-0." in text and "it loses accuracy significantly" in text
@@ -144,25 +145,25 @@ def test_icl_at_zero_and_no_kept_task():
         bare={b: 0.0 for b in NAMES},
         tv={(s, t): 0.25 for s in NAMES for t in NAMES},
     )
-    text = " ".join(report.summary_sentences(zero, ["t1"]))
+    text = " ".join(words.summary_sentences(zero, ["t1"]))
     assert "Over the one task where ICL works" in text
     assert (
         "keeps the most of ICL's accuracy in a and q (50% each, a tie at this precision) and the least in a and q (50%"
         in text
     )  # p: ICL at 0
-    assert report.summary_sentences(zero, []) == [
+    assert words.summary_sentences(zero, []) == [
         "ICL beats the baseline by 0.2 on none of the tasks, so no mean is given."
     ]
     assert report.model_metrics(zero, [])["n_tasks"] == 0 and "transfer" not in report.model_metrics(zero, [])
     rows = section.transfer_rows(zero, [])
     assert len(rows) == 9 and all(r["tv"] is None and r["n_tasks"] == 0 for r in rows)
-    page = section.section_html([(zero, [], report.summary_sentences(zero, []), {"png": b"", "svg": b""})])
+    page = section.section_html([(zero, [], words.summary_sentences(zero, []), {"png": b"", "svg": b""})])
     assert "n/a" in page and "<code>p:{x}\\t{y}</code>" in page
 
 
 def test_one_format_gives_one_sentence():
     one = _formats(icl={"p": 0.6}, bare={"p": 0.0}, tv={("p", "p"): 0.3}, names=["p"])
-    [sentence] = report.summary_sentences(one, ["t1", "t2"])
+    [sentence] = words.summary_sentences(one, ["t1", "t2"])
     match = re.fullmatch(
         r"Over the 2 tasks where ICL works, in the one format \(p\) ICL reaches 0\.60 \[(.*), (.*)\] and the task "
         r"vector 0\.30 \[(.*), (.*)\]\.",
@@ -199,9 +200,9 @@ def test_formats_whose_bare_queries_differ_only_in_the_replaced_token_are_named(
         tv={(s, t): {"p": 0.8, "a": 0.3, "q": 0.3}[t] for s in NAMES for t in NAMES},
     )
     assert report.identical_targets(same) == [["a", "q"]] and report.identical_targets(BY_QUERY) == []
-    text = " ".join(report.summary_sentences(same, ["t1", "t2"]))
+    text = " ".join(words.summary_sentences(same, ["t1", "t2"]))
     assert "The bare queries of a and q give the same task-vector prediction for every query of every task" in text
-    assert "give the same task-vector prediction" not in " ".join(report.summary_sentences(BY_QUERY, ["t1", "t2"]))
+    assert "give the same task-vector prediction" not in " ".join(words.summary_sentences(BY_QUERY, ["t1", "t2"]))
 
 
 def test_the_bootstrap_runs_once_per_set_of_tasks_and_gives_what_a_fresh_one_does():
@@ -229,7 +230,7 @@ def test_the_interventions_sentences_state_what_they_show_with_paired_adjusted_i
         },
         own={"a": 6},
     )
-    text = " ".join(report.summary_sentences(result, ["t1", "t2"]))
+    text = " ".join(words.summary_sentences(result, ["t1", "t2"]))
     assert (
         "With each format's own layer, chosen on the dev prompts written in it (2 of the 6 task and format choices "
         "differ from the paper format's layer), the task vector reaches p 0.70 (at the paper format's layer 0.70), "
@@ -265,5 +266,5 @@ def test_shares_written_alike_are_named_as_a_tie():
         # p: 0.75 / 0.8 = 93.75%, a: 0.8 / 0.85 = 94.1%: different, but both written 94% (a tie as written)
         tv={(s, t): {"p": 0.75, "a": 0.8, "q": 0.5}[t] for s in NAMES for t in NAMES},
     )
-    text = " ".join(report.summary_sentences(result, ["t1", "t2"]))
+    text = " ".join(words.summary_sentences(result, ["t1", "t2"]))
     assert "keeps the most of ICL's accuracy in p and a (94% each, a tie at this precision)" in text

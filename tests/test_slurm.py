@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, TINY_PARAMS, copy_tree, make_project
-from slurm_cluster import ACCOUNT, local_slurm
+from slurm_cluster import ACCOUNT, _left_by_a_test, local_slurm
 from taskvec.workflow.contract import STUDY_VERSIONED as VERSIONED
 
 pytestmark = pytest.mark.slurm
@@ -84,3 +84,17 @@ def test_the_tiny_study_through_slurm_equals_the_local_run(study, smollm2_dir, t
     local, slurm = _files(study), _files(project)
     assert sorted(slurm) == sorted(local) and len(local) > 30
     assert [name for name in local if slurm[name] != local[name]] == []
+
+
+def test_only_a_link_of_the_tests_own_counts_as_left_behind(tmp_path):
+    """A killed run leaves /etc/slurm/slurm.conf linking into its gone cluster directory: the next run
+    removes that link, and never a configuration of the machine's own."""
+    for target, ours in (
+        (tmp_path / "gone" / "slurm" / "slurm.conf", True),
+        (tmp_path / "taskvec-slurm-x1" / "slurm.conf", True),
+        (Path("/opt/cluster/etc/slurm.conf"), False),
+        (tmp_path / "slurm" / "other.conf", False),
+    ):
+        link = tmp_path / f"link{len(list(tmp_path.iterdir()))}"
+        link.symlink_to(target)
+        assert _left_by_a_test(link) is ours, target

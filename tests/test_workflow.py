@@ -549,10 +549,13 @@ def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(stud
     )
     try:
         locks = study / ".snakemake" / "locks"
-        for _ in range(300):
-            if locks.is_dir() and any(locks.iterdir()):
-                break
+        deadline = time.monotonic() + 300  # building the DAG takes a while on a busy machine
+        while not (locks.is_dir() and any(locks.iterdir())) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        if first.poll() is not None:  # its pipes are at their end: reading them cannot block
+            output = first.stdout.read() + first.stderr.read()
+            raise AssertionError(f"the first run ended before a second started:\n{output}")
+        assert locks.is_dir() and any(locks.iterdir()), "the first run took no lock within 300 s"
         second = snakemake(study, "--forcerun", "build_report", check=False)
         # `taskvec run-study` (what `dvc repro` runs) sees the live run and leaves its lock alone
         third = subprocess.run(
@@ -730,7 +733,10 @@ def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(stu
     assert [f["name"] for f in meta["formats"]] == ["paper", "arrow", "qa", "input_output", "tab"]
     assert meta["query_tokens"]["to_upper"]["qa"]["tokens"][:2] == ["Q", ":"]
     rows = formats.to_pydict()
-    assert set(rows["task"]) == set(TINY_PARAMS["tasks"]) and len(rows["task"]) == 3 * 6 * 5 * (1 + 1 + 5)
+    # per task, test prompt and target format: ICL, the bare query, theta from each of the 5 formats, and
+    # the interventions (theta at the format's own layer; the bare query after a prefix, plain and patched)
+    assert set(rows["task"]) == set(TINY_PARAMS["tasks"]) and len(rows["task"]) == 3 * 6 * 5 * (1 + 1 + 5 + 3)
+    assert set(rows["method"]) == {"icl", "bare", "tv", "tv_own_layer", "bare_prefixed", "tv_prefixed"}
     keys = list(zip(rows["task"], rows["target"], rows["source"], rows["method"]))
     layer = meta["layers"]["to_upper"]
     for key, method in ((("to_upper", "paper", "", "icl"), "icl"), (("to_upper", "paper", "paper", "tv"), "tv")):
@@ -746,6 +752,7 @@ def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(stu
     page = (project / "reports" / "extended" / "index.html").read_text()
     assert "<h2 id='travel'>How far the task vector travels</h2>" in page
     assert "<h3 id='formats'>Prompt formats</h3>" in page and "theta from \\ into" in page
+    assert (project / "reports" / "extended" / "figures" / "headline.svg").exists()
     assert (project / "reports" / "extended" / "figures" / "formats_transfer_smollm2-135m.svg").exists()
     assert (project / "reports" / "extended" / "tables" / "formats_transfer.csv").exists()
     assert "Averaging theta over 8 demonstration sets instead of 1" in page or "no mean is given" in page

@@ -15,7 +15,8 @@ from pathlib import Path
 from taskvec import store
 from taskvec.errors import ConfigError
 from taskvec.function_vectors import report as vectors
-from taskvec.report import formats, formats_section, travel
+from taskvec.function_vectors import section as vectors_section
+from taskvec.report import formats, formats_section, formats_text, travel
 from taskvec.report.collect import StudyResults, collect
 from taskvec.report.page import page
 from taskvec.report.tables import write_table
@@ -73,9 +74,12 @@ def _vectors_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[l
         comparison = study.analysis(model).vectors
         kept = _kept(study, model, "vectors")
         icl, baseline = _first_sampling(study, model, "icl"), _first_sampling(study, model, "baseline")
-        figures = {"heads_aie": vectors.aie_heatmap(comparison), "heads_n": vectors.heads_curve(comparison, kept)}
+        figures = {
+            "heads_aie": vectors_section.aie_heatmap(comparison),
+            "heads_n": vectors_section.heads_curve(comparison, kept),
+        }
         _write_figures(figures, out, model)
-        model_rows = vectors.table_rows(comparison, icl, baseline)
+        model_rows = vectors_section.table_rows(comparison, icl, baseline)
         rows += model_rows
         shown = {"aie": figures["heads_aie"], "heads": figures["heads_n"]}
         parts.append((comparison, model_rows, vectors.summary_sentences(comparison, kept, icl, baseline), shown))
@@ -105,7 +109,7 @@ def _formats_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[l
         _write_figures({"formats_transfer": figure}, out, model)
         rows += formats_section.table_rows(result)
         transfer += formats_section.transfer_rows(result, kept)
-        parts.append((result, kept, formats.summary_sentences(result, kept), figure))
+        parts.append((result, kept, formats_text.summary_sentences(result, kept), figure))
     return parts, rows, transfer
 
 
@@ -234,7 +238,7 @@ def build_extended_report(
     if with_vectors:
         parts, rows = _vectors_parts(study, out, with_vectors)
         write_table(rows, out / "tables", "function_vectors")
-        sections.append(vectors.section_html(parts))
+        sections.append(vectors_section.section_html(parts))
     if with_travel:
         parts, rows = _travel_parts(study, out, with_travel)
         write_table(rows, out / "tables", "travel")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from taskvec.report.formats import Formats, draw_interval, rounded, with_ci
+from taskvec.report.page import image
 
 
 def transfer_figure(result: Formats, tasks: list[str]) -> dict[str, bytes]:
@@ -68,11 +69,7 @@ def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str
     """The formats part of the travel section: a note on the method, then per model its sentences, a
     table per format (template, the bare query token by token, ICL, the bare query, the task vector),
     the transfer matrix with intervals and its figure."""
-    import base64
     import html
-
-    def img(figure: dict[str, bytes], alt: str) -> str:
-        return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(figure['png']).decode()}'>"
 
     def shown(text: str) -> str:
         return html.escape(text.replace("\n", "\\n").replace("\t", "\\t"))
@@ -134,7 +131,7 @@ def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str
             + "</tr></thead><tbody>"
             + "".join(matrix)
             + "</tbody></table>",
-            f"<figure>{img(figure, f'{result.model}: task-vector accuracy across formats')}"
+            f"<figure>{image(figure, f'{result.model}: task-vector accuracy across formats')}"
             "<figcaption class='note'>Theta extracted in one format (rows) patched into the bare query of another "
             "(columns): mean test accuracy over the tasks where ICL works; the diagonal is each format's own task "
             "vector.</figcaption></figure>",

@@ -18,6 +18,7 @@ from taskvec.analysis.stats import (
     task_bootstrap,
     wilson_interval,
 )
+from taskvec.report.page import image
 
 # the section's paired contrasts: ICL and the task vector from the fewest to the most demonstrations,
 # and theta over the most demonstration sets against one; their intervals are Bonferroni-adjusted
@@ -310,11 +311,7 @@ def table_rows(travel: Travel) -> list[dict]:
 
 def section_html(parts: list[tuple[Travel, list[dict], list[str], dict]]) -> str:
     """Per model: its sentences, a table (ICL / TV at each k, TV at each M) and the two figures."""
-    import base64
     import html
-
-    def img(figure: dict[str, bytes], alt: str) -> str:
-        return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(figure['png']).decode()}'>"
 
     def num(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
@@ -349,10 +346,10 @@ def section_html(parts: list[tuple[Travel, list[dict], list[str], dict]]) -> str
             + "</tr></thead><tbody>"
             + "".join(body)
             + "</tbody></table>",
-            f"<figure>{img(figures['k'], f'{travel.model}: accuracy by number of demonstrations')}"
+            f"<figure>{image(figures['k'], f'{travel.model}: accuracy by number of demonstrations')}"
             "<figcaption class='note'>ICL (solid) and the task vector (dashed) against k: thin lines are task "
             "categories, black the mean with its interval (tasks where ICL works).</figcaption></figure>",
-            f"<figure>{img(figures['contexts'], f'{travel.model}: accuracy by number of demonstration sets')}"
+            f"<figure>{image(figures['contexts'], f'{travel.model}: accuracy by number of demonstration sets')}"
             "<figcaption class='note'>The task vector against the number of demonstration sets theta is averaged "
             "over (tasks where ICL works).</figcaption></figure>",
         ]
