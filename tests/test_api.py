@@ -254,10 +254,37 @@ def test_a_vector_no_block_of_which_beats_the_bare_query_says_so_in_its_output_a
     assert "the model does not do this task from its demonstrations either" in api.no_block_works(neither)
 
 
+@pytest.mark.model
+def test_the_commands_make_and_apply_a_mean_difference_vector_as_they_do_theta(smollm2_dir, tmp_path):
+    demos = ROOT / "examples/pairs/antonyms.jsonl"
+    out = tmp_path / "md.safetensors"
+    args = ("--model", str(smollm2_dir), "--demos", str(demos), "--out", str(out), "--no-progress")
+    made = run_cli("vector", *args, "--method", "mean_difference", "--layer", "18", "--strength", "2")
+    assert "md.safetensors: mean_difference (strength 2) after block 18 (given) of 30, from 20 pairs" in made.stdout
+    vector = api.TaskVector.load(out)
+    assert (vector.method.name, vector.strength, vector.layer) == ("mean_difference", 2.0, 18)
+    applied = run_cli("apply", "--model", str(smollm2_dir), "--vector", str(out), "--query", "young", "--no-progress")
+    assert "# mean_difference x 2 is added to the residual stream after block 18" in applied.stdout
+    [row] = [line.split() for line in applied.stdout.splitlines() if line.startswith("young")]
+    [expected] = api.apply(api.load(smollm2_dir), vector, ["young"])
+    assert row[1:3] == [expected.bare_first, expected.patched_first]
+    for extra, status, message in (
+        (["--strength", "2"], 1, "only an additive method takes a strength"),
+        (["--method", "icv"], 2, "invalid choice: 'icv'"),
+    ):
+        bad = run_cli("vector", *args[:-3], "--out", str(tmp_path / "bad.safetensors"), *extra, check=False)
+        assert bad.returncode == status and message in bad.stderr, bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["md.safetensors"]
+
+
 def test_the_commands_explain_themselves():
     for command in ("vector", "apply"):
         result = subprocess.run([str(BIN / "taskvec"), command, "--help"], capture_output=True, text=True, check=True)
         assert "--model" in result.stdout and "packaged" in result.stdout
+    listed = subprocess.run([str(BIN / "taskvec"), "vector", "--help"], capture_output=True, text=True, check=True)
+    assert "{task_vector,mean_difference}" in listed.stdout and "mean_difference (the mean stream" in " ".join(
+        listed.stdout.split()
+    )
 
 
 def test_a_hub_id_or_packaged_name_is_converted_into_the_cache_under_a_name_of_its_own(tmp_path, monkeypatch):

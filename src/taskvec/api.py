@@ -17,6 +17,11 @@ file, beside those of the bare held-out queries and of ICL on them, and where no
 query a warning says so (:attr:`TaskVector.works` is then False). Applying the vector replaces the
 bare query's last-token residual stream after that block with theta and generates greedily to the
 format's separator, as the study's strict metric does.
+
+``method`` names another way to turn the same demonstration sets into a vector
+(:mod:`taskvec.methods`: ``mean_difference`` adds the scaled mean difference the demonstrations make
+to the stream, its strength chosen with the block); the file records the method, and :func:`apply`
+applies whichever it holds.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taskvec import defaults
+from taskvec import defaults, methods
 from taskvec.errors import ArtifactError, ConfigError
 from taskvec.models import PACKAGED_PREFIX, LoadedModel
 from taskvec.prompts import Prompt, PromptFormat
@@ -88,7 +93,8 @@ def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 @dataclasses.dataclass(frozen=True)
 class TaskVector:
     """theta after every block (``vectors``, ``[n_layers, hidden]``), the block it is patched after
-    (``layer``), and how it was made (``metadata``: the model, the prompt format, the layer choice)."""
+    (``layer``), and how it was made (``metadata``: the model, the prompt format, the method, the layer
+    choice). Made by another method (:attr:`method`), ``vectors`` are that method's, one per block."""
 
     vectors: np.ndarray
     layer: int
@@ -97,6 +103,14 @@ class TaskVector:
     @property
     def theta(self) -> np.ndarray:
         return self.vectors[self.layer]
+
+    @property
+    def method(self) -> methods.Method:
+        return methods.get(self.metadata.get("method", "task_vector"))  # files from before methods: theta
+
+    @property
+    def strength(self) -> float:
+        return float(self.metadata.get("strength", 1.0))
 
     @property
     def works(self) -> bool | None:
@@ -236,12 +250,16 @@ def task_vector(
     seed: int = 0,
     batch_size: int = defaults.BATCH_SIZE,
     source: str = "",
+    method: str = "task_vector",
+    strength: float | str = "auto",
 ) -> TaskVector:
     """theta of the task that ``pairs`` show, averaged over ``contexts`` demonstration sets, and the
-    block it goes after: ``layer`` if given, else the best on held-out pairs (see the module's text)."""
+    block it goes after: ``layer`` if given, else the best on held-out pairs (see the module's text).
+    With another ``method``, that method's vector from the same demonstration sets; an additive
+    method's ``strength`` is chosen with the block from its grid (``"auto"``; where the layer is given,
+    1), or given."""
     from taskvec.architectures import describe
     from taskvec.evaluate import choose_layer, token_decoder
-    from taskvec.extract import task_vectors
     from taskvec.forward.patched import patched_sweep
     from taskvec.forward.readout import next_tokens
     from taskvec.scoring import first_token_correct
@@ -258,6 +276,13 @@ def task_vector(
         raise ConfigError(f"unknown scoring rule {scoring!r}; use one of {', '.join(FIRST_TOKEN_RULES)}")
     if k < 1 or contexts < 1 or dummies < 1:
         raise ConfigError(f"k, contexts and dummies must be at least 1 (got {k}, {contexts}, {dummies})")
+    chosen_method = methods.get(method)
+    if strength != "auto" and (chosen_method.operation != "add" or isinstance(strength, str)):
+        raise ConfigError(
+            f"strength {strength!r} given for {method}: only an additive method takes a strength, as a number",
+            "leave the strength at auto, or give a number with --method mean_difference",
+        )
+    strengths = chosen_method.strengths if strength == "auto" else (float(strength),)
     order = list(pairs)
     random.Random(f"pairs:{seed}").shuffle(order)
     held_out = order[: max(4, len(order) // 4)] if layer == "auto" else []
@@ -268,9 +293,10 @@ def task_vector(
             f"give at least {len(held_out) + k + dummies} pairs, lower k, or give the layer",
         )
     used = _contexts(order[len(held_out) :], k, dummies, contexts, seed)
-    vectors = task_vectors(lm, used, fmt, batch_size).mean(axis=0)
+    vectors = chosen_method.extract(lm, used, fmt, batch_size)
 
     choice: dict = {"how": "given"}
+    chosen_strength = strengths[0] if strength != "auto" or layer == "auto" else chosen_method.default_strength
     if layer == "auto":
         decode = token_decoder(lm)
 
@@ -279,9 +305,16 @@ def task_vector(
             return float(np.mean(right))
 
         queries = [fmt.query.format(x=p.input) for p in held_out]
-        swept = patched_sweep(lm, queries, np.repeat(vectors[None], len(queries), axis=0), batch_size=batch_size)
-        accuracy = [accuracy_of(column) for column in swept.T]
-        layer = choose_layer(accuracy)
+        by_strength = {}
+        for value in strengths:
+            swept_values = chosen_method.swept_values(lm, queries, vectors, value, batch_size)
+            swept = patched_sweep(lm, queries, swept_values, batch_size=batch_size)
+            by_strength[value] = [accuracy_of(column) for column in swept.T]
+        # the best block at the best strength; ties: the earliest block, then the first strength of the grid
+        layer = choose_layer([max(a[i] for a in by_strength.values()) for i in range(n_layers)])
+        best = max(a[layer] for a in by_strength.values())
+        chosen_strength = next(v for v, a in by_strength.items() if a[layer] == best)
+        accuracy = by_strength[chosen_strength]
         # the two references the chosen block is read against: the bare query, and ICL (each held-out
         # query after the demonstrations of one of the contexts, in turn)
         icl_prompts = [fmt.render(used[i % len(used)].demonstrations, p.input) for i, p in enumerate(held_out)]
@@ -295,7 +328,10 @@ def task_vector(
             "bare_accuracy": bare,
             "icl_accuracy": icl,
             "beats_bare": accuracy[layer] > bare,
+            "configurations": n_layers * len(strengths),
         }
+        if chosen_method.operation == "add":
+            choice["accuracy_by_strength"] = {str(v): a for v, a in by_strength.items()}
         log.info(
             "block %d: %.0f%% of %d held-out queries right (ICL %.0f%%, bare query %.0f%%)",
             layer,
@@ -317,6 +353,10 @@ def task_vector(
         "seed": seed,
         "pairs": {"count": len(pairs), "sha256": digest, "source": source},
         "layer_choice": choice,
+        "method": chosen_method.name,
+        "site": chosen_method.site,
+        "operation": chosen_method.operation,
+        "strength": chosen_strength,
     }
     return TaskVector(vectors.astype(np.float32), int(layer), metadata)
 
@@ -340,11 +380,13 @@ def apply(
     batch_size: int = defaults.BATCH_SIZE,
     where: str = "the vector",
 ) -> list[Prediction]:
-    """Each query (an input, written with the vector's query template) answered bare and with theta
-    patched in after the vector's block; each answer is the greedy generation up to the separator."""
+    """Each query (an input, written with the vector's query template) answered bare and with the
+    vector patched in after its block, as its method patches (theta replaces the last token's stream;
+    an additive method's vector is added there and at each generated token); each answer is the
+    greedy generation up to the separator."""
     from taskvec.answers import until_separator
     from taskvec.forward.generate import Continuation, greedy_continue
-    from taskvec.forward.patched import patched_next_tokens, task_vector_patch
+    from taskvec.forward.patched import patched_next_tokens
     from taskvec.forward.readout import next_tokens
 
     _check_model(vector, lm, where)
@@ -353,10 +395,13 @@ def apply(
     fmt = vector.format
     texts = [fmt.query.format(x=q) for q in queries]
     until = Continuation(fmt.max_answer_tokens, fmt.separator)
-    patch = task_vector_patch([vector.layer] * len(texts), np.repeat(vector.theta[None], len(texts), axis=0))
+    method = vector.method
     bare = greedy_continue(lm, texts, next_tokens(lm, texts, batch_size), until, batch_size)
-    first = patched_next_tokens(lm, texts, patch, batch_size)
-    patched = greedy_continue(lm, texts, first, until, batch_size, intervention=patch)
+    first = patched_next_tokens(
+        lm, texts, method.intervention(vector.vectors, vector.layer, vector.strength, len(texts)), batch_size
+    )
+    during = method.intervention(vector.vectors, vector.layer, vector.strength, len(texts), generating=True)
+    patched = greedy_continue(lm, texts, first, until, batch_size, intervention=during)
 
     def text(ids: list[int]) -> str:
         return until_separator(lm.tokenizer.decode(ids), fmt.separator).strip()

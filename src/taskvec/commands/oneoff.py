@@ -27,6 +27,25 @@ def layer_choice(value: str):
         raise argparse.ArgumentTypeError(f"must be auto or a block number, got {value!r}") from None
 
 
+def strength_choice(value: str):
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a number, got {value!r}") from None
+
+
+# the methods of taskvec.methods, named here so that building the parser imports no library code
+# (a test keeps the two equal)
+METHOD_NAMES = ("task_vector", "mean_difference")
+METHOD_HELP = (
+    "how the vector is made and patched: task_vector (theta, averaged over the demonstration sets, replaces "
+    "the bare query's last-token stream after one block) or mean_difference (the mean stream with minus without "
+    "the demonstrations, times --strength, added after one block at the query's last token and every generated one)"
+)
+
+
 def add(sub) -> None:
     p = sub.add_parser(
         "vector",
@@ -37,12 +56,22 @@ def add(sub) -> None:
         "of --k demonstrations each. With --layer auto (the default) a quarter of the pairs (at least 4) are "
         "held out and the block whose theta answers their bare queries best is chosen (ties: the earliest); the "
         "choice, the accuracy at every block, and the held-out accuracy of ICL and of the bare query go into the "
-        "file's metadata, and a warning says so where no block beats the bare query. Writes a safetensors file.",
+        "file's metadata, and a warning says so where no block beats the bare query. Writes a safetensors file. "
+        "--method makes another method's vector from the same demonstration sets (the file records it, and "
+        "`taskvec apply` applies it as its method does).",
     )
     p.add_argument("--model", required=True, help=ONE_OFF_MODEL_HELP)
     p.add_argument("--demos", required=True, type=Path, help="task file of input/output pairs (.jsonl or .csv)")
     p.add_argument("--layer", type=layer_choice, default="auto", help="auto, or the block to patch after (0-based)")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors file")
+    p.add_argument("--method", choices=METHOD_NAMES, default="task_vector", help=METHOD_HELP)
+    p.add_argument(
+        "--strength",
+        type=strength_choice,
+        default="auto",
+        help="an additive method's scale: auto (chosen with the block from the method's grid; 1 where --layer is "
+        "given) or a number",
+    )
     group = p.add_argument_group("prompts")
     group.add_argument("--k", type=positive, default=defaults.K, help="demonstrations per context")
     group.add_argument(
@@ -115,17 +144,19 @@ def cmd_vector(args) -> None:
         seed=args.seed,
         batch_size=args.batch_size,
         source=args.demos.name,
+        method=args.method,
+        strength=args.strength,
     )
     vector.save(args.out)
     choice = vector.metadata["layer_choice"]
-    print(
-        f"{args.out}: theta after block {vector.layer} ({choice['how']}) of {len(vector.vectors)}, "
-        f"from {len(pairs)} pairs"
-    )
+    made = "theta" if vector.method.name == "task_vector" else f"{vector.method.name} (strength {vector.strength:g})"
+    blocks = len(vector.vectors)
+    print(f"{args.out}: {made} after block {vector.layer} ({choice['how']}) of {blocks}, from {len(pairs)} pairs")
     if choice["how"] == "auto":
         chosen = choice["accuracy_by_layer"][vector.layer]
         print(
-            f"held-out queries ({len(choice['held_out'])}): task vector {chosen:.0%}, "
+            f"held-out queries ({len(choice['held_out'])}): "
+            f"{'task vector' if vector.method.name == 'task_vector' else vector.method.name} {chosen:.0%}, "
             f"ICL {choice['icl_accuracy']:.0%}, bare query {choice['bare_accuracy']:.0%}"
         )
 
@@ -146,7 +177,14 @@ def cmd_apply(args) -> None:
     width = max(5, *(len(p.query) for p in predictions))
     first = max(10, *(len(p.bare_first) for p in predictions))
     print("# first token: what the paper scores; answer: the greedy generation up to the separator")
-    print(f"# the task vector replaces the last token's residual stream after block {vector.layer}")
-    print(f"{'query':{width}}  {'bare first':{first}}  {'TV first':{first}}  bare answer | TV answer")
+    if vector.method.operation == "replace":
+        print(f"# the task vector replaces the last token's residual stream after block {vector.layer}")
+    else:
+        print(
+            f"# {vector.method.name} x {vector.strength:g} is added to the residual stream after block {vector.layer} "
+            "at the last token and every generated one"
+        )
+    name = "TV" if vector.method.operation == "replace" else "patched"
+    print(f"{'query':{width}}  {'bare first':{first}}  {name + ' first':{first}}  bare answer | {name} answer")
     for p in predictions:
         print(f"{p.query:{width}}  {p.bare_first:{first}}  {p.patched_first:{first}}  {p.bare!r} | {p.patched!r}")

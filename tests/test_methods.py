@@ -1,0 +1,173 @@
+"""The vector methods (taskvec.methods) against direct, slow implementations of their formulas: one text
+at a time, the residual stream read and changed by plain forward hooks on the blocks, on tiny
+random-weight models of every architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model
+from taskvec import api, methods
+from taskvec.architectures import describe
+from taskvec.errors import ConfigError
+from taskvec.forward.patched import patched_next_tokens, patched_sweep
+from taskvec.forward.readout import next_tokens
+from taskvec.prompts import PromptFormat
+from taskvec.tasks.base import Pair
+
+PAIRS = [Pair(c, (c.upper(),)) for c in "abcdefghijklmnopqrstuvwx"]
+FMT = PromptFormat()
+
+
+def _stream(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+@torch.inference_mode()
+def states_by_hand(lm, text: str) -> np.ndarray:
+    """The residual stream after every block at the text's last token, ``[n_layers, hidden]``."""
+    layers = describe(lm.model).layers
+    seen = {}
+    handles = [
+        block.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, _stream(out)[0, -1].clone()))
+        for i, block in enumerate(layers)
+    ]
+    try:
+        lm.model(torch.tensor([lm.tokenizer(text).input_ids]))
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack([seen[i] for i in range(len(layers))]).float().numpy()
+
+
+@torch.inference_mode()
+def greedy_by_hand(lm, text: str, layer: int, added: np.ndarray | None, steps: int) -> list[int]:
+    """Greedy tokens after ``text``, recomputing the whole sequence at each step, with ``added`` added
+    to block ``layer``'s output from the text's last position on (the text's last token and every
+    generated one)."""
+    ids = list(lm.tokenizer(text).input_ids)
+    start = len(ids) - 1
+    block = describe(lm.model).layers[layer]
+
+    def hook(module, args, output):
+        stream = _stream(output)
+        stream[0, start:] += torch.as_tensor(added, dtype=stream.dtype)
+        return output
+
+    handle = block.register_forward_hook(hook) if added is not None else None
+    out = []
+    try:
+        for _ in range(steps):
+            token = int(lm.model(torch.tensor([ids])).logits[0, -1].argmax())
+            out.append(token)
+            ids.append(token)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return out
+
+
+def test_the_mean_difference_is_the_demonstrations_mean_effect_on_the_last_token(tiny_lm):
+    vector = api.task_vector(tiny_lm, PAIRS, layer=1, k=3, contexts=3, dummies=2, method="mean_difference")
+    differences = [
+        states_by_hand(tiny_lm, FMT.render([tuple(d) for d in c["demonstrations"]], x))
+        - states_by_hand(tiny_lm, FMT.query.format(x=x))
+        for c in vector.metadata["contexts"]
+        for x in c["dummies"]
+    ]
+    np.testing.assert_allclose(vector.vectors, np.mean(differences, axis=0), atol=2e-5, rtol=1e-4)
+    assert (vector.metadata["method"], vector.metadata["operation"], vector.strength) == ("mean_difference", "add", 1.0)
+
+
+def test_a_mean_difference_is_added_at_the_last_token_and_every_generated_one(tiny_lm):
+    made = api.task_vector(tiny_lm, PAIRS, layer=2, k=3, contexts=2, method="mean_difference", strength=3.0)
+    # a random model's demonstrations barely move its stream: a vector of the stream's own scale in the
+    # file instead, so that adding it changes the answers and the test can tell the paths apart
+    scale = np.linalg.norm(states_by_hand(tiny_lm, FMT.query.format(x="y"))[2])
+    vectors = np.random.default_rng(0).standard_normal(made.vectors.shape).astype(np.float32)
+    vector = api.TaskVector(vectors * scale / np.linalg.norm(vectors[2]), 2, made.metadata)
+    queries = ["y", "z"]
+    predictions = api.apply(tiny_lm, vector, queries)
+    steps = vector.format.max_answer_tokens
+    changed = False
+    for query, prediction in zip(queries, predictions):
+        text = FMT.query.format(x=query)
+        tokens = greedy_by_hand(tiny_lm, text, 2, 3.0 * vector.vectors[2], steps)
+        expected = tiny_lm.tokenizer.decode(tokens).split(FMT.separator)[0].strip()
+        assert prediction.patched_first == tiny_lm.tokenizer.decode(tokens[:1]).strip()
+        assert prediction.patched == expected, query
+        bare = greedy_by_hand(tiny_lm, text, 2, None, steps)
+        assert prediction.bare == tiny_lm.tokenizer.decode(bare).split(FMT.separator)[0].strip()
+        changed = changed or tokens != bare
+    assert changed  # the addition does change the answers: the comparison is not of two bare runs
+
+
+def test_at_strength_zero_a_mean_difference_changes_nothing():
+    lm = tiny_model("llama")
+    vector = api.task_vector(lm, PAIRS, layer=1, k=3, contexts=2, method="mean_difference", strength=0.0)
+    texts = [FMT.query.format(x=q) for q in "mnop"]
+    method = methods.get("mean_difference")
+    patched = patched_next_tokens(lm, texts, method.intervention(vector.vectors, 1, 0.0, len(texts)))
+    np.testing.assert_array_equal(patched, next_tokens(lm, texts))
+    assert [p.bare for p in api.apply(lm, vector, list("mnop"))] == [
+        p.patched for p in api.apply(lm, vector, list("mnop"))
+    ]
+
+
+def test_the_block_and_strength_are_chosen_by_what_adding_really_gives_on_the_held_out_pairs():
+    lm = tiny_model("qwen2")
+    vector = api.task_vector(lm, PAIRS, k=3, contexts=3, method="mean_difference")
+    choice = vector.metadata["layer_choice"]
+    method = methods.get("mean_difference")
+    grid = method.strengths
+    assert set(choice["accuracy_by_strength"]) == {str(s) for s in grid}
+    assert choice["configurations"] == 4 * len(grid)
+    best = max(max(a) for a in choice["accuracy_by_strength"].values())
+    assert choice["accuracy_by_layer"][vector.layer] == best
+    assert vector.layer == min(i for a in choice["accuracy_by_strength"].values() for i, v in enumerate(a) if v == best)
+    # the choice reads the sweep's shortcut (the bare stream plus the scaled vector, replaced after each
+    # block): token for token what adding gives, at every block and strength
+    queries = [FMT.query.format(x=x) for x in choice["held_out"]]
+    bare = next_tokens(lm, queries)
+    changed = False
+    for strength in grid:
+        swept = patched_sweep(lm, queries, method.swept_values(lm, queries, vector.vectors, strength, 16))
+        for layer in range(4):
+            added = method.intervention(vector.vectors, layer, strength, len(queries))
+            np.testing.assert_array_equal(swept[:, layer], patched_next_tokens(lm, queries, added))
+            changed |= bool((swept[:, layer] != bare).any())
+            right = np.mean(
+                [lm.tokenizer.decode([t]).strip() == x.upper() for t, x in zip(swept[:, layer], choice["held_out"])]
+            )
+            assert choice["accuracy_by_strength"][str(strength)][layer] == pytest.approx(right)
+    assert changed  # the vector does change predictions: the comparison is not of two bare runs
+
+
+def test_a_vector_file_keeps_its_method_and_strength_and_a_file_from_before_methods_is_theta(tmp_path):
+    lm = tiny_model("llama")
+    vector = api.task_vector(lm, PAIRS, layer=1, k=3, contexts=1, method="mean_difference", strength=2.5)
+    loaded = api.TaskVector.load(vector.save(tmp_path / "v.safetensors"))
+    assert (loaded.method.name, loaded.strength, loaded.metadata["site"]) == ("mean_difference", 2.5, "block_output")
+    np.testing.assert_array_equal(loaded.vectors, vector.vectors)
+    older = {k: v for k, v in vector.metadata.items() if k not in ("method", "strength", "site", "operation")}
+    assert api.TaskVector(vector.vectors, 1, older).method.name == "task_vector"
+
+
+def test_unknown_methods_and_misplaced_strengths_are_refused_before_any_forward_pass(monkeypatch):
+    import taskvec.extract
+
+    monkeypatch.setattr(taskvec.extract, "shared_prefix_states", lambda *a, **k: pytest.fail("a forward pass ran"))
+    lm = tiny_model("llama")
+    with pytest.raises(ConfigError, match="unknown method 'icv'") as error:
+        api.task_vector(lm, PAIRS, layer=1, method="icv")
+    assert "task_vector, mean_difference" in str(error.value)
+    with pytest.raises(ConfigError, match="only an additive method takes a strength"):
+        api.task_vector(lm, PAIRS, layer=1, strength=2.0)
+
+
+def test_the_command_line_offers_exactly_the_library_methods():
+    from taskvec.commands.oneoff import METHOD_NAMES
+
+    assert METHOD_NAMES == tuple(methods.METHODS)
