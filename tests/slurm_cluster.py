@@ -7,7 +7,7 @@ authentication, then slurmdbd, slurmctld and slurmd, all configured in a private
 ``SLURM_CONF``. A job's steps (``srun`` inside ``sbatch``) read the configuration from its standard
 place, so /etc/slurm/slurm.conf links to it while the cluster runs (only where that file does not
 exist: a machine with its own Slurm is refused; a dangling link of this module's own, left by a run that
-was killed, is removed). Every daemon started here is stopped and the link
+was killed, is removed, as are daemon sockets nothing answers on). Every daemon started here is stopped and the link
 removed on exit, also when the block fails; a daemon that was already running (MariaDB, munged) is
 left running.
 
@@ -136,6 +136,25 @@ LogFile={root / "slurmdbd.log"}
     return conf
 
 
+def _socket_alive(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def _clear_if_dead(sock: Path, *leftovers: Path) -> None:
+    """A daemon's socket that nothing answers (a run killed with its daemons, or a machine restarted
+    with /run kept) would be taken for a running daemon: it goes, with the dead daemon's pid and lock
+    files, so that the daemon is started afresh."""
+    if sock.exists() and not _socket_alive(sock):
+        print(f"removing {sock}: no daemon answers on it", file=sys.stderr)
+        for path in (sock, *leftovers):
+            path.unlink(missing_ok=True)
+
+
 def _left_by_a_test(link: Path) -> bool:
     """Whether ``link`` points at a slurm.conf this module wrote (in a directory of its own, named
     ``slurm`` by the tests or ``taskvec-slurm-*`` by hand)."""
@@ -171,6 +190,8 @@ def local_slurm(root: Path | None = None) -> Iterator[dict[str, str]]:
     SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
     SYSTEM_CONF.symlink_to(conf)
     try:
+        _clear_if_dead(DB_SOCKET, DB_SOCKET.parent / "mysqld.pid")
+        _clear_if_dead(MUNGE_SOCKET, MUNGE_SOCKET.parent / "munged.pid", MUNGE_SOCKET.with_name("munge.socket.2.lock"))
         if not DB_SOCKET.exists():
             DB_SOCKET.parent.mkdir(parents=True, exist_ok=True)
             shutil.chown(DB_SOCKET.parent, "mysql", "mysql")

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, TINY_PARAMS, copy_tree, make_project
-from slurm_cluster import ACCOUNT, _left_by_a_test, local_slurm
+from slurm_cluster import ACCOUNT, _clear_if_dead, _left_by_a_test, local_slurm
 from taskvec.workflow.contract import STUDY_VERSIONED as VERSIONED
 
 pytestmark = pytest.mark.slurm
@@ -98,3 +99,18 @@ def test_only_a_link_of_the_tests_own_counts_as_left_behind(tmp_path):
         link = tmp_path / f"link{len(list(tmp_path.iterdir()))}"
         link.symlink_to(target)
         assert _left_by_a_test(link) is ours, target
+
+
+def test_a_daemon_socket_nothing_answers_on_is_cleared_and_a_live_one_kept(tmp_path):
+    """A run killed with its daemons leaves MariaDB's and munged's sockets in /run: taken for running
+    daemons, they would never be started again."""
+    dead, live = tmp_path / "dead.sock", tmp_path / "live.sock"
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(str(dead))  # the file stays after the socket is closed: nothing listens on it
+    (tmp_path / "dead.pid").write_text("999999")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(live))
+        server.listen()
+        _clear_if_dead(dead, tmp_path / "dead.pid")
+        _clear_if_dead(live)
+        assert not dead.exists() and not (tmp_path / "dead.pid").exists() and live.exists()
