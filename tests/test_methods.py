@@ -12,6 +12,7 @@ from conftest import tiny_model
 from taskvec import api, methods
 from taskvec.architectures import describe
 from taskvec.errors import ConfigError
+from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import patched_next_tokens, patched_sweep
 from taskvec.forward.readout import next_tokens
 from taskvec.prompts import PromptFormat
@@ -131,9 +132,10 @@ def test_the_block_and_strength_are_chosen_by_what_adding_really_gives_on_the_he
     # block): token for token what adding gives, at every block and strength
     queries = [FMT.query.format(x=x) for x in choice["held_out"]]
     bare = next_tokens(lm, queries)
+    states = last_token_states(lm, queries)
     changed = False
     for strength in grid:
-        swept = patched_sweep(lm, queries, method.swept_values(lm, queries, vector.vectors, strength, 16))
+        swept = patched_sweep(lm, queries, method.swept_values(vector.vectors, strength, len(queries), states))
         for layer in range(4):
             added = method.intervention(vector.vectors, layer, strength, len(queries))
             np.testing.assert_array_equal(swept[:, layer], patched_next_tokens(lm, queries, added))

@@ -260,6 +260,7 @@ def task_vector(
     1), or given."""
     from taskvec.architectures import describe
     from taskvec.evaluate import choose_layer, token_decoder
+    from taskvec.forward.capture import last_token_states
     from taskvec.forward.patched import patched_sweep
     from taskvec.forward.readout import next_tokens
     from taskvec.scoring import first_token_correct
@@ -296,7 +297,7 @@ def task_vector(
     vectors = chosen_method.extract(lm, used, fmt, batch_size)
 
     choice: dict = {"how": "given"}
-    chosen_strength = strengths[0] if strength != "auto" or layer == "auto" else chosen_method.default_strength
+    chosen_strength = chosen_method.default_strength if strength == "auto" else float(strength)  # auto: chosen below
     if layer == "auto":
         decode = token_decoder(lm)
 
@@ -305,9 +306,10 @@ def task_vector(
             return float(np.mean(right))
 
         queries = [fmt.query.format(x=p.input) for p in held_out]
+        bare_states = last_token_states(lm, queries, batch_size) if chosen_method.operation == "add" else None
         by_strength = {}
         for value in strengths:
-            swept_values = chosen_method.swept_values(lm, queries, vectors, value, batch_size)
+            swept_values = chosen_method.swept_values(vectors, value, len(queries), bare_states)
             swept = patched_sweep(lm, queries, swept_values, batch_size=batch_size)
             by_strength[value] = [accuracy_of(column) for column in swept.T]
         # the best block at the best strength; ties: the earliest block, then the first strength of the grid

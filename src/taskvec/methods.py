@@ -90,16 +90,15 @@ class Method:
         )
 
     def swept_values(
-        self, lm: LoadedModel, queries: Sequence[str], vectors: np.ndarray, strength: float, batch_size: int
+        self, vectors: np.ndarray, strength: float, n_queries: int, bare_states: np.ndarray | None = None
     ) -> np.ndarray:
         """For the layer sweep (:func:`taskvec.forward.patched.patched_sweep`, which replaces the last
         position's stream after each block): ``[n_queries, n_layers, hidden]``, the value each query's
-        stream takes there under this method."""
+        stream takes there under this method. An additive method needs the queries' own streams
+        (``bare_states``, :func:`taskvec.forward.capture.last_token_states`, read once for every strength)."""
         if self.operation == "replace":
-            return np.repeat(vectors[None], len(queries), axis=0)
-        from taskvec.forward.capture import last_token_states
-
-        return last_token_states(lm, queries, batch_size) + strength * vectors[None]
+            return np.repeat(vectors[None], n_queries, axis=0)
+        return bare_states + strength * vectors[None]
 
 
 METHODS: dict[str, Method] = {
