@@ -11,6 +11,7 @@ import pytest
 
 from taskvec.analysis.travel import SCHEMA
 from taskvec.report import travel as report
+from taskvec.report.numbers import rounded, signed, spoken_list
 
 N = 20  # prompts per task
 
@@ -132,8 +133,8 @@ def test_the_figures_draw_from_the_numbers():
 
 
 def test_a_bound_just_above_zero_does_not_print_as_zero_and_ties_name_every_best_k():
-    assert report._signed(0.0025) == "+0.003" and report._signed(-0.004) == "-0.004"
-    assert report._signed(0.0) == "+0.00" and report._signed(0.036) == "+0.04"
+    assert signed(0.0025) == "+0.003" and signed(-0.004) == "-0.004"
+    assert signed(0.0) == "+0.00" and signed(0.036) == "+0.04"
     tied = _travel({1: 0.2, 5: 0.8, 10: 0.9}, {1: 0.2, 5: 0.65, 10: 0.65}, {1: 0.5, 2: 0.5})
     assert "the task vector is best at k = 5 and 10 (0.65)" in report.summary_sentences(tied, ["a", "b", "c"])[1]
 
@@ -197,3 +198,10 @@ def test_the_extended_reports_headline_draws_each_studys_means_from_its_metrics(
     only_formats = headline_figure({"models": {"a": {"formats": entry["formats"]}}})
     assert "Prompt formats" in only_formats["svg"].decode() and "function vector" not in only_formats["svg"].decode()
     assert headline_figure({"models": {"a": {"tasks": {}}}}) is None
+
+
+def test_every_report_writes_a_metric_and_a_list_of_names_alike():
+    assert rounded(0.123456) == 0.1235 and rounded(float("nan")) is None and rounded(None) is None
+    assert rounded(np.float64("nan")) is None and rounded(np.float32("nan")) is None and rounded(np.float32(0.5)) == 0.5
+    assert spoken_list(["a"]) == "a" and spoken_list(["a", "b"]) == "a and b"
+    assert spoken_list(["a", "b", "c"]) == "a, b and c"

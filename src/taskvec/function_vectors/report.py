@@ -23,6 +23,8 @@ from taskvec.analysis.stats import (
     task_bootstrap,
     wilson_interval,
 )
+from taskvec.report.numbers import rounded
+from taskvec.report.page import names_text
 
 METHODS = ("tv", "fv", "shuffled_icl", "shuffled_icl_fv", "random_vector", "other_task_theta", "layer_average")
 CONTROLS = ("random_vector", "other_task_theta", "layer_average")
@@ -193,10 +195,6 @@ def gap_predicts_failure(comparison: VectorComparison, icl: dict[str, float]) ->
     )
 
 
-def _names(tasks: list[str]) -> str:
-    return ", ".join(tasks) if tasks else "none"
-
-
 def summary_sentences(
     comparison: VectorComparison, kept: list[str], icl: dict[str, float], baseline: dict[str, float]
 ) -> list[str]:
@@ -224,8 +222,8 @@ def summary_sentences(
     by = {d: [t for t, r in c.tasks.items() if r.direction == d] for d in ("tv", "fv", "neither")}
     sentences.append(
         f"Per task (McNemar, Holm-adjusted over this model's {len(c.tasks)} tasks), the task vector is "
-        f"significantly better on {len(by['tv'])} ({_names(by['tv'])}), the function vector on "
-        f"{len(by['fv'])} ({_names(by['fv'])}), and neither on {len(by['neither'])}."
+        f"significantly better on {len(by['tv'])} ({names_text(by['tv'])}), the function vector on "
+        f"{len(by['fv'])} ({names_text(by['fv'])}), and neither on {len(by['neither'])}."
     )
     tasks = list(c.tasks)
     base = float(np.mean([baseline[t] for t in tasks if t in baseline])) if baseline else float("nan")
@@ -256,10 +254,6 @@ def summary_sentences(
             f"({'p < 0.001' if p < 0.001 else f'p = {p:.2g}'}, {len(c.tasks)} tasks)."
         )
     return sentences
-
-
-def rounded(value: float) -> float | None:
-    return round(float(value), 4) if value == value else None
 
 
 def task_metrics(comparison: VectorComparison) -> dict[str, dict]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from taskvec.function_vectors.report import VectorComparison, rounded
+from taskvec.function_vectors.report import VectorComparison
+from taskvec.report.numbers import rounded
 from taskvec.report.page import image
 
 

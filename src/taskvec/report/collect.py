@@ -25,8 +25,11 @@ from taskvec.analysis.stats import (
 )
 from taskvec.errors import ArtifactError, ConfigError
 from taskvec.evaluate import TaskScores, read_results, score
+from taskvec.function_vectors.report import VectorComparison, read_comparison
 from taskvec.loader import match_runs
 from taskvec.prompts import Prompt, RunInfo, read_prompts
+from taskvec.report.formats import Formats, read_formats
+from taskvec.report.travel import Travel, read_travel
 
 HOLDS = 0.75  # the task vector "holds" where it keeps at least this share of ICL accuracy
 ICL_WORKS = 0.2  # the paper's filter: tasks where ICL beats the baseline by at least this much
@@ -199,9 +202,9 @@ class Analyses:
     robustness_summary: dict | None = None
     vocabulary: pa.Table | None = None
     vocabulary_summary: dict | None = None  # the vocabulary criterion's judgement per layer kind
-    vectors: object | None = None  # taskvec.function_vectors.report.VectorComparison: task against function vectors
-    travel: object | None = None  # taskvec.report.travel.Travel: demonstrations and demonstration sets
-    formats: object | None = None  # taskvec.report.formats.Formats: prompt formats and transfer between them
+    vectors: VectorComparison | None = None  # task against function vectors
+    travel: Travel | None = None  # demonstrations and demonstration sets
+    formats: Formats | None = None  # prompt formats and transfer between them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +257,10 @@ class StudyResults:
         return self.analyses.get(model, Analyses())
 
 
+# an extended study whose file is read whole by one function of its own: its analysis name -> that reader
+EXTENDED_READERS = {"travel": read_travel, "formats": read_formats}
+
+
 def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
     """Analysis files of any number of models, each naming its model and analysis in its metadata."""
     found: dict[str, dict] = collections.defaultdict(dict)
@@ -272,14 +279,8 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
             found[model]["vocabulary_summary"] = metadata.get("judgement")
         elif kind in ("function_vectors", "heads"):
             vectors[model][kind] = (table, metadata)
-        elif kind == "travel":
-            from taskvec.report.travel import read_travel
-
-            found[model]["travel"] = read_travel(table, metadata)
-        elif kind == "formats":
-            from taskvec.report.formats import read_formats
-
-            found[model]["formats"] = read_formats(table, metadata)
+        elif kind in EXTENDED_READERS:
+            found[model][kind] = EXTENDED_READERS[kind](table, metadata)
         else:
             raise ArtifactError(
                 f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors, heads, "
@@ -288,8 +289,6 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
     for model, parts in vectors.items():
         if set(parts) != {"function_vectors", "heads"}:
             raise ConfigError(f"{model}: give both files of `taskvec function-vectors` (--out and --heads-out)")
-        from taskvec.function_vectors.report import read_comparison
-
         predictions, metadata = parts["function_vectors"]
         found[model]["vectors"] = read_comparison(predictions, parts["heads"][0], metadata)
     return {model: Analyses(**fields) for model, fields in found.items()}

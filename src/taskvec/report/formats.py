@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec.analysis.stats import contrast_interval, floored_interval, task_bootstrap, wilson_interval
+from taskvec.report.numbers import rounded
 
 INTERVENTIONS = ("tv_own_layer", "bare_prefixed", "tv_prefixed")  # see taskvec.analysis.formats
 
@@ -127,10 +128,6 @@ def read_formats(predictions: pa.Table, metadata: dict) -> Formats:
         dict(metadata.get("query_tokens", {})),
         str(metadata.get("query_prefix", "")),
     )
-
-
-def rounded(value: float) -> float | None:
-    return round(float(value), 4) if value == value else None
 
 
 def draw_interval(draws: dict[str, np.ndarray], key: str) -> tuple[float, float]:

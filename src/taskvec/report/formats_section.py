@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from taskvec.report.formats import Formats, draw_interval, rounded, with_ci
+from taskvec.report.formats import Formats, draw_interval, with_ci
+from taskvec.report.numbers import rounded
 from taskvec.report.page import image
 
 

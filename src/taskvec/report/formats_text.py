@@ -16,20 +16,13 @@ from taskvec.report.formats import (
     sameness,
     with_ci,
 )
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.2f}" if round(value, 2) != 0 or value == 0 else f"{value:+.3f}"
+from taskvec.report.numbers import signed, spoken_list
 
 
 def _group(means: dict, draws: dict, keys: list[str]) -> str:
     """The mean of several quantities (each a mean over tasks) with its interval, from the same resamples."""
     lo, hi = interval(np.mean([draws[k] for k in keys], axis=0))
     return f"{np.mean([means[k] for k in keys]):.2f} [{lo:.2f}, {hi:.2f}]"
-
-
-def _names(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _extremes(values: dict[str, float], shown=None) -> tuple[list[str], list[str]]:
@@ -77,8 +70,8 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
         if low == high:  # every format ties
             return f"{with_ci(means, draws, key(low[0]))} in every format"
         return (
-            f"from {with_ci(means, draws, key(low[0]))} ({_names(low)}) to {with_ci(means, draws, key(high[0]))} "
-            f"({_names(high)})"
+            f"from {with_ci(means, draws, key(low[0]))} ({spoken_list(low)}) to {with_ci(means, draws, key(high[0]))} "
+            f"({spoken_list(high)})"
         )
 
     sentences.append(
@@ -92,7 +85,7 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
         tie = " each, a tie at this precision" if len(best) > 1 else ""
         sentences.append(
             f"At the study's layer (chosen on dev in the study's own format), the task vector keeps the most of "
-            f"ICL's accuracy in {_names(best)} ({shares[best[0]]:.0%}{tie}) and the least in {_names(worst)} "
+            f"ICL's accuracy in {spoken_list(best)} ({shares[best[0]]:.0%}{tie}) and the least in {spoken_list(worst)} "
             f"({shares[worst[0]]:.0%}: {tv[worst[0]]:.2f} against {icl[worst[0]]:.2f})."
         )
     difference, lo, hi = contrast(means, draws, ["other"], ["own"])
@@ -105,8 +98,8 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
     )
     sentences.append(
         f"Carried into another format's bare query, theta reaches {with_ci(means, draws, 'other')} on average, "
-        f"against {with_ci(means, draws, 'own')} in its own format ({_signed(difference)} [{_signed(lo)}, "
-        f"{_signed(hi)}], paired on the same queries): {verdict}."
+        f"against {with_ci(means, draws, 'own')} in its own format ({signed(difference)} [{signed(lo)}, "
+        f"{signed(hi)}], paired on the same queries): {verdict}."
     )
     sentences += intervention_sentences(result, kept)
     rows = {a: float(np.mean([means[f"tv:{a}:{b}"] for b in names])) for a in names}
@@ -129,12 +122,12 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
 
     sentences.append(
         f"The transfer matrix varies {which}: by bare query, its column means run from {column(col_low[0])} "
-        f"({_names(col_low)}) to {column(col_high[0])} ({_names(col_high)}); by source, its row means from "
-        f"{row(row_low[0])} ({_names(row_low)}) to {row(row_high[0])} ({_names(row_high)})."
+        f"({spoken_list(col_low)}) to {column(col_high[0])} ({spoken_list(col_high)}); by source, its row means from "
+        f"{row(row_low[0])} ({spoken_list(row_low)}) to {row(row_high[0])} ({spoken_list(row_high)})."
     )
     for group in identical_targets(result):
         sentences.append(
-            f"The bare queries of {_names(group)} give the same task-vector prediction for every query of every "
+            f"The bare queries of {spoken_list(group)} give the same task-vector prediction for every query of every "
             "task, whichever format theta comes from: they differ only in the last token, which theta replaces, so "
             "after the patch the layers above see the same tokens before it and the same theta."
         )
@@ -144,10 +137,10 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
         n, to_input, _ = copy_shares_over(result, kept, first)
         copied = f"; {to_input:.0%} of its {n} wrong predictions there repeat the start of the input" if n else ""
         sentences.append(
-            f"Where the bare query begins with its input ({_names(first)}: no token before it, so the input sits "
+            f"Where the bare query begins with its input ({spoken_list(first)}: no token before it, so the input sits "
             f"at the first position), the task vector reaches {_group(means, draws, [f'tv:{b}:{b}' for b in first])} "
             f"against ICL's {_group(means, draws, [f'icl:{b}' for b in first])} in the same formats; where other "
-            f"tokens come first ({_names(rest)}), {_group(means, draws, [f'tv:{b}:{b}' for b in rest])} against "
+            f"tokens come first ({spoken_list(rest)}), {_group(means, draws, [f'tv:{b}:{b}' for b in rest])} against "
             f"{_group(means, draws, [f'icl:{b}' for b in rest])}{copied}."
         )
     elif rest and result.query_tokens:
@@ -173,8 +166,8 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
     if not np.isclose(one[few[0]], one[most[0]]):
         sentences.append(
             f"As the formats write the answers after their queries, an answer is one token for {one[most[0]]:.0%} "
-            f"of the queries in {_names(most)} down to {one[few[0]]:.0%} in {_names(few)} (the first-token rule "
-            "still counts a prediction with the other spacing)."
+            f"of the queries in {spoken_list(most)} down to {one[few[0]]:.0%} in {spoken_list(few)} "
+            "(the first-token rule still counts a prediction with the other spacing)."
         )
     return sentences
 
@@ -198,10 +191,10 @@ def intervention_sentences(result: Formats, kept: list[str]) -> list[str]:
         sentences.append(
             f"With each format's own layer, chosen on the dev prompts written in it ({moved} of the "
             f"{len(tasks) * len(names)} task and format choices differ from the paper format's layer), the task "
-            f"vector reaches {own}; over the formats that changes it by {_signed(d)} [{_signed(lo)}, {_signed(hi)}], "
+            f"vector reaches {own}; over the formats that changes it by {signed(d)} [{signed(lo)}, {signed(hi)}], "
             f"{_verdict(lo, hi)}"
             + (
-                f"; it then keeps the most of ICL's accuracy in {_names(best)} ({shares[best[0]]:.0%})."
+                f"; it then keeps the most of ICL's accuracy in {spoken_list(best)} ({shares[best[0]]:.0%})."
                 if best
                 else "."
             )
@@ -216,21 +209,21 @@ def intervention_sentences(result: Formats, kept: list[str]) -> list[str]:
         icl = float(np.mean([means[f"icl:{b}"] for b in targets]))
         recovered = f", {d / (icl - before):.0%} of its gap to ICL ({icl:.2f})" if icl - before > 0.05 else ""
         where = (
-            f"in the formats whose bare query begins with its input ({_names(first)})"
+            f"in the formats whose bare query begins with its input ({spoken_list(first)})"
             if first
             else "over the formats (each already has a token before its input)"
         )
         bare = contrast(means, draws, [f"bare_prefixed:{b}" for b in targets], [f"bare:{b}" for b in targets])
         sentences.append(
             f"With {prefix} before the bare query, {where}, the task vector goes from {before:.2f} to "
-            f"{before + d:.2f} ({_signed(d)} [{_signed(lo)}, {_signed(hi)}], {_verdict(lo, hi)}{recovered}); the "
-            f"unpatched bare query changes by {_signed(bare[0])} [{_signed(bare[1])}, {_signed(bare[2])}]."
+            f"{before + d:.2f} ({signed(d)} [{signed(lo)}, {signed(hi)}], {_verdict(lo, hi)}{recovered}); the "
+            f"unpatched bare query changes by {signed(bare[0])} [{signed(bare[1])}, {signed(bare[2])}]."
         )
         if first and [b for b in names if b not in first]:
             rest = [b for b in names if b not in first]
             d2, lo2, hi2 = contrast(means, draws, [f"tv_prefixed:{b}" for b in rest], [f"tv:{b}:{b}" for b in rest])
             sentences.append(
-                f"In the formats with tokens before the input ({_names(rest)}), the same prefix changes the task "
-                f"vector by {_signed(d2)} [{_signed(lo2)}, {_signed(hi2)}], {_verdict(lo2, hi2)}."
+                f"In the formats with tokens before the input ({spoken_list(rest)}), the same prefix changes the task "
+                f"vector by {signed(d2)} [{signed(lo2)}, {signed(hi2)}], {_verdict(lo2, hi2)}."
             )
     return sentences

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import math
 import os
 from pathlib import Path
 
@@ -15,28 +14,22 @@ from taskvec import store
 from taskvec.analysis.pairs import conflict_summary, pairs_in
 from taskvec.analysis.stats import ALPHA, two_proportion_p
 from taskvec.report.collect import ICL_WORKS, METHODS, METRICS, StudyResults, mean_intervals
+from taskvec.report.numbers import rounded
 from taskvec.report.paper import paper_mean
 
-DIGITS = 4
 OVERRIDES = 0.5  # the patched vector overrides the demonstrations where it follows B more than A, on half the prompts
 
 
-def _round(value: float | None) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return round(float(value), DIGITS)
-
-
 def _rounded(scores: dict[str, float]) -> dict[str, float | None]:
-    return {key: _round(value) for key, value in scores.items()}
+    return {key: rounded(value) for key, value in scores.items()}
 
 
 def _ci(bounds: tuple[float, float]) -> list[float | None]:
-    return [_round(bounds[0]), _round(bounds[1])]
+    return [rounded(bounds[0]), rounded(bounds[1])]
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
-    return _round(numerator / denominator) if denominator else None
+    return rounded(numerator / denominator) if denominator else None
 
 
 def conflict_informative(study: StudyResults, model: str, task_a: str, task_b: str, icl_on_a: float) -> dict:
@@ -81,15 +74,15 @@ def conflict_rows(study: StudyResults, model: str) -> list[dict]:
                 "prompts_b_defined": summary["n_b_defined"],
                 "patched_on_b_count": round(summary["patched_b"] * summary["n_b_defined"]),
                 **conflict_informative(study, model, task_a, task_b, summary["icl_a"]),
-                "icl_on_a": _round(summary["icl_a"]),
-                "icl_on_b": _round(summary["icl_b"]),
-                "patched_on_a": _round(summary["patched_a"]),
-                "patched_on_b": _round(summary["patched_b"]),
+                "icl_on_a": rounded(summary["icl_a"]),
+                "icl_on_b": rounded(summary["icl_b"]),
+                "patched_on_a": rounded(summary["patched_a"]),
+                "patched_on_b": rounded(summary["patched_b"]),
                 "overrides": overrides,
-                "icl_on_a_strict": _round(summary["icl_strict_a"]),
-                "icl_on_b_strict": _round(summary["icl_strict_b"]),
-                "patched_on_a_strict": _round(summary["patched_strict_a"]),
-                "patched_on_b_strict": _round(summary["patched_strict_b"]),
+                "icl_on_a_strict": rounded(summary["icl_strict_a"]),
+                "icl_on_b_strict": rounded(summary["icl_strict_b"]),
+                "patched_on_a_strict": rounded(summary["patched_strict_a"]),
+                "patched_on_b_strict": rounded(summary["patched_strict_b"]),
             }
         )
     return rows
@@ -107,7 +100,7 @@ def robustness_rows(study: StudyResults) -> list[dict]:
                     "task_vectors": summary["n_vectors"],
                     "tasks": summary["n_tasks"],
                     "nearest_centroid_accuracy": summary["nearest_centroid_accuracy"],
-                    "chance": _round(1 / summary["n_tasks"]),
+                    "chance": rounded(1 / summary["n_tasks"]),
                     "mean_within_task_distance": summary["mean_within_task_distance"],
                     "mean_across_task_distance": summary["mean_across_task_distance"],
                 }
@@ -190,13 +183,13 @@ def metrics(study: StudyResults) -> dict:
             s = r.scores
             tasks[r.task] = {
                 "category": r.category,
-                **{m: _round(getattr(s, m)) for m in METRICS},
+                **{m: rounded(getattr(s, m)) for m in METRICS},
                 **{f"{m}_ci": _ci(s.ci[m]) for m in METRICS},
-                **{f"{m}_sd_over_seeds": _round(s.spread[m]) for m in METRICS},
-                "tv_vs_icl_p": _round(s.tv_vs_icl.p_value),
-                "tv_vs_icl_p_holm": _round(r.p_holm),
+                **{f"{m}_sd_over_seeds": rounded(s.spread[m]) for m in METRICS},
+                "tv_vs_icl_p": rounded(s.tv_vs_icl.p_value),
+                "tv_vs_icl_p_holm": rounded(r.p_holm),
                 "tv_vs_icl": r.direction,
-                "tv_vs_icl_strict_p": _round(s.tv_vs_icl_strict.p_value) if s.tv_vs_icl_strict else None,
+                "tv_vs_icl_strict_p": rounded(s.tv_vs_icl_strict.p_value) if s.tv_vs_icl_strict else None,
                 "best_layer": s.best_layer,
                 "best_layers": list(s.best_layers),
                 "layers_work": list(s.layers_work),
@@ -293,13 +286,13 @@ def accuracy_rows(study: StudyResults) -> list[dict]:
         s = r.scores
         row = {"model": r.model, "task": r.task, "category": r.category}
         for m in METRICS:
-            row[m] = _round(getattr(s, m))
+            row[m] = rounded(getattr(s, m))
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _ci(s.ci[m])
-            row[f"{m}_sd_over_seeds"] = _round(s.spread[m])
+            row[f"{m}_sd_over_seeds"] = rounded(s.spread[m])
         row.update(
             {
-                "tv_vs_icl_p": _round(s.tv_vs_icl.p_value),
-                "tv_vs_icl_p_holm": _round(r.p_holm),
+                "tv_vs_icl_p": rounded(s.tv_vs_icl.p_value),
+                "tv_vs_icl_p_holm": rounded(r.p_holm),
                 "tv_vs_icl": r.direction,
                 "best_layer": s.best_layer,
                 "best_layers": " ".join(map(str, s.best_layers)),
@@ -325,11 +318,11 @@ def paper_rows(study: StudyResults) -> list[dict]:
         mean = paper_mean(paper_task) if paper_task else None
         row = {"task": task, "paper_task": paper_task or "", "differs_from_paper": study.differs(task)}
         for key in METHODS:
-            row[f"paper_{key}"] = _round(mean[key]) if mean else ""
+            row[f"paper_{key}"] = rounded(mean[key]) if mean else ""
         for model in study.models:
             result = study.get(model, task)
             for key in METHODS:
-                row[f"{model}_{key}"] = _round(getattr(result.scores, key)) if result else ""
+                row[f"{model}_{key}"] = rounded(getattr(result.scores, key)) if result else ""
         rows.append(row)
     return rows
 
@@ -341,7 +334,7 @@ def by_layer_rows(study: StudyResults) -> list[dict]:
             "task": r.task,
             "category": r.category,
             "layer": layer,
-            "dev_tv": _round(dev),
+            "dev_tv": rounded(dev),
             "chosen": layer == r.scores.best_layer,
         }
         for r in study.results

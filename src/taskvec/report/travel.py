@@ -18,6 +18,7 @@ from taskvec.analysis.stats import (
     task_bootstrap,
     wilson_interval,
 )
+from taskvec.report.numbers import rounded, signed
 from taskvec.report.page import image
 
 # the section's paired contrasts: ICL and the task vector from the fewest to the most demonstrations,
@@ -130,16 +131,6 @@ def read_travel(predictions: pa.Table, metadata: dict) -> Travel:
     )
 
 
-def _round(value: float) -> float | None:
-    return round(float(value), 4) if value == value else None
-
-
-def _signed(value: float) -> str:
-    """A difference with its sign, to two decimals, or three where two would round it to zero (so that
-    an interval whose bound is just above 0 does not print as +0.00)."""
-    return f"{value:+.2f}" if round(value, 2) != 0 or value == 0 else f"{value:+.3f}"
-
-
 def _share(tv: float, icl: float) -> str:
     return f"{tv / icl:.0%} of ICL's" if icl > 0 else "ICL at 0"
 
@@ -166,7 +157,7 @@ def summary_sentences(travel: Travel, kept: list[str]) -> list[str]:
             for method, label in (("icl", "ICL"), ("tv", "the task vector")):
                 gain, (lo, hi) = travel.difference(kept, "k", low, high, method)
                 verdict = "rises" if lo > 0 else "falls" if hi < 0 else "does not change significantly"
-                parts.append(f"{label} {verdict} ({_signed(gain)} [{_signed(lo)}, {_signed(hi)}])")
+                parts.append(f"{label} {verdict} ({signed(gain)} [{signed(lo)}, {signed(hi)}])")
             top = max(tv[k][0] for k in travel.ks)
             best = [k for k in travel.ks if np.isclose(tv[k][0], top)]
             sentences.append(
@@ -193,7 +184,7 @@ def summary_sentences(travel: Travel, kept: list[str]) -> list[str]:
         verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "makes no significant difference"
         sentences.append(
             f"Averaging theta over {most} demonstration sets instead of {one} {verdict}: the task vector goes from "
-            f"{curve[one][0]:.2f} to {curve[most][0]:.2f} ({_signed(gain)} [{_signed(lo)}, {_signed(hi)}], paired on "
+            f"{curve[one][0]:.2f} to {curve[most][0]:.2f} ({signed(gain)} [{signed(lo)}, {signed(hi)}], paired on "
             f"the same queries; the three contrasts' intervals are Bonferroni-adjusted)."
         )
     return sentences
@@ -204,11 +195,11 @@ def task_metrics(travel: Travel) -> dict[str, dict]:
     out = {}
     for task, r in travel.tasks.items():
         out[task] = {
-            "icl_by_k": {str(k): _round(r.accuracy("k", k, "icl")) for k in travel.ks},
-            "tv_by_k": {str(k): _round(r.accuracy("k", k)) for k in travel.ks},
-            "tv_by_k_ci": {str(k): [_round(v) for v in r.ci("k", k)] for k in travel.ks},
-            "tv_by_contexts": {str(m): _round(r.accuracy("contexts", m)) for m in travel.contexts},
-            "tv_by_contexts_ci": {str(m): [_round(v) for v in r.ci("contexts", m)] for m in travel.contexts},
+            "icl_by_k": {str(k): rounded(r.accuracy("k", k, "icl")) for k in travel.ks},
+            "tv_by_k": {str(k): rounded(r.accuracy("k", k)) for k in travel.ks},
+            "tv_by_k_ci": {str(k): [rounded(v) for v in r.ci("k", k)] for k in travel.ks},
+            "tv_by_contexts": {str(m): rounded(r.accuracy("contexts", m)) for m in travel.contexts},
+            "tv_by_contexts_ci": {str(m): [rounded(v) for v in r.ci("contexts", m)] for m in travel.contexts},
         }
     return out
 
@@ -218,7 +209,7 @@ def model_metrics(travel: Travel, kept: list[str]) -> dict:
         if not kept:
             return {}
         return {
-            str(v): {"mean": _round(m), "ci": [_round(lo), _round(hi)]}
+            str(v): {"mean": rounded(m), "ci": [rounded(lo), rounded(hi)]}
             for v, (m, (lo, hi)) in travel.curve(kept, experiment, method).items()
         }
 
@@ -301,10 +292,10 @@ def table_rows(travel: Travel) -> list[dict]:
     for task, r in travel.tasks.items():
         row = {"model": travel.model, "task": task, "layer": r.layer}
         for k in travel.ks:
-            row[f"icl_k{k}"] = _round(r.accuracy("k", k, "icl"))
-            row[f"tv_k{k}"] = _round(r.accuracy("k", k))
+            row[f"icl_k{k}"] = rounded(r.accuracy("k", k, "icl"))
+            row[f"tv_k{k}"] = rounded(r.accuracy("k", k))
         for m in travel.contexts:
-            row[f"tv_m{m}"] = _round(r.accuracy("contexts", m))
+            row[f"tv_m{m}"] = rounded(r.accuracy("contexts", m))
         rows.append(row)
     return rows
 
