@@ -13,9 +13,9 @@ import torch
 
 from conftest import TINY_CONFIGS, TINY_LAYERS, tiny_model
 from taskvec.architectures import ADAPTERS, SITES, UnsupportedArchitecture, describe
-from taskvec.forward import generate
+from taskvec.forward import generate, patched
 from taskvec.forward.batching import encode
-from taskvec.hooks.intervention import Intervention, intervene
+from taskvec.hooks.intervention import Intervention, Interventions, intervene
 
 TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->", "xy"]
 
@@ -82,7 +82,7 @@ def _logits(lm, batch, intervention: Intervention | None = None):
         if intervention is None:
             return lm.model(**batch.inputs()).logits, None
         with intervene(arch, intervention) as fired:
-            return lm.model(**batch.inputs()).logits, dict(fired)
+            return lm.model(**batch.inputs()).logits, fired if isinstance(fired, list) else dict(fired)
 
 
 def test_the_block_output_is_its_input_plus_what_the_attention_and_mlp_sites_add(tiny_lm):
@@ -247,3 +247,108 @@ def test_an_intervention_outside_the_models_blocks_is_refused_and_leaves_no_hook
         with intervene(arch, Intervention(4, np.zeros(32))):
             pass
     assert all(not layer._forward_hooks for layer in arch.layers)
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_several_records_in_one_pass_patch_every_layer_and_each_hook_fires(tiny_lm, site):
+    """A vector at every layer (as in-context and state vectors write them): each layer's record
+    replacing the run's own last-position value changes nothing and fires once; adding a vector at
+    every layer gives what one hand-written hook per layer gives."""
+    batch = encode(tiny_lm, TEXTS)
+    clean, _ = _logits(tiny_lm, batch)
+    values = _site_values(tiny_lm, site, batch)
+    head, head_dim = 1, _head_dim(tiny_lm)
+    heads = {"heads": head} if site == "head" else {}
+    own = Interventions(
+        tuple(
+            Intervention(layer, _last_values(values[layer], site, head, head_dim), site=site, **heads)
+            for layer in range(TINY_LAYERS)
+        )
+    )
+    logits, fired = _logits(tiny_lm, batch, own)
+    assert torch.equal(logits, clean)
+    assert [dict(f) for f in fired] == [{layer: 1} for layer in range(TINY_LAYERS)]
+
+    width = head_dim if site == "head" else values[0].shape[-1]
+    rng = np.random.default_rng(1)
+    vectors = [torch.from_numpy(rng.normal(scale=5.0, size=width).astype(np.float32)) for _ in range(TINY_LAYERS)]
+    added = Interventions(
+        tuple(
+            Intervention(layer, vectors[layer], site=site, positions="all", operation="add", **heads)
+            for layer in range(TINY_LAYERS)
+        )
+    )
+    logits, _ = _logits(tiny_lm, batch, added)
+    arch = describe(tiny_lm.model)
+
+    def by_hand(layer):
+        def add(tensor):
+            if site == "head":
+                tensor = tensor.view(*tensor.shape[:-1], -1, head_dim)
+                tensor[..., head, :] += vectors[layer]
+            else:
+                tensor += vectors[layer]
+
+        if site == "head":
+
+            def before(module, args, kwargs):
+                z = (args[0] if args else next(iter(kwargs.values()))).clone()
+                add(z)
+                return ((z, *args[1:]), kwargs) if args else (args, {next(iter(kwargs)): z})
+
+            return arch.site_modules(site)[layer].register_forward_pre_hook(before, with_kwargs=True)
+
+        def after(module, args, output):
+            add(output[0] if isinstance(output, tuple) else output)
+            return output
+
+        return arch.site_modules(site)[layer].register_forward_hook(after)
+
+    handles = [by_hand(layer) for layer in range(TINY_LAYERS)]
+    try:
+        with torch.inference_mode():
+            expected = tiny_lm.model(**batch.inputs()).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert not torch.allclose(expected, clean)
+    torch.testing.assert_close(logits, expected)
+
+
+def test_records_combined_act_as_their_sum_in_every_forward_pass(tiny_lm):
+    """Two additive records at one site and layer are one record adding their sum: in next-token
+    passes (whole and on the shared prefix), in generation (where only the records on generated
+    tokens follow the fed-back tokens), for every row."""
+    width = describe(tiny_lm.model).unembedding.in_features
+    rng = np.random.default_rng(2)
+    u, w = (rng.normal(scale=30.0, size=(len(TEXTS), width)).astype(np.float32) for _ in range(2))
+    layers = [1] * len(TEXTS)
+    for positions in ("last", "generated", "all"):
+        pair = Interventions(
+            (
+                Intervention(layers, u, positions=positions, operation="add"),
+                Intervention(layers, w, positions=positions, operation="add"),
+            )
+        )
+        single = Intervention(layers, u + w, positions=positions, operation="add")
+        np.testing.assert_array_equal(
+            patched.patched_next_tokens(tiny_lm, TEXTS, pair, batch_size=3),
+            patched.patched_next_tokens(tiny_lm, TEXTS, single, batch_size=3),
+        )
+        variants = patched.next_token_variants(tiny_lm, TEXTS, [pair, single], batch_size=3)
+        np.testing.assert_array_equal(variants.tokens[0], variants.tokens[1])
+        assert (variants.tokens[0] != variants.plain).any()  # the records do change the prediction
+        first, until = [7, 8, 9, 10], generate.Continuation(5, "\x00")
+        assert generate.greedy_continue(tiny_lm, TEXTS, first, until, batch_size=3, intervention=pair) == (
+            generate.greedy_continue(tiny_lm, TEXTS, first, until, batch_size=3, intervention=single)
+        )
+    mixed = Interventions((Intervention(1, u[0], positions="last"), Intervention(2, w[0], positions="generated")))
+    assert mixed.continuing().records == (mixed.records[1],) and mixed.whole_text is False
+    assert Interventions((Intervention(1, u[0]),)).continuing() is None
+
+
+def test_records_of_different_row_counts_are_refused():
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        Interventions((Intervention([0, 1], np.zeros((2, 4))), Intervention([0, 1, 2], np.zeros((3, 4)))))
+    with pytest.raises(ValueError, match="one Intervention or more"):
+        Interventions(())

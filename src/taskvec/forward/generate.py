@@ -12,7 +12,7 @@ import torch
 from taskvec.answers import answer_ended
 from taskvec.architectures import describe
 from taskvec.forward.batching import batches, encode, progress_bar
-from taskvec.hooks.intervention import Intervention, intervene
+from taskvec.hooks.intervention import Intervention, Interventions, intervene
 from taskvec.models import LoadedModel
 
 
@@ -45,7 +45,7 @@ def continue_on_cache(
     generated: list[list[int]],
     until: Continuation,
     answers: Sequence[Sequence[str]] | None = None,
-    intervention: Intervention | None = None,
+    intervention: Intervention | Interventions | None = None,
 ) -> None:
     """Greedy decoding on ``cache`` (one row per list in ``generated``, each holding at least the first
     generated token), appending to the lists in place. ``mask`` covers the cached positions and
@@ -98,7 +98,7 @@ def greedy_continue(
     first_tokens: Sequence[int],
     until: Continuation,
     batch_size: int = 16,
-    intervention: Intervention | None = None,
+    intervention: Intervention | Interventions | None = None,
     answers: Sequence[Sequence[str]] | None = None,
     progress: bool = False,
 ) -> list[list[int]]:
@@ -141,7 +141,7 @@ def greedy_continue(
                     [generated[row] for row in open_rows],
                     until,
                     answers_of(open_rows),
-                    under if under is not None and under.positions in ("all", "generated") else None,
+                    None if under is None else under.continuing(),
                 )
             bar.update(len(rows))
     return generated

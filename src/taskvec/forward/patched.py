@@ -15,7 +15,7 @@ from taskvec.architectures import describe
 from taskvec.forward.batching import Batch, HostCopies, batches, cheapest_runs, encode, progress_bar
 from taskvec.hooks import to_device
 from taskvec.hooks.capture import capture_last_token
-from taskvec.hooks.intervention import Intervention, intervene
+from taskvec.hooks.intervention import Intervention, Interventions, intervene
 from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
 
@@ -24,7 +24,7 @@ from taskvec.models import LoadedModel
 def patched_next_tokens(
     lm: LoadedModel,
     texts: Sequence[str],
-    intervention: Intervention,
+    intervention: Intervention | Interventions,
     batch_size: int = 16,
     progress: bool = False,
 ) -> np.ndarray:
@@ -65,7 +65,7 @@ class Variants:
 def next_token_variants(
     lm: LoadedModel,
     texts: Sequence[str],
-    interventions: Sequence[Intervention],
+    interventions: Sequence[Intervention | Interventions],
     batch_size: int = 16,
     log_probs: Sequence[int] = (),
 ) -> Variants:
@@ -94,10 +94,10 @@ def next_token_variants(
         plain[rows] = logits[:, -1, :].argmax(dim=-1).cpu().numpy()
         for index, intervention in enumerate(interventions):
             under = intervention.select(rows)
-            if under.positions == "all":
+            if under.whole_text:
                 with intervene(arch, under):
                     logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
-            elif under.site == "block_output" and not under.layers.ndim:
+            elif isinstance(under, Intervention) and under.site == "block_output" and not under.layers.ndim:
                 layer = int(under.layers)
                 values = under.vectors.to(states[layer].dtype)
                 fed = states[layer] + values if under.operation == "add" else values

@@ -6,6 +6,8 @@ slice), in which **layer** (one per batch row, so that one pass can patch a diff
 row: the layer sweep), at which token **positions** (the text's last; every position, generated
 tokens included; the text's last and each generated token), by which **operation** (replace the
 value, or add to it), with which **vectors** (one for every row, or one per row).
+:class:`Interventions` applies several records in one pass (a vector at every layer, as in-context
+vectors and state vectors write them, or at two sites of a block).
 :func:`intervene` registers its hooks for the duration of a ``with`` block (removed on exit, even on
 error) and counts, per layer, the passes it changed: a hook that never fires is visible, not silent.
 """
@@ -105,6 +107,56 @@ class Intervention:
         """The same intervention with its vectors on ``device``."""
         return dataclasses.replace(self, vectors=to_device(self.vectors, device))
 
+    @property
+    def whole_text(self) -> bool:
+        """Whether it changes positions before the text's last (so that a pass over the last token
+        alone, on the prefix's unpatched cache, would miss part of it)."""
+        return self.positions == "all"
+
+    def continuing(self) -> Intervention | None:
+        """What of it applies to each generated token fed back (positions ``all`` and ``generated``),
+        or None."""
+        return self if self.positions in ("all", "generated") else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Interventions:
+    """Several interventions applied together in one pass, each with its own site, layers, positions,
+    operation and vectors, on the same rows; where two act on the same module they apply in order."""
+
+    records: tuple[Intervention, ...]
+
+    def __post_init__(self) -> None:
+        records = tuple(self.records)
+        if not records or not all(isinstance(r, Intervention) for r in records):
+            raise ValueError("Interventions holds one Intervention or more")
+        rows = {r.n_rows for r in records} - {None}
+        if len(rows) > 1:
+            raise ValueError(f"the interventions are given for different numbers of rows: {sorted(rows)}")
+        object.__setattr__(self, "records", records)
+
+    @property
+    def n_rows(self) -> int | None:
+        return next((r.n_rows for r in self.records if r.per_row), None)
+
+    @property
+    def per_row(self) -> bool:
+        return self.n_rows is not None
+
+    def select(self, rows: Sequence[int] | np.ndarray | torch.Tensor) -> Interventions:
+        return Interventions(tuple(r.select(rows) for r in self.records))
+
+    def to(self, device: torch.device | str) -> Interventions:
+        return Interventions(tuple(r.to(device) for r in self.records))
+
+    @property
+    def whole_text(self) -> bool:
+        return any(r.whole_text for r in self.records)
+
+    def continuing(self) -> Interventions | None:
+        kept = tuple(r for r in self.records if r.continuing() is not None)
+        return Interventions(kept) if kept else None
+
 
 def projection_input(args, kwargs) -> tuple[torch.Tensor, str | None]:
     """A projection's input and, where it came by keyword (``input`` for Linear, ``x`` for Conv1D),
@@ -130,10 +182,24 @@ def _write(values: torch.Tensor, rows: torch.Tensor, heads, patch: torch.Tensor,
 
 
 @contextlib.contextmanager
-def intervene(arch: Architecture, intervention: Intervention) -> Iterator[Counter]:
+def intervene(arch: Architecture, intervention: Intervention | Interventions) -> Iterator:
     """Apply ``intervention`` to every forward pass inside the ``with`` block, on a batch whose rows
     are the intervention's rows. Yields a counter: for each layer, the passes whose activations it
-    changed."""
+    changed; for :class:`Interventions`, a list of such counters, one per record."""
+    records = intervention.records if isinstance(intervention, Interventions) else (intervention,)
+    counters = [Counter() for _ in records]
+    handles: list = []
+    try:
+        for record, fired in zip(records, counters):
+            handles.extend(_register(arch, record, fired))
+        yield counters if isinstance(intervention, Interventions) else counters[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _register(arch: Architecture, intervention: Intervention, fired: Counter) -> list:
+    """Register one record's hooks (counting into ``fired``); returns their handles."""
     modules = arch.site_modules(intervention.site)
     n_rows = intervention.n_rows
     layer_of_row = intervention.layers
@@ -146,7 +212,6 @@ def intervene(arch: Architecture, intervention: Intervention) -> Iterator[Counte
     bad = [int(layer) for layer in layer_of_row.unique() if layer >= len(modules) or layer < -1]
     if bad:
         raise ValueError(f"layers {bad} are outside the model's {len(modules)} blocks")
-    fired: Counter = Counter()
     shared = not intervention.per_row  # one layer and one vector for every row: the whole batch
 
     def make_hook(index: int):
@@ -198,7 +263,8 @@ def intervene(arch: Architecture, intervention: Intervention) -> Iterator[Counte
                 handles.append(modules[i].register_forward_pre_hook(hook, with_kwargs=True))
             else:
                 handles.append(modules[i].register_forward_hook(hook))
-        yield fired
-    finally:
+    except BaseException:
         for handle in handles:
             handle.remove()
+        raise
+    return handles
