@@ -173,3 +173,100 @@ def test_the_command_line_offers_exactly_the_library_methods():
     from taskvec.commands.oneoff import METHOD_NAMES
 
     assert METHOD_NAMES == tuple(methods.METHODS)
+
+
+@torch.inference_mode()
+def icv_by_hand(lm, pairs) -> np.ndarray:
+    """The in-context vector as its authors' code computes it: each side alone, batch 1, hooks on the
+    embedding module and on every block; the flattened output-minus-input rows; their mean plus the
+    first principal direction of the centred rows (scikit-learn's sign rule); the embedding part dropped."""
+    arch = describe(lm.model)
+    modules = [lm.model.get_input_embeddings(), *arch.layers]
+
+    def last_states(text):
+        seen = {}
+        handles = [
+            m.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, _stream(out)[0, -1].float().clone()))
+            for i, m in enumerate(modules)
+        ]
+        try:
+            lm.model(torch.tensor([lm.tokenizer.encode(text)]))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat([seen[i] for i in range(len(modules))])
+
+    rows = torch.stack([last_states(y.strip()) - last_states(x.strip()) for x, y in pairs]).double()
+    mean = rows.mean(dim=0)
+    u, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
+    first = vh[0] * torch.sign(u[torch.argmax(u[:, 0].abs()), 0])
+    return (first + mean).view(len(modules), -1)[1:].float().numpy()
+
+
+def test_the_in_context_vector_is_its_authors_mean_plus_first_principal_direction(tiny_lm):
+    pairs = [(" a", " A"), ("b", "B"), ("[c, d]", "c"), ("qq", " Q")]
+    expected = icv_by_hand(tiny_lm, pairs)
+    got = methods.in_context_vector(tiny_lm, pairs, batch_size=3)
+    assert got.shape == (describe(tiny_lm.model).n_layers, tiny_lm.model.config.hidden_size)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ConfigError, match="at least 2 pairs"):
+        methods.in_context_vector(tiny_lm, pairs[:1])
+
+
+def test_pool_pairs_are_each_pair_once_in_the_pools_order():
+    from taskvec.prompts import Prompt
+
+    pool = [
+        Prompt("dev", 0, (("a", "A"), ("b", "B")), "c", ("C",), ("d",)),
+        Prompt("dev", 1, (("b", "B"), ("e", "E")), "f", ("F",), ("g",)),
+    ]
+    assert methods.pool_pairs(pool) == [("a", "A"), ("b", "B"), ("e", "E")]
+
+
+def test_the_rotate_operation_is_the_in_context_vector_rule_at_every_mlp_output(tiny_lm):
+    """The record's ``rotate`` at the MLP output of every block and every position equals the authors'
+    layer appended to each MLP: x' = normalize(normalize(x) + lam (1 + relu(cos(x, -v))) normalize(v)) |x|;
+    the logits change, and each block's hook fired once."""
+    from taskvec.forward.batching import encode
+    from taskvec.hooks.intervention import Intervention, Interventions, intervene
+
+    arch = describe(tiny_lm.model)
+    rng = np.random.default_rng(3)
+    icv = rng.normal(size=(arch.n_layers, tiny_lm.model.config.hidden_size)).astype(np.float32)
+    lam = 0.8
+    batch = encode(tiny_lm, ["example:a->b\nexample:c->"])
+
+    def authors_layer(i):
+        v = torch.from_numpy(icv[i])
+
+        def hook(module, args, output):
+            x = _stream(output).float()
+            norm = x.norm(dim=-1, keepdim=True)
+            lam_sim = 1.0 + torch.clamp(torch.nn.functional.cosine_similarity(x, -v[None, None], dim=-1), min=0.0)
+            y = lam * lam_sim[..., None] * torch.nn.functional.normalize(v, dim=-1)
+            new = torch.nn.functional.normalize(torch.nn.functional.normalize(x, dim=-1) + y, dim=-1) * norm
+            return new.to(_stream(output).dtype) if not isinstance(output, tuple) else (new, *output[1:])
+
+        return hook
+
+    modules = arch.site_modules("mlp_output")
+    with torch.inference_mode():
+        clean = tiny_lm.model(**batch.inputs()).logits
+        handles = [m.register_forward_hook(authors_layer(i)) for i, m in enumerate(modules)]
+        try:
+            expected = tiny_lm.model(**batch.inputs()).logits
+        finally:
+            for handle in handles:
+                handle.remove()
+        unit = icv / np.linalg.norm(icv, axis=-1, keepdims=True)
+        records = Interventions(
+            tuple(
+                Intervention(i, lam * unit[i], site="mlp_output", positions="all", operation="rotate")
+                for i in range(arch.n_layers)
+            )
+        )
+        with intervene(arch, records) as fired:
+            got = tiny_lm.model(**batch.inputs()).logits
+    assert not torch.allclose(expected, clean)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert [dict(f) for f in fired] == [{i: 1} for i in range(arch.n_layers)]

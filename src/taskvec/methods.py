@@ -17,7 +17,14 @@ from the pool, the same for every query.
   the stream after one block at the bare query's last token and at every generated token, as CAA adds
   its vector at every position after the prompt. The strength is chosen with the layer.
 
-Both read the same forward passes (theta is the first term of the mean difference), and both are
+The in-context vector (Liu et al., ICML 2024; :func:`in_context_vector`) is built here, with its
+authors' application rule as the intervention record's ``rotate`` operation at every block's MLP
+output and every position; choosing its strength on held-out pairs and registering it as a method
+of the command line follow. Its site is the MLP's contribution to the residual stream: on Gemma 2
+and 3 that is the MLP's output after its post-feed-forward norm (where the authors' code, written
+for models without that norm, would hook the MLP before it, and the norm would rescale the result).
+
+Both of the methods above read the same forward passes (theta is the first term of the mean difference), and both are
 judged by the same layer sweep: for an additive method the sweep's replaced value is the bare query's
 own stream plus the scaled vector, which is what adding does at that position.
 """
@@ -51,6 +58,50 @@ def _mean_difference(lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat,
     # theta averages each prompt's dummies, then the prompts: the same weights as over all dummies,
     # since every prompt of the pool has as many
     return _theta(lm, pool, fmt, batch_size) - bare.mean(axis=0)
+
+
+def pool_pairs(pool: Sequence[Prompt]) -> list[tuple[str, str]]:
+    """The pool's labelled pairs, each once, in the order the pool shows them."""
+    return list(dict.fromkeys(pair for prompt in pool for pair in prompt.demonstrations))
+
+
+def in_context_vector(lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: int = 16) -> np.ndarray:
+    """The in-context vector of Liu et al. (ICML 2024), as its authors' code computes it:
+    ``[n_layers, hidden]`` float32.
+
+    Each pair's input and output run alone (whitespace stripped; no template, the tokenizer's own
+    special tokens); at the last token, the embedding layer's output and the residual stream after
+    every block are concatenated, and the output's minus the input's is one row per pair. The vector
+    is the rows' mean plus their first principal direction (centred SVD, sign by scikit-learn's rule:
+    the largest entry of the first left singular vector positive; unit norm over all layers
+    together), with the embedding layer's part dropped: one vector per block. The authors also strip
+    punctuation from each side; this does not (an algorithmic task's input is its punctuation)."""
+    from taskvec.forward.capture import last_token_states
+
+    if len(pairs) < 2:
+        raise ConfigError(f"an in-context vector needs at least 2 pairs, got {len(pairs)}")
+    texts = [x.strip() for x, _ in pairs] + [y.strip() for _, y in pairs]
+    states = last_token_states(lm, texts, batch_size)  # [2k, layers, hidden]
+    embedding = _last_token_embeddings(lm, texts)  # [2k, hidden]
+    full = np.concatenate([embedding[:, None], states], axis=1)
+    k = len(pairs)
+    rows = (full[k:] - full[:k]).reshape(k, -1)
+    mean = rows.mean(axis=0)
+    left, _, right = np.linalg.svd(rows - mean, full_matrices=False)
+    sign = np.sign(left[np.argmax(np.abs(left[:, 0])), 0]) or 1.0
+    direction = (right[0] * sign + mean).reshape(full.shape[1:])
+    return direction[1:].astype(np.float32)
+
+
+def _last_token_embeddings(lm: LoadedModel, texts: Sequence[str]) -> np.ndarray:
+    """The input embedding module's output for each text's last token (before any scaling the
+    model's forward applies to it, as a hook on the module sees it)."""
+    import torch
+
+    ids = [lm.tokenizer.encode(text)[-1] for text in texts]  # as encode() tokenizes them for the pass
+    with torch.inference_mode():
+        rows = lm.model.get_input_embeddings()(torch.tensor(ids, device=lm.device))
+    return rows.float().cpu().numpy()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from taskvec.architectures import SITES, Architecture
 from taskvec.hooks import block_hidden, to_device
 
 POSITIONS = ("last", "all", "generated")
-OPERATIONS = ("replace", "add")
+OPERATIONS = ("replace", "add", "rotate")
 
 
 def _as_long(values, name: str) -> torch.Tensor:
@@ -45,7 +45,10 @@ class Intervention:
     size, or the head dimension at the ``head`` site. ``heads``: at the ``head`` site, the head of each
     row (or one head for every row). ``positions``: ``last`` (the last position of the text),
     ``all`` (every position, and in generation each generated token as it is fed back), or
-    ``generated`` (the last position of the text and each generated token). ``operation``: ``replace`` or ``add``.
+    ``generated`` (the last position of the text and each generated token). ``operation``: ``replace``,
+    ``add``, or ``rotate`` (the in-context-vector rule, Liu et al. 2024: the value turns toward the
+    vector's direction and keeps its own norm, ``normalize(normalize(x) + (1 + max(0, cos(x, -v))) v) * |x|``,
+    where ``v`` is the vector given, its strength times a unit direction).
     """
 
     layers: int | Sequence[int] | np.ndarray | torch.Tensor
@@ -167,6 +170,17 @@ def projection_input(args, kwargs) -> tuple[torch.Tensor, str | None]:
     return value, name
 
 
+def rotated(values: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """The in-context-vector rule on ``values`` (``[..., width]``), computed in float32 and returned in
+    their dtype: each value turns toward ``vector`` (broadcast against it; its norm is the strength)
+    and keeps its own norm; the push is larger where the value points away from the vector."""
+    x, v = values.float(), vector.float().expand_as(values)
+    norm = x.norm(dim=-1, keepdim=True)
+    push = 1.0 + torch.nn.functional.cosine_similarity(x, -v, dim=-1).clamp(min=0.0)[..., None]
+    turned = torch.nn.functional.normalize(torch.nn.functional.normalize(x, dim=-1) + push * v, dim=-1)
+    return (turned * norm).to(values.dtype)
+
+
 def _write(values: torch.Tensor, rows: torch.Tensor, heads, patch: torch.Tensor, positions: str, operation: str):
     """Write ``patch`` (``[len(rows), width]``) into ``values`` in place: ``[batch, positions, width]``,
     or, given each row's head, ``[batch, positions, n_heads, width]``."""
@@ -177,6 +191,8 @@ def _write(values: torch.Tensor, rows: torch.Tensor, heads, patch: torch.Tensor,
         index = (rows, -1) if heads is None else (rows, -1, heads)
     if operation == "add":
         values[index] = values[index] + patch
+    elif operation == "rotate":
+        values[index] = rotated(values[index], patch)
     else:
         values[index] = patch
 
