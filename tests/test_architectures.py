@@ -352,3 +352,14 @@ def test_records_of_different_row_counts_are_refused():
         Interventions((Intervention([0, 1], np.zeros((2, 4))), Intervention([0, 1, 2], np.zeros((3, 4)))))
     with pytest.raises(ValueError, match="one Intervention or more"):
         Interventions(())
+
+
+def test_a_rotation_at_one_blocks_output_gives_the_same_tokens_on_the_shared_prefix_as_a_whole_pass(tiny_lm):
+    """The shared-prefix variants' shortcut (feed the patched stream from the next block up) is taken
+    only for the operations it computes; a rotation there runs through the record's own hook."""
+    width = describe(tiny_lm.model).unembedding.in_features
+    vector = np.random.default_rng(4).normal(size=width).astype(np.float32)
+    rotation = Intervention(1, vector, operation="rotate")
+    whole = patched.patched_next_tokens(tiny_lm, TEXTS, rotation, batch_size=3)
+    variants = patched.next_token_variants(tiny_lm, TEXTS, [rotation], batch_size=3)
+    np.testing.assert_array_equal(variants.tokens[0], whole)

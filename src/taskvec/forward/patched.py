@@ -97,7 +97,12 @@ def next_token_variants(
             if under.whole_text:
                 with intervene(arch, under):
                     logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
-            elif isinstance(under, Intervention) and under.site == "block_output" and not under.layers.ndim:
+            elif (
+                isinstance(under, Intervention)
+                and under.site == "block_output"
+                and under.operation in ("replace", "add")
+                and not under.layers.ndim
+            ):
                 layer = int(under.layers)
                 values = under.vectors.to(states[layer].dtype)
                 fed = states[layer] + values if under.operation == "add" else values
