@@ -234,3 +234,16 @@ def _versioned_copy(study: Path, project: Path) -> None:
     shutil.copy2(ROOT / ".gitignore", project / ".gitignore")
     _git(project, "init", "-q")
     _dvc(project, "init", "-q")
+
+
+@pytest.fixture(scope="session")
+def reproduced(study, tmp_path_factory) -> Path:
+    """The tiny study as its own git + DVC repository after `dvc repro study` (what `make reproduce`
+    runs) and a commit of everything: the DVC tests each work on a copy (:func:`copy_tree`), so that
+    the study stage is reproduced once per session, not once per test."""
+    project = tmp_path_factory.mktemp("reproduced") / "project"
+    _versioned_copy(study, project)
+    _dvc(project, "repro", "study")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-q", "-m", "study")
+    return project

@@ -282,9 +282,9 @@ def test_the_commands_explain_themselves():
         result = subprocess.run([str(BIN / "taskvec"), command, "--help"], capture_output=True, text=True, check=True)
         assert "--model" in result.stdout and "packaged" in result.stdout
     listed = subprocess.run([str(BIN / "taskvec"), "vector", "--help"], capture_output=True, text=True, check=True)
-    assert "{task_vector,mean_difference}" in listed.stdout and "mean_difference (the mean stream" in " ".join(
-        listed.stdout.split()
-    )
+    words = " ".join(listed.stdout.split())
+    assert "{task_vector,mean_difference,in_context_vector}" in listed.stdout
+    assert "mean_difference (the mean stream" in words and "in_context_vector (Liu et al. 2024" in words
 
 
 def test_a_hub_id_or_packaged_name_is_converted_into_the_cache_under_a_name_of_its_own(tmp_path, monkeypatch):

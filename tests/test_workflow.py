@@ -22,7 +22,6 @@ from conftest import (
     _dvc,
     _env,
     _git,
-    _versioned_copy,
     copy_tree,
     make_project,
     planned_jobs,
@@ -301,15 +300,14 @@ def test_sigkill_during_extraction_then_rerun_gives_byte_identical_results(study
     assert planned_jobs(study) == []
 
 
-def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(study, tmp_path):
-    """The README's sharing recipe, step by step: producer `dvc repro` + `dvc push`; consumer
-    `git clone`, then `make pull` (that is `dvc pull` and `snakemake --touch`)."""
+def test_a_fresh_clone_pulls_the_artifacts_and_recomputes_nothing(reproduced, tmp_path):
+    """The README's sharing recipe, step by step: producer `dvc repro` (the fixture's) + `dvc push`;
+    consumer `git clone`, then `make pull` (that is `dvc pull` and `snakemake --touch`)."""
     producer, consumer, remote = tmp_path / "producer", tmp_path / "consumer", tmp_path / "remote"
-    _versioned_copy(study, producer)
+    copy_tree(reproduced, producer)
     _dvc(producer, "remote", "add", "-d", "shared", str(remote))
-    _dvc(producer, "repro", "study")  # what `make reproduce` runs
     _git(producer, "add", "-A")
-    _git(producer, "commit", "-q", "-m", "study")
+    _git(producer, "commit", "-q", "-m", "the team's remote")
     _dvc(producer, "push")
 
     _git(tmp_path, "clone", "-q", str(producer), str(consumer))
@@ -357,10 +355,9 @@ def _without_timings(html: str) -> str:
     return html[: html.index("<h2 id='time'>") if "<h2 id='time'>" in html else html.index('<h2 id="time">')]
 
 
-def test_dvc_repro_then_status_is_clean(study):
-    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=study, env=_env(), check=True)
-    repro = subprocess.run([str(BIN / "dvc"), "repro", "study"], cwd=study, env=_env(), capture_output=True, text=True)
-    assert repro.returncode == 0, repro.stdout + repro.stderr
+def test_dvc_repro_then_status_is_clean(reproduced, tmp_path):
+    study = tmp_path / "project"  # after `dvc repro study` (the fixture's)
+    copy_tree(reproduced, study)
     status = subprocess.run(
         [str(BIN / "dvc"), "status", "study"], cwd=study, env=_env(), capture_output=True, text=True
     )
@@ -628,14 +625,11 @@ def test_every_rule_depends_on_every_module_its_command_imports(study):
     assert code_inputs_missing_imports(study) == {}
 
 
-def test_a_dvc_experiment_with_another_seed_reruns_only_that_task(study, tmp_path):
+def test_a_dvc_experiment_with_another_seed_reruns_only_that_task(reproduced, tmp_path):
     """The everyday loop of DVC users: `dvc exp run -S tasks.to_upper.seed=3` changes that task's
     results (and the analyses and report over it), and no other task's."""
     project = tmp_path / "experiment"
-    _versioned_copy(study, project)
-    _dvc(project, "repro", "study")
-    _git(project, "add", "-A")
-    _git(project, "commit", "-q", "-m", "study")
+    copy_tree(reproduced, project)  # after `dvc repro study` and a commit
     results = sorted((project / "data" / "results").rglob("*.parquet"))
     before = {path: path.read_bytes() for path in results}
     env = {
@@ -687,15 +681,14 @@ def test_a_task_removed_from_params_leaves_no_stale_outputs(study, tmp_path):
     assert planned_jobs(project) == []
 
 
-def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(study, tmp_path):
+def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(reproduced, tmp_path):
     """`make reproduce-all` runs the `extended` target after the study: function vectors and how far the
     task vector travels (demonstrations, demonstration sets, prompt formats), for every model, into
     data/extended and reports/extended, removing what no job makes any more; the default study's
     files, report included, stay byte-identical; the default target has nothing to do afterwards, and
     a forced rerun of the extended steps gives byte-identical files."""
     project = tmp_path / "project"
-    _versioned_copy(study, project)
-    _dvc(project, "repro", "study")  # `make reproduce`
+    copy_tree(reproduced, project)  # after `make reproduce`
     kept = {p: p.read_bytes() for top in ("data", "reports") for p in (project / top).rglob("*") if p.is_file()}
     # what an earlier extended run of a model since dropped from params.yaml left: no job makes it now
     stale = [

@@ -20,8 +20,9 @@ format's separator, as the study's strict metric does.
 
 ``method`` names another way to turn the same demonstration sets into a vector
 (:mod:`taskvec.methods`: ``mean_difference`` adds the scaled mean difference the demonstrations make
-to the stream, its strength chosen with the block); the file records the method, and :func:`apply`
-applies whichever it holds.
+to the stream, its strength chosen with the block; ``in_context_vector`` turns the MLP output of every
+block, its strength chosen on the held-out pairs, and has no block: its file's layer is -1); the file
+records the method, and :func:`apply` applies whichever it holds.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class TaskVector:
 
     @property
     def theta(self) -> np.ndarray:
+        if self.layer < 0:
+            raise ConfigError(f"a {self.method.name} vector goes into every block: it has no one block's theta")
         return self.vectors[self.layer]
 
     @property
@@ -163,7 +166,10 @@ class TaskVector:
                 f"{path} is not a task-vector file written by `taskvec vector` ({error})",
                 "make one with `taskvec vector`",
             ) from error
-        if vectors.ndim != 2 or not 0 <= layer < len(vectors):
+        every = (
+            methods.METHODS.get(metadata.get("method", "")) is not None and methods.get(metadata["method"]).every_layer
+        )
+        if vectors.ndim != 2 or not (layer == -1 if every else 0 <= layer < len(vectors)):
             raise ArtifactError(f"{path}: vectors of shape {vectors.shape} with layer {layer}", "remake it")
         return cls(vectors, layer, metadata)
 
@@ -223,7 +229,13 @@ def no_block_works(choice: dict) -> str:
     """The warning for a layer choice where no block's theta beats the bare query on the held-out
     pairs: the block kept is the tie rule's, not a finding; and whether ICL itself does the task."""
     held_out = len(choice["held_out"])
-    best = max(choice["accuracy_by_layer"])
+    best = choice["accuracy"]
+    if "accuracy_by_layer" not in choice:  # a method at every block: no block to choose
+        return (
+            f"the vector does not work: it answers {best:.0%} of the {held_out} held-out queries at its best strength, "
+            f"the bare query {choice['bare_accuracy']:.0%} (ICL {choice['icl_accuracy']:.0%}). The vector is written; "
+            "try more pairs, another prompt format or a larger model"
+        )
     icl = (
         f"ICL itself gets {choice['icl_accuracy']:.0%} of them, so the model can do the task from demonstrations "
         "but no single block's theta carries it"
@@ -259,9 +271,7 @@ def task_vector(
     method's ``strength`` is chosen with the block from its grid (``"auto"``; where the layer is given,
     1), or given."""
     from taskvec.architectures import describe
-    from taskvec.evaluate import choose_layer, token_decoder
-    from taskvec.forward.capture import last_token_states
-    from taskvec.forward.patched import patched_sweep
+    from taskvec.evaluate import token_decoder
     from taskvec.forward.readout import next_tokens
     from taskvec.scoring import first_token_correct
     from taskvec.tasks.base import FIRST_TOKEN_RULES
@@ -278,10 +288,15 @@ def task_vector(
     if k < 1 or contexts < 1 or dummies < 1:
         raise ConfigError(f"k, contexts and dummies must be at least 1 (got {k}, {contexts}, {dummies})")
     chosen_method = methods.get(method)
-    if strength != "auto" and (chosen_method.operation != "add" or isinstance(strength, str)):
+    if strength != "auto" and (not chosen_method.takes_strength or isinstance(strength, str)):
         raise ConfigError(
-            f"strength {strength!r} given for {method}: only an additive method takes a strength, as a number",
-            "leave the strength at auto, or give a number with --method mean_difference",
+            f"strength {strength!r} given for {method}: only a method that adds or turns takes a strength, as a number",
+            "leave the strength at auto, or give a number with --method mean_difference or in_context_vector",
+        )
+    if chosen_method.every_layer and layer != "auto":
+        raise ConfigError(
+            f"layer {layer} given for {method}, which goes into every block at once",
+            "leave the layer at auto (a quarter of the pairs are held out to choose its strength)",
         )
     strengths = chosen_method.strengths if strength == "auto" else (float(strength),)
     order = list(pairs)
@@ -306,17 +321,10 @@ def task_vector(
             return float(np.mean(right))
 
         queries = [fmt.query.format(x=p.input) for p in held_out]
-        bare_states = last_token_states(lm, queries, batch_size) if chosen_method.operation == "add" else None
-        by_strength = {}
-        for value in strengths:
-            swept_values = chosen_method.swept_values(vectors, value, len(queries), bare_states)
-            swept = patched_sweep(lm, queries, swept_values, batch_size=batch_size)
-            by_strength[value] = [accuracy_of(column) for column in swept.T]
-        # the best block at the best strength; ties: the earliest block, then the first strength of the grid
-        layer = choose_layer([max(a[i] for a in by_strength.values()) for i in range(n_layers)])
-        best = max(a[layer] for a in by_strength.values())
-        chosen_strength = next(v for v, a in by_strength.items() if a[layer] == best)
-        accuracy = by_strength[chosen_strength]
+        chosen = methods.choose(
+            lm, chosen_method, vectors, queries, [p.outputs for p in held_out], scoring, strengths, batch_size
+        )
+        layer, chosen_strength, best, by_strength = chosen.layer, chosen.strength, chosen.accuracy, chosen.grid
         # the two references the chosen block is read against: the bare query, and ICL (each held-out
         # query after the demonstrations of one of the contexts, in turn)
         icl_prompts = [fmt.render(used[i % len(used)].demonstrations, p.input) for i, p in enumerate(held_out)]
@@ -325,19 +333,21 @@ def task_vector(
         choice = {
             "how": "auto",
             "held_out": [p.input for p in held_out],
-            "accuracy_by_layer": accuracy,
+            "accuracy": best,
             "scoring": scoring,
             "bare_accuracy": bare,
             "icl_accuracy": icl,
-            "beats_bare": accuracy[layer] > bare,
-            "configurations": n_layers * len(strengths),
+            "beats_bare": best > bare,
+            "configurations": chosen.configurations,
         }
-        if chosen_method.operation == "add":
+        if not chosen_method.every_layer:
+            choice["accuracy_by_layer"] = by_strength[chosen_strength]
+        if chosen_method.takes_strength:
             choice["accuracy_by_strength"] = {str(v): a for v, a in by_strength.items()}
         log.info(
-            "block %d: %.0f%% of %d held-out queries right (ICL %.0f%%, bare query %.0f%%)",
-            layer,
-            100 * accuracy[layer],
+            "%s: %.0f%% of %d held-out queries right (ICL %.0f%%, bare query %.0f%%)",
+            "every block" if layer < 0 else f"block {layer}",
+            100 * best,
             len(held_out),
             100 * icl,
             100 * bare,
@@ -383,9 +393,10 @@ def apply(
     where: str = "the vector",
 ) -> list[Prediction]:
     """Each query (an input, written with the vector's query template) answered bare and with the
-    vector patched in after its block, as its method patches (theta replaces the last token's stream;
-    an additive method's vector is added there and at each generated token); each answer is the
-    greedy generation up to the separator."""
+    vector patched in as its method patches (theta replaces the last token's stream after its block;
+    an additive method's vector is added there and at each generated token; an in-context vector turns
+    every block's MLP output at every position); each answer is the greedy generation up to the
+    separator."""
     from taskvec.answers import until_separator
     from taskvec.forward.generate import Continuation, greedy_continue
     from taskvec.forward.patched import patched_next_tokens

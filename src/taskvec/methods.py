@@ -17,14 +17,16 @@ from the pool, the same for every query.
   the stream after one block at the bare query's last token and at every generated token, as CAA adds
   its vector at every position after the prompt. The strength is chosen with the layer.
 
-The in-context vector (Liu et al., ICML 2024; :func:`in_context_vector`) is built here, with its
-authors' application rule as the intervention record's ``rotate`` operation at every block's MLP
-output and every position; choosing its strength on held-out pairs and registering it as a method
-of the command line follow. Its site is the MLP's contribution to the residual stream: on Gemma 2
-and 3 that is the MLP's output after its post-feed-forward norm (where the authors' code, written
-for models without that norm, would hook the MLP before it, and the norm would rescale the result).
+- ``in_context_vector`` (Liu et al., ICML 2024; :func:`in_context_vector`): from the pool's labelled
+  pairs, one direction per block; ``strength`` times each block's unit direction turns the MLP's
+  output of *every* block at *every* position, prompt and generated tokens alike, by its authors'
+  norm-preserving rule (the intervention record's ``rotate`` operation). There is no layer to choose:
+  the strength is chosen on held-out pairs. Its site is the MLP's contribution to the residual
+  stream: on Gemma 2 and 3 that is the MLP's output after its post-feed-forward norm (where the
+  authors' code, written for models without that norm, would hook the MLP before it, and the norm
+  would rescale the result).
 
-Both of the methods above read the same forward passes (theta is the first term of the mean difference), and both are
+The first two methods read the same forward passes (theta is the first term of the mean difference), and both are
 judged by the same layer sweep: for an additive method the sweep's replaced value is the bare query's
 own stream plus the scaled vector, which is what adding does at that position.
 """
@@ -40,7 +42,7 @@ import numpy as np
 from taskvec.errors import ConfigError
 
 if TYPE_CHECKING:  # the command line lists the methods without loading torch
-    from taskvec.hooks.intervention import Intervention
+    from taskvec.hooks.intervention import Intervention, Interventions
     from taskvec.models import LoadedModel
     from taskvec.prompts import Prompt, PromptFormat
 
@@ -104,40 +106,86 @@ def _last_token_embeddings(lm: LoadedModel, texts: Sequence[str]) -> np.ndarray:
     return rows.float().cpu().numpy()
 
 
+LAYERS = ("one", "every")
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
     name: str
     summary: str  # one line, for `taskvec vector --help`
-    operation: str  # "replace" or "add"
+    operation: str  # "replace", "add" or "rotate" (an Intervention's operations)
     generation_positions: str  # where the vector goes while an answer is generated (an Intervention's positions)
-    strengths: tuple[float, ...]  # what the layer choice tries; a replacing method has no strength
+    strengths: tuple[float, ...]  # what the choice tries; a replacing method has no strength
     extract: Callable[[LoadedModel, Sequence[Prompt], PromptFormat, int], np.ndarray]  # [n_layers, hidden]
     site: str = "block_output"
     regime: str = "task_level"
+    positions: str = "last"  # where the vector goes in the query's text, for its first answer token
+    layers: str = "one"  # "one": after one block, chosen on held-out pairs; "every": at every block at once
+
+    def __post_init__(self) -> None:
+        if self.layers not in LAYERS:
+            raise ValueError(f"layers must be one of {LAYERS}, not {self.layers!r}")
+
+    @property
+    def every_layer(self) -> bool:
+        return self.layers == "every"
+
+    @property
+    def takes_strength(self) -> bool:
+        return self.operation != "replace"
 
     @property
     def default_strength(self) -> float:
-        """The strength used where the layer is given (nothing is held out to choose one)."""
-        return 1.0
+        """The strength used where nothing is held out to choose one (the layer is given): 1, or the
+        middle of the grid for a method without a layer to give."""
+        return self.strengths[len(self.strengths) // 2] if self.every_layer else 1.0
 
     def value(self, vectors: np.ndarray, layer: int, strength: float) -> np.ndarray:
-        """What the intervention writes at the site: theta itself, or the scaled vector added."""
+        """What the intervention writes at the site of ``layer``: theta itself, the scaled vector
+        added, or (rotate) the strength times the block's unit direction."""
+        if self.operation == "rotate":
+            norm = float(np.linalg.norm(vectors[layer]))
+            return vectors[layer] * (strength / norm if norm > 0 else 0.0)
         return vectors[layer] * (strength if self.operation == "add" else 1.0)
 
     def intervention(
         self, vectors: np.ndarray, layer: int, strength: float, rows: int, generating: bool = False
-    ) -> Intervention:
-        """The method's intervention on ``rows`` texts: at their last position, or (``generating``) at
-        the positions it takes while an answer is generated."""
-        from taskvec.hooks.intervention import Intervention
+    ) -> Intervention | Interventions:
+        """The method's intervention on ``rows`` texts: at the positions it takes in the query's text,
+        or (``generating``) at those it takes while an answer is generated. A method at every block is
+        one record per block (``layer`` is then not used)."""
+        from taskvec.hooks.intervention import Intervention, Interventions
 
+        def record(at: int) -> Intervention:
+            value = self.value(vectors, at, strength).astype(np.float32)
+            return Intervention(
+                at,
+                value,
+                site=self.site,
+                positions=self.generation_positions if generating else self.positions,
+                operation=self.operation,
+            )
+
+        if self.every_layer:
+            return Interventions(tuple(record(at) for at in range(len(vectors))))
         value = self.value(vectors, layer, strength).astype(np.float32)
         return Intervention(
             [layer] * rows,
             np.repeat(value[None], rows, axis=0),
             site=self.site,
-            positions=self.generation_positions if generating else "last",
+            positions=self.generation_positions if generating else self.positions,
             operation=self.operation,
+        )
+
+    def where(self, layer: int, strength: float) -> str:
+        """How the vector is applied, in words (for the command line's output)."""
+        if self.operation == "replace":
+            return f"replaces the last token's residual stream after block {layer}"
+        if self.every_layer:
+            return f"x {strength:g} turns the {self.site.replace('_', ' ')} of every block at every position"
+        return (
+            f"x {strength:g} is added to the residual stream after block {layer} at the last token and every "
+            "generated one"
         )
 
     def swept_values(
@@ -147,9 +195,79 @@ class Method:
         position's stream after each block): ``[n_queries, n_layers, hidden]``, the value each query's
         stream takes there under this method. An additive method needs the queries' own streams
         (``bare_states``, :func:`taskvec.forward.capture.last_token_states`, read once for every strength)."""
+        if self.every_layer or self.site != "block_output" or self.positions != "last":
+            raise ValueError(f"{self.name} is not patched at one block's last-token stream: no layer sweep")
         if self.operation == "replace":
             return np.repeat(vectors[None], n_queries, axis=0)
         return bare_states + strength * vectors[None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A method's configuration chosen on held-out queries: the block (-1 for a method at every
+    block) and the strength of best first-token accuracy, and every configuration's accuracy
+    (``grid``: per strength, the accuracy after each block, or one accuracy for a method at every block)."""
+
+    layer: int
+    strength: float
+    accuracy: float
+    grid: dict[float, list[float]]
+
+    @property
+    def configurations(self) -> int:
+        return sum(len(row) for row in self.grid.values())
+
+    @property
+    def by_layer(self) -> list[float]:
+        return self.grid[self.strength]
+
+
+def choose(
+    lm: LoadedModel,
+    method: Method,
+    vectors: np.ndarray,
+    queries: Sequence[str],
+    answers: Sequence[Sequence[str]],
+    scoring: str,
+    strengths: Sequence[float] | None = None,
+    batch_size: int = 16,
+) -> Choice:
+    """Choose ``method``'s block and strength on ``queries`` (bare query texts) by the paper's
+    first-token rule against ``answers``: every strength of the grid (``strengths``, default the
+    method's) after every block, through the layer sweep (a method at one block's last-token stream)
+    or one patched pass per strength (a method at every block). Ties: the earliest block, then the
+    first strength of the grid."""
+    from taskvec.evaluate import choose_layer, token_decoder
+    from taskvec.forward.capture import last_token_states
+    from taskvec.forward.patched import patched_next_tokens, patched_sweep
+    from taskvec.scoring import first_token_correct
+
+    decode = token_decoder(lm)
+    strengths = tuple(strengths or method.strengths)
+
+    def accuracy_of(tokens) -> float:
+        return float(np.mean([first_token_correct(decode(t), a, scoring) for t, a in zip(tokens, answers)]))
+
+    grid: dict[float, list[float]] = {}
+    if method.every_layer:
+        for value in strengths:
+            record = method.intervention(vectors, -1, value, len(queries))
+            grid[value] = [accuracy_of(patched_next_tokens(lm, queries, record, batch_size))]
+        best = max(a[0] for a in grid.values())
+        return Choice(-1, next(v for v, a in grid.items() if a[0] == best), best, grid)
+    bare_states = last_token_states(lm, queries, batch_size) if method.operation == "add" else None
+    for value in strengths:
+        swept = patched_sweep(
+            lm, queries, method.swept_values(vectors, value, len(queries), bare_states), batch_size=batch_size
+        )
+        grid[value] = [accuracy_of(column) for column in swept.T]
+    layer = choose_layer([max(a[i] for a in grid.values()) for i in range(len(vectors))])
+    best = max(a[layer] for a in grid.values())
+    return Choice(layer, next(v for v, a in grid.items() if a[layer] == best), best, grid)
+
+
+def _in_context_vector(lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int) -> np.ndarray:
+    return in_context_vector(lm, pool_pairs(pool), batch_size)
 
 
 METHODS: dict[str, Method] = {
@@ -171,6 +289,19 @@ METHODS: dict[str, Method] = {
             generation_positions="generated",
             strengths=(0.5, 1.0, 2.0, 4.0),
             extract=_mean_difference,
+        ),
+        Method(
+            "in_context_vector",
+            "the in-context vector (Liu et al. 2024), its strength times each block's unit direction turning the "
+            "MLP output of every block at every position, with the authors' norm-preserving rule",
+            operation="rotate",
+            generation_positions="all",
+            # the authors' code runs 0.8 by default, their README 0.1
+            strengths=(0.05, 0.1, 0.2, 0.4, 0.8),
+            extract=_in_context_vector,
+            site="mlp_output",
+            positions="all",
+            layers="every",
         ),
     )
 }

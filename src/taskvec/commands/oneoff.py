@@ -38,11 +38,13 @@ def strength_choice(value: str):
 
 # the methods of taskvec.methods, named here so that building the parser imports no library code
 # (a test keeps the two equal)
-METHOD_NAMES = ("task_vector", "mean_difference")
+METHOD_NAMES = ("task_vector", "mean_difference", "in_context_vector")
 METHOD_HELP = (
     "how the vector is made and patched: task_vector (theta, averaged over the demonstration sets, replaces "
-    "the bare query's last-token stream after one block) or mean_difference (the mean stream with minus without "
-    "the demonstrations, times --strength, added after one block at the query's last token and every generated one)"
+    "the bare query's last-token stream after one block), mean_difference (the mean stream with minus without "
+    "the demonstrations, times --strength, added after one block at the query's last token and every generated "
+    "one) or in_context_vector (Liu et al. 2024: from the demonstrations' pairs, --strength times each block's "
+    "direction turns the MLP output of every block at every position; no --layer)"
 )
 
 
@@ -69,8 +71,8 @@ def add(sub) -> None:
         "--strength",
         type=strength_choice,
         default="auto",
-        help="an additive method's scale: auto (chosen with the block from the method's grid; 1 where --layer is "
-        "given) or a number",
+        help="the scale of a method that adds or turns: auto (chosen on the held-out pairs from the method's grid, "
+        "with the block; 1 where --layer is given) or a number",
     )
     group = p.add_argument_group("prompts")
     group.add_argument("--k", type=positive, default=defaults.K, help="demonstrations per context")
@@ -151,9 +153,10 @@ def cmd_vector(args) -> None:
     choice = vector.metadata["layer_choice"]
     made = "theta" if vector.method.name == "task_vector" else f"{vector.method.name} (strength {vector.strength:g})"
     blocks = len(vector.vectors)
-    print(f"{args.out}: {made} after block {vector.layer} ({choice['how']}) of {blocks}, from {len(pairs)} pairs")
+    where = "at every block" if vector.layer < 0 else f"after block {vector.layer}"
+    print(f"{args.out}: {made} {where} ({choice['how']}) of {blocks}, from {len(pairs)} pairs")
     if choice["how"] == "auto":
-        chosen = choice["accuracy_by_layer"][vector.layer]
+        chosen = choice["accuracy"]
         print(
             f"held-out queries ({len(choice['held_out'])}): "
             f"{'task vector' if vector.method.name == 'task_vector' else vector.method.name} {chosen:.0%}, "
@@ -177,13 +180,8 @@ def cmd_apply(args) -> None:
     width = max(5, *(len(p.query) for p in predictions))
     first = max(10, *(len(p.bare_first) for p in predictions))
     print("# first token: what the paper scores; answer: the greedy generation up to the separator")
-    if vector.method.operation == "replace":
-        print(f"# the task vector replaces the last token's residual stream after block {vector.layer}")
-    else:
-        print(
-            f"# {vector.method.name} x {vector.strength:g} is added to the residual stream after block {vector.layer} "
-            "at the last token and every generated one"
-        )
+    name = "the task vector" if vector.method.name == "task_vector" else vector.method.name
+    print(f"# {name} {vector.method.where(vector.layer, vector.strength)}")
     name = "TV" if vector.method.operation == "replace" else "patched"
     print(f"{'query':{width}}  {'bare first':{first}}  {name + ' first':{first}}  bare answer | {name} answer")
     for p in predictions:
