@@ -8,6 +8,7 @@ import torch
 
 from conftest import tiny_model
 from taskvec.architectures import describe
+from taskvec.controls import shuffle_labels
 from taskvec.forward.batching import encode
 from taskvec.forward.patched import next_token_variants
 from taskvec.forward.readout import next_tokens
@@ -19,7 +20,6 @@ from taskvec.function_vectors.vectors import (
     function_vector,
     head_effects,
     plain_and_added_next_tokens,
-    shuffle_labels,
     top_heads,
 )
 from taskvec.hooks.intervention import Intervention

@@ -120,33 +120,45 @@ def test_at_strength_zero_a_mean_difference_changes_nothing():
 
 
 def test_the_block_and_strength_are_chosen_by_what_adding_really_gives_on_the_held_out_pairs():
+    """The block of best accuracy in the layer sweep at strength 1, then the grid's strengths at that
+    block: every accuracy is what adding really gives (the sweep's shortcut equals the intervention
+    token for token), and about as many configurations as blocks are tried."""
     lm = tiny_model("qwen2")
     vector = api.task_vector(lm, PAIRS, k=3, contexts=3, method="mean_difference")
     choice = vector.metadata["layer_choice"]
     method = methods.get("mean_difference")
     grid = method.strengths
     assert set(choice["accuracy_by_strength"]) == {str(s) for s in grid}
-    assert choice["configurations"] == 4 * len(grid)
-    best = max(max(a) for a in choice["accuracy_by_strength"].values())
-    assert choice["accuracy_by_layer"][vector.layer] == best
-    assert vector.layer == min(i for a in choice["accuracy_by_strength"].values() for i, v in enumerate(a) if v == best)
-    # the choice reads the sweep's shortcut (the bare stream plus the scaled vector, replaced after each
-    # block): token for token what adding gives, at every block and strength
+    assert choice["configurations"] == 4 + len(grid) - 1
     queries = [FMT.query.format(x=x) for x in choice["held_out"]]
-    bare = next_tokens(lm, queries)
     states = last_token_states(lm, queries)
+    bare = next_tokens(lm, queries)
+
+    def right(tokens) -> float:
+        return pytest.approx(
+            np.mean([lm.tokenizer.decode([t]).strip() == x.upper() for t, x in zip(tokens, choice["held_out"])])
+        )
+
+    swept = patched_sweep(lm, queries, method.swept_values(vector.vectors, 1.0, len(queries), states))
     changed = False
-    for strength in grid:
-        swept = patched_sweep(lm, queries, method.swept_values(vector.vectors, strength, len(queries), states))
-        for layer in range(4):
-            added = method.intervention(vector.vectors, layer, strength, len(queries))
-            np.testing.assert_array_equal(swept[:, layer], patched_next_tokens(lm, queries, added))
-            changed |= bool((swept[:, layer] != bare).any())
-            right = np.mean(
-                [lm.tokenizer.decode([t]).strip() == x.upper() for t, x in zip(swept[:, layer], choice["held_out"])]
-            )
-            assert choice["accuracy_by_strength"][str(strength)][layer] == pytest.approx(right)
+    for layer in range(4):
+        added = patched_next_tokens(lm, queries, method.intervention(vector.vectors, layer, 1.0, len(queries)))
+        np.testing.assert_array_equal(swept[:, layer], added)
+        assert choice["accuracy_by_layer"][layer] == right(added) == choice["accuracy_by_strength"]["1.0"][layer]
+        changed |= bool((added != bare).any())
     assert changed  # the vector does change predictions: the comparison is not of two bare runs
+    curve = choice["accuracy_by_layer"]
+    assert vector.layer == curve.index(max(curve))
+    at_block = {}
+    for strength in grid:
+        row = choice["accuracy_by_strength"][str(strength)]
+        added = patched_next_tokens(
+            lm, queries, method.intervention(vector.vectors, vector.layer, strength, len(queries))
+        )
+        assert row[vector.layer] == right(added)
+        assert strength == 1.0 or all(v is None for i, v in enumerate(row) if i != vector.layer)
+        at_block[strength] = row[vector.layer]
+    assert vector.strength == next(s for s in grid if at_block[s] == max(at_block.values()))
 
 
 def test_a_vector_file_keeps_its_method_and_strength_and_a_file_from_before_methods_is_theta(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_info
 from taskvec.evaluate import RESULT_SCHEMA, write_results
 from taskvec.prompts import Prompt, SplitSizes, write_prompts
-from taskvec.report import build_report
+from taskvec.report.main import build_report
 
 N_TEST = 50
 N_LAYERS = 3

@@ -758,11 +758,62 @@ def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(rep
     }
     assert set(fv["formats"]["formats"]) == {"paper", "arrow", "qa", "input_output", "tab"}
     assert fv["function_vectors"]["n_heads"] == 6 and "Task vectors and function vectors" in page
+    _check_methods(project, metrics["models"]["smollm2-135m"], page)
     main = json.loads((project / "reports" / "metrics.json").read_text())["models"]["smollm2-135m"]
     assert "function_vectors" not in main and "fv" not in main["tasks"]["to_upper"]
     assert planned_jobs(project) == []
     assert planned_jobs(project, "extended") == []
     tops = (project / "data" / "extended", project / "reports" / "extended")
     before = {p: p.read_bytes() for top in tops for p in top.rglob("*") if p.is_file()}
-    snakemake(project, "extended", "--forcerun", "function_vectors", "travel", "formats")
+    snakemake(project, "extended", "--forcerun", "function_vectors", "travel", "formats", "compare_methods")
     assert {p: p.read_bytes() for p in before} == before
+
+
+def _check_methods(project: Path, metrics: dict, page: str) -> None:
+    """The methods compared: every method on every test prompt of every task with a pool, the task-level
+    task vector's rows equal theta of the file's pool patched at its dev block, recomputed here; the
+    report's section, figures and per-model metrics."""
+    from taskvec import methods as vector_methods
+    from taskvec.forward.patched import patched_next_tokens
+    from taskvec.method_comparison.run import task_pool
+    from taskvec.models import load_model
+    from taskvec.prompts import apply_rules, read_prompts
+    from taskvec.tasks.base import read_pairs
+
+    table = pq.read_table(project / "data" / "extended" / "smollm2-135m" / "methods.parquet")
+    meta = json.loads(table.schema.metadata[b"taskvec"])
+    rows = table.to_pydict()
+    assert meta["pool"] == 2 and set(meta["methods"]) == set(vector_methods.METHODS)
+    with_pool = [t for t, entry in meta["tasks"].items() if entry["pool_sets"]]
+    assert with_pool and set(meta["tasks"]) == set(TINY_PARAMS["tasks"])
+    names = {"bare", "icl", "tv_per_prompt", *vector_methods.METHODS}
+    for task in with_pool:
+        seen = {(m, c) for t, m, c in zip(rows["task"], rows["method"], rows["control"]) if t == task}
+        controls = {(m, c) for m in vector_methods.METHODS for c in ("random", "other_task", "shuffled_labels")}
+        assert seen == {(m, "") for m in names} | controls, task
+    task = with_pool[0]
+    prompts, info = read_prompts(project / "data" / "prompts" / "smollm2-135m" / task / "sample0.parquet")
+    lm = load_model(project / "data" / "models" / "smollm2-135m", device="cpu", dtype="float32")
+    usable, _ = apply_rules(read_pairs(project / "data" / "tasks" / f"{task}.parquet"), lm.tokenizer, info.task.rules)
+    pool, _ = task_pool(
+        prompts, [(p.input, p.answers[0]) for p in usable], 2, info.sizes.k, info.sizes.dummies, f"pool:0:{task}"
+    )
+    method = vector_methods.get("task_vector")
+    theta = method.extract(lm, pool, info.format, 8)
+    layer = meta["tasks"][task]["methods"]["task_vector"]["layer"]
+    test = sorted((p for p in prompts if p.split == "test"), key=lambda p: p.index)
+    texts = [info.format.query.format(x=p.query) for p in test]
+    expected = patched_next_tokens(lm, texts, method.intervention(theta, layer, 1.0, len(texts)), 8)
+    got = {
+        i: t
+        for t2, m, c, i, t in zip(rows["task"], rows["method"], rows["control"], rows["index"], rows["token_id"])
+        if (t2, m, c) == (task, "task_vector", "")
+    }
+    assert [got[p.index] for p in test] == [int(t) for t in expected]
+    assert "<h2 id='methods'>Methods compared</h2>" in page and "Two regimes, never ranked together" in page
+    for name in ("methods_cost", "methods_tasks"):
+        assert (project / "reports" / "extended" / "figures" / f"{name}_smollm2-135m.svg").exists()
+    assert (project / "reports" / "extended" / "tables" / "methods.csv").exists()
+    assert set(metrics["methods"]) >= {"tasks", "no_pool"}
+    per_task = metrics["tasks"][task]["methods"]
+    assert set(per_task) >= names and all(len(v["ci"]) == 2 for v in per_task.values())

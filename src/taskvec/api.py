@@ -209,6 +209,8 @@ def _check_model(vector: TaskVector, lm: LoadedModel, where: str) -> None:
 
 
 def _contexts(pairs: Sequence[Pair], k: int, dummies: int, contexts: int, seed: int) -> list[Prompt]:
+    from taskvec.prompts import demonstration_sets
+
     needed = k + dummies
     if len(pairs) < needed:
         raise ConfigError(
@@ -216,13 +218,7 @@ def _contexts(pairs: Sequence[Pair], k: int, dummies: int, contexts: int, seed: 
             f"(k={k} demonstrations + {dummies} dummy queries)",
             "add pairs, lower k, or give the layer (no pairs are then held out to choose it)",
         )
-    rng = random.Random(f"contexts:{seed}")
-    prompts = []
-    for index in range(contexts):
-        chosen = rng.sample(list(pairs), needed)
-        demos = tuple((p.input, p.outputs[0]) for p in chosen[:k])
-        prompts.append(Prompt("context", index, demos, "", (), tuple(p.input for p in chosen[k:])))
-    return prompts
+    return demonstration_sets([(p.input, p.outputs[0]) for p in pairs], k, dummies, contexts, f"contexts:{seed}")
 
 
 def no_block_works(choice: dict) -> str:
@@ -341,7 +337,7 @@ def task_vector(
             "configurations": chosen.configurations,
         }
         if not chosen_method.every_layer:
-            choice["accuracy_by_layer"] = by_strength[chosen_strength]
+            choice["accuracy_by_layer"] = chosen.by_layer
         if chosen_method.takes_strength:
             choice["accuracy_by_strength"] = {str(v): a for v, a in by_strength.items()}
         log.info(

@@ -47,19 +47,28 @@ if TYPE_CHECKING:  # the command line lists the methods without loading torch
     from taskvec.prompts import Prompt, PromptFormat
 
 
-def _theta(lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int) -> np.ndarray:
+def _theta(
+    lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int, shared: dict | None = None
+) -> np.ndarray:
+    """theta averaged over the pool; ``shared`` (one dict per pool) keeps it for the other methods
+    made from the same pool (the mean difference's first term)."""
     from taskvec.extract import task_vectors
 
-    return task_vectors(lm, pool, fmt, batch_size).mean(axis=0)
+    shared = {} if shared is None else shared
+    if "theta" not in shared:
+        shared["theta"] = task_vectors(lm, pool, fmt, batch_size).mean(axis=0)
+    return shared["theta"]
 
 
-def _mean_difference(lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int) -> np.ndarray:
+def _mean_difference(
+    lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int, shared: dict | None = None
+) -> np.ndarray:
     from taskvec.forward.capture import last_token_states
 
     bare = last_token_states(lm, [fmt.query.format(x=d) for p in pool for d in p.dummies], batch_size)
     # theta averages each prompt's dummies, then the prompts: the same weights as over all dummies,
     # since every prompt of the pool has as many
-    return _theta(lm, pool, fmt, batch_size) - bare.mean(axis=0)
+    return _theta(lm, pool, fmt, batch_size, shared) - bare.mean(axis=0)
 
 
 def pool_pairs(pool: Sequence[Prompt]) -> list[tuple[str, str]]:
@@ -116,7 +125,8 @@ class Method:
     operation: str  # "replace", "add" or "rotate" (an Intervention's operations)
     generation_positions: str  # where the vector goes while an answer is generated (an Intervention's positions)
     strengths: tuple[float, ...]  # what the choice tries; a replacing method has no strength
-    extract: Callable[[LoadedModel, Sequence[Prompt], PromptFormat, int], np.ndarray]  # [n_layers, hidden]
+    # (model, pool, format, batch size, what methods of one pool share) -> [n_layers, hidden]
+    extract: Callable[..., np.ndarray]
     site: str = "block_output"
     regime: str = "task_level"
     positions: str = "last"  # where the vector goes in the query's text, for its first answer token
@@ -206,20 +216,23 @@ class Method:
 class Choice:
     """A method's configuration chosen on held-out queries: the block (-1 for a method at every
     block) and the strength of best first-token accuracy, and every configuration's accuracy
-    (``grid``: per strength, the accuracy after each block, or one accuracy for a method at every block)."""
+    (``grid``: per strength, the accuracy after each block, or one accuracy for a method at every block;
+    None where that configuration was not tried)."""
 
     layer: int
     strength: float
     accuracy: float
-    grid: dict[float, list[float]]
+    grid: dict[float, list[float | None]]  # None: a configuration not tried
+    swept_at: float = 1.0  # the strength of the layer sweep
 
     @property
     def configurations(self) -> int:
-        return sum(len(row) for row in self.grid.values())
+        return sum(value is not None for row in self.grid.values() for value in row)
 
     @property
-    def by_layer(self) -> list[float]:
-        return self.grid[self.strength]
+    def by_layer(self) -> list[float | None]:
+        """The layer sweep's accuracies (at :attr:`swept_at`)."""
+        return self.grid[self.swept_at]
 
 
 def choose(
@@ -233,10 +246,11 @@ def choose(
     batch_size: int = 16,
 ) -> Choice:
     """Choose ``method``'s block and strength on ``queries`` (bare query texts) by the paper's
-    first-token rule against ``answers``: every strength of the grid (``strengths``, default the
-    method's) after every block, through the layer sweep (a method at one block's last-token stream)
-    or one patched pass per strength (a method at every block). Ties: the earliest block, then the
-    first strength of the grid."""
+    first-token rule against ``answers``. A method at one block: the block of best accuracy in the
+    layer sweep at strength 1 (the vector's own scale; the grid's first strength where 1 is not in
+    it), then the grid's strengths at that block; so that every method tries about as many
+    configurations as there are blocks. A method at every block: one patched pass per strength. Ties:
+    the earliest block, then the first strength of the grid (``strengths``, default the method's)."""
     from taskvec.evaluate import choose_layer, token_decoder
     from taskvec.forward.capture import last_token_states
     from taskvec.forward.patched import patched_next_tokens, patched_sweep
@@ -248,25 +262,35 @@ def choose(
     def accuracy_of(tokens) -> float:
         return float(np.mean([first_token_correct(decode(t), a, scoring) for t, a in zip(tokens, answers)]))
 
-    grid: dict[float, list[float]] = {}
+    grid: dict[float, list[float | None]] = {}
     if method.every_layer:
         for value in strengths:
             record = method.intervention(vectors, -1, value, len(queries))
             grid[value] = [accuracy_of(patched_next_tokens(lm, queries, record, batch_size))]
         best = max(a[0] for a in grid.values())
         return Choice(-1, next(v for v, a in grid.items() if a[0] == best), best, grid)
+    swept_at = 1.0 if 1.0 in strengths else strengths[0]
     bare_states = last_token_states(lm, queries, batch_size) if method.operation == "add" else None
+    swept = patched_sweep(
+        lm, queries, method.swept_values(vectors, swept_at, len(queries), bare_states), batch_size=batch_size
+    )
+    curve = [accuracy_of(column) for column in swept.T]
+    layer = choose_layer(curve)
     for value in strengths:
-        swept = patched_sweep(
-            lm, queries, method.swept_values(vectors, value, len(queries), bare_states), batch_size=batch_size
-        )
-        grid[value] = [accuracy_of(column) for column in swept.T]
-    layer = choose_layer([max(a[i] for a in grid.values()) for i in range(len(vectors))])
+        if value == swept_at:
+            grid[value] = curve
+        else:
+            row: list[float | None] = [None] * len(vectors)
+            record = method.intervention(vectors, layer, value, len(queries))
+            row[layer] = accuracy_of(patched_next_tokens(lm, queries, record, batch_size))
+            grid[value] = row
     best = max(a[layer] for a in grid.values())
-    return Choice(layer, next(v for v, a in grid.items() if a[layer] == best), best, grid)
+    return Choice(layer, next(v for v, a in grid.items() if a[layer] == best), best, grid, swept_at)
 
 
-def _in_context_vector(lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int) -> np.ndarray:
+def _in_context_vector(
+    lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int, shared: dict | None = None
+) -> np.ndarray:
     return in_context_vector(lm, pool_pairs(pool), batch_size)
 
 

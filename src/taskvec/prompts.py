@@ -199,6 +199,18 @@ def sample_prompts(pairs: Sequence[UsablePair | Pair], sizes: SplitSizes, seed: 
     return prompts
 
 
+def demonstration_sets(pairs: Sequence[tuple[str, str]], k: int, dummies: int, count: int, seed: str) -> list[Prompt]:
+    """``count`` demonstration sets (split ``context``, no query) drawn from ``pairs`` (input, output):
+    each of ``k`` demonstrations and ``dummies`` dummy queries, distinct within a set, drawn with a
+    generator seeded by the string ``seed``."""
+    rng = random.Random(seed)
+    sets = []
+    for index in range(count):
+        chosen = rng.sample(list(pairs), k + dummies)
+        sets.append(Prompt("context", index, tuple(chosen[:k]), "", (), tuple(x for x, _ in chosen[k:])))
+    return sets
+
+
 def prompts_to_table(prompts: Sequence[Prompt]) -> pa.Table:
     return pa.table(
         {

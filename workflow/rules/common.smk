@@ -41,6 +41,7 @@ def build_task_args(task):
 PROMPT_ARGS = contract.shell(contract.prompt_args(config))
 COMPUTE_ARGS = contract.shell(contract.compute_args(config))
 TRAVEL_ARGS = contract.shell(contract.travel_args(config))
+METHODS_ARGS = contract.shell(contract.methods_args(config))
 FORMAT_ARGS = contract.shell(contract.format_args(config))
 FUNCTION_VECTOR_ARGS = contract.shell(contract.function_vector_args(config))
 split_seeds = LAYOUT.split_seeds

@@ -81,10 +81,35 @@ rule formats:
         " {params.formats} {params.compute} --threads {threads} 2> {log}"
 
 
+rule compare_methods:
+    input:
+        tasks=expand("data/tasks/{task}.parquet", task=TASKS),
+        prompts=lambda wc: first_sample("prompts", wc.model),
+        results=lambda wc: first_sample("results", wc.model),
+        model="data/models/{model}",
+        code=code("compare-methods"),
+    output:
+        "data/extended/{model}/methods.parquet",
+    log:
+        "logs/compare_methods/{model}.log",
+    benchmark:
+        "logs/benchmarks/compare_methods/{model}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        settings=METHODS_ARGS,
+        compute=COMPUTE_ARGS,
+    shell:
+        "taskvec compare-methods --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
+        " --results {input.results} --out {output}"
+        " {params.settings} {params.compute} --threads {threads} 2> {log}"
+
+
 rule build_extended_report:
     input:
         results=RESULTS,
-        travel=expand("data/extended/{model}/{name}.parquet", model=MODELS, name=["travel", "formats"]),
+        travel=expand("data/extended/{model}/{name}.parquet", model=MODELS, name=["travel", "formats", "methods"]),
         vectors=expand("data/extended/{model}/{name}.parquet", model=MODELS, name=["function_vectors", "heads"]),
         code=code("extended-report"),
     output:

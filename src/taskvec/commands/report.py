@@ -59,7 +59,7 @@ def add(sub) -> None:
 
 
 def cmd_report(args) -> None:
-    from taskvec.report import build_report
+    from taskvec.report.main import build_report
 
     index = build_report(args.results, args.out, args.analyses, args.benchmarks_dir, args.prompts, args.benchmark_steps)
     print(f"Report: {index.resolve()}")

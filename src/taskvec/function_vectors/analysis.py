@@ -35,6 +35,7 @@ import torch
 from taskvec import store
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.controls import random_vectors_like, shuffle_labels
 from taskvec.errors import ConfigError
 from taskvec.evaluate import choose_layer, read_layer_choice, token_decoder
 from taskvec.extract import read_activations
@@ -47,7 +48,6 @@ from taskvec.function_vectors.vectors import (
     function_vector,
     head_effects,
     plain_and_added_next_tokens,
-    shuffle_labels,
     top_heads,
 )
 from taskvec.hooks.intervention import Intervention
@@ -102,14 +102,6 @@ def distribution_gap(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarr
     p = np.exp(reference.astype(np.float64))
     kl = (p * (reference.astype(np.float64) - other.astype(np.float64))).sum(axis=1)
     return np.maximum(kl, 0.0), reference.argmax(axis=1) == other.argmax(axis=1)
-
-
-def random_vectors_like(vectors: np.ndarray, seed: int) -> np.ndarray:
-    """Random directions (Gaussian, seeded), each scaled to the norm of the vector in its row."""
-    rng = np.random.default_rng(seed)
-    directions = rng.standard_normal(vectors.shape)
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    return (directions * np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
 class _Rows:

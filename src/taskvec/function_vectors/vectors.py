@@ -16,25 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from taskvec.controls import shuffle_labels
 from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import next_token_variants, patched_sweep
 from taskvec.function_vectors.heads import attention_heads, head_patch_scan, head_vectors, mean_head_outputs
 from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat
-
-
-def shuffle_labels(prompts: Sequence[Prompt], seed: int) -> list[Prompt]:
-    """Each prompt with its demonstrations' outputs permuted among its inputs (the query and its
-    answers unchanged): the prompt shows the format but not the mapping. Seeded per prompt."""
-    shuffled = []
-    for prompt in prompts:
-        rng = np.random.default_rng([seed, prompt.index])
-        outputs = [y for _, y in prompt.demonstrations]
-        order = rng.permutation(len(outputs))
-        demos = tuple((x, outputs[j]) for (x, _), j in zip(prompt.demonstrations, order))
-        shuffled.append(dataclasses.replace(prompt, demonstrations=demos))
-    return shuffled
 
 
 def answer_token(lm: LoadedModel, text: str, answer: str) -> int:

@@ -27,6 +27,7 @@ from taskvec.errors import ArtifactError, ConfigError
 from taskvec.evaluate import TaskScores, read_results, score
 from taskvec.function_vectors.report import VectorComparison, read_comparison
 from taskvec.loader import match_runs
+from taskvec.method_comparison.report import MethodComparison, read_methods
 from taskvec.prompts import Prompt, RunInfo, read_prompts
 from taskvec.report.formats import Formats, read_formats
 from taskvec.report.travel import Travel, read_travel
@@ -205,6 +206,7 @@ class Analyses:
     vectors: VectorComparison | None = None  # task against function vectors
     travel: Travel | None = None  # demonstrations and demonstration sets
     formats: Formats | None = None  # prompt formats and transfer between them
+    methods: MethodComparison | None = None  # every vector method under one protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +260,7 @@ class StudyResults:
 
 
 # an extended study whose file is read whole by one function of its own: its analysis name -> that reader
-EXTENDED_READERS = {"travel": read_travel, "formats": read_formats}
+EXTENDED_READERS = {"travel": read_travel, "formats": read_formats, "methods": read_methods}
 
 
 def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
@@ -284,7 +286,7 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
         else:
             raise ArtifactError(
                 f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors, heads, "
-                "travel or formats)"
+                "travel, formats or methods)"
             )
     for model, parts in vectors.items():
         if set(parts) != {"function_vectors", "heads"}:

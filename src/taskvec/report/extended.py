@@ -16,6 +16,7 @@ from taskvec import store
 from taskvec.errors import ConfigError
 from taskvec.function_vectors import report as vectors
 from taskvec.function_vectors import section as vectors_section
+from taskvec.method_comparison import report as compared
 from taskvec.report import formats, formats_section, formats_text, travel
 from taskvec.report.collect import StudyResults, collect
 from taskvec.report.page import page
@@ -56,6 +57,10 @@ def extended_metrics(study: StudyResults) -> dict:
             for task, values in formats.task_metrics(analyses.formats).items():
                 entry["tasks"].setdefault(task, {}).update(values)
             entry["formats"] = formats.model_metrics(analyses.formats, _kept(study, model, "formats"))
+        if analyses.methods is not None:
+            for task, values in compared.task_metrics(analyses.methods).items():
+                entry["tasks"].setdefault(task, {}).update(values)
+            entry["methods"] = compared.model_metrics(analyses.methods, _kept(study, model, "methods"))
         if entry["tasks"]:
             out["models"][model] = entry
     return out
@@ -111,6 +116,35 @@ def _formats_parts(study: StudyResults, out: Path, models: list[str]) -> tuple[l
         transfer += formats_section.transfer_rows(result, kept)
         parts.append((result, kept, formats_text.summary_sentences(result, kept), figure))
     return parts, rows, transfer
+
+
+PROTOCOL = (
+    "One protocol for every method, on the first sampling of each task: the study's test prompts and scoring (the "
+    "paper's first-token rule, and the strict metric on the greedy answer). Two regimes, never ranked together: "
+    "per prompt (ICL and the task vector of the test prompt's own demonstrations, from the study's results) and "
+    "task level (one vector per task, from one fixed pool of demonstration sets drawn from the task's pairs that "
+    "are no dev or test query; the same pool for every task-level method). Every choice (block, strength) is made "
+    "on the bare dev queries; the table gives how many configurations each method tried, the labelled examples it "
+    "used (pool and dev queries) and the parameters trained (none). Gap closed: (method - bare) / (ICL - bare) over "
+    "the tasks where ICL works and a pool exists, with a two-level bootstrap interval. Costs are token positions "
+    "run through the model, in units of one k-shot ICL forward: per query (the first answer token) and one-off "
+    "(the vector and the dev choice); seconds are in the step's log."
+)
+
+
+def _methods_parts(study: StudyResults, out: Path, models: list[str], metrics: dict) -> tuple[list, list[dict]]:
+    parts, rows = [], []
+    for model in models:
+        comparison = study.analysis(model).methods
+        model_metrics = metrics["models"][model]["methods"]
+        figures = {
+            "methods_cost": compared.cost_figure(comparison, model_metrics),
+            "methods_tasks": compared.heatmap_figure(comparison),
+        }
+        _write_figures({name: files for name, files in figures.items() if files is not None}, out, model)
+        rows += compared.table_rows(comparison, model_metrics)
+        parts.append((comparison, model_metrics, compared.summary_sentences(comparison, model_metrics), figures))
+    return parts, rows
 
 
 def headline_panels(metrics: dict) -> list[tuple[str, dict[str, list[tuple[str, float, list]]]]]:
@@ -216,7 +250,8 @@ def build_extended_report(
     with_vectors = [m for m in study.models if study.analysis(m).vectors is not None]
     with_travel = [m for m in study.models if study.analysis(m).travel is not None]
     with_formats = [m for m in study.models if study.analysis(m).formats is not None]
-    if not with_vectors and not with_travel and not with_formats:
+    with_methods = [m for m in study.models if study.analysis(m).methods is not None]
+    if not with_vectors and not with_travel and not with_formats and not with_methods:
         raise ConfigError(
             "no extended analysis among the files given (`taskvec function-vectors`, `taskvec travel` and "
             "`taskvec formats` write them)"
@@ -250,6 +285,10 @@ def build_extended_report(
         if not with_travel:
             sections.append("<h2 id='travel'>How far the task vector travels</h2>")
         sections.append(formats_section.section_html(parts))
+    if with_methods:
+        parts, rows = _methods_parts(study, out, with_methods, metrics)
+        write_table(rows, out / "tables", "methods")
+        sections.append(compared.section_html(parts, PROTOCOL))
     links = [
         (anchor, name)
         for anchor, name, shown in (
@@ -257,6 +296,7 @@ def build_extended_report(
             ("function-vectors", "Function vectors", with_vectors),
             ("travel", "Travel", with_travel or with_formats),
             ("formats", "Prompt formats", with_formats),
+            ("methods", "Methods compared", with_methods),
         )
         if shown
     ]

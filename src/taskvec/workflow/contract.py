@@ -60,9 +60,17 @@ FIGURE_CATEGORIES = {
 FIGURE_FORMATS = ("png", "svg")
 TABLE_FORMATS = ("csv", "md")
 
-EXTENDED_DATA = ("travel", "formats", "function_vectors", "heads")  # data/extended/<model>/<name>.parquet
-EXTENDED_TABLES = ("function_vectors", "travel", "formats", "formats_transfer")
-EXTENDED_FIGURES = ("heads_aie", "heads_n", "travel_k", "travel_contexts", "formats_transfer")
+EXTENDED_DATA = ("travel", "formats", "function_vectors", "heads", "methods")  # data/extended/<model>/<name>.parquet
+EXTENDED_TABLES = ("function_vectors", "travel", "formats", "formats_transfer", "methods")
+EXTENDED_FIGURES = (
+    "heads_aie",
+    "heads_n",
+    "travel_k",
+    "travel_contexts",
+    "formats_transfer",
+    "methods_cost",
+    "methods_tasks",
+)
 
 # build-task's own options for the rendering and scoring rules (params.yaml's names)
 _SIZE_FLAGS = (("k", "k"), ("n-baseline", "baseline"), ("n-dev", "dev"), ("n-test", "test"), ("n-dummies", "dummies"))
@@ -142,6 +150,10 @@ def function_vector_args(config: Mapping) -> list[str]:
     settings = config["function_vectors"]
     args = ["--head-prompts", str(settings["head_prompts"])]
     return args + (["--n-heads", str(settings["n_heads"])] if settings["n_heads"] else [])
+
+
+def methods_args(config: Mapping) -> list[str]:
+    return ["--pool", str(config["methods"]["pool"])]
 
 
 def travel_args(config: Mapping) -> list[str]:

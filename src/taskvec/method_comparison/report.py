@@ -1,0 +1,366 @@
+"""The methods compared: numbers, table rows, sentences, figures and the report section, from one
+model's ``compare-methods`` file (:mod:`taskvec.method_comparison.run`).
+
+Methods that see different information are never ranked together: the *per-prompt* regime (ICL and
+the task vector from the test prompt's own demonstrations) and the *task-level* regime (one vector
+per task from the task's pool) each get their own paired comparison. Every mean is over the tasks
+where ICL works (the study's filter) that have a pool, so that both regimes are read on the same tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+
+from taskvec.analysis.stats import contrast_interval, holm, interval, mcnemar_exact, task_bootstrap, wilson_interval
+from taskvec.report.numbers import rounded, signed, spoken_list
+from taskvec.report.page import escape, image, interval_text, table_row
+
+PER_PROMPT = ("icl", "tv_per_prompt")
+CONTROLS = ("random", "other_task", "shuffled_labels")
+LABELS = {
+    "bare": "bare query",
+    "icl": "ICL",
+    "tv_per_prompt": "task vector, per prompt",
+    "task_vector": "task vector, task level",
+    "mean_difference": "mean difference",
+    "in_context_vector": "in-context vector",
+}
+CONTROL_LABELS = {"random": "random, same norm", "other_task": "another task's", "shuffled_labels": "shuffled labels"}
+
+
+def label(method: str) -> str:
+    return LABELS.get(method, method.replace("_", " "))
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodComparison:
+    """One model's comparison: per (task, method, control) each test prompt's first-token and strict
+    correctness, in prompt order; and the file's metadata (pools, dev choices, counted costs)."""
+
+    model: str
+    correct: dict[tuple[str, str, str], np.ndarray]
+    strict: dict[tuple[str, str], np.ndarray]
+    metadata: dict
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted(self.metadata["tasks"])
+
+    @property
+    def task_level(self) -> list[str]:
+        return list(self.metadata["methods"])
+
+    @property
+    def pooled(self) -> list[str]:
+        return [t for t in self.tasks if self.metadata["tasks"][t]["pool_sets"]]
+
+    def accuracy(self, task: str, method: str, control: str = "") -> float | None:
+        values = self.correct.get((task, method, control))
+        return None if values is None else float(values.mean())
+
+
+def read_methods(table: pa.Table, metadata: dict) -> MethodComparison:
+    data = table.to_pydict()
+    grouped: dict[tuple[str, str, str], list[tuple[int, bool, bool | None]]] = {}
+    for task, index, method, control, correct, strict in zip(
+        data["task"], data["index"], data["method"], data["control"], data["correct"], data["strict_correct"]
+    ):
+        grouped.setdefault((task, method, control), []).append((index, correct, strict))
+    correct, strict = {}, {}
+    for key, rows in grouped.items():
+        rows.sort()
+        correct[key] = np.array([c for _, c, _ in rows], dtype=bool)
+        if key[2] == "" and all(s is not None for _, _, s in rows):
+            strict[key[:2]] = np.array([s for _, _, s in rows], dtype=bool)
+    return MethodComparison(metadata["model_name"], correct, strict, metadata)
+
+
+def compared_tasks(comparison: MethodComparison, icl_works: list[str]) -> list[str]:
+    """The tasks every mean is over: ICL works there, and the task has a pool."""
+    return [t for t in icl_works if t in comparison.pooled]
+
+
+def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
+    """Per method, means over ``tasks``: per-query and one-off cost in units of one k-shot ICL forward
+    (token positions through the model), labelled examples, configurations tried."""
+    meta = comparison.metadata["tasks"]
+    out: dict[str, dict] = {}
+
+    def unit(task: str) -> float:
+        return meta[task]["icl_positions_per_query"]
+
+    k = comparison.metadata.get("k")
+    out["bare"] = {"per_query": np.mean([meta[t]["bare_positions_per_query"] / unit(t) for t in tasks])}
+    out["icl"] = {"per_query": 1.0, "one_off": 0.0, "labelled": k, "configurations": 0}
+    out["tv_per_prompt"] = {
+        "per_query": np.mean([meta[t]["tv_per_prompt_positions_per_query"] / unit(t) for t in tasks]),
+        "one_off": 0.0,
+        "labelled": k,
+        "configurations": comparison.metadata.get("n_layers"),
+    }
+    for method in comparison.task_level:
+        records = [meta[t]["methods"][method] for t in tasks]
+        out[method] = {
+            "per_query": np.mean([r["positions_per_query"] / unit(t) for r, t in zip(records, tasks)]),
+            "one_off": np.mean(
+                [(r["extract_positions"] + r["choice_positions"]) / unit(t) for r, t in zip(records, tasks)]
+            ),
+            "labelled": np.mean([meta[t]["labelled_examples"] + meta[t]["dev_queries"] for t in tasks]),
+            "configurations": int(np.mean([r["configurations"] for r in records])),
+        }
+    return out
+
+
+def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
+    """Per method, over the compared tasks: mean accuracy and strict accuracy, the share of the gap
+    from the bare query to ICL it closes (two-level bootstrap intervals), the costs and the controls;
+    the paired differences of each regime (bootstrap, Bonferroni over the regime's contrasts; McNemar
+    per task, Holm over every task and contrast)."""
+    tasks = compared_tasks(comparison, icl_works)
+    out: dict = {"tasks": tasks, "no_pool": [t for t in comparison.tasks if t not in comparison.pooled]}
+    if not tasks:
+        return out
+    names = ["bare", *PER_PROMPT, *comparison.task_level]
+    groups = [[{m: comparison.correct[t, m, ""] for m in names}] for t in tasks]
+    draws = task_bootstrap(groups)
+    gap = (draws["icl"] - draws["bare"]).copy()
+    gap[gap == 0] = np.nan
+    costs = _costs(comparison, tasks)
+    per_method = {}
+    for method in names:
+        mean = float(np.mean([comparison.accuracy(t, method) for t in tasks]))
+        strict = [comparison.strict[t, method].mean() for t in tasks if (t, method) in comparison.strict]
+        closed = (draws[method] - draws["bare"]) / gap
+        icl, bare = (float(np.mean([comparison.accuracy(t, m) for t in tasks])) for m in ("icl", "bare"))
+        entry = {
+            "accuracy": rounded(mean),
+            "accuracy_ci": [rounded(v) for v in interval(draws[method])],
+            "strict": rounded(float(np.mean(strict))) if len(strict) == len(tasks) else None,
+            "gap_closed": rounded((mean - bare) / (icl - bare)) if icl != bare else None,
+            "gap_closed_ci": (
+                [rounded(v) for v in interval(closed[np.isfinite(closed)])]
+                if np.isfinite(closed).any()
+                else [None, None]
+            ),
+            "per_query_cost": rounded(costs[method]["per_query"]),
+        }
+        if method != "bare":
+            entry.update(
+                one_off_cost=rounded(costs[method]["one_off"]),
+                labelled_examples=rounded(costs[method]["labelled"]),
+                configurations=costs[method]["configurations"],
+                trainable_parameters=0,
+            )
+        if method in comparison.task_level:
+            entry["controls"] = {
+                c: rounded(float(np.mean([comparison.accuracy(t, method, c) for t in tasks])))
+                for c in CONTROLS
+                if all((t, method, c) in comparison.correct for t in tasks)
+            }
+            entry["choices"] = {
+                t: {
+                    key: comparison.metadata["tasks"][t]["methods"][method][key]
+                    for key in ("layer", "strength", "dev_accuracy")
+                }
+                for t in tasks
+            }
+        per_method[method] = entry
+    out["methods"] = per_method
+    contrasts = [("tv_per_prompt", "icl")] + [(m, "task_vector") for m in comparison.task_level if m != "task_vector"]
+    tests = [
+        (a, b, t, mcnemar_exact(comparison.correct[t, a, ""], comparison.correct[t, b, ""]))
+        for a, b in contrasts
+        for t in tasks
+    ]
+    adjusted = holm([test.p_value for *_, test in tests])
+    paired = {}
+    for a, b in contrasts:
+        family = 1 if b == "icl" else max(1, len(contrasts) - 1)
+        difference = draws[a] - draws[b]
+        mine = [(t, test, p) for (x, y, t, test), p in zip(tests, adjusted) if (x, y) == (a, b)]
+        paired[f"{a}-{b}"] = {
+            "difference": rounded(
+                float(np.mean([comparison.accuracy(t, a) - comparison.accuracy(t, b) for t in tasks]))
+            ),
+            "ci": [rounded(v) for v in contrast_interval(difference, family)],
+            "better_on": sorted(t for t, test, p in mine if p < 0.05 and test.only_first > test.only_second),
+            "worse_on": sorted(t for t, test, p in mine if p < 0.05 and test.only_first < test.only_second),
+        }
+    out["paired"] = paired
+    return out
+
+
+def task_metrics(comparison: MethodComparison) -> dict[str, dict]:
+    """Per task, each method's (and control's) accuracy on its test prompts with its Wilson interval."""
+    out: dict[str, dict] = {}
+    for (task, method, control), values in sorted(comparison.correct.items()):
+        name = method if not control else f"{method}/{control}"
+        accuracy = float(values.mean())
+        out.setdefault(task, {}).setdefault("methods", {})[name] = {
+            "accuracy": rounded(accuracy),
+            "ci": [rounded(v) for v in wilson_interval(accuracy, len(values))],
+        }
+    return out
+
+
+def table_rows(comparison: MethodComparison, metrics: dict) -> list[dict]:
+    rows = []
+    for method, entry in metrics.get("methods", {}).items():
+        regime = "reference" if method == "bare" else ("per prompt" if method in PER_PROMPT else "task level")
+        rows.append(
+            {
+                "model": comparison.model,
+                "regime": regime,
+                "method": method,
+                "gap_closed": entry["gap_closed"],
+                "gap_closed_low": entry["gap_closed_ci"][0],
+                "gap_closed_high": entry["gap_closed_ci"][1],
+                "accuracy": entry["accuracy"],
+                "strict": entry["strict"],
+                "per_query_cost": entry["per_query_cost"],
+                "one_off_cost": entry.get("one_off_cost"),
+                "labelled_examples": entry.get("labelled_examples"),
+                "configurations": entry.get("configurations"),
+                "trainable_parameters": entry.get("trainable_parameters"),
+            }
+        )
+    return rows
+
+
+def cost_figure(comparison: MethodComparison, metrics: dict) -> dict[str, bytes] | None:
+    """Mean accuracy against per-query cost (log scale), each regime's Pareto front drawn."""
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.plotting import STYLE, save_figure
+
+    entries = metrics.get("methods")
+    if not entries:
+        return None
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        for method, entry in entries.items():
+            x, y = entry["per_query_cost"], entry["accuracy"]
+            low, high = entry["accuracy_ci"]
+            marker = "s" if method in PER_PROMPT else ("x" if method == "bare" else "o")
+            ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt=marker, capsize=2, label=label(method))
+        points = sorted((e["per_query_cost"], e["accuracy"]) for e in entries.values())
+        front, best = [], -1.0
+        for x, y in points:
+            if y > best:
+                front.append((x, y))
+                best = y
+        ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", linewidth=0.8, zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("per-query cost, in k-shot ICL forwards (token positions)")
+        ax.set_ylabel("mean test accuracy")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{comparison.model}: accuracy against cost", fontsize=9)
+        ax.legend(fontsize=6.5, loc="lower right")
+        fig.tight_layout()
+        return save_figure(fig)
+
+
+def heatmap_figure(comparison: MethodComparison) -> dict[str, bytes]:
+    """Method x task test accuracy, every task (a task without a pool has no task-level cell)."""
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.plotting import STYLE, save_figure
+
+    names = ["bare", *PER_PROMPT, *comparison.task_level]
+    grid = np.array(
+        [[np.nan if (a := comparison.accuracy(t, m)) is None else a for t in comparison.tasks] for m in names]
+    )
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, ax = plt.subplots(figsize=(0.42 * len(comparison.tasks) + 2.4, 0.36 * len(names) + 1.6))
+        shown = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(comparison.tasks)), comparison.tasks, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), [label(m) for m in names], fontsize=7)
+        fig.colorbar(shown, ax=ax, label="test accuracy")
+        ax.set_title(f"{comparison.model}: each method on each task", fontsize=9)
+        fig.tight_layout()
+        return save_figure(fig)
+
+
+def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
+    """What the numbers say, computed from them."""
+    tasks, entries = metrics.get("tasks", []), metrics.get("methods", {})
+    if not entries:
+        return [f"No task has both ICL working and a pool on {comparison.model}: nothing is compared."]
+    out = [f"Over the {len(tasks)} tasks where ICL works and a pool exists ({spoken_list(tasks)})."]
+    levels = [m for m in comparison.task_level if entries[m]["gap_closed"] is not None]
+    if levels:
+        best = max(levels, key=lambda m: entries[m]["gap_closed"])
+        low, high = entries[best]["gap_closed_ci"]
+        out.append(
+            f"Among the task-level methods, the {label(best)} closes the most of the gap from the bare query to ICL: "
+            f"{entries[best]['gap_closed']:.2f} [{low:.2f}, {high:.2f}]."
+        )
+    for key, entry in metrics.get("paired", {}).items():
+        a, b = key.split("-")
+        low, high = entry["ci"]
+        verdict = "a difference" if low > 0 or high < 0 else "no difference the interval can tell"
+        out.append(
+            f"{label(a).capitalize()} minus {label(b)}, paired on the same prompts: {signed(entry['difference'])} "
+            f"[{signed(low)}, {signed(high)}], {verdict}; McNemar with Holm: better on "
+            f"{len(entry['better_on'])} tasks, worse on {len(entry['worse_on'])}."
+        )
+    for method in comparison.task_level:
+        controls = entries[method].get("controls", {})
+        if controls:
+            top = max(controls.values())
+            out.append(
+                f"The {label(method)}'s controls reach at most {top:.2f} (its own: {entries[method]['accuracy']:.2f})."
+            )
+    if metrics.get("no_pool"):
+        out.append(
+            f"No pool on {spoken_list(metrics['no_pool'])}: every pair there is a dev or test query, so no "
+            "task-level vector could be made without showing the model a test query."
+        )
+    return out
+
+
+def _gap_text(row: dict) -> str:
+    if row["gap_closed"] is None:
+        return ""
+    if row["gap_closed_low"] is None:
+        return f"{row['gap_closed']:.2f}"
+    return f"{row['gap_closed']:.2f} " + interval_text((row["gap_closed_low"], row["gap_closed_high"]))
+
+
+def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], protocol: str) -> str:
+    html = ["<h2 id='methods'>Methods compared</h2>", f"<p class='note'>{protocol}</p>"]
+    for comparison, metrics, sentences, figures in parts:
+        html.append(f"<h3>{escape(comparison.model)}</h3>")
+        html.append("<p>" + " ".join(escape(s) for s in sentences) + "</p>")
+        if metrics.get("methods"):
+            head = (
+                "<tr><th>regime</th><th>method</th><th>gap closed [95%]</th><th>accuracy</th><th>strict</th>"
+                "<th>per query</th><th>one-off</th><th>labelled</th><th>configurations</th><th>trained</th></tr>"
+            )
+            rows = []
+            for row in table_rows(comparison, metrics):
+
+                def text(value, digits=2):
+                    return "" if value is None else f"{value:.{digits}f}"
+
+                cells = [
+                    (escape(row["regime"]), ""),
+                    (escape(label(row["method"])), ""),
+                    (_gap_text(row), "num"),
+                    (text(row["accuracy"]), "num"),
+                    (text(row["strict"]), "num"),
+                    (text(row["per_query_cost"]), "num"),
+                    (text(row["one_off_cost"], 0), "num"),
+                    (text(row["labelled_examples"], 0), "num"),
+                    ("" if row["configurations"] is None else str(row["configurations"]), "num"),
+                    ("" if row["trainable_parameters"] is None else str(row["trainable_parameters"]), "num"),
+                ]
+                rows.append(table_row(cells))
+            html.append(f"<table>{head}{''.join(rows)}</table>")
+        for name, figure in figures.items():
+            if figure is not None:
+                html.append(f"<figure>{image(figure, name)}</figure>")
+    return "".join(html)

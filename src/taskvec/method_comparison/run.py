@@ -1,0 +1,335 @@
+"""The methods compared on one model's first sampling of every task, under one protocol.
+
+Per task, on the study's own test prompts and scoring:
+
+- **Per prompt** (the test prompt's own demonstrations): ICL and the task vector of Hendel et al.
+  (theta from the prompt's demonstrations and dummy queries, at the layer the study chose on dev),
+  read from the study's results file.
+- **Task level** (one vector per task, the same for every query): each method of
+  :mod:`taskvec.methods` made from one fixed *pool*: ``pool`` demonstration sets (``k``
+  demonstrations and ``dummies`` dummy queries each, the study's sizes) drawn from the task's pairs
+  that are neither a test query nor a dev query. Its configuration (block and strength, or strength
+  alone for a method at every block) is chosen on the bare dev queries (:func:`taskvec.methods.choose`),
+  and it is judged on the bare test queries at that configuration: the first token by the paper's
+  rule, and the strict metric on the greedy answer. Where the task has too few such pairs for one
+  set (its test queries cover its pairs: the letter tasks) the task has no pool, and no task-level row.
+- **Controls** of every task-level method, at its dev configuration: a random vector of the
+  method's norm at every block, another task's vector of the same method, and the vector made from
+  the same pool with each set's labels shuffled.
+- **The bare test query**, the reference every gap is measured from.
+- **Costs, counted**: the token positions each method runs through the model, for its one-off
+  work (the vector, then the dev choice) and per test query (the first answer token), beside one ICL
+  forward per query and the per-prompt task vector per query (theta from the prompt's dummy queries,
+  then the patched bare query), measured on the first test prompts; the ratio to one k-shot ICL
+  forward is the cost unit. A pass that starts at a later block (the layer sweep's) counts in full.
+  Seconds, which differ run to run, go to the log, not the file (its bytes are the same on a rerun).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from taskvec import methods, store
+from taskvec.compute import DEFAULT_COMPUTE, Compute
+from taskvec.controls import random_vectors_like, shuffle_labels
+from taskvec.errors import ConfigError
+from taskvec.evaluate import score, token_decoder
+from taskvec.extract import task_vectors
+from taskvec.forward.generate import Continuation, greedy_continue
+from taskvec.forward.patched import patched_next_tokens, task_vector_patch
+from taskvec.forward.readout import next_tokens
+from taskvec.loader import task_runs
+from taskvec.prompts import Prompt, apply_rules, demonstration_sets, read_prompts
+from taskvec.scoring import first_token_correct, strict_correct
+from taskvec.tasks.base import read_pairs
+
+log = logging.getLogger(__name__)
+
+CONTROLS = ("random", "other_task", "shuffled_labels")
+PER_PROMPT = ("icl", "tv_per_prompt")
+NO_LAYER = -1
+COST_PROMPTS = 8  # test prompts ICL and the per-prompt task vector are run on again to count their cost
+
+SCHEMA = pa.schema(
+    [
+        ("task", pa.string()),
+        ("index", pa.int32()),  # the test prompt's index
+        ("method", pa.string()),  # bare, icl, tv_per_prompt, or a method of taskvec.methods
+        ("control", pa.string()),  # "" for the method itself, else one of CONTROLS
+        ("layer", pa.int16()),  # the block patched (-1: none, or every block)
+        ("strength", pa.float32()),
+        ("token_id", pa.int64()),
+        ("prediction", pa.string()),
+        ("correct", pa.bool_()),  # the paper's first-token rule
+        ("strict_correct", pa.bool_()),  # the strict metric (null where no answer was generated)
+    ]
+)
+
+
+def task_pool(
+    prompts: Sequence[Prompt], pairs: Sequence[tuple[str, str]], size: int, k: int, dummies: int, seed: str
+) -> tuple[list[Prompt], int]:
+    """The task's pool: ``size`` demonstration sets from the pairs whose input is no dev or test
+    query of ``prompts``, and how many such pairs there are; no sets where there are too few for one."""
+    queries = {p.query for p in prompts if p.split in ("dev", "test")}
+    kept = [pair for pair in dict.fromkeys(pairs) if pair[0] not in queries]
+    if len(kept) < k + dummies:
+        return [], len(kept)
+    return demonstration_sets(kept, k, dummies, size, seed), len(kept)
+
+
+class _Meter:
+    """Counts the token positions that go through the model (every forward pass, padding included)
+    and the seconds, while it is ``on``."""
+
+    def __init__(self, lm) -> None:
+        self.lm, self.positions, self.seconds = lm, 0, 0.0
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[_Meter]:
+        def count(module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            shape = ids.shape if ids is not None else kwargs["inputs_embeds"].shape[:2]
+            self.positions += int(shape[0]) * int(shape[1])
+
+        handle = self.lm.model.register_forward_pre_hook(count, with_kwargs=True)
+        start = time.perf_counter()
+        try:
+            yield self
+        finally:
+            self.seconds += time.perf_counter() - start
+            handle.remove()
+
+
+class _Rows:
+    def __init__(self, lm, task: str, scoring: str) -> None:
+        self.decode, self.task, self.scoring = token_decoder(lm), task, scoring
+        self.columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+
+    def add(self, prompts, method, tokens, layer=NO_LAYER, strength=0.0, control="", strict=None) -> None:
+        strict = strict if strict is not None else [None] * len(prompts)
+        for prompt, token, exact in zip(prompts, tokens, strict, strict=True):
+            prediction = self.decode(int(token))
+            ok = first_token_correct(prediction, prompt.answers, self.scoring)
+            row = (self.task, prompt.index, method, control, layer, strength, int(token), prediction, ok, exact)
+            for name, value in zip(SCHEMA.names, row):
+                self.columns[name].append(value)
+
+    def table(self) -> pa.Table:
+        return pa.table(self.columns, schema=SCHEMA)
+
+
+def _strict(lm, texts, first, prompts, fmt, batch_size, intervention=None) -> list[bool]:
+    ids = greedy_continue(
+        lm,
+        texts,
+        [int(t) for t in first],
+        Continuation(fmt.max_answer_tokens, fmt.separator),
+        batch_size,
+        intervention=intervention,
+        answers=[p.strict_answers for p in prompts],
+    )
+    return [strict_correct(lm.tokenizer.decode(t), p.strict_answers, fmt.separator) for t, p in zip(ids, prompts)]
+
+
+def compare_methods_file(
+    model_dir: str | os.PathLike[str],
+    pairs_files: Sequence[Path],
+    prompts: Sequence[Path],
+    results: Sequence[Path],
+    out: str | os.PathLike[str],
+    compute: Compute = DEFAULT_COMPUTE,
+    pool: int = 10,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+) -> None:
+    """Compare the methods on every task given (files matched by their metadata) and write one row
+    per test prompt, method and control (``out``), the pools, choices and costs in its metadata."""
+    files, model, seeds = task_runs(pairs_files, prompts, results)
+    chosen_methods = [methods.get(name) for name in (names or methods.METHODS)]
+    if len(files) < 2:
+        raise ConfigError(f"the other-task control needs at least two tasks; got {sorted(files) or 'none'}")
+    lm = compute.load(model_dir)
+    batch_size = compute.batch_size
+    tasks = sorted(files)
+    loaded, meta_tasks = {}, {}
+    for task in tasks:
+        task_prompts, info = read_prompts(files[task].prompts)
+        usable, _ = apply_rules(read_pairs(files[task].pairs), lm.tokenizer, info.task.rules)
+        pairs = [(p.input, p.answers[0]) for p in usable]
+        sets, n_kept = task_pool(task_prompts, pairs, pool, info.sizes.k, info.sizes.dummies, f"pool:{seed}:{task}")
+        loaded[task] = (task_prompts, info, sets)
+        meta_tasks[task] = {
+            "pool_pairs": n_kept,
+            "pool_sets": len(sets),
+            "labelled_examples": len({d for s in sets for d in s.demonstrations}),
+            "methods": {},
+        }
+        if not sets:
+            log.warning(
+                "%s %s: %d pairs are no dev or test query, fewer than one set of %d needs: no task-level methods",
+                model,
+                task,
+                n_kept,
+                info.sizes.k + info.sizes.dummies,
+            )
+
+    # every method's vector per task first: the other-task control needs them all
+    vectors: dict[tuple[str, str], np.ndarray] = {}
+    shuffled: dict[tuple[str, str], np.ndarray] = {}
+    seconds: dict[str, dict] = {task: {} for task in tasks}
+    for task in tasks:
+        task_prompts, info, sets = loaded[task]
+        shared_shuffled = {}  # the method's own vector from a fresh dict: its one-off cost counted alone
+        for method in chosen_methods if sets else ():
+            with _Meter(lm).on() as meter:
+                vectors[task, method.name] = method.extract(lm, sets, info.format, batch_size, {})
+            shuffled[task, method.name] = method.extract(
+                lm, shuffle_labels(sets, seed), info.format, batch_size, shared_shuffled
+            )
+            meta_tasks[task]["methods"][method.name] = {"extract_positions": meter.positions}
+            seconds[task][method.name] = {"extract": meter.seconds}
+
+    tables = []
+    with_pool = [t for t in tasks if loaded[t][2]]
+    for number, task in enumerate(tasks):
+        task_prompts, info, sets = loaded[task]
+        fmt = info.format
+        rows = _Rows(lm, task, info.task.rules.scoring)
+        dev = [p for p in task_prompts if p.split == "dev"]
+        test = sorted((p for p in task_prompts if p.split == "test"), key=lambda p: p.index)
+        bare_texts = [fmt.query.format(x=p.query) for p in test]
+        costs = meta_tasks[task]
+
+        with _Meter(lm).on() as meter:
+            bare = next_tokens(lm, bare_texts, batch_size)
+        costs["bare_positions_per_query"] = meter.positions / len(test)
+        costs["dev_queries"] = len(dev)
+        rows.add(test, "bare", bare, strict=_strict(lm, bare_texts, bare, test, fmt, batch_size))
+        _per_prompt(lm, rows, files[task].results, test, fmt, batch_size, costs, seconds[task])
+
+        others = [t for t in with_pool if t != task]
+        other = others[np.random.default_rng([seed, number]).integers(len(others))] if others else None
+        costs["other_task"] = other
+        for method in chosen_methods if sets else ():
+            vector = vectors[task, method.name]
+            with _Meter(lm).on() as meter:
+                choice = methods.choose(
+                    lm,
+                    method,
+                    vector,
+                    [fmt.query.format(x=p.query) for p in dev],
+                    [p.answers for p in dev],
+                    info.task.rules.scoring,
+                    batch_size=batch_size,
+                )
+            record = costs["methods"][method.name]
+            seconds[task][method.name]["choice"] = meter.seconds
+            record.update(
+                choice_positions=meter.positions,
+                layer=choice.layer,
+                strength=choice.strength,
+                dev_accuracy=choice.accuracy,
+                configurations=choice.configurations,
+                grid={str(s): a for s, a in choice.grid.items()},
+            )
+            patch = method.intervention(vector, choice.layer, choice.strength, len(test))
+            with _Meter(lm).on() as meter:
+                tokens = patched_next_tokens(lm, bare_texts, patch, batch_size)
+            record["positions_per_query"] = meter.positions / len(test)
+            seconds[task][method.name]["per_query"] = meter.seconds / len(test)
+            during = method.intervention(vector, choice.layer, choice.strength, len(test), generating=True)
+            strict = _strict(lm, bare_texts, tokens, test, fmt, batch_size, during)
+            rows.add(test, method.name, tokens, choice.layer, choice.strength, strict=strict)
+            controls = {
+                "random": random_vectors_like(vector, seed + number),
+                "other_task": vectors[other, method.name] if other else None,
+                "shuffled_labels": shuffled[task, method.name],
+            }
+            for control, values in controls.items():
+                if values is None:
+                    continue
+                patch = method.intervention(values, choice.layer, choice.strength, len(test))
+                control_tokens = patched_next_tokens(lm, bare_texts, patch, batch_size)
+                rows.add(test, method.name, control_tokens, choice.layer, choice.strength, control=control)
+            log.info(
+                "%s %s %s: %s, strength %g (%d configurations), dev %.2f",
+                model,
+                task,
+                method.name,
+                "every block" if choice.layer < 0 else f"block {choice.layer}",
+                choice.strength,
+                choice.configurations,
+                choice.accuracy,
+            )
+        tables.append(rows.table())
+        log.info("%s %s: seconds %s", model, task, {k: _rounded(v) for k, v in seconds[task].items()})
+
+    metadata = {
+        "analysis": "methods",
+        "model_name": model,
+        "seeds": {task: seeds[task] for task in tasks},
+        "pool": pool,
+        "seed": seed,
+        "k": loaded[tasks[0]][1].sizes.k,
+        "n_layers": int(next(iter(vectors.values())).shape[0]) if vectors else None,
+        "dtype": lm.dtype_name,
+        "methods": {
+            m.name: {
+                "summary": m.summary,
+                "site": m.site,
+                "operation": m.operation,
+                "layers": m.layers,
+                "strengths": list(m.strengths),
+                "trainable_parameters": 0,
+            }
+            for m in chosen_methods
+        },
+        "tasks": meta_tasks,
+    }
+    store.write_parquet(pa.concat_tables(tables), out, metadata)
+
+
+def _rounded(value):
+    return {k: round(v, 4) for k, v in value.items()} if isinstance(value, dict) else round(value, 4)
+
+
+def _per_prompt(
+    lm, rows: _Rows, results_path: Path, test: Sequence[Prompt], fmt, batch_size: int, costs: dict, seconds: dict
+) -> None:
+    """ICL and the per-prompt task vector on the test prompts, as the study's results file holds them
+    (first token and strict metric); and the cost per query of each, counted here on the first
+    :data:`COST_PROMPTS` of the same prompts."""
+    scores = score(store.read_parquet(results_path))
+    table = store.read_parquet(results_path).to_pydict()
+    keyed = {
+        (m, i): (t, lay)
+        for s, m, i, t, lay in zip(table["split"], table["method"], table["index"], table["token_id"], table["layer"])
+        if s == "test" and (m == "icl" or lay == scores.best_layer)
+    }
+    for method, name, correct_strict in (
+        ("icl", "icl", scores.icl_strict_correct),
+        ("tv", "tv_per_prompt", scores.tv_strict_correct),
+    ):
+        tokens = [keyed[method, p.index][0] for p in test]
+        layer = NO_LAYER if method == "icl" else scores.best_layer
+        rows.add(test, name, tokens, layer, strict=list(correct_strict) or None)
+    some = list(test[:COST_PROMPTS])
+    with _Meter(lm).on() as icl:
+        next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in some], batch_size)
+    with _Meter(lm).on() as tv:
+        thetas = task_vectors(lm, some, fmt, batch_size)[:, scores.best_layer]
+        patch = task_vector_patch([scores.best_layer] * len(some), thetas)
+        patched_next_tokens(lm, [fmt.query.format(x=p.query) for p in some], patch, batch_size)
+    costs["icl_positions_per_query"] = icl.positions / len(some)
+    costs["tv_per_prompt_positions_per_query"] = tv.positions / len(some)
+    seconds["icl"] = {"per_query": icl.seconds / len(some)}
+    seconds["tv_per_prompt"] = {"per_query": tv.seconds / len(some)}

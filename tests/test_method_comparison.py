@@ -1,0 +1,146 @@
+"""The methods compared under one protocol (taskvec.method_comparison): the pool never holds a dev or
+test query, and the report's numbers (gap closed, paired differences, per-task intervals, costs) are
+the formulas' on known rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from taskvec.method_comparison.report import (
+    compared_tasks,
+    cost_figure,
+    heatmap_figure,
+    model_metrics,
+    read_methods,
+    section_html,
+    summary_sentences,
+    task_metrics,
+)
+from taskvec.method_comparison.run import SCHEMA, task_pool
+from taskvec.prompts import Prompt
+
+
+def _prompt(split, index, query, demos=(("a", "A"),)):
+    return Prompt(split, index, demos, query, (query.upper(),), ("z",))
+
+
+def test_the_pool_draws_only_pairs_that_are_no_dev_or_test_query():
+    prompts = [_prompt("dev", 0, "b"), _prompt("test", 0, "c"), _prompt("test", 1, "d"), _prompt("baseline", 0, "e")]
+    pairs = [(x, x.upper()) for x in "abcdefghij"]
+    sets, kept = task_pool(prompts, pairs, size=4, k=2, dummies=1, seed="pool:0:t")
+    assert kept == 7 and len(sets) == 4  # a, e..j: the baseline's bare query may be in the pool
+    shown = {x for s in sets for x, _ in s.demonstrations} | {d for s in sets for d in s.dummies}
+    assert shown and not shown & {"b", "c", "d"}
+    for s in sets:
+        assert len(s.demonstrations) == 2 and len(s.dummies) == 1 and all(y == x.upper() for x, y in s.demonstrations)
+    again, _ = task_pool(prompts, pairs, size=4, k=2, dummies=1, seed="pool:0:t")
+    assert again == sets  # the same seed, the same pool
+    none, kept = task_pool(prompts, pairs[:5], size=4, k=2, dummies=1, seed="pool:0:t")
+    assert (none, kept) == ([], 2)  # a and e: fewer than one set of 3 needs
+
+
+TASK_LEVEL = ("task_vector", "mean_difference")
+
+
+def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_pool=()):
+    columns = {name: [] for name in SCHEMA.names}
+    for (task, method, control), values in correct.items():
+        for index, ok in enumerate(values):
+            row = (task, index, method, control, -1, 0.0, 0, "x", ok, ok if not control else None)
+            for name, value in zip(SCHEMA.names, row):
+                columns[name].append(value)
+    tasks = sorted({t for t, _, _ in correct})
+    method_record = {
+        "extract_positions": 200,
+        "choice_positions": 1000,
+        "positions_per_query": 5,
+        "configurations": 12,
+        "layer": 3,
+        "strength": 1.0,
+        "dev_accuracy": 0.5,
+    }
+    metadata = {
+        "model_name": "m",
+        "k": 5,
+        "n_layers": 4,
+        "methods": {m: {} for m in TASK_LEVEL},
+        "tasks": {
+            t: {
+                "pool_sets": 0 if t in tasks_without_pool else 10,
+                "labelled_examples": 30,
+                "dev_queries": 20,
+                "icl_positions_per_query": 50,
+                "bare_positions_per_query": 5,
+                "tv_per_prompt_positions_per_query": 105,
+                "methods": {} if t in tasks_without_pool else {m: dict(method_record) for m in TASK_LEVEL},
+            }
+            for t in tasks
+        },
+    }
+    return read_methods(pa.table(columns, schema=SCHEMA), metadata)
+
+
+def _rows(n_right: int, n: int = 10) -> list[bool]:
+    return [True] * n_right + [False] * (n - n_right)
+
+
+def test_gap_closed_paired_differences_costs_and_intervals_follow_their_formulas():
+    correct = {}
+    for task, (bare, icl, tvp, tv, md) in {"t1": (0, 10, 8, 6, 4), "t2": (2, 8, 6, 5, 5)}.items():
+        for method, right in (("bare", bare), ("icl", icl), ("tv_per_prompt", tvp), ("task_vector", tv)):
+            correct[task, method, ""] = _rows(right)
+        correct[task, "mean_difference", ""] = _rows(md)
+        for method in TASK_LEVEL:
+            for control in ("random", "other_task", "shuffled_labels"):
+                correct[task, method, control] = _rows(1)
+    correct["t3", "bare", ""] = _rows(0)  # a task without a pool: per-prompt rows only
+    correct["t3", "icl", ""] = _rows(9)
+    correct["t3", "tv_per_prompt", ""] = _rows(9)
+    comparison = _comparison(correct, tasks_without_pool=("t3",))
+    assert comparison.pooled == ["t1", "t2"] and compared_tasks(comparison, ["t1", "t2", "t3"]) == ["t1", "t2"]
+    metrics = model_metrics(comparison, ["t1", "t2", "t3"])
+    assert metrics["tasks"] == ["t1", "t2"] and metrics["no_pool"] == ["t3"]
+    methods = metrics["methods"]
+    # means over t1 and t2: bare 0.1, ICL 0.9, task vector 0.55 -> (0.55 - 0.1) / (0.9 - 0.1)
+    assert methods["task_vector"]["accuracy"] == pytest.approx(0.55)
+    assert methods["task_vector"]["gap_closed"] == pytest.approx(0.45 / 0.8, abs=1e-4)
+    assert methods["icl"]["gap_closed"] == 1.0 and methods["bare"]["gap_closed"] == 0.0
+    low, high = methods["task_vector"]["gap_closed_ci"]
+    assert low < 0.45 / 0.8 < high
+    assert methods["task_vector"]["strict"] == pytest.approx(0.55)
+    assert methods["task_vector"]["controls"] == {"random": 0.1, "other_task": 0.1, "shuffled_labels": 0.1}
+    # costs in k-shot ICL forwards: per query 5 / 50; one-off (200 + 1000) / 50; the per-prompt TV 105 / 50
+    assert methods["task_vector"]["per_query_cost"] == pytest.approx(0.1)
+    assert methods["task_vector"]["one_off_cost"] == pytest.approx(24.0)
+    assert methods["tv_per_prompt"]["per_query_cost"] == pytest.approx(2.1)
+    assert methods["icl"]["per_query_cost"] == 1.0 and methods["task_vector"]["labelled_examples"] == 50
+    paired = metrics["paired"]
+    assert set(paired) == {"tv_per_prompt-icl", "mean_difference-task_vector"}  # never across regimes
+    assert paired["mean_difference-task_vector"]["difference"] == pytest.approx(-0.1, abs=0.02)
+    assert paired["tv_per_prompt-icl"]["difference"] == pytest.approx(-0.2, abs=0.02)
+    per_task = task_metrics(comparison)
+    assert per_task["t1"]["methods"]["task_vector"]["accuracy"] == 0.6
+    assert per_task["t1"]["methods"]["task_vector/random"]["accuracy"] == 0.1
+    low, high = per_task["t1"]["methods"]["task_vector"]["ci"]
+    assert low < 0.6 < high
+    sentences = " ".join(summary_sentences(comparison, metrics))
+    assert "task vector, task level closes the most of the gap" in sentences and "No pool on t3" in sentences
+    html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "the protocol")
+    gap = methods["task_vector"]["gap_closed"]
+    assert "the protocol" in html and f"<td class='num'>{gap:.2f} [" in html and "task vector, task level" in html
+    assert cost_figure(comparison, metrics) == cost_figure(comparison, metrics)  # the same bytes
+    assert heatmap_figure(comparison)["png"][:4] == b"\x89PNG"
+
+
+def test_no_task_where_icl_works_compares_nothing_and_says_so():
+    correct = {("t1", m, ""): _rows(1) for m in ("bare", "icl", "tv_per_prompt", *TASK_LEVEL)}
+    comparison = _comparison(correct)
+    metrics = model_metrics(comparison, [])
+    assert "methods" not in metrics and metrics["tasks"] == []
+    assert summary_sentences(comparison, metrics) == [
+        "No task has both ICL working and a pool on m: nothing is compared."
+    ]
+    assert cost_figure(comparison, metrics) is None
+    np.testing.assert_array_equal(comparison.correct["t1", "icl", ""], _rows(1))
