@@ -269,7 +269,7 @@ def test_the_commands_make_and_apply_a_mean_difference_vector_as_they_do_theta(s
     [expected] = api.apply(api.load(smollm2_dir), vector, ["young"])
     assert row[1:3] == [expected.bare_first, expected.patched_first]
     for extra, status, message in (
-        (["--strength", "2"], 1, "only an additive method takes a strength"),
+        (["--strength", "2"], 1, "only a method that adds or turns takes a strength"),
         (["--method", "icv"], 2, "invalid choice: 'icv'"),
     ):
         bad = run_cli("vector", *args[:-3], "--out", str(tmp_path / "bad.safetensors"), *extra, check=False)
