@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from taskvec.method_comparison.report import (
     compared_tasks,
@@ -144,3 +145,24 @@ def test_no_task_where_icl_works_compares_nothing_and_says_so():
     ]
     assert cost_figure(comparison, metrics) is None
     np.testing.assert_array_equal(comparison.correct["t1", "icl", ""], _rows(1))
+
+
+def test_the_meter_counts_block_positions_in_full_forward_units():
+    """One forward of a batch counts its padded positions; a pass over the last block alone counts
+    1 / n_layers of that."""
+    from conftest import tiny_model
+    from taskvec.architectures import describe
+    from taskvec.forward.batching import encode
+    from taskvec.forward.readout import next_tokens
+    from taskvec.method_comparison.run import Meter
+
+    lm = tiny_model("llama")
+    texts = ["example:a->", "example:bcd->"]
+    with Meter(lm).on() as meter:
+        next_tokens(lm, texts, batch_size=8)
+    assert meter.positions == encode(lm, texts).input_ids.numel()
+    arch = describe(lm.model)
+    hidden = torch.zeros(3, 5, lm.model.config.hidden_size)
+    with Meter(lm).on() as meter, torch.inference_mode():
+        arch.layers[-1](hidden, position_embeddings=lm.model.model.rotary_emb(hidden, torch.arange(5)[None]))
+    assert meter.positions == 15 / arch.n_layers

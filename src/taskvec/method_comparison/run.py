@@ -17,11 +17,12 @@ Per task, on the study's own test prompts and scoring:
   method's norm at every block, another task's vector of the same method, and the vector made from
   the same pool with each set's labels shuffled.
 - **The bare test query**, the reference every gap is measured from.
-- **Costs, counted**: the token positions each method runs through the model, for its one-off
-  work (the vector, then the dev choice) and per test query (the first answer token), beside one ICL
-  forward per query and the per-prompt task vector per query (theta from the prompt's dummy queries,
-  then the patched bare query), measured on the first test prompts; the ratio to one k-shot ICL
-  forward is the cost unit. A pass that starts at a later block (the layer sweep's) counts in full.
+- **Costs, counted** (:class:`Meter`): the token positions each method runs through the model's
+  blocks, for its one-off work (the vector, then the dev choice) and per test query (the first
+  answer token), beside one ICL forward per query and the per-prompt task vector per query (theta
+  from the prompt's dummy queries, then the patched bare query), measured on the first test prompts;
+  the ratio to one k-shot ICL forward is the cost unit. A pass that starts at a later block (the
+  layer sweep's) counts the blocks it runs, a pass over a cached prefix its new positions.
   Seconds, which differ run to run, go to the log, not the file (its bytes are the same on a rerun).
 """
 
@@ -86,27 +87,36 @@ def task_pool(
     return demonstration_sets(kept, k, dummies, size, seed), len(kept)
 
 
-class _Meter:
-    """Counts the token positions that go through the model (every forward pass, padding included)
-    and the seconds, while it is ``on``."""
+class Meter:
+    """Counts the work that goes through the model's blocks while it is ``on``, in full-forward
+    positions: every block's input positions (padding included), summed and divided by the number of
+    blocks, so that a pass that starts at a later block (the layer sweep's) counts only the blocks it
+    runs, and a pass over a cached prefix only its new positions. Also the seconds."""
 
     def __init__(self, lm) -> None:
-        self.lm, self.positions, self.seconds = lm, 0, 0.0
+        from taskvec.architectures import describe
+
+        self.layers = describe(lm.model).layers
+        self.block_positions, self.seconds = 0, 0.0
+
+    @property
+    def positions(self) -> float:
+        return self.block_positions / len(self.layers)
 
     @contextlib.contextmanager
-    def on(self) -> Iterator[_Meter]:
+    def on(self) -> Iterator[Meter]:
         def count(module, args, kwargs):
-            ids = kwargs.get("input_ids", args[0] if args else None)
-            shape = ids.shape if ids is not None else kwargs["inputs_embeds"].shape[:2]
-            self.positions += int(shape[0]) * int(shape[1])
+            hidden = args[0] if args else kwargs["hidden_states"]
+            self.block_positions += int(hidden.shape[0]) * int(hidden.shape[1])
 
-        handle = self.lm.model.register_forward_pre_hook(count, with_kwargs=True)
+        handles = [block.register_forward_pre_hook(count, with_kwargs=True) for block in self.layers]
         start = time.perf_counter()
         try:
             yield self
         finally:
             self.seconds += time.perf_counter() - start
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
 
 class _Rows:
@@ -190,7 +200,7 @@ def compare_methods_file(
         task_prompts, info, sets = loaded[task]
         shared_shuffled = {}  # the method's own vector from a fresh dict: its one-off cost counted alone
         for method in chosen_methods if sets else ():
-            with _Meter(lm).on() as meter:
+            with Meter(lm).on() as meter:
                 vectors[task, method.name] = method.extract(lm, sets, info.format, batch_size, {})
             shuffled[task, method.name] = method.extract(
                 lm, shuffle_labels(sets, seed), info.format, batch_size, shared_shuffled
@@ -209,7 +219,7 @@ def compare_methods_file(
         bare_texts = [fmt.query.format(x=p.query) for p in test]
         costs = meta_tasks[task]
 
-        with _Meter(lm).on() as meter:
+        with Meter(lm).on() as meter:
             bare = next_tokens(lm, bare_texts, batch_size)
         costs["bare_positions_per_query"] = meter.positions / len(test)
         costs["dev_queries"] = len(dev)
@@ -221,7 +231,7 @@ def compare_methods_file(
         costs["other_task"] = other
         for method in chosen_methods if sets else ():
             vector = vectors[task, method.name]
-            with _Meter(lm).on() as meter:
+            with Meter(lm).on() as meter:
                 choice = methods.choose(
                     lm,
                     method,
@@ -242,7 +252,7 @@ def compare_methods_file(
                 grid={str(s): a for s, a in choice.grid.items()},
             )
             patch = method.intervention(vector, choice.layer, choice.strength, len(test))
-            with _Meter(lm).on() as meter:
+            with Meter(lm).on() as meter:
                 tokens = patched_next_tokens(lm, bare_texts, patch, batch_size)
             record["positions_per_query"] = meter.positions / len(test)
             seconds[task][method.name]["per_query"] = meter.seconds / len(test)
@@ -323,9 +333,9 @@ def _per_prompt(
         layer = NO_LAYER if method == "icl" else scores.best_layer
         rows.add(test, name, tokens, layer, strict=list(correct_strict) or None)
     some = list(test[:COST_PROMPTS])
-    with _Meter(lm).on() as icl:
+    with Meter(lm).on() as icl:
         next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in some], batch_size)
-    with _Meter(lm).on() as tv:
+    with Meter(lm).on() as tv:
         thetas = task_vectors(lm, some, fmt, batch_size)[:, scores.best_layer]
         patch = task_vector_patch([scores.best_layer] * len(some), thetas)
         patched_next_tokens(lm, [fmt.query.format(x=p.query) for p in some], patch, batch_size)
