@@ -61,6 +61,7 @@ def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_p
         "layer": 3,
         "strength": 1.0,
         "dev_accuracy": 0.5,
+        "grid": {"1.0": [0.0, 0.5, None, 0.0]},
     }
     metadata = {
         "model_name": "m",
@@ -128,6 +129,10 @@ def test_gap_closed_paired_differences_costs_and_intervals_follow_their_formulas
     assert low < 0.6 < high
     sentences = " ".join(summary_sentences(comparison, metrics))
     assert "task vector, task level closes the most of the gap" in sentences and "No pool on t3" in sentences
+    assert "found no configuration" not in sentences
+    comparison.metadata["tasks"]["t2"]["methods"]["mean_difference"]["grid"] = {"1.0": [0.0, None], "2.0": [0.0, 0.0]}
+    sentences = " ".join(summary_sentences(comparison, metrics))
+    assert "The mean difference's dev choice found no configuration that answers any dev query on t2" in sentences
     html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "the protocol")
     gap = methods["task_vector"]["gap_closed"]
     assert "the protocol" in html and f"<td class='num'>{gap:.2f} [" in html and "task vector, task level" in html

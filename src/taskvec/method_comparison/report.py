@@ -284,6 +284,12 @@ def heatmap_figure(comparison: MethodComparison) -> dict[str, bytes]:
         return save_figure(fig)
 
 
+def found_nothing(comparison: MethodComparison, task: str, method: str) -> bool:
+    """Whether every configuration the method tried on the task's dev queries scored 0."""
+    grid = comparison.metadata["tasks"][task]["methods"][method]["grid"]
+    return not any(value for row in grid.values() for value in row if value is not None)
+
+
 def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
     """What the numbers say, computed from them."""
     tasks, entries = metrics.get("tasks", []), metrics.get("methods", {})
@@ -308,6 +314,12 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
             f"{len(entry['better_on'])} tasks, worse on {len(entry['worse_on'])}."
         )
     for method in comparison.task_level:
+        empty = [t for t in tasks if found_nothing(comparison, t, method)]
+        if empty:
+            out.append(
+                f"The {label(method)}'s dev choice found no configuration that answers any dev query on "
+                f"{spoken_list(empty)}: its configuration there is the tie rule's, not a finding."
+            )
         controls = entries[method].get("controls", {})
         if controls:
             top = max(controls.values())
