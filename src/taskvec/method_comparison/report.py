@@ -231,7 +231,7 @@ def table_rows(comparison: MethodComparison, metrics: dict) -> list[dict]:
 
 
 def cost_figure(comparison: MethodComparison, metrics: dict) -> dict[str, bytes] | None:
-    """Mean accuracy against per-query cost (log scale), each regime's Pareto front drawn."""
+    """Mean accuracy against per-query cost (log scale), with the Pareto front over every method drawn."""
     import matplotlib.pyplot as plt
 
     from taskvec.report.plotting import STYLE, save_figure
@@ -300,9 +300,17 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
     if levels:
         best = max(levels, key=lambda m: entries[m]["gap_closed"])
         low, high = entries[best]["gap_closed_ci"]
+        paired = metrics.get("paired", {}).get(f"{best}-task_vector")
+        told = paired is None or paired["ci"][0] > 0 or paired["ci"][1] < 0
         out.append(
             f"Among the task-level methods, the {label(best)} closes the most of the gap from the bare query to ICL: "
-            f"{entries[best]['gap_closed']:.2f} [{low:.2f}, {high:.2f}]."
+            f"{entries[best]['gap_closed']:.2f} [{low:.2f}, {high:.2f}]"
+            + (
+                "."
+                if told
+                else ", though its paired difference from the task-level task vector (below) does not tell "
+                "the two apart."
+            )
         )
     for key, entry in metrics.get("paired", {}).items():
         a, b = key.split("-")
@@ -324,7 +332,8 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
         if controls:
             top = max(controls.values())
             out.append(
-                f"The {label(method)}'s controls reach at most {top:.2f} (its own: {entries[method]['accuracy']:.2f})."
+                f"The controls of the {label(method)} reach at most {top:.2f} (the method itself: "
+                f"{entries[method]['accuracy']:.2f})."
             )
     if metrics.get("no_pool"):
         out.append(
