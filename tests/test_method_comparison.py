@@ -129,7 +129,9 @@ def test_gap_closed_paired_differences_costs_and_intervals_follow_their_formulas
     assert low < 0.6 < high
     sentences = " ".join(summary_sentences(comparison, metrics))
     assert "task vector, task level closes the most of the gap" in sentences and "No pool on t3" in sentences
-    assert "found no configuration" not in sentences
+    assert "found no configuration" not in sentences and "not a ranking" not in sentences  # 12 against 12 tried
+    metrics["paired"]["mean_difference-task_vector"]["configurations"] = [5, 30]
+    assert "tried 5 and 30 configurations on dev" in " ".join(summary_sentences(comparison, metrics))
     comparison.metadata["tasks"]["t2"]["methods"]["mean_difference"]["grid"] = {"1.0": [0.0, None], "2.0": [0.0, 0.0]}
     sentences = " ".join(summary_sentences(comparison, metrics))
     assert "The mean difference's dev choice found no configuration that answers any dev query on t2" in sentences

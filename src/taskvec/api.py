@@ -166,9 +166,8 @@ class TaskVector:
                 f"{path} is not a task-vector file written by `taskvec vector` ({error})",
                 "make one with `taskvec vector`",
             ) from error
-        every = (
-            methods.METHODS.get(metadata.get("method", "")) is not None and methods.get(metadata["method"]).every_layer
-        )
+        method = methods.METHODS.get(metadata.get("method", "task_vector"))  # an unknown one: refused on use
+        every = method is not None and method.every_layer
         if vectors.ndim != 2 or not (layer == -1 if every else 0 <= layer < len(vectors)):
             raise ArtifactError(f"{path}: vectors of shape {vectors.shape} with layer {layer}", "remake it")
         return cls(vectors, layer, metadata)

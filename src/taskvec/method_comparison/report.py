@@ -130,11 +130,11 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
     gap[gap == 0] = np.nan
     costs = _costs(comparison, tasks)
     per_method = {}
+    icl, bare = (float(np.mean([comparison.accuracy(t, m) for t in tasks])) for m in ("icl", "bare"))
     for method in names:
         mean = float(np.mean([comparison.accuracy(t, method) for t in tasks]))
         strict = [comparison.strict[t, method].mean() for t in tasks if (t, method) in comparison.strict]
         closed = (draws[method] - draws["bare"]) / gap
-        icl, bare = (float(np.mean([comparison.accuracy(t, m) for t in tasks])) for m in ("icl", "bare"))
         entry = {
             "accuracy": rounded(mean),
             "accuracy_ci": [rounded(v) for v in interval(draws[method])],
@@ -188,6 +188,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
             "ci": [rounded(v) for v in contrast_interval(difference, family)],
             "better_on": sorted(t for t, test, p in mine if p < 0.05 and test.only_first > test.only_second),
             "worse_on": sorted(t for t, test, p in mine if p < 0.05 and test.only_first < test.only_second),
+            "configurations": [per_method[a].get("configurations"), per_method[b].get("configurations")],
         }
     out["paired"] = paired
     return out
@@ -316,10 +317,17 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
         a, b = key.split("-")
         low, high = entry["ci"]
         verdict = "a difference" if low > 0 or high < 0 else "no difference the interval can tell"
+        tried = entry.get("configurations") or [None, None]
+        budget = (
+            f" The two tried {tried[0]} and {tried[1]} configurations on dev: tuning budgets that far apart make "
+            "this a measurement, not a ranking."
+            if all(tried) and max(tried) > 2 * min(tried)
+            else ""
+        )
         out.append(
             f"{label(a).capitalize()} minus {label(b)}, paired on the same prompts: {signed(entry['difference'])} "
             f"[{signed(low)}, {signed(high)}], {verdict}; McNemar with Holm: better on "
-            f"{len(entry['better_on'])} tasks, worse on {len(entry['worse_on'])}."
+            f"{len(entry['better_on'])} tasks, worse on {len(entry['worse_on'])}.{budget}"
         )
     for method in comparison.task_level:
         empty = [t for t in tasks if found_nothing(comparison, t, method)]

@@ -318,10 +318,10 @@ def _per_prompt(
     """ICL and the per-prompt task vector on the test prompts, as the study's results file holds them
     (first token and strict metric); and the cost per query of each, counted here on the first
     :data:`COST_PROMPTS` of the same prompts."""
-    scores = score(store.read_parquet(results_path))
-    table = store.read_parquet(results_path).to_pydict()
+    results = store.read_parquet(results_path)
+    scores, table = score(results), results.to_pydict()
     keyed = {
-        (m, i): (t, lay)
+        (m, i): t
         for s, m, i, t, lay in zip(table["split"], table["method"], table["index"], table["token_id"], table["layer"])
         if s == "test" and (m == "icl" or lay == scores.best_layer)
     }
@@ -329,7 +329,7 @@ def _per_prompt(
         ("icl", "icl", scores.icl_strict_correct),
         ("tv", "tv_per_prompt", scores.tv_strict_correct),
     ):
-        tokens = [keyed[method, p.index][0] for p in test]
+        tokens = [keyed[method, p.index] for p in test]
         layer = NO_LAYER if method == "icl" else scores.best_layer
         rows.add(test, name, tokens, layer, strict=list(correct_strict) or None)
     some = list(test[:COST_PROMPTS])
