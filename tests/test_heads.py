@@ -4,6 +4,9 @@ every supported architecture."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +16,7 @@ from taskvec.forward.batching import encode
 from taskvec.function_vectors.heads import (
     attention_heads,
     capture_head_outputs,
+    head_attribution,
     head_patch_scan,
     head_patch_scan_naive,
     head_vectors,
@@ -115,3 +119,40 @@ def test_the_mean_head_output_is_the_mean_over_prompts(tiny_lm):
             tiny_lm.model(**encode(tiny_lm, [text]).inputs())
         alone.append(torch.stack(outputs)[:, 0].numpy())
     np.testing.assert_allclose(means, np.mean(alone, axis=0), atol=1e-5, rtol=1e-5)
+
+
+def test_attribution_patching_is_the_first_order_term_of_each_heads_patch(tiny_lm):
+    """The estimate for every head equals, text by text and with no padding, the unpatched probability
+    plus the derivative of the probability along the patch (the head's output moved from its own
+    value toward the mean), by central finite differences through whole patched forwards; batched
+    with left padding, as the study runs it."""
+    heads = attention_heads(tiny_lm)
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((heads.n_layers, heads.n_heads, heads.head_dim)).astype(np.float32)
+    targets = [tiny_lm.tokenizer.encode(c)[0] for c in "bbrx"]
+    clean, estimated = head_attribution(tiny_lm, TEXTS, targets, means, batch_size=3)
+    # the reference in float64 (the same weights), so that finite differences resolve the derivative
+    exact = dataclasses.replace(tiny_lm, model=copy.deepcopy(tiny_lm.model).double())
+    heads, arch = attention_heads(exact), describe(exact.model)
+    step = 1e-3  # central differences: error of order step squared; a much smaller one meets float32 noise
+    derivatives = np.zeros_like(estimated, dtype=np.float64)
+    for i, text in enumerate(TEXTS):
+        batch = encode(exact, [text])
+        with torch.inference_mode(), capture_head_outputs(heads) as outputs:
+            logits = exact.model(**batch.inputs()).logits[0, -1]
+        assert clean[i] == pytest.approx(float(torch.softmax(logits, -1)[targets[i]]), rel=1e-5)
+        for layer in range(heads.n_layers):
+            for head in range(heads.n_heads):
+                own = outputs[layer][0, head]
+                change = torch.as_tensor(means[layer, head]).double() - own
+                probabilities = []
+                for sign in (1, -1):
+                    patch = Intervention(layer, own + sign * step * change, site="head", heads=head)
+                    with torch.inference_mode(), intervene(arch, patch) as fired:
+                        logits = exact.model(**batch.inputs()).logits[0, -1]
+                    assert fired[layer] == 1
+                    probabilities.append(float(torch.softmax(logits, -1)[targets[i]]))
+                derivatives[i, layer, head] = (probabilities[0] - probabilities[1]) / (2 * step)
+    scale = np.abs(derivatives).max()
+    np.testing.assert_allclose(estimated - clean[:, None, None], derivatives, rtol=1e-3, atol=1e-3 * scale)
+    assert np.abs(estimated - clean[:, None, None]).max() > 1e-4  # the estimates are not all zero

@@ -9,10 +9,9 @@ import pyarrow as pa
 import pytest
 import torch
 
+from taskvec.method_comparison.figures import agreement_figure, cost_figure, heatmap_figure
 from taskvec.method_comparison.report import (
     compared_tasks,
-    cost_figure,
-    heatmap_figure,
     model_metrics,
     read_methods,
     section_html,
@@ -173,3 +172,94 @@ def test_the_meter_counts_block_positions_in_full_forward_units():
     with Meter(lm).on() as meter, torch.inference_mode():
         arch.layers[-1](hidden, position_embeddings=lm.model.model.rotary_emb(hidden, torch.arange(5)[None]))
     assert meter.positions == 15 / arch.n_layers
+
+
+def test_the_meter_counts_a_differentiated_pass_again_as_backward_work():
+    from conftest import tiny_model
+    from taskvec.forward.batching import encode
+    from taskvec.forward.readout import next_tokens
+    from taskvec.function_vectors.heads import attention_heads, head_attribution
+    from taskvec.method_comparison.run import Meter
+
+    lm = tiny_model("llama")
+    texts = ["example:a->", "example:bcd->"]
+    heads = attention_heads(lm)
+    means = np.zeros((heads.n_layers, heads.n_heads, heads.head_dim), dtype=np.float32)
+    with Meter(lm).on() as meter:
+        head_attribution(lm, texts, [5, 6], means, batch_size=8)
+    assert meter.positions == meter.backward_positions == encode(lm, texts).input_ids.numel()
+    with Meter(lm).on() as meter:
+        next_tokens(lm, texts, batch_size=8)
+    assert meter.backward_positions == 0
+
+
+def test_head_agreement_is_the_rank_correlation_and_the_recall_of_the_exact_top_heads():
+    from taskvec.method_comparison.run import head_agreement
+
+    exact = np.array([[0.5, 0.1], [0.3, -0.2]])
+    estimate = np.array([[0.4, 0.35], [0.1, -0.3]])  # ranks 1 2 3 4 against 1 3 2 4
+    details = {
+        "function_vector": {
+            "ranking": "exact",
+            "average_indirect_effect": exact,
+            "heads": [(0, 0), (1, 0)],
+            "prompts": 4,
+        },
+        "function_vector_attribution": {
+            "ranking": "attribution",
+            "average_indirect_effect": estimate,
+            "heads": [(0, 0), (0, 1)],
+            "prompts": 4,
+        },
+        "task_vector": {},
+    }
+    agreement = head_agreement(details)
+    assert agreement["spearman"] == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
+    assert agreement["recall"] == 0.5 and agreement["exact_heads"] == [[0, 0], [1, 0]]
+    assert agreement["exact_effects"] == exact.tolist() and agreement["prompts"] == 4
+    assert head_agreement({"task_vector": {}}) is None
+    flat = {**details, "function_vector": {**details["function_vector"], "average_indirect_effect": np.zeros((2, 2))}}
+    assert head_agreement(flat)["spearman"] is None  # constant effects have no rank correlation
+
+
+def test_the_report_gives_the_head_agreement_the_paired_function_vectors_and_backward_costs():
+    correct = {}
+    for task, (bare, icl, tv, fv, fva) in {"t1": (0, 10, 6, 5, 4), "t2": (2, 8, 5, 5, 5)}.items():
+        for method, right in (("bare", bare), ("icl", icl), ("tv_per_prompt", tv), ("task_vector", tv)):
+            correct[task, method, ""] = _rows(right)
+        correct[task, "function_vector", ""] = _rows(fv)
+        correct[task, "function_vector_attribution", ""] = _rows(fva)
+    comparison = _comparison(correct)
+    names = ("task_vector", "function_vector", "function_vector_attribution")
+    comparison.metadata["methods"] = {m: {} for m in names}
+    for task, rho in (("t1", 0.6), ("t2", 0.8)):
+        record = comparison.metadata["tasks"][task]
+        record["methods"] = {m: dict(record["methods"]["task_vector"]) for m in names}
+        record["methods"]["function_vector"]["extract_positions"] = 5000
+        record["methods"]["function_vector_attribution"].update(extract_positions=300, extract_backward_positions=100)
+        record["head_agreement"] = {
+            "spearman": rho,
+            "recall": 0.5,
+            "exact_heads": [[0, 0], [1, 1]],
+            "attribution_heads": [[0, 0], [0, 1]],
+            "exact_effects": [[0.5, 0.1], [0.3, 0.4]],
+            "attribution_effects": [[0.4, 0.3], [0.1, 0.2]],
+            "prompts": 10,
+        }
+    metrics = model_metrics(comparison, ["t1", "t2"])
+    agreement = metrics["head_agreement"]
+    assert agreement["spearman_mean"] == pytest.approx(0.7) and agreement["recall_mean"] == 0.5
+    assert agreement["exact_cost"] == {"forward": 100.0, "backward": 0.0}  # 5000 / 50
+    assert agreement["attribution_cost"] == {"forward": 6.0, "backward": 2.0}
+    assert metrics["methods"]["function_vector_attribution"]["one_off_backward_cost"] == 2.0
+    paired = metrics["paired"]["function_vector_attribution-function_vector"]
+    assert paired["difference"] == pytest.approx(-0.05, abs=0.01)
+    sentences = " ".join(summary_sentences(comparison, metrics))
+    assert "rank correlation with the exact effects over all heads is 0.70 on average" in sentences
+    assert "finds 50% of the exact top 2 heads" in sentences
+    assert "from 100 ICL forwards to 6 forward and 2 backward" in sentences
+    html = section_html([(comparison, metrics, [], {})], "p")
+    assert "+ 2 bwd" in html and "function vector, attribution-patching heads" in html
+    assert agreement_figure(comparison, metrics)["png"][:4] == b"\x89PNG"
+    del metrics["head_agreement"]
+    assert agreement_figure(comparison, metrics) is None

@@ -304,7 +304,8 @@ def task_vector(
             f"give at least {len(held_out) + k + dummies} pairs, lower k, or give the layer",
         )
     used = _contexts(order[len(held_out) :], k, dummies, contexts, seed)
-    vectors = chosen_method.extract(lm, used, fmt, batch_size)
+    details: dict = {}
+    vectors = chosen_method.extract(lm, used, fmt, batch_size, details)
 
     choice: dict = {"how": "given"}
     chosen_strength = chosen_method.default_strength if strength == "auto" else float(strength)  # auto: chosen below
@@ -365,6 +366,8 @@ def task_vector(
         "operation": chosen_method.operation,
         "strength": chosen_strength,
     }
+    if "heads" in details:  # a function vector's heads, (layer, head), largest effect first
+        metadata["heads"] = [list(h) for h in details["heads"]]
     return TaskVector(vectors.astype(np.float32), int(layer), metadata)
 
 

@@ -26,6 +26,17 @@ from the pool, the same for every query.
   authors' code, written for models without that norm, would hook the MLP before it, and the norm
   would rescale the result).
 
+- ``function_vector`` (Todd et al., ICLR 2024; :func:`function_vector_from_pool`): the pool's sets
+  as labelled prompts; the heads of largest average indirect effect on those prompts with shuffled
+  labels (each head's output at the last token set to its mean over the clean prompts: the rise in the
+  answer's probability), their mean outputs summed in residual-stream space; ``strength`` times it is
+  *added* after one block at the bare query's last token and every generated token, as the mean
+  difference is. ``function_vector_attribution`` is the same vector with the heads ranked by
+  attribution patching's first-order estimate of the same effect. Their authors add the vector at
+  strength 1 after a block chosen on held-out data with a fixed head count; here the strength is
+  chosen with the block, as for the mean difference, and the head count is the paper's 10 of GPT-J's
+  448 heads scaled to the model.
+
 The first two methods read the same forward passes (theta is the first term of the mean difference), and both are
 judged by the same layer sweep: for an additive method the sweep's replaced value is the bare query's
 own stream plus the scaled vector, which is what adding does at that position.
@@ -113,6 +124,60 @@ def _last_token_embeddings(lm: LoadedModel, texts: Sequence[str]) -> np.ndarray:
     with torch.inference_mode():
         rows = lm.model.get_input_embeddings()(torch.tensor(ids, device=lm.device))
     return rows.float().cpu().numpy()
+
+
+HEAD_RANKINGS = ("exact", "attribution")
+
+
+def _function_vector(ranking: str) -> Callable[..., np.ndarray]:
+    def extract(
+        lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int, shared: dict | None = None
+    ) -> np.ndarray:
+        return function_vector_from_pool(lm, pool, fmt, ranking, batch_size, shared)
+
+    return extract
+
+
+def function_vector_from_pool(
+    lm: LoadedModel,
+    pool: Sequence[Prompt],
+    fmt: PromptFormat,
+    ranking: str = "exact",
+    batch_size: int = 16,
+    details: dict | None = None,
+    n_heads: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """The function vector of Todd et al. (ICLR 2024) from a pool of labelled demonstration sets
+    (each set's demonstrations and its query): every head's mean output at the last token of the
+    pool's prompts; each head's average indirect effect on the same prompts with shuffled labels, by
+    patching every head (``ranking="exact"``, :func:`taskvec.function_vectors.heads.head_patch_scan`)
+    or estimated by attribution patching (``"attribution"``, one forward and one backward pass per
+    prompt, :func:`taskvec.function_vectors.heads.head_attribution`); the sum of the ``n_heads`` heads
+    of largest effect (default: the paper's 10 of GPT-J's 448 heads, scaled to the model) in
+    residual-stream space. ``[n_layers, hidden]``: the same vector for every block (one is chosen).
+    ``details`` (a dict), where given, receives the effects and the heads."""
+    from taskvec.controls import shuffle_labels
+    from taskvec.function_vectors.heads import head_attribution, head_patch_scan, mean_head_outputs
+    from taskvec.function_vectors.vectors import answer_token, default_head_count, function_vector, top_heads
+
+    if ranking not in HEAD_RANKINGS:
+        raise ValueError(f"ranking must be one of {HEAD_RANKINGS}, not {ranking!r}")
+    labelled = [p for p in pool if p.query and p.answers]
+    if not labelled:
+        raise ConfigError("a function vector needs demonstration sets with a labelled query; the pool has none")
+    means = mean_head_outputs(lm, [fmt.render(p.demonstrations, p.query) for p in labelled], batch_size)
+    shuffled = shuffle_labels(labelled, seed)
+    texts = [fmt.render(p.demonstrations, p.query) for p in shuffled]
+    targets = [answer_token(lm, text, p.answers[0]) for text, p in zip(texts, shuffled)]
+    scan = head_patch_scan if ranking == "exact" else head_attribution
+    clean, patched = scan(lm, texts, targets, means, batch_size)
+    effects = (patched - clean[:, None, None]).mean(axis=0)
+    heads = top_heads(effects, n_heads or default_head_count(lm))
+    vector = function_vector(lm, means, heads)
+    if details is not None:
+        details.update(ranking=ranking, average_indirect_effect=effects, heads=heads, prompts=len(texts))
+    return np.repeat(vector[None], len(effects), axis=0)
 
 
 LAYERS = ("one", "every")
@@ -326,6 +391,25 @@ METHODS: dict[str, Method] = {
             site="mlp_output",
             positions="all",
             layers="every",
+        ),
+        Method(
+            "function_vector",
+            "the function vector (Todd et al. 2024): the top heads' mean outputs, ranked by their indirect effect on "
+            "shuffled-label prompts, summed, scaled and added after one block at the query's last token and every "
+            "generated one",
+            operation="add",
+            generation_positions="generated",
+            strengths=(0.5, 1.0, 2.0, 4.0),
+            extract=_function_vector("exact"),
+        ),
+        Method(
+            "function_vector_attribution",
+            "the function vector with its heads ranked by attribution patching (one forward and one backward pass "
+            "per prompt instead of one pass per head)",
+            operation="add",
+            generation_positions="generated",
+            strengths=(0.5, 1.0, 2.0, 4.0),
+            extract=_function_vector("attribution"),
         ),
     )
 }

@@ -200,14 +200,17 @@ def sample_prompts(pairs: Sequence[UsablePair | Pair], sizes: SplitSizes, seed: 
 
 
 def demonstration_sets(pairs: Sequence[tuple[str, str]], k: int, dummies: int, count: int, seed: str) -> list[Prompt]:
-    """``count`` demonstration sets (split ``context``, no query) drawn from ``pairs`` (input, output):
-    each of ``k`` demonstrations and ``dummies`` dummy queries, distinct within a set, drawn with a
-    generator seeded by the string ``seed``."""
+    """``count`` demonstration sets (split ``context``) drawn from ``pairs`` (input, output): each of
+    ``k`` demonstrations and ``dummies`` dummy queries, distinct within a set, drawn with a generator
+    seeded by the string ``seed``. Each set's query is its first dummy query, with that pair's output
+    as its answer: a labelled prompt for the methods that score the set (the function vector's head
+    effects)."""
     rng = random.Random(seed)
     sets = []
     for index in range(count):
         chosen = rng.sample(list(pairs), k + dummies)
-        sets.append(Prompt("context", index, tuple(chosen[:k]), "", (), tuple(x for x, _ in chosen[k:])))
+        query, answer = chosen[k]
+        sets.append(Prompt("context", index, tuple(chosen[:k]), query, (answer,), tuple(x for x, _ in chosen[k:])))
     return sets
 
 

@@ -38,13 +38,23 @@ def strength_choice(value: str):
 
 # the methods of taskvec.methods, named here so that building the parser imports no library code
 # (a test keeps the two equal)
-METHOD_NAMES = ("task_vector", "mean_difference", "in_context_vector")
+METHOD_NAMES = (
+    "task_vector",
+    "mean_difference",
+    "in_context_vector",
+    "function_vector",
+    "function_vector_attribution",
+)
 METHOD_HELP = (
     "how the vector is made and patched: task_vector (theta, averaged over the demonstration sets, replaces "
     "the bare query's last-token stream after one block), mean_difference (the mean stream with minus without "
     "the demonstrations, times --strength, added after one block at the query's last token and every generated "
-    "one) or in_context_vector (Liu et al. 2024: from the demonstrations' pairs, --strength times each block's "
-    "direction turns the MLP output of every block at every position; no --layer)"
+    "one), in_context_vector (Liu et al. 2024: from the demonstrations' pairs, --strength times each block's "
+    "direction turns the MLP output of every block at every position; no --layer), function_vector (Todd et al. "
+    "2024: the summed mean outputs of the attention heads whose patching most raises the answer on the "
+    "demonstration sets with shuffled labels, times --strength, added as mean_difference is) or "
+    "function_vector_attribution (the same, its heads ranked by attribution patching: one forward and one "
+    "backward pass per set instead of one pass per head)"
 )
 
 

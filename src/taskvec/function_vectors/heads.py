@@ -6,7 +6,9 @@ A head's output is its slice of the input of the attention's output projection (
 equivalents): ``[n_heads * head_dim]`` split into ``n_heads`` slices. Replacing a slice at the last
 token changes nothing at earlier positions and nothing below the head's layer, so the scan over heads
 reuses the prompt's KV cache and recomputes only the last token, from the head's layer up, as the
-layer sweep does (:func:`taskvec.forward.patched_sweep`).
+layer sweep does (:func:`taskvec.forward.patched_sweep`). Attribution patching
+(:func:`head_attribution`) estimates the same effects to first order from one forward and one
+backward pass.
 """
 
 from __future__ import annotations
@@ -211,6 +213,74 @@ def head_patch_scan(
                 patched[np.ix_(rows, run_layers, np.arange(n_heads))] = block
             bar.update(len(rows))
     return clean, patched
+
+
+def _last_token_variable(zero: torch.Tensor, seen: list, index: int):
+    """A pre-hook on an output projection that keeps its input at the last position (``seen[index]``)
+    and adds ``zero`` there: the gradient with respect to ``zero`` is the one with respect to the heads'
+    outputs."""
+
+    def hook(module, args, kwargs):
+        z, name = projection_input(args, kwargs)
+        seen[index] = z[:, -1, :].detach()
+        z = torch.cat([z[:, :-1], (z[:, -1] + zero)[:, None]], dim=1)
+        return ((z, *args[1:]), kwargs) if name is None else (args, {**kwargs, name: z})
+
+    return hook
+
+
+def head_attribution(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    targets: Sequence[int],
+    head_outputs: np.ndarray,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Attribution patching's first-order estimate of what :func:`head_patch_scan` measures: the
+    probability of ``targets[i]`` after ``texts[i]`` unpatched (``[n]``), and, for every head, that
+    probability plus its gradient with respect to the head's output at the last token times the change
+    the patch makes there, ``(head_outputs[l, h] - z[i, l, h]) . dp/dz[i, l, h]`` (``[n, n_layers,
+    n_heads]``). One forward and one backward pass per batch instead of one pass per head.
+
+    The gradient is the total one: a zero added to every head's output at the last token is the
+    variable, so that what a head changes in later layers' heads counts (detaching each layer's
+    output would cut those paths)."""
+    heads = attention_heads(lm)
+    n_layers, n_heads, head_dim = heads.n_layers, heads.n_heads, heads.head_dim
+    values_all = torch.from_numpy(np.ascontiguousarray(head_outputs, dtype=np.float32))
+    target_ids = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    estimated = np.zeros((len(texts), n_layers, n_heads), dtype=np.float32)
+    clean = np.zeros(len(texts), dtype=np.float32)
+    dtype = next(heads.projections[0].parameters()).dtype
+    with tqdm(total=len(texts), desc="heads (attribution)", unit="prompt", disable=not progress, leave=False) as bar:
+        for rows in batches(texts, batch_size):
+            batch = encode(lm, [texts[i] for i in rows])
+            shape = (len(rows), n_heads * head_dim)
+            zeros = [torch.zeros(shape, device=lm.device, dtype=dtype, requires_grad=True) for _ in range(n_layers)]
+            seen: list[torch.Tensor | None] = [None] * n_layers
+            handles = [
+                p.register_forward_pre_hook(_last_token_variable(zeros[i], seen, i), with_kwargs=True)
+                for i, p in enumerate(heads.projections)
+            ]
+            try:
+                with torch.enable_grad():
+                    logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
+                    row_targets = to_device(target_ids[torch.from_numpy(rows)], lm.device)
+                    probability = _target_probability(logits, row_targets)
+                    # rows are independent: each row's gradient of the sum is its own
+                    gradients = torch.autograd.grad(probability.sum(), zeros)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            clean[rows] = probability.detach().float().cpu().numpy()
+            for layer in range(n_layers):
+                z = seen[layer].float().cpu().view(len(rows), n_heads, head_dim)
+                gradient = gradients[layer].float().cpu().view(len(rows), n_heads, head_dim)
+                change = values_all[layer][None] - z
+                estimated[rows, layer] = clean[rows][:, None] + (change * gradient).sum(dim=-1).numpy()
+            bar.update(len(rows))
+    return clean, estimated
 
 
 @torch.inference_mode()

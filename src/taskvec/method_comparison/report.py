@@ -27,6 +27,8 @@ LABELS = {
     "task_vector": "task vector, task level",
     "mean_difference": "mean difference",
     "in_context_vector": "in-context vector",
+    "function_vector": "function vector",
+    "function_vector_attribution": "function vector, attribution-patching heads",
 }
 CONTROL_LABELS = {"random": "random, same norm", "other_task": "another task's", "shuffled_labels": "shuffled labels"}
 
@@ -108,6 +110,9 @@ def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
             "one_off": np.mean(
                 [(r["extract_positions"] + r["choice_positions"]) / unit(t) for r, t in zip(records, tasks)]
             ),
+            "one_off_backward": np.mean(
+                [r.get("extract_backward_positions", 0) / unit(t) for r, t in zip(records, tasks)]
+            ),
             "labelled": np.mean([meta[t]["labelled_examples"] + meta[t]["dev_queries"] for t in tasks]),
             "configurations": int(np.mean([r["configurations"] for r in records])),
         }
@@ -150,6 +155,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
         if method != "bare":
             entry.update(
                 one_off_cost=rounded(costs[method]["one_off"]),
+                one_off_backward_cost=rounded(costs[method].get("one_off_backward", 0.0)),
                 labelled_examples=rounded(costs[method]["labelled"]),
                 configurations=costs[method]["configurations"],
                 trainable_parameters=0,
@@ -170,6 +176,9 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
         per_method[method] = entry
     out["methods"] = per_method
     contrasts = [("tv_per_prompt", "icl")] + [(m, "task_vector") for m in comparison.task_level if m != "task_vector"]
+    if {"function_vector", "function_vector_attribution"} <= set(comparison.task_level):
+        # the same vector from either head ranking: the same information and tuning budget
+        contrasts.append(("function_vector_attribution", "function_vector"))
     tests = [
         (a, b, t, mcnemar_exact(comparison.correct[t, a, ""], comparison.correct[t, b, ""]))
         for a, b in contrasts
@@ -191,7 +200,42 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
             "configurations": [per_method[a].get("configurations"), per_method[b].get("configurations")],
         }
     out["paired"] = paired
+    agreement = head_agreement_metrics(comparison, tasks)
+    if agreement:
+        out["head_agreement"] = agreement
     return out
+
+
+def head_agreement_metrics(comparison: MethodComparison, tasks: list[str]) -> dict | None:
+    """How attribution patching's head ranking agrees with the exact one, over ``tasks``: per task and
+    on average the Spearman rank correlation over all heads and the recall of the exact top heads;
+    the one-off cost of each ranking's function vector (forward and backward token positions, in
+    k-shot ICL forwards); the paired difference of the two vectors' accuracy is in ``paired``."""
+    meta = comparison.metadata["tasks"]
+    found = [t for t in tasks if "head_agreement" in meta[t]]
+    if not found:
+        return None
+    per_task = {t: {k: meta[t]["head_agreement"][k] for k in ("spearman", "recall")} for t in found}
+    rhos = [v["spearman"] for v in per_task.values() if v["spearman"] is not None]
+
+    def cost(method: str, key: str) -> float:
+        return rounded(
+            float(np.mean([meta[t]["methods"][method][key] / meta[t]["icl_positions_per_query"] for t in found]))
+        )
+
+    return {
+        "tasks": per_task,
+        "spearman_mean": rounded(float(np.mean(rhos))) if rhos else None,
+        "spearman_range": [rounded(min(rhos)), rounded(max(rhos))] if rhos else None,
+        "recall_mean": rounded(float(np.mean([v["recall"] for v in per_task.values()]))),
+        "heads": len(meta[found[0]]["head_agreement"]["exact_heads"]),
+        "prompts": meta[found[0]]["head_agreement"]["prompts"],
+        "exact_cost": {"forward": cost("function_vector", "extract_positions"), "backward": 0.0},
+        "attribution_cost": {
+            "forward": cost("function_vector_attribution", "extract_positions"),
+            "backward": cost("function_vector_attribution", "extract_backward_positions"),
+        },
+    }
 
 
 def task_metrics(comparison: MethodComparison) -> dict[str, dict]:
@@ -223,66 +267,13 @@ def table_rows(comparison: MethodComparison, metrics: dict) -> list[dict]:
                 "strict": entry["strict"],
                 "per_query_cost": entry["per_query_cost"],
                 "one_off_cost": entry.get("one_off_cost"),
+                "one_off_backward_cost": entry.get("one_off_backward_cost"),
                 "labelled_examples": entry.get("labelled_examples"),
                 "configurations": entry.get("configurations"),
                 "trainable_parameters": entry.get("trainable_parameters"),
             }
         )
     return rows
-
-
-def cost_figure(comparison: MethodComparison, metrics: dict) -> dict[str, bytes] | None:
-    """Mean accuracy against per-query cost (log scale), with the Pareto front over every method drawn."""
-    import matplotlib.pyplot as plt
-
-    from taskvec.report.plotting import STYLE, save_figure
-
-    entries = metrics.get("methods")
-    if not entries:
-        return None
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        for method, entry in entries.items():
-            x, y = entry["per_query_cost"], entry["accuracy"]
-            low, high = entry["accuracy_ci"]
-            marker = "s" if method in PER_PROMPT else ("x" if method == "bare" else "o")
-            ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt=marker, capsize=2, label=label(method))
-        points = sorted((e["per_query_cost"], e["accuracy"]) for e in entries.values())
-        front, best = [], -1.0
-        for x, y in points:
-            if y > best:
-                front.append((x, y))
-                best = y
-        ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", linewidth=0.8, zorder=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("per-query cost, in k-shot ICL forwards (token positions)")
-        ax.set_ylabel("mean test accuracy")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{comparison.model}: accuracy against cost", fontsize=9)
-        ax.legend(fontsize=6.5, loc="lower right")
-        fig.tight_layout()
-        return save_figure(fig)
-
-
-def heatmap_figure(comparison: MethodComparison) -> dict[str, bytes]:
-    """Method x task test accuracy, every task (a task without a pool has no task-level cell)."""
-    import matplotlib.pyplot as plt
-
-    from taskvec.report.plotting import STYLE, save_figure
-
-    names = ["bare", *PER_PROMPT, *comparison.task_level]
-    grid = np.array(
-        [[np.nan if (a := comparison.accuracy(t, m)) is None else a for t in comparison.tasks] for m in names]
-    )
-    with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, ax = plt.subplots(figsize=(0.42 * len(comparison.tasks) + 2.4, 0.36 * len(names) + 1.6))
-        shown = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(comparison.tasks)), comparison.tasks, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(names)), [label(m) for m in names], fontsize=7)
-        fig.colorbar(shown, ax=ax, label="test accuracy")
-        ax.set_title(f"{comparison.model}: each method on each task", fontsize=9)
-        fig.tight_layout()
-        return save_figure(fig)
 
 
 def found_nothing(comparison: MethodComparison, task: str, method: str) -> bool:
@@ -343,6 +334,25 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
                 f"The controls of the {label(method)} reach at most {top:.2f} (the method itself: "
                 f"{entries[method]['accuracy']:.2f})."
             )
+    agreement = metrics.get("head_agreement")
+    if agreement:
+        paired = metrics.get("paired", {}).get("function_vector_attribution-function_vector")
+        exact, estimate = agreement["exact_cost"], agreement["attribution_cost"]
+        rho = agreement["spearman_mean"]
+        out.append(
+            f"Attribution patching ranks the heads from one forward and one backward pass per prompt: over the "
+            f"{len(agreement['tasks'])} tasks its rank correlation with the exact effects over all heads is "
+            + ("undefined (constant effects)" if rho is None else f"{rho:.2f} on average")
+            + f", and it finds {agreement['recall_mean']:.0%} of the exact top {agreement['heads']} heads; "
+            f"the function vector's one-off cost goes from {exact['forward']:.0f} ICL forwards to "
+            f"{estimate['forward']:.0f} forward and {estimate['backward']:.0f} backward"
+            + (
+                f", and its accuracy changes by {signed(paired['difference'])} "
+                f"[{signed(paired['ci'][0])}, {signed(paired['ci'][1])}] (paired)."
+                if paired
+                else "."
+            )
+        )
     if metrics.get("no_pool"):
         out.append(
             f"No pool on {spoken_list(metrics['no_pool'])}: every pair there is a dev or test query, so no "
@@ -357,6 +367,14 @@ def _gap_text(row: dict) -> str:
     if row["gap_closed_low"] is None:
         return f"{row['gap_closed']:.2f}"
     return f"{row['gap_closed']:.2f} " + interval_text((row["gap_closed_low"], row["gap_closed_high"]))
+
+
+def _one_off_text(row: dict) -> str:
+    """The one-off cost, with the backward passes' positions beside the forward ones where there are any."""
+    if row["one_off_cost"] is None:
+        return ""
+    backward = row.get("one_off_backward_cost") or 0.0
+    return f"{row['one_off_cost']:.0f}" + (f" + {backward:.0f} bwd" if backward >= 0.5 else "")
 
 
 def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], protocol: str) -> str:
@@ -382,7 +400,7 @@ def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], pr
                     (text(row["accuracy"]), "num"),
                     (text(row["strict"]), "num"),
                     (text(row["per_query_cost"]), "num"),
-                    (text(row["one_off_cost"], 0), "num"),
+                    (_one_off_text(row), "num"),
                     (text(row["labelled_examples"], 0), "num"),
                     ("" if row["configurations"] is None else str(row["configurations"]), "num"),
                     ("" if row["trainable_parameters"] is None else str(row["trainable_parameters"]), "num"),

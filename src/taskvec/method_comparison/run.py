@@ -91,17 +91,23 @@ class Meter:
     """Counts the work that goes through the model's blocks while it is ``on``, in full-forward
     positions: every block's input positions (padding included), summed and divided by the number of
     blocks, so that a pass that starts at a later block (the layer sweep's) counts only the blocks it
-    runs, and a pass over a cached prefix only its new positions. Also the seconds."""
+    runs, and a pass over a cached prefix only its new positions. A block whose output carries a
+    gradient is differentiated after (attribution patching's backward pass): its positions count
+    again in ``backward_positions``. Also the seconds."""
 
     def __init__(self, lm) -> None:
         from taskvec.architectures import describe
 
         self.layers = describe(lm.model).layers
-        self.block_positions, self.seconds = 0, 0.0
+        self.block_positions, self.backward_block_positions, self.seconds = 0, 0, 0.0
 
     @property
     def positions(self) -> float:
         return self.block_positions / len(self.layers)
+
+    @property
+    def backward_positions(self) -> float:
+        return self.backward_block_positions / len(self.layers)
 
     @contextlib.contextmanager
     def on(self) -> Iterator[Meter]:
@@ -109,7 +115,13 @@ class Meter:
             hidden = args[0] if args else kwargs["hidden_states"]
             self.block_positions += int(hidden.shape[0]) * int(hidden.shape[1])
 
+        def count_backward(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            if hidden.requires_grad:
+                self.backward_block_positions += int(hidden.shape[0]) * int(hidden.shape[1])
+
         handles = [block.register_forward_pre_hook(count, with_kwargs=True) for block in self.layers]
+        handles += [block.register_forward_hook(count_backward) for block in self.layers]
         start = time.perf_counter()
         try:
             yield self
@@ -198,15 +210,33 @@ def compare_methods_file(
     seconds: dict[str, dict] = {task: {} for task in tasks}
     for task in tasks:
         task_prompts, info, sets = loaded[task]
-        shared_shuffled = {}  # the method's own vector from a fresh dict: its one-off cost counted alone
+        shared_shuffled = {}
+        details: dict[str, dict] = {}
         for method in chosen_methods if sets else ():
+            details[method.name] = {}  # the method's own: its one-off cost counted alone
             with Meter(lm).on() as meter:
-                vectors[task, method.name] = method.extract(lm, sets, info.format, batch_size, {})
+                vectors[task, method.name] = method.extract(lm, sets, info.format, batch_size, details[method.name])
             shuffled[task, method.name] = method.extract(
                 lm, shuffle_labels(sets, seed), info.format, batch_size, shared_shuffled
             )
-            meta_tasks[task]["methods"][method.name] = {"extract_positions": meter.positions}
+            meta_tasks[task]["methods"][method.name] = {
+                "extract_positions": meter.positions,
+                "extract_backward_positions": meter.backward_positions,
+            }
+            if "heads" in details[method.name]:
+                meta_tasks[task]["methods"][method.name]["heads"] = [list(h) for h in details[method.name]["heads"]]
             seconds[task][method.name] = {"extract": meter.seconds}
+        agreement = head_agreement(details)
+        if agreement is not None:
+            meta_tasks[task]["head_agreement"] = agreement
+            log.info(
+                "%s %s: attribution patching against the exact head effects: Spearman %s, recall of the top %d %.2f",
+                model,
+                task,
+                agreement["spearman"] if agreement["spearman"] is None else round(agreement["spearman"], 2),
+                len(agreement["exact_heads"]),
+                agreement["recall"],
+            )
 
     tables = []
     with_pool = [t for t in tasks if loaded[t][2]]
@@ -306,6 +336,32 @@ def compare_methods_file(
         "tasks": meta_tasks,
     }
     store.write_parquet(pa.concat_tables(tables), out, metadata)
+
+
+def head_agreement(details: dict[str, dict]) -> dict | None:
+    """How attribution patching's head effects agree with the exact ones on the same prompts (where
+    both function-vector methods ran): the Spearman rank correlation over all heads, the share of the
+    exact top heads among the estimate's top heads (as many as the method keeps), and both effects
+    per head (``[n_layers][n_heads]``) for the figure; None where either is missing."""
+    from scipy import stats as scipy_stats
+
+    exact = next((d for d in details.values() if d.get("ranking") == "exact"), None)
+    estimate = next((d for d in details.values() if d.get("ranking") == "attribution"), None)
+    if exact is None or estimate is None:
+        return None
+    a, b = exact["average_indirect_effect"], estimate["average_indirect_effect"]
+    constant = np.ptp(a) == 0 or np.ptp(b) == 0  # no ranking to correlate
+    rho = None if constant else float(scipy_stats.spearmanr(a.reshape(-1), b.reshape(-1)).statistic)
+    top = {tuple(h) for h in exact["heads"]}
+    return {
+        "spearman": rho,
+        "recall": len(top & {tuple(h) for h in estimate["heads"]}) / len(top),
+        "exact_heads": [list(h) for h in exact["heads"]],
+        "attribution_heads": [list(h) for h in estimate["heads"]],
+        "exact_effects": np.round(a.astype(np.float64), 6).tolist(),
+        "attribution_effects": np.round(b.astype(np.float64), 6).tolist(),
+        "prompts": exact["prompts"],
+    }
 
 
 def _rounded(value):

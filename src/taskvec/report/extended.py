@@ -16,6 +16,7 @@ from taskvec import store
 from taskvec.errors import ConfigError
 from taskvec.function_vectors import report as vectors
 from taskvec.function_vectors import section as vectors_section
+from taskvec.method_comparison import figures as compared_figures
 from taskvec.method_comparison import report as compared
 from taskvec.report import formats, formats_section, formats_text, travel
 from taskvec.report.collect import StudyResults, collect
@@ -128,7 +129,7 @@ PROTOCOL = (
     "used (pool and dev queries) and the parameters trained (none). Gap closed: (method - bare) / (ICL - bare) over "
     "the tasks where ICL works and a pool exists, with a two-level bootstrap interval. Costs are token positions "
     "run through the model, in units of one k-shot ICL forward: per query (the first answer token) and one-off "
-    "(the vector and the dev choice); seconds are in the step's log."
+    "(the vector and the dev choice; a backward pass's positions are given apart); seconds are in the step's log."
 )
 
 
@@ -138,8 +139,9 @@ def _methods_parts(study: StudyResults, out: Path, models: list[str], metrics: d
         comparison = study.analysis(model).methods
         model_metrics = metrics["models"][model]["methods"]
         figures = {
-            "methods_cost": compared.cost_figure(comparison, model_metrics),
-            "methods_tasks": compared.heatmap_figure(comparison),
+            "methods_cost": compared_figures.cost_figure(comparison, model_metrics),
+            "methods_tasks": compared_figures.heatmap_figure(comparison),
+            "methods_heads": compared_figures.agreement_figure(comparison, model_metrics),
         }
         _write_figures({name: files for name, files in figures.items() if files is not None}, out, model)
         rows += compared.table_rows(comparison, model_metrics)
