@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import BIN, ROOT, copy_tree, run_cli, tiny_model
-from taskvec import api
+from taskvec import api, methods
 from taskvec.errors import ArtifactError, ConfigError, TaskFileError
 from taskvec.forward.capture import last_token_states
 from taskvec.forward.patched import patched_next_tokens
@@ -283,8 +283,10 @@ def test_the_commands_explain_themselves():
         assert "--model" in result.stdout and "packaged" in result.stdout
     listed = subprocess.run([str(BIN / "taskvec"), "vector", "--help"], capture_output=True, text=True, check=True)
     words = " ".join(listed.stdout.split())
-    assert "{task_vector,mean_difference,in_context_vector}" in listed.stdout
+    assert "{" + ",".join(methods.METHODS) + "}" in listed.stdout
     assert "mean_difference (the mean stream" in words and "in_context_vector (Liu et al. 2024" in words
+    assert "function_vector (Todd et al. 2024" in words and "state_vector (Li et al. 2024" in words
+    assert all(f"{name} (" in words for name in methods.METHODS)  # every method explained
 
 
 def test_a_hub_id_or_packaged_name_is_converted_into_the_cache_under_a_name_of_its_own(tmp_path, monkeypatch):

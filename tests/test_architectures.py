@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIGS, TINY_LAYERS, tiny_model
-from taskvec.architectures import ADAPTERS, SITES, UnsupportedArchitecture, describe
+from taskvec.architectures import ADAPTERS, INPUT_SITES, SITES, UnsupportedArchitecture, describe
 from taskvec.forward import generate, patched
 from taskvec.forward.batching import encode
 from taskvec.hooks.intervention import Intervention, Interventions, intervene
@@ -54,7 +54,7 @@ def _site_values(lm, site: str, batch) -> list[torch.Tensor]:
     values: list[torch.Tensor | None] = [None] * arch.n_layers
 
     def keep(index: int, module: torch.nn.Module):
-        if site == "head":
+        if site in INPUT_SITES:
 
             def before(module, args, kwargs):
                 values[index] = (args[0] if args else next(iter(kwargs.values()))).detach().clone()
@@ -123,6 +123,13 @@ def _head_dim(lm) -> int:
     return attention_heads(lm).head_dim
 
 
+def _heads_width(lm) -> int:
+    from taskvec.function_vectors.heads import attention_heads
+
+    heads = attention_heads(lm)
+    return heads.n_heads * heads.head_dim
+
+
 @pytest.mark.parametrize("site", SITES)
 def test_patching_a_runs_own_activation_changes_nothing_at_any_site(tiny_lm, site):
     """Identity: each row replaces its own value at a different layer (the sweep's row-wise form), at
@@ -153,7 +160,9 @@ def test_each_sites_hook_fires_and_changes_what_it_patches(tiny_lm, site, positi
     batch = encode(tiny_lm, ["example:[a,b,c]->"])
     clean, _ = _logits(tiny_lm, batch)
     head_dim = _head_dim(tiny_lm)
-    width = head_dim if site == "head" else describe(tiny_lm.model).unembedding.in_features
+    width = {"head": head_dim, "attention_heads": _heads_width(tiny_lm)}.get(
+        site, describe(tiny_lm.model).unembedding.in_features
+    )
     vector = torch.from_numpy(np.random.default_rng(0).normal(scale=20.0, size=width).astype(np.float32))
     heads = {"heads": 2} if site == "head" else {}
     layer = 1
@@ -289,7 +298,7 @@ def test_several_records_in_one_pass_patch_every_layer_and_each_hook_fires(tiny_
             else:
                 tensor += vectors[layer]
 
-        if site == "head":
+        if site in INPUT_SITES:
 
             def before(module, args, kwargs):
                 z = (args[0] if args else next(iter(kwargs.values()))).clone()

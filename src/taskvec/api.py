@@ -105,6 +105,11 @@ class TaskVector:
     def theta(self) -> np.ndarray:
         if self.layer < 0:
             raise ConfigError(f"a {self.method.name} vector goes into every block: it has no one block's theta")
+        if self.method.layers != "one":
+            raise ConfigError(
+                f"a {self.method.name} vector goes into blocks 0 to {self.layer} at its site: it has no one block's "
+                "theta"
+            )
         return self.vectors[self.layer]
 
     @property

@@ -16,8 +16,11 @@ from taskvec.errors import UnsupportedArchitecture
 #   attention_output  what the attention adds to the residual stream;
 #   mlp_output        what the MLP adds to the residual stream;
 #   head              one attention head's output: its slice of the input of the attention's output
-#                     projection (heads' slices through the projection sum to the attention output).
-SITES = ("block_output", "attention_output", "mlp_output", "head")
+#                     projection (heads' slices through the projection sum to the attention output);
+#   attention_heads   every head's output at once: the whole input of the attention's output projection
+#                     (the state vector's site; on Gemma 2 and 3 it is before the projection and its norm).
+SITES = ("block_output", "attention_output", "mlp_output", "head", "attention_heads")
+INPUT_SITES = ("head", "attention_heads")  # sites whose value is their module's input, not its output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Adapter:
             "attention_output": self.attention_output,
             "mlp_output": self.mlp_output,
             "head": self.attention_projection,
+            "attention_heads": self.attention_projection,
         }
 
 
@@ -88,7 +92,7 @@ class Architecture:
 
     def site_modules(self, site: str) -> list[torch.nn.Module]:
         """The module of ``site`` in every block, in block order: a forward hook on it sees the site's
-        value as its output (its input, for ``head``)."""
+        value as its output (its input, for the :data:`INPUT_SITES`)."""
         if site not in SITES:
             raise ValueError(f"unknown site {site!r}; the sites are {', '.join(SITES)}")
         path = self.adapter.block_paths()[site]

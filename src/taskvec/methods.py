@@ -37,6 +37,17 @@ from the pool, the same for every query.
   chosen with the block, as for the mean difference, and the head count is the paper's 10 of GPT-J's
   448 heads scaled to the model.
 
+- ``state_vector`` (Li et al., NeurIPS 2024; :func:`state_vector_from_pool`): the attention heads'
+  outputs (the input of each block's attention output projection) at each demonstration's separator
+  and at the query's last token of the pool's labelled prompts, averaged (the authors' *inner
+  optimisation*); ``state_vector_momentum`` adds their *momentum optimisation*. Each *replaces* the
+  bare query's last-token heads' outputs in blocks 0 to L together, L chosen on held-out pairs (the
+  authors hard-code L per task and model; no selection code is released); generated tokens are not
+  patched, as in the authors' code. The site is before the output projection in every architecture
+  (on Gemma 2 and 3 the projection's output then passes the attention's post-norm, as in the
+  unpatched model). Where the authors take every token of a separator that tokenizes into several,
+  this takes the separator's last token.
+
 The first two methods read the same forward passes (theta is the first term of the mean difference), and both are
 judged by the same layer sweep: for an additive method the sweep's replaced value is the bare query's
 own stream plus the scaled vector, which is what adding does at that position.
@@ -51,6 +62,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from taskvec.errors import ConfigError
+from taskvec.method_vectors import (
+    function_vector_from_pool,
+    in_context_vector,
+    pool_pairs,
+    state_vector_from_pool,
+)
 
 if TYPE_CHECKING:  # the command line lists the methods without loading torch
     from taskvec.hooks.intervention import Intervention, Interventions
@@ -82,53 +99,6 @@ def _mean_difference(
     return _theta(lm, pool, fmt, batch_size, shared) - bare.mean(axis=0)
 
 
-def pool_pairs(pool: Sequence[Prompt]) -> list[tuple[str, str]]:
-    """The pool's labelled pairs, each once, in the order the pool shows them."""
-    return list(dict.fromkeys(pair for prompt in pool for pair in prompt.demonstrations))
-
-
-def in_context_vector(lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: int = 16) -> np.ndarray:
-    """The in-context vector of Liu et al. (ICML 2024), as its authors' code computes it:
-    ``[n_layers, hidden]`` float32.
-
-    Each pair's input and output run alone (whitespace stripped; no template, the tokenizer's own
-    special tokens); at the last token, the embedding layer's output and the residual stream after
-    every block are concatenated, and the output's minus the input's is one row per pair. The vector
-    is the rows' mean plus their first principal direction (centred SVD, sign by scikit-learn's rule:
-    the largest entry of the first left singular vector positive; unit norm over all layers
-    together), with the embedding layer's part dropped: one vector per block. The authors also strip
-    punctuation from each side; this does not (an algorithmic task's input is its punctuation)."""
-    from taskvec.forward.capture import last_token_states
-
-    if len(pairs) < 2:
-        raise ConfigError(f"an in-context vector needs at least 2 pairs, got {len(pairs)}")
-    texts = [x.strip() for x, _ in pairs] + [y.strip() for _, y in pairs]
-    states = last_token_states(lm, texts, batch_size)  # [2k, layers, hidden]
-    embedding = _last_token_embeddings(lm, texts)  # [2k, hidden]
-    full = np.concatenate([embedding[:, None], states], axis=1)
-    k = len(pairs)
-    rows = (full[k:] - full[:k]).reshape(k, -1)
-    mean = rows.mean(axis=0)
-    left, _, right = np.linalg.svd(rows - mean, full_matrices=False)
-    sign = np.sign(left[np.argmax(np.abs(left[:, 0])), 0]) or 1.0
-    direction = (right[0] * sign + mean).reshape(full.shape[1:])
-    return direction[1:].astype(np.float32)
-
-
-def _last_token_embeddings(lm: LoadedModel, texts: Sequence[str]) -> np.ndarray:
-    """The input embedding module's output for each text's last token (before any scaling the
-    model's forward applies to it, as a hook on the module sees it)."""
-    import torch
-
-    ids = [lm.tokenizer.encode(text)[-1] for text in texts]  # as encode() tokenizes them for the pass
-    with torch.inference_mode():
-        rows = lm.model.get_input_embeddings()(torch.tensor(ids, device=lm.device))
-    return rows.float().cpu().numpy()
-
-
-HEAD_RANKINGS = ("exact", "attribution")
-
-
 def _function_vector(ranking: str) -> Callable[..., np.ndarray]:
     def extract(
         lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int, shared: dict | None = None
@@ -138,49 +108,16 @@ def _function_vector(ranking: str) -> Callable[..., np.ndarray]:
     return extract
 
 
-def function_vector_from_pool(
-    lm: LoadedModel,
-    pool: Sequence[Prompt],
-    fmt: PromptFormat,
-    ranking: str = "exact",
-    batch_size: int = 16,
-    details: dict | None = None,
-    n_heads: int | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """The function vector of Todd et al. (ICLR 2024) from a pool of labelled demonstration sets
-    (each set's demonstrations and its query): every head's mean output at the last token of the
-    pool's prompts; each head's average indirect effect on the same prompts with shuffled labels, by
-    patching every head (``ranking="exact"``, :func:`taskvec.function_vectors.heads.head_patch_scan`)
-    or estimated by attribution patching (``"attribution"``, one forward and one backward pass per
-    prompt, :func:`taskvec.function_vectors.heads.head_attribution`); the sum of the ``n_heads`` heads
-    of largest effect (default: the paper's 10 of GPT-J's 448 heads, scaled to the model) in
-    residual-stream space. ``[n_layers, hidden]``: the same vector for every block (one is chosen).
-    ``details`` (a dict), where given, receives the effects and the heads."""
-    from taskvec.controls import shuffle_labels
-    from taskvec.function_vectors.heads import head_attribution, head_patch_scan, mean_head_outputs
-    from taskvec.function_vectors.vectors import answer_token, default_head_count, function_vector, top_heads
+def _state_vector(momentum: bool) -> Callable[..., np.ndarray]:
+    def extract(
+        lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int, shared: dict | None = None
+    ) -> np.ndarray:
+        return state_vector_from_pool(lm, pool, fmt, momentum, batch_size)
 
-    if ranking not in HEAD_RANKINGS:
-        raise ValueError(f"ranking must be one of {HEAD_RANKINGS}, not {ranking!r}")
-    labelled = [p for p in pool if p.query and p.answers]
-    if not labelled:
-        raise ConfigError("a function vector needs demonstration sets with a labelled query; the pool has none")
-    means = mean_head_outputs(lm, [fmt.render(p.demonstrations, p.query) for p in labelled], batch_size)
-    shuffled = shuffle_labels(labelled, seed)
-    texts = [fmt.render(p.demonstrations, p.query) for p in shuffled]
-    targets = [answer_token(lm, text, p.answers[0]) for text, p in zip(texts, shuffled)]
-    scan = head_patch_scan if ranking == "exact" else head_attribution
-    clean, patched = scan(lm, texts, targets, means, batch_size)
-    effects = (patched - clean[:, None, None]).mean(axis=0)
-    heads = top_heads(effects, n_heads or default_head_count(lm))
-    vector = function_vector(lm, means, heads)
-    if details is not None:
-        details.update(ranking=ranking, average_indirect_effect=effects, heads=heads, prompts=len(texts))
-    return np.repeat(vector[None], len(effects), axis=0)
+    return extract
 
 
-LAYERS = ("one", "every")
+LAYERS = ("one", "every", "up_to")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +132,9 @@ class Method:
     site: str = "block_output"
     regime: str = "task_level"
     positions: str = "last"  # where the vector goes in the query's text, for its first answer token
-    layers: str = "one"  # "one": after one block, chosen on held-out pairs; "every": at every block at once
+    # "one": after one block, chosen on held-out pairs; "every": at every block at once; "up_to": at
+    # blocks 0 to L together, L chosen on held-out pairs
+    layers: str = "one"
 
     def __post_init__(self) -> None:
         if self.layers not in LAYERS:
@@ -243,6 +182,8 @@ class Method:
 
         if self.every_layer:
             return Interventions(tuple(record(at) for at in range(len(vectors))))
+        if self.layers == "up_to":
+            return Interventions(tuple(record(at) for at in range(layer + 1)))
         value = self.value(vectors, layer, strength).astype(np.float32)
         return Intervention(
             [layer] * rows,
@@ -254,6 +195,8 @@ class Method:
 
     def where(self, layer: int, strength: float) -> str:
         """How the vector is applied, in words (for the command line's output)."""
+        if self.layers == "up_to":
+            return f"replaces the last token's {self.site.replace('_', ' ')} input in blocks 0 to {layer}"
         if self.operation == "replace":
             return f"replaces the last token's residual stream after block {layer}"
         if self.every_layer:
@@ -270,7 +213,7 @@ class Method:
         position's stream after each block): ``[n_queries, n_layers, hidden]``, the value each query's
         stream takes there under this method. An additive method needs the queries' own streams
         (``bare_states``, :func:`taskvec.forward.capture.last_token_states`, read once for every strength)."""
-        if self.every_layer or self.site != "block_output" or self.positions != "last":
+        if self.layers != "one" or self.site != "block_output" or self.positions != "last":
             raise ValueError(f"{self.name} is not patched at one block's last-token stream: no layer sweep")
         if self.operation == "replace":
             return np.repeat(vectors[None], n_queries, axis=0)
@@ -314,7 +257,8 @@ def choose(
     first-token rule against ``answers``. A method at one block: the block of best accuracy in the
     layer sweep at strength 1 (the vector's own scale; the grid's first strength where 1 is not in
     it), then the grid's strengths at that block; so that every method tries about as many
-    configurations as there are blocks. A method at every block: one patched pass per strength. Ties:
+    configurations as there are blocks. A method at every block: one patched pass per strength. A
+    method at blocks 0 to L: one patched pass per L. Ties:
     the earliest block, then the first strength of the grid (``strengths``, default the method's)."""
     from taskvec.evaluate import choose_layer, token_decoder
     from taskvec.forward.capture import last_token_states
@@ -334,6 +278,11 @@ def choose(
             grid[value] = [accuracy_of(patched_next_tokens(lm, queries, record, batch_size))]
         best = max(a[0] for a in grid.values())
         return Choice(-1, next(v for v, a in grid.items() if a[0] == best), best, grid)
+    if method.layers == "up_to":
+        records = [method.intervention(vectors, last, 1.0, len(queries)) for last in range(len(vectors))]
+        curve = [accuracy_of(patched_next_tokens(lm, queries, record, batch_size)) for record in records]
+        layer = choose_layer(curve)
+        return Choice(layer, 1.0, curve[layer], {1.0: curve})
     swept_at = 1.0 if 1.0 in strengths else strengths[0]
     bare_states = last_token_states(lm, queries, batch_size) if method.operation == "add" else None
     swept = patched_sweep(
@@ -410,6 +359,29 @@ METHODS: dict[str, Method] = {
             generation_positions="generated",
             strengths=(0.5, 1.0, 2.0, 4.0),
             extract=_function_vector("attribution"),
+        ),
+        Method(
+            "state_vector",
+            "the state vector (Li et al. 2024), inner optimisation: the attention heads' outputs at the "
+            "demonstrations' separators and the query's last token, averaged, replacing the bare query's last-token "
+            "heads' outputs in blocks 0 to L",
+            operation="replace",
+            generation_positions="last",
+            strengths=(1.0,),
+            extract=_state_vector(momentum=False),
+            site="attention_heads",
+            layers="up_to",
+        ),
+        Method(
+            "state_vector_momentum",
+            "the state vector with its authors' momentum optimisation: plus the weighted mean of the differences "
+            "between consecutive demonstrations' states",
+            operation="replace",
+            generation_positions="last",
+            strengths=(1.0,),
+            extract=_state_vector(momentum=True),
+            site="attention_heads",
+            layers="up_to",
         ),
     )
 }

@@ -44,6 +44,8 @@ METHOD_NAMES = (
     "in_context_vector",
     "function_vector",
     "function_vector_attribution",
+    "state_vector",
+    "state_vector_momentum",
 )
 METHOD_HELP = (
     "how the vector is made and patched: task_vector (theta, averaged over the demonstration sets, replaces "
@@ -52,9 +54,11 @@ METHOD_HELP = (
     "one), in_context_vector (Liu et al. 2024: from the demonstrations' pairs, --strength times each block's "
     "direction turns the MLP output of every block at every position; no --layer), function_vector (Todd et al. "
     "2024: the summed mean outputs of the attention heads whose patching most raises the answer on the "
-    "demonstration sets with shuffled labels, times --strength, added as mean_difference is) or "
+    "demonstration sets with shuffled labels, times --strength, added as mean_difference is), "
     "function_vector_attribution (the same, its heads ranked by attribution patching: one forward and one "
-    "backward pass per set instead of one pass per head)"
+    "backward pass per set instead of one pass per head), state_vector (Li et al. 2024: the attention heads' "
+    "outputs at the demonstrations' separators and the query's last token, averaged, replace the bare query's "
+    "in blocks 0 to --layer) or state_vector_momentum (the same with its authors' momentum optimisation)"
 )
 
 

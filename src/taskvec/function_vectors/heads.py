@@ -64,13 +64,19 @@ def attention_heads(lm: LoadedModel) -> Heads:
 
 
 @contextlib.contextmanager
-def capture_head_outputs(heads: Heads) -> Iterator[list[torch.Tensor | None]]:
-    """Record every head's output at the last position: ``outputs[l]`` is ``[batch, n_heads, head_dim]``."""
+def capture_head_outputs(heads: Heads, every_position: bool = False) -> Iterator[list[torch.Tensor | None]]:
+    """Record every head's output at the last position: ``outputs[l]`` is ``[batch, n_heads, head_dim]``;
+    or (``every_position``) at every position, the heads side by side: ``[batch, positions, n_heads *
+    head_dim]``."""
     outputs: list[torch.Tensor | None] = [None] * heads.n_layers
 
     def make_hook(index: int):
         def hook(module, args, kwargs):
-            z = projection_input(args, kwargs)[0][:, -1, :]
+            z = projection_input(args, kwargs)[0]
+            if every_position:
+                outputs[index] = z.detach().clone()
+                return
+            z = z[:, -1, :]
             outputs[index] = z.detach().reshape(z.shape[0], heads.n_heads, heads.head_dim).clone()
 
         return hook

@@ -2,10 +2,11 @@
 
 An :class:`Intervention` says, as data, what changes: at which **site** of a block (its output, the
 residual stream after it; what its attention or its MLP adds to the stream; one attention head's
-slice), in which **layer** (one per batch row, so that one pass can patch a different layer in each
-row: the layer sweep), at which token **positions** (the text's last; every position, generated
-tokens included; the text's last and each generated token), by which **operation** (replace the
-value, or add to it), with which **vectors** (one for every row, or one per row).
+slice, or every head's: the attention output projection's input), in which **layer** (one per batch
+row, so that one pass can patch a different layer in each row: the layer sweep), at which token
+**positions** (the text's last; every position, generated tokens included; the text's last and each
+generated token), by which **operation** (replace the value, or add to it), with which **vectors**
+(one for every row, or one per row).
 :class:`Interventions` applies several records in one pass (a vector at every layer, as in-context
 vectors and state vectors write them, or at two sites of a block).
 :func:`intervene` registers its hooks for the duration of a ``with`` block (removed on exit, even on
@@ -22,7 +23,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from taskvec.architectures import SITES, Architecture
+from taskvec.architectures import INPUT_SITES, SITES, Architecture
 from taskvec.hooks import block_hidden, to_device
 
 POSITIONS = ("last", "all", "generated")
@@ -252,7 +253,7 @@ def _register(arch: Architecture, intervention: Intervention, fired: Counter) ->
             _write(values, target, on_heads, values_patch, intervention.positions, intervention.operation)
             fired[index] += 1
 
-        if intervention.site == "head":
+        if intervention.site in INPUT_SITES:
 
             def pre_hook(module, args, kwargs):
                 z, name = projection_input(args, kwargs)

@@ -29,6 +29,8 @@ LABELS = {
     "in_context_vector": "in-context vector",
     "function_vector": "function vector",
     "function_vector_attribution": "function vector, attribution-patching heads",
+    "state_vector": "state vector (inner)",
+    "state_vector_momentum": "state vector (momentum)",
 }
 CONTROL_LABELS = {"random": "random, same norm", "other_task": "another task's", "shuffled_labels": "shuffled labels"}
 
