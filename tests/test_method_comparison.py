@@ -56,6 +56,7 @@ def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_p
         "extract_positions": 200,
         "choice_positions": 1000,
         "positions_per_query": 5,
+        "kl_from_icl": 0.5,
         "configurations": 12,
         "layer": 3,
         "strength": 1.0,
@@ -74,6 +75,7 @@ def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_p
                 "dev_queries": 20,
                 "icl_positions_per_query": 50,
                 "bare_positions_per_query": 5,
+                "bare_kl_from_icl": 2.0,
                 "tv_per_prompt_positions_per_query": 105,
                 "methods": {} if t in tasks_without_pool else {m: dict(method_record) for m in TASK_LEVEL},
             }
@@ -117,6 +119,8 @@ def test_gap_closed_paired_differences_costs_and_intervals_follow_their_formulas
     assert methods["task_vector"]["one_off_cost"] == pytest.approx(24.0)
     assert methods["tv_per_prompt"]["per_query_cost"] == pytest.approx(2.1)
     assert methods["icl"]["per_query_cost"] == 1.0 and methods["task_vector"]["labelled_examples"] == 50
+    assert (methods["task_vector"]["kl_from_icl"], methods["bare"]["kl_from_icl"]) == (0.5, 2.0)
+    assert methods["icl"]["kl_from_icl"] == 0.0 and methods["tv_per_prompt"]["kl_from_icl"] is None  # not measured
     paired = metrics["paired"]
     assert set(paired) == {"tv_per_prompt-icl", "mean_difference-task_vector"}  # never across regimes
     assert paired["mean_difference-task_vector"]["difference"] == pytest.approx(-0.1, abs=0.02)

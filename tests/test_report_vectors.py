@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from taskvec.analysis.stats import distribution_gap
 from taskvec.controls import random_vectors_like
-from taskvec.function_vectors.analysis import HEAD_SCHEMA, SCHEMA, distribution_gap
+from taskvec.function_vectors.analysis import HEAD_SCHEMA, SCHEMA
 from taskvec.function_vectors.report import (
     mean_with_interval,
     model_metrics,

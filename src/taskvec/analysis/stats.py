@@ -152,3 +152,10 @@ def mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation over seeds (0 for a single seed)."""
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def distribution_gap(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: KL(reference || other) in nats, from log-probabilities, and whether the top tokens agree."""
+    p = np.exp(reference.astype(np.float64))
+    kl = (p * (reference.astype(np.float64) - other.astype(np.float64))).sum(axis=1)
+    return np.maximum(kl, 0.0), reference.argmax(axis=1) == other.argmax(axis=1)

@@ -27,10 +27,12 @@ def patched_next_tokens(
     intervention: Intervention | Interventions,
     batch_size: int = 16,
     progress: bool = False,
+    log_probs: np.ndarray | None = None,
 ) -> np.ndarray:
     """Argmax next token after each whole text under ``intervention`` (its rows are the texts; for
     example another task's theta replacing a block's output at the last position of an ICL prompt):
-    ``[n]`` ids."""
+    ``[n]`` ids. Where ``log_probs`` (``[n, vocab]`` float32) is given, each text's next-token
+    log-distribution is written into it."""
     arch = describe(lm.model)
     intervention = intervention.to(lm.device)
     result = np.zeros(len(texts), dtype=np.int64)
@@ -41,6 +43,8 @@ def patched_next_tokens(
             with intervene(arch, intervention.select(rows)):
                 logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits
             copies.add(rows, logits[:, -1, :].argmax(dim=-1))
+            if log_probs is not None:
+                log_probs[rows] = torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu().numpy()
             bar.update(len(rows))
     copies.flush()
     return result

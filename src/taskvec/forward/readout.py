@@ -15,8 +15,15 @@ from taskvec.models import LoadedModel
 
 
 @torch.inference_mode()
-def next_tokens(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-    """Argmax next token after each text: ``[n_texts]`` token ids."""
+def next_tokens(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    batch_size: int = 16,
+    progress: bool = False,
+    log_probs: np.ndarray | None = None,
+) -> np.ndarray:
+    """Argmax next token after each text: ``[n_texts]`` token ids. Where ``log_probs`` (``[n_texts,
+    vocab]`` float32) is given, each text's next-token log-distribution is written into it."""
     result = np.zeros(len(texts), dtype=np.int64)
     copies = HostCopies(result)
     with progress_bar(len(texts), "predict", progress) as bar:
@@ -24,6 +31,8 @@ def next_tokens(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16, pro
             batch = encode(lm, [texts[i] for i in rows])
             logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
             copies.add(rows, logits.argmax(dim=-1))
+            if log_probs is not None:
+                log_probs[rows] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
             bar.update(len(rows))
     copies.flush()
     return result

@@ -30,17 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from taskvec import store
+from taskvec.analysis.stats import distribution_gap
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.controls import random_vectors_like, shuffle_labels
 from taskvec.errors import ConfigError
 from taskvec.evaluate import choose_layer, read_layer_choice, token_decoder
 from taskvec.extract import read_activations
-from taskvec.forward.batching import batches, encode
 from taskvec.forward.patched import next_token_variants
+from taskvec.forward.readout import next_tokens
 from taskvec.function_vectors.heads import attention_heads
 from taskvec.function_vectors.vectors import (
     add_sweep,
@@ -87,21 +87,11 @@ HEAD_SCHEMA = pa.schema(
 )
 
 
-@torch.inference_mode()
 def last_log_probs(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
     """Log-probabilities of the next token after each text: ``[n, vocab]``."""
     out = np.zeros((len(texts), describe(lm.model).unembedding.weight.shape[0]), dtype=np.float32)
-    for rows in batches(texts, batch_size):
-        logits = lm.model(**encode(lm, [texts[i] for i in rows]).inputs(), use_cache=False, logits_to_keep=1).logits
-        out[rows] = torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu().numpy()
+    next_tokens(lm, texts, batch_size, log_probs=out)
     return out
-
-
-def distribution_gap(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: KL(reference || other) in nats, from log-probabilities, and whether the top tokens agree."""
-    p = np.exp(reference.astype(np.float64))
-    kl = (p * (reference.astype(np.float64) - other.astype(np.float64))).sum(axis=1)
-    return np.maximum(kl, 0.0), reference.argmax(axis=1) == other.argmax(axis=1)
 
 
 class _Rows:

@@ -87,6 +87,11 @@ def compared_tasks(comparison: MethodComparison, icl_works: list[str]) -> list[s
     return [t for t in icl_works if t in comparison.pooled]
 
 
+def _mean_of(values: list) -> float | None:
+    """The mean, or None where any value is missing (a file from before the value was measured)."""
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
 def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
     """Per method, means over ``tasks``: per-query and one-off cost in units of one k-shot ICL forward
     (token positions through the model), labelled examples, configurations tried."""
@@ -97,8 +102,11 @@ def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
         return meta[task]["icl_positions_per_query"]
 
     k = comparison.metadata.get("k")
-    out["bare"] = {"per_query": np.mean([meta[t]["bare_positions_per_query"] / unit(t) for t in tasks])}
-    out["icl"] = {"per_query": 1.0, "one_off": 0.0, "labelled": k, "configurations": 0}
+    out["bare"] = {
+        "per_query": np.mean([meta[t]["bare_positions_per_query"] / unit(t) for t in tasks]),
+        "kl_from_icl": _mean_of([meta[t].get("bare_kl_from_icl") for t in tasks]),
+    }
+    out["icl"] = {"per_query": 1.0, "one_off": 0.0, "labelled": k, "configurations": 0, "kl_from_icl": 0.0}
     out["tv_per_prompt"] = {
         "per_query": np.mean([meta[t]["tv_per_prompt_positions_per_query"] / unit(t) for t in tasks]),
         "one_off": 0.0,
@@ -116,6 +124,7 @@ def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
                 [r.get("extract_backward_positions", 0) / unit(t) for r, t in zip(records, tasks)]
             ),
             "labelled": np.mean([meta[t]["labelled_examples"] + meta[t]["dev_queries"] for t in tasks]),
+            "kl_from_icl": _mean_of([r.get("kl_from_icl") for r in records]),
             "configurations": int(np.mean([r["configurations"] for r in records])),
         }
     return out
@@ -153,6 +162,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
                 else [None, None]
             ),
             "per_query_cost": rounded(costs[method]["per_query"]),
+            "kl_from_icl": rounded(costs[method].get("kl_from_icl")),
         }
         if method != "bare":
             entry.update(
@@ -267,6 +277,7 @@ def table_rows(comparison: MethodComparison, metrics: dict) -> list[dict]:
                 "gap_closed_high": entry["gap_closed_ci"][1],
                 "accuracy": entry["accuracy"],
                 "strict": entry["strict"],
+                "kl_from_icl": entry.get("kl_from_icl"),
                 "per_query_cost": entry["per_query_cost"],
                 "one_off_cost": entry.get("one_off_cost"),
                 "one_off_backward_cost": entry.get("one_off_backward_cost"),
@@ -387,7 +398,8 @@ def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], pr
         if metrics.get("methods"):
             head = (
                 "<tr><th>regime</th><th>method</th><th>gap closed [95%]</th><th>accuracy</th><th>strict</th>"
-                "<th>per query</th><th>one-off</th><th>labelled</th><th>configurations</th><th>trained</th></tr>"
+                "<th>KL to ICL</th><th>per query</th><th>one-off</th><th>labelled</th><th>configurations</th>"
+                "<th>trained</th></tr>"
             )
             rows = []
             for row in table_rows(comparison, metrics):
@@ -401,6 +413,7 @@ def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], pr
                     (_gap_text(row), "num"),
                     (text(row["accuracy"]), "num"),
                     (text(row["strict"]), "num"),
+                    (text(row["kl_from_icl"]), "num"),
                     (text(row["per_query_cost"]), "num"),
                     (_one_off_text(row), "num"),
                     (text(row["labelled_examples"], 0), "num"),

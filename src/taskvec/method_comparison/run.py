@@ -17,6 +17,8 @@ Per task, on the study's own test prompts and scoring:
   method's norm at every block, another task's vector of the same method, and the vector made from
   the same pool with each set's labels shuffled.
 - **The bare test query**, the reference every gap is measured from.
+- **KL divergence from ICL**: on each test prompt, KL(ICL's next-token distribution || the bare
+  query's, or each task-level method's at its dev configuration), in nats, averaged over the prompts.
 - **Costs, counted** (:class:`Meter`): the token positions each method runs through the model's
   blocks, for its one-off work (the vector, then the dev choice) and per test query (the first
   answer token), beside one ICL forward per query and the per-prompt task vector per query (theta
@@ -39,6 +41,8 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec import methods, store
+from taskvec.analysis.stats import distribution_gap
+from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
 from taskvec.controls import random_vectors_like, shuffle_labels
 from taskvec.errors import ConfigError
@@ -96,8 +100,6 @@ class Meter:
     again in ``backward_positions``. Also the seconds."""
 
     def __init__(self, lm) -> None:
-        from taskvec.architectures import describe
-
         self.layers = describe(lm.model).layers
         self.block_positions, self.backward_block_positions, self.seconds = 0, 0, 0.0
 
@@ -249,9 +251,14 @@ def compare_methods_file(
         bare_texts = [fmt.query.format(x=p.query) for p in test]
         costs = meta_tasks[task]
 
+        vocab = describe(lm.model).unembedding.weight.shape[0]
+        icl_log_probs = np.zeros((len(test), vocab), dtype=np.float32)
+        next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in test], batch_size, log_probs=icl_log_probs)
+        log_probs = np.zeros_like(icl_log_probs)
         with Meter(lm).on() as meter:
-            bare = next_tokens(lm, bare_texts, batch_size)
+            bare = next_tokens(lm, bare_texts, batch_size, log_probs=log_probs)
         costs["bare_positions_per_query"] = meter.positions / len(test)
+        costs["bare_kl_from_icl"] = float(distribution_gap(icl_log_probs, log_probs)[0].mean())
         costs["dev_queries"] = len(dev)
         rows.add(test, "bare", bare, strict=_strict(lm, bare_texts, bare, test, fmt, batch_size))
         _per_prompt(lm, rows, files[task].results, test, fmt, batch_size, costs, seconds[task])
@@ -283,8 +290,9 @@ def compare_methods_file(
             )
             patch = method.intervention(vector, choice.layer, choice.strength, len(test))
             with Meter(lm).on() as meter:
-                tokens = patched_next_tokens(lm, bare_texts, patch, batch_size)
+                tokens = patched_next_tokens(lm, bare_texts, patch, batch_size, log_probs=log_probs)
             record["positions_per_query"] = meter.positions / len(test)
+            record["kl_from_icl"] = float(distribution_gap(icl_log_probs, log_probs)[0].mean())
             seconds[task][method.name]["per_query"] = meter.seconds / len(test)
             during = method.intervention(vector, choice.layer, choice.strength, len(test), generating=True)
             strict = _strict(lm, bare_texts, tokens, test, fmt, batch_size, during)

@@ -129,7 +129,9 @@ PROTOCOL = (
     "used (pool and dev queries) and the parameters trained (none). Gap closed: (method - bare) / (ICL - bare) over "
     "the tasks where ICL works and a pool exists, with a two-level bootstrap interval. Costs are token positions "
     "run through the model, in units of one k-shot ICL forward: per query (the first answer token) and one-off "
-    "(the vector and the dev choice; a backward pass's positions are given apart); seconds are in the step's log."
+    "(the vector and the dev choice; a backward pass's positions are given apart); seconds are in the step's log. "
+    "KL to ICL: KL(ICL's next-token distribution || the method's) on each test prompt, in nats, averaged (not "
+    "measured for the per-prompt task vector)."
 )
 
 
