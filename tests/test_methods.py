@@ -526,3 +526,23 @@ def test_the_state_vector_replaces_the_heads_outputs_up_to_the_chosen_block_by_w
     assert patched_next_tokens(tiny_lm, [query], record)[0] == predict(query, vector.layer)
     with pytest.raises(ConfigError, match="no one block's theta"):
         _ = vector.theta
+
+
+def test_a_function_vector_given_its_heads_sums_them_without_ranking_any(tiny_lm, monkeypatch):
+    """The shuffled-label control: the method's own heads, the pool's mean outputs, no scan."""
+    import taskvec.function_vectors.heads as heads_module
+    from taskvec.function_vectors.heads import head_vectors, mean_head_outputs
+    from taskvec.prompts import demonstration_sets
+
+    pool = demonstration_sets([(p.input, p.outputs[0]) for p in PAIRS], 3, 2, 3, "pool")
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("no head is ranked when the heads are given")
+
+    monkeypatch.setattr(heads_module, "head_patch_scan", no_scan)
+    details = {"heads": [(1, 2), (0, 1)]}
+    vectors = methods.get("function_vector").extract(tiny_lm, pool, FMT, 2, details)
+    means = mean_head_outputs(tiny_lm, [FMT.render(p.demonstrations, p.query) for p in pool])
+    expected = head_vectors(tiny_lm, means)[1, 2] + head_vectors(tiny_lm, means)[0, 1]
+    np.testing.assert_allclose(vectors[0], expected, rtol=1e-4, atol=1e-5)
+    assert (vectors == vectors[0]).all() and details == {"heads": [(1, 2), (0, 1)]}

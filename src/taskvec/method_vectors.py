@@ -83,7 +83,9 @@ def function_vector_from_pool(
     prompt, :func:`taskvec.function_vectors.heads.head_attribution`); the sum of the ``n_heads`` heads
     of largest effect (default: the paper's 10 of GPT-J's 448 heads, scaled to the model) in
     residual-stream space. ``[n_layers, hidden]``: the same vector for every block (one is chosen).
-    ``details`` (a dict), where given, receives the effects and the heads."""
+    ``details`` (a dict), where given, receives the effects and the heads; where it already holds
+    ``heads`` (as the shuffled-label control gets the method's own), those heads are summed and no
+    ranking is made."""
     from taskvec.controls import shuffle_labels
     from taskvec.function_vectors.heads import head_attribution, head_patch_scan, mean_head_outputs
     from taskvec.function_vectors.vectors import answer_token, default_head_count, function_vector, top_heads
@@ -94,6 +96,9 @@ def function_vector_from_pool(
     if not labelled:
         raise ConfigError("a function vector needs demonstration sets with a labelled query; the pool has none")
     means = mean_head_outputs(lm, [fmt.render(p.demonstrations, p.query) for p in labelled], batch_size)
+    n_layers = means.shape[0]
+    if details is not None and "heads" in details:
+        return np.repeat(function_vector(lm, means, details["heads"])[None], n_layers, axis=0)
     shuffled = shuffle_labels(labelled, seed)
     texts = [fmt.render(p.demonstrations, p.query) for p in shuffled]
     targets = [answer_token(lm, text, p.answers[0]) for text, p in zip(texts, shuffled)]
@@ -104,7 +109,7 @@ def function_vector_from_pool(
     vector = function_vector(lm, means, heads)
     if details is not None:
         details.update(ranking=ranking, average_indirect_effect=effects, heads=heads, prompts=len(texts))
-    return np.repeat(vector[None], len(effects), axis=0)
+    return np.repeat(vector[None], n_layers, axis=0)
 
 
 def separator_positions(lm: LoadedModel, fmt: PromptFormat, prompt: Prompt) -> list[int]:

@@ -15,7 +15,8 @@ Per task, on the study's own test prompts and scoring:
   set (its test queries cover its pairs: the letter tasks) the task has no pool, and no task-level row.
 - **Controls** of every task-level method, at its dev configuration: a random vector of the
   method's norm at every block, another task's vector of the same method, and the vector made from
-  the same pool with each set's labels shuffled.
+  the same pool with each set's labels shuffled (a function vector's from the heads it chose on the
+  real pool: the control asks what the heads carry without the mapping).
 - **The bare test query**, the reference every gap is measured from.
 - **KL divergence from ICL**: on each test prompt, KL(ICL's next-token distribution || the bare
   query's, or each task-level method's at its dev configuration), in nats, averaged over the prompts.
@@ -218,9 +219,9 @@ def compare_methods_file(
             details[method.name] = {}  # the method's own: its one-off cost counted alone
             with Meter(lm).on() as meter:
                 vectors[task, method.name] = method.extract(lm, sets, info.format, batch_size, details[method.name])
-            shuffled[task, method.name] = method.extract(
-                lm, shuffle_labels(sets, seed), info.format, batch_size, shared_shuffled
-            )
+            # the control keeps what the method chose on the real pool (a function vector's heads)
+            given = {"heads": details[method.name]["heads"]} if "heads" in details[method.name] else shared_shuffled
+            shuffled[task, method.name] = method.extract(lm, shuffle_labels(sets, seed), info.format, batch_size, given)
             meta_tasks[task]["methods"][method.name] = {
                 "extract_positions": meter.positions,
                 "extract_backward_positions": meter.backward_positions,
