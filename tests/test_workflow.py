@@ -791,6 +791,13 @@ def _check_methods(project: Path, metrics: dict, page: str) -> None:
         seen = {(m, c) for t, m, c in zip(rows["task"], rows["method"], rows["control"]) if t == task}
         controls = {(m, c) for m in vector_methods.METHODS for c in ("random", "other_task", "shuffled_labels")}
         assert seen == {(m, "") for m in names} | controls, task
+    for t in with_pool:
+        entry = meta["tasks"][t]
+        assert len(entry["head_agreement"]["exact_effects"]) == meta["n_layers"]
+        assert 0 <= entry["head_agreement"]["recall"] <= 1
+        assert all(entry["methods"][m]["kl_from_icl"] >= 0 for m in vector_methods.METHODS)
+        assert entry["methods"]["function_vector_attribution"]["extract_backward_positions"] > 0
+        assert entry["methods"]["function_vector"]["extract_backward_positions"] == 0  # no gradient there
     task = with_pool[0]
     prompts, info = read_prompts(project / "data" / "prompts" / "smollm2-135m" / task / "sample0.parquet")
     lm = load_model(project / "data" / "models" / "smollm2-135m", device="cpu", dtype="float32")

@@ -196,7 +196,7 @@ class Method:
     def where(self, layer: int, strength: float) -> str:
         """How the vector is applied, in words (for the command line's output)."""
         if self.layers == "up_to":
-            return f"replaces the last token's {self.site.replace('_', ' ')} input in blocks 0 to {layer}"
+            return f"replaces the last token's attention heads' outputs in blocks 0 to {layer}"
         if self.operation == "replace":
             return f"replaces the last token's residual stream after block {layer}"
         if self.every_layer:
