@@ -258,11 +258,12 @@ def choose(
     layer sweep at strength 1 (the vector's own scale; the grid's first strength where 1 is not in
     it), then the grid's strengths at that block; so that every method tries about as many
     configurations as there are blocks. A method at every block: one patched pass per strength. A
-    method at blocks 0 to L: one patched pass per L. Ties:
+    method at blocks 0 to L (its patch at the last token only): the queries' tokens but the last run
+    once, then the last token once per L on that prefix's cache. Ties:
     the earliest block, then the first strength of the grid (``strengths``, default the method's)."""
     from taskvec.evaluate import choose_layer, token_decoder
     from taskvec.forward.capture import last_token_states
-    from taskvec.forward.patched import patched_next_tokens, patched_sweep
+    from taskvec.forward.patched import next_token_variants, patched_next_tokens, patched_sweep
     from taskvec.scoring import first_token_correct
 
     decode = token_decoder(lm)
@@ -280,7 +281,7 @@ def choose(
         return Choice(-1, next(v for v, a in grid.items() if a[0] == best), best, grid)
     if method.layers == "up_to":
         records = [method.intervention(vectors, last, 1.0, len(queries)) for last in range(len(vectors))]
-        curve = [accuracy_of(patched_next_tokens(lm, queries, record, batch_size)) for record in records]
+        curve = [accuracy_of(tokens) for tokens in next_token_variants(lm, queries, records, batch_size).tokens]
         layer = choose_layer(curve)
         return Choice(layer, 1.0, curve[layer], {1.0: curve})
     swept_at = 1.0 if 1.0 in strengths else strengths[0]
