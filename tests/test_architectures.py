@@ -1,6 +1,7 @@
 """Every supported architecture's adapter, and the intervention record on every site it names: the
 site is where the adapter says (the block's output is its input plus what its attention and MLP add),
-patching a run's own activation changes nothing, and each hook fires and changes what it should.
+patching a run's own activation changes nothing (adding zero after scaling by one included), and each
+hook fires and changes what it should.
 
 Tiny random-weight models of each architecture: these check mechanics, not claims.
 """
@@ -149,6 +150,9 @@ def test_patching_a_runs_own_activation_changes_nothing_at_any_site(tiny_lm, sit
     zero = Intervention(2, torch.zeros(width), site=site, positions="all", operation="add", **heads)
     logits, fired = _logits(tiny_lm, batch, zero)
     assert torch.equal(logits, clean) and fired == {2: 1}
+    scaled = Intervention(2, torch.zeros(width), site=site, positions="all", operation="add", scale=1.0, **heads)
+    logits, fired = _logits(tiny_lm, batch, scaled)  # implicit ICL's form, scale * x + v, at 1 and 0
+    assert torch.equal(logits, clean) and fired == {2: 1}
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -242,6 +246,7 @@ def test_only_the_generated_positions_differ_from_patching_the_last_one():
         (dict(layers=0, vectors=np.zeros(4), site="head"), "heads is given exactly when"),
         (dict(layers=[0, 1], vectors=np.zeros((3, 4))), "different numbers of rows"),
         (dict(layers=[0.5], vectors=np.zeros(4)), "layers must be integers"),
+        (dict(layers=0, vectors=np.zeros(4), scale=2.0), "a scale goes with the add operation"),
     ],
 )
 def test_an_intervention_that_cannot_be_applied_is_refused_when_it_is_made(arguments, message):

@@ -798,6 +798,11 @@ def _check_methods(project: Path, metrics: dict, page: str) -> None:
         assert all(entry["methods"][m]["kl_from_icl"] >= 0 for m in vector_methods.METHODS)
         assert entry["methods"]["function_vector_attribution"]["extract_backward_positions"] > 0
         assert entry["methods"]["function_vector"]["extract_backward_positions"] == 0  # no gradient there
+        trained = entry["methods"]["implicit_icl"]
+        assert trained["training"]["steps"] == meta["calibration_steps"] == 20 and trained["configurations"] == 1
+        assert trained["extract_backward_positions"] > 0 and trained["training"]["examples"] > 0
+    assert meta["methods"]["implicit_icl"]["trainable_parameters"] == 4 * meta["n_layers"]
+    assert all(meta["methods"][m]["trainable_parameters"] == 0 for m in vector_methods.METHODS if m != "implicit_icl")
     task = with_pool[0]
     prompts, info = read_prompts(project / "data" / "prompts" / "smollm2-135m" / task / "sample0.parquet")
     lm = load_model(project / "data" / "models" / "smollm2-135m", device="cpu", dtype="float32")

@@ -373,6 +373,10 @@ def task_vector(
     }
     if "heads" in details:  # a function vector's heads, (layer, head), largest effect first
         metadata["heads"] = [list(h) for h in details["heads"]]
+    if chosen_method.learned:  # implicit ICL: both sites, and how its coefficients were trained
+        metadata["sites"] = list(chosen_method.sites)
+        metadata["training"] = {key: value for key, value in details["training"].items() if key != "seconds"}
+        metadata["trainable_parameters"] = chosen_method.trainable_parameters(len(vectors))
     return TaskVector(vectors.astype(np.float32), int(layer), metadata)
 
 

@@ -48,6 +48,14 @@ from the pool, the same for every query.
   unpatched model). Where the authors take every token of a separator that tokenizes into several,
   this takes the separator's last token.
 
+- ``implicit_icl`` (Li et al., ICLR 2025; :mod:`taskvec.implicit_icl`): context vectors from the
+  pool's pairs, each run alone (the attention's and the MLP's outputs at its last token, every
+  block), injected at every block and every position as ``scale * x + weight * c`` with two
+  coefficients per sub-layer and block trained by the authors' noisy self-calibration on the pool's
+  own pairs: the one trained method (``learned``). Nothing is chosen on held-out pairs (one
+  configuration); its row per block holds the context vectors and the coefficients. The
+  shuffled-label control keeps the coefficients trained on the real pool.
+
 The first two methods read the same forward passes (theta is the first term of the mean difference), and both are
 judged by the same layer sweep: for an additive method the sweep's replaced value is the bare query's
 own stream plus the scaled vector, which is what adding does at that position.
@@ -61,6 +69,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from taskvec import implicit_icl
 from taskvec.errors import ConfigError
 from taskvec.method_vectors import (
     function_vector_from_pool,
@@ -135,6 +144,9 @@ class Method:
     # "one": after one block, chosen on held-out pairs; "every": at every block at once; "up_to": at
     # blocks 0 to L together, L chosen on held-out pairs
     layers: str = "one"
+    # implicit ICL's rows (taskvec.implicit_icl): context vectors at the attention and MLP outputs and
+    # their trained coefficients, not one vector per block
+    learned: bool = False
 
     def __post_init__(self) -> None:
         if self.layers not in LAYERS:
@@ -146,7 +158,23 @@ class Method:
 
     @property
     def takes_strength(self) -> bool:
-        return self.operation != "replace"
+        return self.operation != "replace" and not self.learned
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """Every site the method writes."""
+        return implicit_icl.SITES if self.learned else (self.site,)
+
+    def trainable_parameters(self, n_layers: int) -> int:
+        """The numbers it trains (two coefficients per sub-layer and block for implicit ICL)."""
+        return 4 * n_layers if self.learned else 0
+
+    def random_like(self, vectors: np.ndarray, seed: int) -> np.ndarray:
+        """The random control: each block's vector (each context vector, keeping the trained
+        coefficients) in a random direction at the same norm."""
+        from taskvec.controls import random_vectors_like
+
+        return implicit_icl.random_like(vectors, seed) if self.learned else random_vectors_like(vectors, seed)
 
     @property
     def default_strength(self) -> float:
@@ -169,6 +197,11 @@ class Method:
         or (``generating``) at those it takes while an answer is generated. A method at every block is
         one record per block (``layer`` is then not used)."""
         from taskvec.hooks.intervention import Intervention, Interventions
+
+        if self.learned:
+            return implicit_icl.vector_interventions(
+                vectors, self.generation_positions if generating else self.positions
+            )
 
         def record(at: int) -> Intervention:
             value = self.value(vectors, at, strength).astype(np.float32)
@@ -195,6 +228,8 @@ class Method:
 
     def where(self, layer: int, strength: float) -> str:
         """How the vector is applied, in words (for the command line's output)."""
+        if self.learned:
+            return "scale * x + weight * c at every block's attention and MLP output, at every position"
         if self.layers == "up_to":
             return f"replaces the last token's attention heads' outputs in blocks 0 to {layer}"
         if self.operation == "replace":
@@ -384,8 +419,26 @@ METHODS: dict[str, Method] = {
             site="attention_heads",
             layers="up_to",
         ),
+        Method(
+            "implicit_icl",
+            "implicit in-context learning (Li et al. 2025): the demonstrations' context vectors at every block's "
+            "attention and MLP outputs, injected at every position with two coefficients per sub-layer and block "
+            "trained by noisy self-calibration on the pool's pairs",
+            operation="add",
+            generation_positions="all",
+            strengths=(1.0,),
+            extract=implicit_icl.from_pool,
+            site="attention_output",
+            positions="all",
+            layers="every",
+            learned=True,
+        ),
     )
 }
+
+# what a method chose on the real pool that its shuffled-label control keeps (a function vector's
+# heads, implicit ICL's trained coefficients)
+KEPT_BY_CONTROL = ("heads", "coefficients")
 
 
 def get(name: str) -> Method:

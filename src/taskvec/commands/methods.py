@@ -29,6 +29,13 @@ def add(sub) -> None:
     p.add_argument("--prompts", required=True, type=Path, nargs="+", help="their prompts files (one sampling)")
     p.add_argument("--results", required=True, type=Path, nargs="+", help="their results files")
     p.add_argument("--pool", type=positive, default=10, help="demonstration sets in each task's pool")
+    p.add_argument(
+        "--calibration-steps",
+        type=positive,
+        default=500,
+        help="implicit ICL's training steps, batches of 2 from the pool's pairs (default: its authors' 100 epochs "
+        "of 10 demonstrations)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the pools, the label shuffles and the random controls")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file of predictions")
     add_compute(p)
@@ -39,5 +46,8 @@ def cmd_compare_methods(args) -> None:
     from taskvec.method_comparison.run import compare_methods_file
 
     compare_methods_file(
-        args.model_dir, args.tasks, args.prompts, args.results, args.out, compute(args), pool=args.pool, seed=args.seed
+        args.model_dir, args.tasks, args.prompts, args.results, args.out, compute(args),
+        pool=args.pool,
+        seed=args.seed,
+        calibration_steps=args.calibration_steps,
     )

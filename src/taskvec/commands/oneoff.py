@@ -46,6 +46,7 @@ METHOD_NAMES = (
     "function_vector_attribution",
     "state_vector",
     "state_vector_momentum",
+    "implicit_icl",
 )
 METHOD_HELP = (
     "how the vector is made and patched: task_vector (theta, averaged over the demonstration sets, replaces "
@@ -58,7 +59,10 @@ METHOD_HELP = (
     "function_vector_attribution (the same, its heads ranked by attribution patching: one forward and one "
     "backward pass per set instead of one pass per head), state_vector (Li et al. 2024: the attention heads' "
     "outputs at the demonstrations' separators and the query's last token, averaged, replace the bare query's "
-    "in blocks 0 to --layer) or state_vector_momentum (the same with its authors' momentum optimisation)"
+    "in blocks 0 to --layer), state_vector_momentum (the same with its authors' momentum optimisation) or "
+    "implicit_icl (Li et al. 2025: each pair run alone gives context vectors at every block's attention and MLP "
+    "outputs, injected at every position as scale * x + weight * c with 4 coefficients per block trained on the "
+    "pairs by noisy self-calibration, 500 steps; no --layer, no --strength)"
 )
 
 

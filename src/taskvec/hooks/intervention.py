@@ -5,8 +5,8 @@ residual stream after it; what its attention or its MLP adds to the stream; one 
 slice, or every head's: the attention output projection's input), in which **layer** (one per batch
 row, so that one pass can patch a different layer in each row: the layer sweep), at which token
 **positions** (the text's last; every position, generated tokens included; the text's last and each
-generated token), by which **operation** (replace the value, or add to it), with which **vectors**
-(one for every row, or one per row).
+generated token), by which **operation** (replace the value, add to it, optionally after scaling
+it, or turn it), with which **vectors** (one for every row, or one per row).
 :class:`Interventions` applies several records in one pass (a vector at every layer, as in-context
 vectors and state vectors write them, or at two sites of a block).
 :func:`intervene` registers its hooks for the duration of a ``with`` block (removed on exit, even on
@@ -49,7 +49,9 @@ class Intervention:
     ``generated`` (the last position of the text and each generated token). ``operation``: ``replace``,
     ``add``, or ``rotate`` (the in-context-vector rule, Liu et al. 2024: the value turns toward the
     vector's direction and keeps its own norm, ``normalize(normalize(x) + (1 + max(0, cos(x, -v))) v) * |x|``,
-    where ``v`` is the vector given, its strength times a unit direction).
+    where ``v`` is the vector given, its strength times a unit direction). ``scale`` (``add`` only): the
+    value is multiplied by it before the vector is added, ``scale * x + v`` (implicit in-context
+    learning's learned coefficient); a tensor that requires a gradient keeps its graph, as the vectors do.
     """
 
     layers: int | Sequence[int] | np.ndarray | torch.Tensor
@@ -58,6 +60,7 @@ class Intervention:
     positions: str = "last"
     operation: str = "replace"
     heads: int | Sequence[int] | np.ndarray | torch.Tensor | None = None
+    scale: float | torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for value, allowed, name in (
@@ -69,6 +72,8 @@ class Intervention:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
         if (self.site == "head") != (self.heads is not None):
             raise ValueError("heads is given exactly when the site is 'head'")
+        if self.scale is not None and self.operation != "add":
+            raise ValueError(f"a scale goes with the add operation, not {self.operation!r}")
         vectors = self.vectors
         if isinstance(vectors, np.ndarray):
             vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -108,8 +113,9 @@ class Intervention:
         return dataclasses.replace(self, layers=pick(self.layers), vectors=vectors, heads=pick(self.heads))
 
     def to(self, device: torch.device | str) -> Intervention:
-        """The same intervention with its vectors on ``device``."""
-        return dataclasses.replace(self, vectors=to_device(self.vectors, device))
+        """The same intervention with its vectors (and a tensor scale) on ``device``."""
+        scale = to_device(self.scale, device) if isinstance(self.scale, torch.Tensor) else self.scale
+        return dataclasses.replace(self, vectors=to_device(self.vectors, device), scale=scale)
 
     @property
     def whole_text(self) -> bool:
@@ -182,16 +188,20 @@ def rotated(values: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     return (turned * norm).to(values.dtype)
 
 
-def _write(values: torch.Tensor, rows: torch.Tensor, heads, patch: torch.Tensor, positions: str, operation: str):
+def _write(
+    values: torch.Tensor, rows: torch.Tensor, heads, patch: torch.Tensor, positions: str, operation: str, scale=None
+):
     """Write ``patch`` (``[len(rows), width]``) into ``values`` in place: ``[batch, positions, width]``,
-    or, given each row's head, ``[batch, positions, n_heads, width]``."""
+    or, given each row's head, ``[batch, positions, n_heads, width]``; an addition first multiplies
+    the value by ``scale``, where given."""
     if positions == "all":
         index = (rows, slice(None)) if heads is None else (rows, slice(None), heads)
         patch = patch[:, None, :]
     else:
         index = (rows, -1) if heads is None else (rows, -1, heads)
     if operation == "add":
-        values[index] = values[index] + patch
+        kept = values[index] if scale is None else values[index] * scale
+        values[index] = kept + patch
     elif operation == "rotate":
         values[index] = rotated(values[index], patch)
     else:
@@ -250,7 +260,10 @@ def _register(arch: Architecture, intervention: Intervention, fired: Counter) ->
                 on_heads = row_heads.to(values.device).expand(n) if shared else row_heads.to(values.device)
             if shared:
                 values_patch = values_patch.expand(n, -1)
-            _write(values, target, on_heads, values_patch, intervention.positions, intervention.operation)
+            scale = intervention.scale
+            if isinstance(scale, torch.Tensor):
+                scale = scale.to(values.device, values.dtype)
+            _write(values, target, on_heads, values_patch, intervention.positions, intervention.operation, scale)
             fired[index] += 1
 
         if intervention.site in INPUT_SITES:

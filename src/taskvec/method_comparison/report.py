@@ -31,6 +31,7 @@ LABELS = {
     "function_vector_attribution": "function vector, attribution-patching heads",
     "state_vector": "state vector (inner)",
     "state_vector_momentum": "state vector (momentum)",
+    "implicit_icl": "implicit ICL",
 }
 CONTROL_LABELS = {"random": "random, same norm", "other_task": "another task's", "shuffled_labels": "shuffled labels"}
 
@@ -123,7 +124,13 @@ def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
             "one_off_backward": np.mean(
                 [r.get("extract_backward_positions", 0) / unit(t) for r, t in zip(records, tasks)]
             ),
-            "labelled": np.mean([meta[t]["labelled_examples"] + meta[t]["dev_queries"] for t in tasks]),
+            # the dev queries count where they chose among configurations
+            "labelled": np.mean(
+                [
+                    meta[t]["labelled_examples"] + (meta[t]["dev_queries"] if r["configurations"] > 1 else 0)
+                    for r, t in zip(records, tasks)
+                ]
+            ),
             "kl_from_icl": _mean_of([r.get("kl_from_icl") for r in records]),
             "configurations": int(np.mean([r["configurations"] for r in records])),
         }
@@ -170,7 +177,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
                 one_off_backward_cost=rounded(costs[method].get("one_off_backward", 0.0)),
                 labelled_examples=rounded(costs[method]["labelled"]),
                 configurations=costs[method]["configurations"],
-                trainable_parameters=0,
+                trainable_parameters=comparison.metadata["methods"].get(method, {}).get("trainable_parameters", 0),
             )
         if method in comparison.task_level:
             entry["controls"] = {

@@ -45,7 +45,7 @@ from taskvec import methods, store
 from taskvec.analysis.stats import distribution_gap
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.controls import random_vectors_like, shuffle_labels
+from taskvec.controls import shuffle_labels
 from taskvec.errors import ConfigError
 from taskvec.evaluate import score, token_decoder
 from taskvec.extract import task_vectors
@@ -175,6 +175,7 @@ def compare_methods_file(
     pool: int = 10,
     seed: int = 0,
     names: Sequence[str] | None = None,
+    calibration_steps: int = 500,
 ) -> None:
     """Compare the methods on every task given (files matched by their metadata) and write one row
     per test prompt, method and control (``out``), the pools, choices and costs in its metadata."""
@@ -216,11 +217,14 @@ def compare_methods_file(
         shared_shuffled = {}
         details: dict[str, dict] = {}
         for method in chosen_methods if sets else ():
-            details[method.name] = {}  # the method's own: its one-off cost counted alone
+            # the method's own (its one-off cost counted alone); a trained method's steps go in
+            details[method.name] = {"calibration_steps": calibration_steps} if method.learned else {}
             with Meter(lm).on() as meter:
                 vectors[task, method.name] = method.extract(lm, sets, info.format, batch_size, details[method.name])
-            # the control keeps what the method chose on the real pool (a function vector's heads)
-            given = {"heads": details[method.name]["heads"]} if "heads" in details[method.name] else shared_shuffled
+            # the control keeps what the method chose on the real pool (a function vector's heads,
+            # implicit ICL's coefficients)
+            kept = {key: details[method.name][key] for key in methods.KEPT_BY_CONTROL if key in details[method.name]}
+            given = kept or shared_shuffled
             shuffled[task, method.name] = method.extract(lm, shuffle_labels(sets, seed), info.format, batch_size, given)
             meta_tasks[task]["methods"][method.name] = {
                 "extract_positions": meter.positions,
@@ -228,6 +232,10 @@ def compare_methods_file(
             }
             if "heads" in details[method.name]:
                 meta_tasks[task]["methods"][method.name]["heads"] = [list(h) for h in details[method.name]["heads"]]
+            if "training" in details[method.name]:  # its seconds go to the log; the rest is the same on a rerun
+                training = dict(details[method.name]["training"])
+                log.info("%s %s %s: trained in %.0f s", model, task, method.name, training.pop("seconds"))
+                meta_tasks[task]["methods"][method.name]["training"] = training
             seconds[task][method.name] = {"extract": meter.seconds}
         agreement = head_agreement(details)
         if agreement is not None:
@@ -299,7 +307,7 @@ def compare_methods_file(
             strict = _strict(lm, bare_texts, tokens, test, fmt, batch_size, during)
             rows.add(test, method.name, tokens, choice.layer, choice.strength, strict=strict)
             controls = {
-                "random": random_vectors_like(vector, seed + number),
+                "random": method.random_like(vector, seed + number),
                 "other_task": vectors[other, method.name] if other else None,
                 "shuffled_labels": shuffled[task, method.name],
             }
@@ -328,6 +336,7 @@ def compare_methods_file(
         "seeds": {task: seeds[task] for task in tasks},
         "pool": pool,
         "seed": seed,
+        "calibration_steps": calibration_steps,
         "k": loaded[tasks[0]][1].sizes.k,
         "n_layers": int(next(iter(vectors.values())).shape[0]) if vectors else None,
         "dtype": lm.dtype_name,
@@ -338,7 +347,9 @@ def compare_methods_file(
                 "operation": m.operation,
                 "layers": m.layers,
                 "strengths": list(m.strengths),
-                "trainable_parameters": 0,
+                "trainable_parameters": m.trainable_parameters(int(next(iter(vectors.values())).shape[0]))
+                if vectors
+                else 0,
             }
             for m in chosen_methods
         },

@@ -153,7 +153,8 @@ def function_vector_args(config: Mapping) -> list[str]:
 
 
 def methods_args(config: Mapping) -> list[str]:
-    return ["--pool", str(config["methods"]["pool"])]
+    settings = config["methods"]
+    return ["--pool", str(settings["pool"]), "--calibration-steps", str(settings.get("calibration_steps", 500))]
 
 
 def travel_args(config: Mapping) -> list[str]:
