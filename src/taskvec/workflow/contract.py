@@ -154,7 +154,7 @@ def function_vector_args(config: Mapping) -> list[str]:
 
 def methods_args(config: Mapping) -> list[str]:
     settings = config["methods"]
-    return ["--pool", str(settings["pool"]), "--calibration-steps", str(settings.get("calibration_steps", 500))]
+    return ["--pool", str(settings["pool"]), "--calibration-steps", str(settings["calibration_steps"])]
 
 
 def travel_args(config: Mapping) -> list[str]:
