@@ -44,7 +44,7 @@ def test_the_pool_draws_only_pairs_that_are_no_dev_or_test_query():
 TASK_LEVEL = ("task_vector", "mean_difference")
 
 
-def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_pool=()):
+def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_pool=(), task_level=TASK_LEVEL):
     columns = {name: [] for name in SCHEMA.names}
     for (task, method, control), values in correct.items():
         for index, ok in enumerate(values):
@@ -67,7 +67,7 @@ def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_p
         "model_name": "m",
         "k": 5,
         "n_layers": 4,
-        "methods": {m: {} for m in TASK_LEVEL},
+        "methods": {m: {} for m in task_level},
         "tasks": {
             t: {
                 "pool_sets": 0 if t in tasks_without_pool else 10,
@@ -77,7 +77,7 @@ def _comparison(correct: dict[tuple[str, str, str], list[bool]], tasks_without_p
                 "bare_positions_per_query": 5,
                 "bare_kl_from_icl": 2.0,
                 "tv_per_prompt_positions_per_query": 105,
-                "methods": {} if t in tasks_without_pool else {m: dict(method_record) for m in TASK_LEVEL},
+                "methods": {} if t in tasks_without_pool else {m: dict(method_record) for m in task_level},
             }
             for t in tasks
         },
@@ -143,6 +143,34 @@ def test_gap_closed_paired_differences_costs_and_intervals_follow_their_formulas
     assert "the protocol" in html and f"<td class='num'>{gap:.2f} [" in html and "task vector, task level" in html
     assert cost_figure(comparison, metrics) == cost_figure(comparison, metrics)  # the same bytes
     assert heatmap_figure(comparison)["png"][:4] == b"\x89PNG"
+
+
+def test_a_trained_method_reports_its_parameters_and_training_and_counts_no_dev_queries():
+    """Implicit ICL: its trainable coefficients in the table, its training in a sentence, its labelled
+    examples the pool's alone (it chooses nothing on dev), and a dev pass that answers nothing said
+    as such (there is no configuration to have chosen)."""
+    correct = {}
+    for task in ("t1", "t2"):
+        for method, right in (("bare", 1), ("icl", 9), ("tv_per_prompt", 7), ("task_vector", 6), ("implicit_icl", 4)):
+            correct[task, method, ""] = _rows(right)
+    comparison = _comparison(correct, task_level=("task_vector", "implicit_icl"))
+    comparison.metadata["methods"]["implicit_icl"]["trainable_parameters"] = 16
+    for i, task in enumerate(("t1", "t2")):
+        record = comparison.metadata["tasks"][task]["methods"]["implicit_icl"]
+        record.update(configurations=1, grid={"1.0": [0.0]})
+        record["training"] = {"steps": 200, "examples": 40 + 10 * i, "first_loss": 8.0 + i, "last_loss": 2.0}
+    metrics = model_metrics(comparison, ["t1", "t2"])
+    entry = metrics["methods"]["implicit_icl"]
+    assert entry["trainable_parameters"] == 16 and metrics["methods"]["task_vector"]["trainable_parameters"] == 0
+    assert entry["labelled_examples"] == 30 and metrics["methods"]["task_vector"]["labelled_examples"] == 50
+    assert entry["training"] == {"steps": 200, "examples": 45, "first_loss": 8.5, "last_loss": 2.0}
+    sentences = " ".join(summary_sentences(comparison, metrics))
+    assert "The implicit ICL trains 16 coefficients for 200 steps on the pool's 45 pairs per task" in sentences
+    assert "The implicit ICL answers no dev query on t1 and t2." in sentences
+    assert "implicit ICL's dev choice" not in sentences
+    assert "tried 1 and 12 configurations on dev" in sentences  # a different budget: not a ranking
+    html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "protocol")
+    assert "<td class='num'>16</td>" in html
 
 
 def test_no_task_where_icl_works_compares_nothing_and_says_so():

@@ -46,7 +46,12 @@ def cmd_compare_methods(args) -> None:
     from taskvec.method_comparison.run import compare_methods_file
 
     compare_methods_file(
-        args.model_dir, args.tasks, args.prompts, args.results, args.out, compute(args),
+        args.model_dir,
+        args.tasks,
+        args.prompts,
+        args.results,
+        args.out,
+        compute(args),
         pool=args.pool,
         seed=args.seed,
         calibration_steps=args.calibration_steps,

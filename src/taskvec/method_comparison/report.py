@@ -185,6 +185,14 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
                 for c in CONTROLS
                 if all((t, method, c) in comparison.correct for t in tasks)
             }
+            trained = [comparison.metadata["tasks"][t]["methods"][method].get("training") for t in tasks]
+            if all(trained):
+                entry["training"] = {
+                    "steps": trained[0]["steps"],
+                    "examples": rounded(float(np.mean([r["examples"] for r in trained]))),
+                    "first_loss": rounded(float(np.mean([r["first_loss"] for r in trained]))),
+                    "last_loss": rounded(float(np.mean([r["last_loss"] for r in trained]))),
+                }
             entry["choices"] = {
                 t: {
                     key: comparison.metadata["tasks"][t]["methods"][method][key]
@@ -341,8 +349,18 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
             f"{len(entry['better_on'])} tasks, worse on {len(entry['worse_on'])}.{budget}"
         )
     for method in comparison.task_level:
+        training = entries[method].get("training")
+        if training:
+            out.append(
+                f"The {label(method)} trains {entries[method]['trainable_parameters']} coefficients for "
+                f"{training['steps']} steps on the pool's {training['examples']:.0f} pairs per task (mean loss "
+                f"{training['first_loss']:.2f} at the first step, {training['last_loss']:.2f} over the last 10) "
+                "and chooses nothing on dev: its budget is training, not configurations."
+            )
         empty = [t for t in tasks if found_nothing(comparison, t, method)]
-        if empty:
+        if empty and entries[method].get("configurations") == 1:
+            out.append(f"The {label(method)} answers no dev query on {spoken_list(empty)}.")
+        elif empty:
             out.append(
                 f"The {label(method)}'s dev choice found no configuration that answers any dev query on "
                 f"{spoken_list(empty)}: its configuration there is the tie rule's, not a finding."
