@@ -166,6 +166,7 @@ def test_a_trained_method_reports_its_parameters_and_training_and_counts_no_dev_
     assert entry["training"] == {"steps": 200, "examples": 45, "first_loss": 8.5, "last_loss": 2.0}
     sentences = " ".join(summary_sentences(comparison, metrics))
     assert "The implicit ICL trains 16 coefficients for 200 steps on the pool's 45 pairs per task" in sentences
+    assert "that control does not take the mapping away" in sentences
     assert "The implicit ICL answers no dev query on t1 and t2." in sentences
     assert "implicit ICL's dev choice" not in sentences
     assert "tried 1 and 12 configurations on dev" in sentences  # a different budget: not a ranking

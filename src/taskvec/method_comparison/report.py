@@ -355,7 +355,10 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
                 f"The {label(method)} trains {entries[method]['trainable_parameters']} coefficients for "
                 f"{training['steps']} steps on the pool's {training['examples']:.0f} pairs per task (mean loss "
                 f"{training['first_loss']:.2f} at the first step, {training['last_loss']:.2f} over the last 10) "
-                "and chooses nothing on dev: its budget is training, not configurations."
+                "and chooses nothing on dev: its budget is training, not configurations. Its shuffled-label "
+                "control keeps the coefficients trained on the real labels, and its context vectors average pairs "
+                "run one at a time, which shuffling re-pairs and nothing more: that control does not take the "
+                "mapping away."
             )
         empty = [t for t in tasks if found_nothing(comparison, t, method)]
         if empty and entries[method].get("configurations") == 1:
