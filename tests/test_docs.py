@@ -29,6 +29,8 @@ NAMED_BELOW = {
     "fv_by_n_heads": "<n>",
     "transfer": "<format>",
     "tv_transfer": "<format>",
+    "choices": "<task>",
+    "paired": "<contrast>",
 }
 
 
@@ -47,6 +49,8 @@ def documented_name(path: tuple[str, ...]) -> str:
         above, two_above = (path[i - 1] if i else None), (path[i - 2] if i > 1 else None)
         if above in NAMED_BELOW and not (above == "tasks" and two_above == "formats"):
             key = NAMED_BELOW[above]
+        elif above == "methods" and i > 2 and path[1] != two_above:  # a method, below the section's name
+            key = "<method>"
         elif two_above in ("transfer", "tv_transfer") or (above, two_above) == ("formats", "formats"):
             key = "<format>"
         elif above and re.fullmatch(r"(icl|bare|tv)_by_format(_ci)?", above):
