@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 
 from taskvec.analysis.stats import contrast_interval, holm, interval, mcnemar_exact, task_bootstrap, wilson_interval
+from taskvec.method_comparison.cells import gap_text, one_off_text
 from taskvec.report.numbers import rounded, signed, spoken_list
-from taskvec.report.page import escape, image, interval_text, table_row
+from taskvec.report.page import escape, image, table_row
 
 PER_PROMPT = ("icl", "tv_per_prompt")
 CONTROLS = ("random", "other_task", "shuffled_labels")
@@ -127,7 +128,7 @@ def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
             # the dev queries count where they chose among configurations
             "labelled": np.mean(
                 [
-                    meta[t]["labelled_examples"] + (meta[t]["dev_queries"] if r["configurations"] > 1 else 0)
+                    meta[t]["labelled_examples"] + meta[t]["dev_queries"] * (r["configurations"] > 1)
                     for r, t in zip(records, tasks)
                 ]
             ),
@@ -187,12 +188,10 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
             }
             trained = [comparison.metadata["tasks"][t]["methods"][method].get("training") for t in tasks]
             if all(trained):
-                entry["training"] = {
-                    "steps": trained[0]["steps"],
-                    "examples": rounded(float(np.mean([r["examples"] for r in trained]))),
-                    "first_loss": rounded(float(np.mean([r["first_loss"] for r in trained]))),
-                    "last_loss": rounded(float(np.mean([r["last_loss"] for r in trained]))),
+                means = {
+                    k: rounded(float(np.mean([r[k] for r in trained]))) for k in ("examples", "first_loss", "last_loss")
                 }
+                entry["training"] = {"steps": trained[0]["steps"], **means}
             entry["choices"] = {
                 t: {
                     key: comparison.metadata["tasks"][t]["methods"][method][key]
@@ -402,22 +401,6 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
     return out
 
 
-def _gap_text(row: dict) -> str:
-    if row["gap_closed"] is None:
-        return ""
-    if row["gap_closed_low"] is None:
-        return f"{row['gap_closed']:.2f}"
-    return f"{row['gap_closed']:.2f} " + interval_text((row["gap_closed_low"], row["gap_closed_high"]))
-
-
-def _one_off_text(row: dict) -> str:
-    """The one-off cost, with the backward passes' positions beside the forward ones where there are any."""
-    if row["one_off_cost"] is None:
-        return ""
-    backward = row.get("one_off_backward_cost") or 0.0
-    return f"{row['one_off_cost']:.0f}" + (f" + {backward:.0f} bwd" if backward >= 0.5 else "")
-
-
 def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], protocol: str) -> str:
     html = ["<h2 id='methods'>Methods compared</h2>", f"<p class='note'>{protocol}</p>"]
     for comparison, metrics, sentences, figures in parts:
@@ -438,12 +421,12 @@ def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], pr
                 cells = [
                     (escape(row["regime"]), ""),
                     (escape(label(row["method"])), ""),
-                    (_gap_text(row), "num"),
+                    (gap_text(row), "num"),
                     (text(row["accuracy"]), "num"),
                     (text(row["strict"]), "num"),
                     (text(row["kl_from_icl"]), "num"),
                     (text(row["per_query_cost"]), "num"),
-                    (_one_off_text(row), "num"),
+                    (one_off_text(row), "num"),
                     (text(row["labelled_examples"], 0), "num"),
                     ("" if row["configurations"] is None else str(row["configurations"]), "num"),
                     ("" if row["trainable_parameters"] is None else str(row["trainable_parameters"]), "num"),
