@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from taskvec import defaults
 from taskvec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from taskvec.prompts import Prompt, PromptFormat
 
 SITES = ("attention_output", "mlp_output")
-STEPS = 500
+STEPS = defaults.CALIBRATION_STEPS
 BATCH = 2
 LEARNING_RATE = 0.01
 WEIGHT_DECAY = 1e-3

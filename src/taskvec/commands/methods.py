@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from taskvec import defaults
 from taskvec.commands._common import MODEL_HELP, add_compute, compute, positive
 
 ORDER = 47  # where the group's subcommands come in `taskvec --help`
@@ -32,7 +33,7 @@ def add(sub) -> None:
     p.add_argument(
         "--calibration-steps",
         type=positive,
-        default=500,
+        default=defaults.CALIBRATION_STEPS,
         help="implicit ICL's training steps, batches of 2 from the pool's pairs (default: its authors' 100 epochs "
         "of 10 demonstrations)",
     )

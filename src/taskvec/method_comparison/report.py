@@ -315,14 +315,24 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
     if not entries:
         return [f"No task has both ICL working and a pool on {comparison.model}: nothing is compared."]
     out = [f"Over the {len(tasks)} tasks where ICL works and a pool exists ({spoken_list(tasks)})."]
-    levels = [m for m in comparison.task_level if entries[m]["gap_closed"] is not None]
+    # ranked only among methods of the task-level task vector's tuning budget (configurations within a
+    # factor of 2, nothing trained): the others are measured, not ranked
+    reference = entries.get("task_vector", {}).get("configurations") or 0
+    levels = [
+        m
+        for m in comparison.task_level
+        if entries[m]["gap_closed"] is not None
+        and not entries[m].get("trainable_parameters")
+        and reference <= 2 * (entries[m].get("configurations") or 0) <= 4 * reference
+    ]
     if levels:
         best = max(levels, key=lambda m: entries[m]["gap_closed"])
         low, high = entries[best]["gap_closed_ci"]
         paired = metrics.get("paired", {}).get(f"{best}-task_vector")
         told = paired is None or paired["ci"][0] > 0 or paired["ci"][1] < 0
         out.append(
-            f"Among the task-level methods, the {label(best)} closes the most of the gap from the bare query to ICL: "
+            f"Among the task-level methods of one tuning budget, the {label(best)} closes the most of the gap "
+            "from the bare query to ICL: "
             f"{entries[best]['gap_closed']:.2f} [{low:.2f}, {high:.2f}]"
             + (
                 "."

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from taskvec import methods, store
+from taskvec import implicit_icl, methods, store
 from taskvec.analysis.stats import distribution_gap
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
@@ -175,7 +175,7 @@ def compare_methods_file(
     pool: int = 10,
     seed: int = 0,
     names: Sequence[str] | None = None,
-    calibration_steps: int = 500,
+    calibration_steps: int = implicit_icl.STEPS,
 ) -> None:
     """Compare the methods on every task given (files matched by their metadata) and write one row
     per test prompt, method and control (``out``), the pools, choices and costs in its metadata."""
@@ -330,6 +330,7 @@ def compare_methods_file(
         tables.append(rows.table())
         log.info("%s %s: seconds %s", model, task, {k: _rounded(v) for k, v in seconds[task].items()})
 
+    n_layers = int(next(iter(vectors.values())).shape[0]) if vectors else None
     metadata = {
         "analysis": "methods",
         "model_name": model,
@@ -338,7 +339,7 @@ def compare_methods_file(
         "seed": seed,
         "calibration_steps": calibration_steps,
         "k": loaded[tasks[0]][1].sizes.k,
-        "n_layers": int(next(iter(vectors.values())).shape[0]) if vectors else None,
+        "n_layers": n_layers,
         "dtype": lm.dtype_name,
         "methods": {
             m.name: {
@@ -347,9 +348,7 @@ def compare_methods_file(
                 "operation": m.operation,
                 "layers": m.layers,
                 "strengths": list(m.strengths),
-                "trainable_parameters": m.trainable_parameters(int(next(iter(vectors.values())).shape[0]))
-                if vectors
-                else 0,
+                "trainable_parameters": m.trainable_parameters(n_layers) if n_layers else 0,
             }
             for m in chosen_methods
         },
