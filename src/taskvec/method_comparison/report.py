@@ -353,7 +353,8 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
             else ""
         )
         out.append(
-            f"{label(a).capitalize()} minus {label(b)}, paired on the same prompts: {signed(entry['difference'])} "
+            f"{label(a)[:1].upper() + label(a)[1:]} minus {label(b)}, paired on the same prompts: "
+            f"{signed(entry['difference'])} "
             f"[{signed(low)}, {signed(high)}], {verdict}; McNemar with Holm: better on "
             f"{len(entry['better_on'])} tasks, worse on {len(entry['worse_on'])}.{budget}"
         )
