@@ -6,10 +6,13 @@ accounting database (the Slurm executor asks `sacct` for each job's state), mung
 authentication, then slurmdbd, slurmctld and slurmd, all configured in a private directory through
 ``SLURM_CONF``. A job's steps (``srun`` inside ``sbatch``) read the configuration from its standard
 place, so /etc/slurm/slurm.conf links to it while the cluster runs (only where that file does not
-exist: a machine with its own Slurm is refused; a dangling link of this module's own, left by a run that
-was killed, is removed, as are daemon sockets nothing answers on). Every daemon started here is stopped and the link
-removed on exit, also when the block fails; a daemon that was already running (MariaDB, munged) is
-left running.
+exist: a machine with its own Slurm is refused). One machine holds one such cluster at a time: a second
+test run on the same machine (two checkouts tested at once) waits for the first's cluster to stop,
+through a lock on /etc/slurm that the kernel releases when its holder dies. Whoever holds that lock
+knows that a link of this module's own is left by a run that was killed: the link goes, with the dead
+run's Slurm daemons, as do daemon sockets nothing answers on. Every daemon started here is stopped and
+the link removed on exit, also when the block fails; a daemon that was already running (MariaDB,
+munged) is left running.
 
 Run by hand: ``python tests/slurm_cluster.py`` starts a cluster, runs one job through ``sbatch`` and
 stops it.
@@ -18,6 +21,7 @@ stops it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -35,6 +39,8 @@ PARTITION = "main"
 DB_SOCKET = Path("/run/mysqld/mysqld.sock")
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
+WAIT_FOR_OTHER_CLUSTER_S = 3600.0  # another checkout's Slurm test takes about 15 minutes
+SLURM_DAEMONS = ("slurmctld", "slurmd", "slurmdbd")
 
 
 class SlurmUnavailable(RuntimeError):
@@ -165,6 +171,44 @@ def _left_by_a_test(link: Path) -> bool:
 
 
 @contextlib.contextmanager
+def machine_lock(directory: Path, timeout: float = WAIT_FOR_OTHER_CLUSTER_S) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (flock: released by the kernel when the holder dies),
+    waiting up to ``timeout`` seconds for another holder; refuse with what holds it after that."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        deadline, told = time.monotonic() + timeout, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SlurmUnavailable(
+                        f"another test run's Slurm cluster held {directory} for over {timeout:.0f} s; "
+                        "wait for it to end, or stop it"
+                    ) from None
+                if not told:
+                    print(f"waiting for another test run's Slurm cluster (it holds {directory})", file=sys.stderr)
+                    told = True
+                time.sleep(1.0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _stop_left_daemons(cluster: Path) -> None:
+    """Stop the Slurm daemons whose pid files a killed run left in its cluster directory (only a
+    process of that daemon's name: a pid may have been reused since)."""
+    for daemon in SLURM_DAEMONS:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((cluster / f"{daemon}.pid").read_text().strip())
+            if Path(f"/proc/{pid}/comm").read_text().strip() == daemon:
+                print(f"stopping {daemon} (pid {pid}), left by an interrupted test run", file=sys.stderr)
+                os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
 def local_slurm(root: Path | None = None) -> Iterator[dict[str, str]]:
     """Start a one-node cluster; yield the environment (``SLURM_CONF``) for its commands."""
     if os.geteuid() != 0:
@@ -174,13 +218,22 @@ def local_slurm(root: Path | None = None) -> Iterator[dict[str, str]]:
         raise SlurmUnavailable(
             f"missing {', '.join(missing)}: install Debian's {' '.join(DEBIAN_PACKAGES)} (`make test` does, as root)"
         )
-    if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists() and _left_by_a_test(SYSTEM_CONF):
-        # a link into a private cluster directory that is gone: an earlier test run was killed before its
-        # clean-up; the link is this module's own, so it goes
-        print(f"removing {SYSTEM_CONF}: a link left by an interrupted test run", file=sys.stderr)
-        SYSTEM_CONF.unlink()
-    if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
-        raise SlurmUnavailable(f"{SYSTEM_CONF} exists: this machine has a Slurm of its own; test on one without")
+    with machine_lock(SYSTEM_CONF.parent):
+        if SYSTEM_CONF.is_symlink() and _left_by_a_test(SYSTEM_CONF):
+            # the lock is ours, so the run that made this link is dead: it was killed before its clean-up
+            print(f"removing {SYSTEM_CONF}: a link left by an interrupted test run", file=sys.stderr)
+            _stop_left_daemons(Path(os.readlink(SYSTEM_CONF)).parent)
+            SYSTEM_CONF.unlink()
+        if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
+            raise SlurmUnavailable(f"{SYSTEM_CONF} exists: this machine has a Slurm of its own; test on one without")
+        with _cluster(root) as env:
+            yield env
+
+
+@contextlib.contextmanager
+def _cluster(root: Path | None) -> Iterator[dict[str, str]]:
+    """The cluster's daemons, /etc/slurm/slurm.conf linking to its configuration (the caller holds
+    the machine's lock and has checked that the link is free)."""
     root = Path(root or tempfile.mkdtemp(prefix="taskvec-slurm-"))
     host = socket.gethostname().split(".")[0]
     ports = {"ctld": _free_port(), "d": _free_port(), "dbd": _free_port()}

@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, TINY_PARAMS, copy_tree, make_project
-from slurm_cluster import ACCOUNT, _clear_if_dead, _left_by_a_test, local_slurm
+from slurm_cluster import (
+    ACCOUNT,
+    SlurmUnavailable,
+    _clear_if_dead,
+    _left_by_a_test,
+    _stop_left_daemons,
+    local_slurm,
+    machine_lock,
+)
 from taskvec.workflow.contract import STUDY_VERSIONED as VERSIONED
 
 pytestmark = pytest.mark.slurm
@@ -114,3 +125,49 @@ def test_a_daemon_socket_nothing_answers_on_is_cleared_and_a_live_one_kept(tmp_p
         _clear_if_dead(dead, tmp_path / "dead.pid")
         _clear_if_dead(live)
         assert not dead.exists() and not (tmp_path / "dead.pid").exists() and live.exists()
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_cluster_on_the_machine_waits_for_the_first_and_a_dead_holder_frees_it(tmp_path):
+    """Two checkouts tested at once on one machine share /etc/slurm: the second waits (here: gives up
+    after its timeout, saying why) while the first lives, and takes the lock once the first is killed."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(SlurmUnavailable, match="another test run's Slurm cluster held"), machine_lock(tmp_path, 2):
+            pass
+        assert time.monotonic() - started >= 2
+    finally:
+        holder.kill()
+        holder.wait()
+    with machine_lock(tmp_path, 5):
+        pass
+
+
+def test_a_killed_runs_slurm_daemons_are_stopped_and_nothing_else(tmp_path):
+    """Only a live process of a Slurm daemon's name, at the pid its file gives, is stopped: a pid
+    reused by another program is left alone."""
+    daemon = tmp_path / "slurmd"
+    shutil.copy(shutil.which("sleep"), daemon)
+    left = subprocess.Popen([str(daemon), "600"])
+    other = subprocess.Popen(["sleep", "600"])
+    try:
+        (tmp_path / "slurmd.pid").write_text(f"{left.pid}\n")
+        (tmp_path / "slurmctld.pid").write_text(f"{other.pid}\n")
+        (tmp_path / "slurmdbd.pid").write_text("999999999\n")
+        _stop_left_daemons(tmp_path)
+        assert left.wait(timeout=10) == -9
+        assert other.poll() is None
+    finally:
+        for process in (left, other):
+            process.kill()
+            process.wait()

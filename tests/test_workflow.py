@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import zipfile
@@ -544,11 +545,16 @@ def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(stud
         stderr=subprocess.PIPE,
         text=True,
     )
+    paused = False
     try:
         locks = study / ".snakemake" / "locks"
         deadline = time.monotonic() + 300  # building the DAG takes a while on a busy machine
         while not (locks.is_dir() and any(locks.iterdir())) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        # the first run is paused while it holds its lock: its job may take less time than the second
+        # run's start on a busy machine, and a run that ended has nothing left to refuse for
+        first.send_signal(signal.SIGSTOP)
+        paused = True
         if first.poll() is not None:  # its pipes are at their end: reading them cannot block
             output = first.stdout.read() + first.stderr.read()
             raise AssertionError(f"the first run ended before a second started:\n{output}")
@@ -560,6 +566,8 @@ def test_a_second_run_in_the_same_directory_refuses_and_the_first_completes(stud
         )
         locked_meanwhile = any(locks.iterdir())
     finally:
+        if paused:
+            first.send_signal(signal.SIGCONT)
         out, err = first.communicate(timeout=300)
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
