@@ -266,7 +266,8 @@ def test_gpu_benchmark_figures_are_recorded_with_the_device_named():
 def test_cpu_benchmark_figures_include_the_workload_floor_and_the_other_dtype():
     """reports/benchmarks.json is written by `taskvec bench` after the study; its workload sits above
     its compute floor (a floor below the measured time would be a wrong count), the bfloat16 run is
-    compared with float32's predictions, and the Markdown shows the figures."""
+    compared with float32's predictions, implicit ICL's calibration step sits above its read floor,
+    and the Markdown shows the figures."""
     from pathlib import Path
 
     reports = Path(__file__).resolve().parents[1] / "reports"
@@ -281,3 +282,6 @@ def test_cpu_benchmark_figures_include_the_workload_floor_and_the_other_dtype():
         assert entry["naive_speedup_at_limit"] > 1
         assert f"| {name} | float32 | {workload['seconds']:.1f} |" in text
         assert f"| {name} | bfloat16 | {other['seconds']:.1f} |" in text
+        step = entry["calibration"]  # implicit ICL's training step, above the time reading its weights takes
+        assert step["threads"] == 1 and step["over_floor"] > 1 and step["floor_seconds"] > 0
+        assert f"| {name} | 1 | 2 | {step['forward_seconds']:.3f} |" in text

@@ -479,6 +479,11 @@ def test_bench_writes_its_figures_for_a_finished_study(study, tmp_path):
         "peak_rss_mb",
     }
     assert 1 < figures["sweep_limit"] < figures["naive_ratio"]
+    # implicit ICL's calibration step, at the comparison's one thread, above the time reading its weights takes
+    step = figures["calibration"]
+    assert step["threads"] == 1 and step["batch"] == 2 and step["over_floor"] > 1
+    assert step["step_seconds"] == pytest.approx(step["forward_seconds"] + step["backward_seconds"], abs=2e-4)
+    assert 500 < step["matrix_mb"] < 600 and 100 < step["output_layer_mb"] < 120  # 135M float32; 49152 x 576
     # an extraction and an evaluation job per task and three analyses (conflicting tasks, robustness,
     # vocabulary); the model was converted beforehand
     assert figures["study_jobs"] == 9

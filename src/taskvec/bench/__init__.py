@@ -6,7 +6,8 @@ Run with ``taskvec bench`` after a study (it reads the converted models and prom
 naive reference before either is timed.
 
 The parts: :mod:`.timing`, :mod:`.flops` (compute limits and floors), :mod:`.workloads` (what is
-timed) and :mod:`.render` (benchmarks.md).
+timed), :mod:`.calibration` (implicit ICL's training step against its read floor) and :mod:`.render`
+(benchmarks.md).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from taskvec import store
+from taskvec.bench.calibration import calibration_seconds
 from taskvec.bench.flops import sweep_plan_over_limit, workload_against_floor, workload_flops
 from taskvec.bench.render import GPU_FILE, refresh_markdown
 from taskvec.bench.timing import machine
@@ -71,6 +73,9 @@ def run_benchmarks(
         entry = bench_model(model_dir, prompts_dir, repeats, batch_size, device, dtype, task)
         if workload:
             entry["workload"] = workload_seconds(model_dir, prompts_dir, batch_size, device, dtype, compare_dtype)
+        entry["calibration"] = calibration_seconds(
+            model_dir, prompts_dir / task / "sample0.parquet", repeats, device, dtype
+        )
         jobs = study_job_times(logs_dir, model)
         entry["study_seconds"] = jobs["job_seconds"]
         entry["study_jobs"] = jobs["jobs"]

@@ -107,7 +107,44 @@ def render_markdown(results: dict) -> str:
             "keeps float32 on the CPU (`compute.dtype` in params.yaml chooses).",
             "",
         ]
+    lines += calibration_lines(results)
     return "\n".join(lines)
+
+
+def calibration_lines(results: dict) -> list[str]:
+    """The table of implicit ICL's calibration step against its read floor, where it was measured."""
+    steps = {name: r["calibration"] for name, r in results["models"].items() if "calibration" in r}
+    if not steps:
+        return []
+    lines = [
+        "### Implicit ICL's calibration step against its read floor",
+        "",
+        "| model | threads | batch | forward s | backward s | step s | matrices MB (output layer) "
+        "| read GB/s: sum, 2-row matmul | floor s | step / floor |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, c in steps.items():
+        lines.append(
+            f"| {name} | {c['threads']} | {c['batch']} | {c['forward_seconds']:.3f} | {c['backward_seconds']:.3f} "
+            f"| {c['step_seconds']:.3f} | {c['matrix_mb']:.0f} ({c['output_layer_mb']:.0f}) "
+            f"| {c['sum_gb_per_s']:.1f}, {c['matmul_gb_per_s']:.1f} | {c['floor_seconds']:.3f} "
+            f"| {c['over_floor']:.2f} |"
+        )
+    lines += [
+        "",
+        "- *step*: one step of the noisy self-calibration (`taskvec.implicit_icl`), its forward and backward "
+        "pass over a batch of bare queries of the sweep's task (median of the steps after the first), at the "
+        "threads the comparison job runs with.",
+        "- *matrices*: every linear layer's weights, the output layer's included (the loss needs the whole "
+        "vocabulary); at a dozen rows a pass is bound by reading them, once forward and once backward.",
+        "- *read GB/s*: this machine's read rate at those threads, summing a 512 MiB buffer and multiplying "
+        "2 rows by a matrix of that size (the best of 5 each).",
+        "- *floor*: the matrices' bytes, twice, at the faster rate: no implementation of the same step, batch "
+        "and dtype reads its weights in less time. The ratio says how far this machine's float32 matrix "
+        "kernels at a dozen rows are from its memory.",
+        "",
+    ]
+    return lines
 
 
 def render_gpu_markdown(gpu: dict) -> str:

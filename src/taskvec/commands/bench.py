@@ -16,7 +16,8 @@ def add(sub) -> None:
         help="benchmark the layer sweep and extraction against their limits",
         description="Time the fast layer sweep against one unpatched forward, its compute limit and "
         "a naive patched reference (predictions checked equal first); the extraction hooks against "
-        "a plain forward; and each model's whole workload. Needs a finished study (data/). Writes "
+        "a plain forward; each model's whole workload; and implicit ICL's calibration step against "
+        "the time reading its weights takes. Needs a finished study (data/). Writes "
         "benchmarks.json and benchmarks.md.",
     )
     p.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"], help="model names under data/models")
