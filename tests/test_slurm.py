@@ -153,6 +153,10 @@ def test_a_second_cluster_on_the_machine_waits_for_the_first_and_a_dead_holder_f
         pass
 
 
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 def test_a_killed_runs_slurm_daemons_are_stopped_and_nothing_else(tmp_path):
     """Only a live process of a Slurm daemon's name, at the pid its file gives, is stopped: a pid
     reused by another program is left alone."""
@@ -161,6 +165,11 @@ def test_a_killed_runs_slurm_daemons_are_stopped_and_nothing_else(tmp_path):
     left = subprocess.Popen([str(daemon), "600"])
     other = subprocess.Popen(["sleep", "600"])
     try:
+        # Popen returns once the child's close-on-exec descriptors are closed, a moment before the
+        # kernel gives the process its new name
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and {_comm(left.pid), _comm(other.pid)} != {"slurmd", "sleep"}:
+            time.sleep(0.01)
         (tmp_path / "slurmd.pid").write_text(f"{left.pid}\n")
         (tmp_path / "slurmctld.pid").write_text(f"{other.pid}\n")
         (tmp_path / "slurmdbd.pid").write_text("999999999\n")
