@@ -171,10 +171,8 @@ def test_a_trained_method_reports_its_parameters_and_training_and_counts_no_dev_
     assert "that control does not take the mapping away" in sentences
     assert "The implicit ICL answers no dev query on t1 and t2." in sentences
     assert "implicit ICL's dev choice" not in sentences
-    assert "tried 1 and 12 configurations on dev" in sentences
-    assert (
-        "Implicit ICL minus task vector, task level" in sentences
-    )  # the label's own capitals kept  # a different budget: not a ranking
+    assert "tried 1 and 12 configurations on dev" in sentences  # a different budget: not a ranking
+    assert "Implicit ICL minus task vector, task level" in sentences  # the label's own capitals kept
     html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "protocol")
     assert "<td class='num'>16</td>" in html
 

@@ -207,6 +207,28 @@ def calibration_loss(
                 handle.remove()
 
 
+def calibration_targets(
+    lm: LoadedModel, pairs: Sequence[tuple[str, str]], fmt: PromptFormat
+) -> tuple[list[str], torch.Tensor]:
+    """The calibration's examples: each pair's input as a bare query, its answer's first token."""
+    import torch
+
+    from taskvec.function_vectors.vectors import answer_token
+
+    queries = [fmt.query.format(x=x) for x, _ in pairs]
+    targets = torch.tensor([answer_token(lm, q, y) for q, (_, y) in zip(queries, pairs)], device=lm.device)
+    return queries, targets
+
+
+def initial_coefficients(n_layers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainable weights and scales, ``[n_layers, 2]`` each, at their initial values."""
+    import torch
+
+    weights = torch.full((n_layers, 2), INITIAL[0], device=device, requires_grad=True)
+    scales = torch.full((n_layers, 2), INITIAL[1], device=device, requires_grad=True)
+    return weights, scales
+
+
 def train_coefficients(
     lm: LoadedModel,
     contexts: np.ndarray,
@@ -224,18 +246,13 @@ def train_coefficients(
     import torch
     from tqdm.auto import tqdm
 
-    from taskvec.function_vectors.vectors import answer_token
-
     if not pairs:
         raise ConfigError("implicit in-context learning needs labelled pairs to calibrate on; the pool has none")
     if steps < 1:
         raise ConfigError(f"the calibration needs at least one step, not {steps}")
-    n_layers = contexts.shape[0]
-    queries = [fmt.query.format(x=x) for x, _ in pairs]
-    targets = torch.tensor([answer_token(lm, q, y) for q, (_, y) in zip(queries, pairs)], device=lm.device)
+    queries, targets = calibration_targets(lm, pairs, fmt)
     c = torch.from_numpy(np.ascontiguousarray(contexts, dtype=np.float32)).to(lm.device)
-    weights = torch.full((n_layers, 2), INITIAL[0], device=lm.device, requires_grad=True)
-    scales = torch.full((n_layers, 2), INITIAL[1], device=lm.device, requires_grad=True)
+    weights, scales = initial_coefficients(contexts.shape[0], lm.device)
     optimiser = torch.optim.AdamW([weights, scales], lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: learning_rate(step, steps))
     generator = torch.Generator().manual_seed(seed)

@@ -40,7 +40,7 @@ def matrix_bytes(lm: LoadedModel) -> int:
 def read_rate(lm: LoadedModel, repeats: int) -> dict:
     """Bytes per second read from memory, the best of two ways: summing a buffer larger than any
     cache, and a two-row matrix product over a matrix of that size (what the step's layers do)."""
-    n = READ_BYTES // 4
+    n = READ_BYTES // lm.model.dtype.itemsize
     columns = 1024
     buffer = torch.ones(n, dtype=lm.model.dtype, device=lm.device)
     rows = torch.ones(2, n // columns, dtype=lm.model.dtype, device=lm.device)
@@ -61,7 +61,6 @@ def calibration_step(
     task's prompts, beside the step's read floor, at ``threads`` torch threads."""
     from taskvec import implicit_icl
     from taskvec.bench.workloads import dev_queries
-    from taskvec.function_vectors.vectors import answer_token
     from taskvec.method_vectors import pool_pairs
 
     previous = torch.get_num_threads()
@@ -69,12 +68,9 @@ def calibration_step(
     try:
         prompts, _, fmt = dev_queries(prompts_file)
         pairs = pool_pairs([p for p in prompts if p.demonstrations][:pool])
-        queries = [fmt.query.format(x=x) for x, _ in pairs]
-        targets = torch.tensor([answer_token(lm, q, y) for q, (_, y) in zip(queries, pairs)], device=lm.device)
+        queries, targets = implicit_icl.calibration_targets(lm, pairs, fmt)
         contexts = torch.from_numpy(implicit_icl.context_vectors(lm, pairs, fmt)).to(lm.device)
-        n_layers = contexts.shape[0]
-        weights = torch.full((n_layers, 2), implicit_icl.INITIAL[0], device=lm.device, requires_grad=True)
-        scales = torch.full((n_layers, 2), implicit_icl.INITIAL[1], device=lm.device, requires_grad=True)
+        weights, scales = implicit_icl.initial_coefficients(contexts.shape[0], lm.device)
         generator = torch.Generator().manual_seed(0)
         forward, backward = [], []
         for step, rows in enumerate(implicit_icl.batch_order(len(pairs), repeats + 1, seed=0)):
