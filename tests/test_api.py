@@ -283,10 +283,10 @@ def test_the_commands_explain_themselves():
         assert "--model" in result.stdout and "packaged" in result.stdout
     listed = subprocess.run([str(BIN / "taskvec"), "vector", "--help"], capture_output=True, text=True, check=True)
     words = " ".join(listed.stdout.split())
-    assert "{" + ",".join(methods.METHODS) + "}" in listed.stdout
-    assert "mean_difference (the mean stream" in words and "in_context_vector (Liu et al. 2024" in words
-    assert "function_vector (Todd et al. 2024" in words and "state_vector (Li et al. 2024" in words
-    assert all(f"{name} (" in words for name in methods.METHODS)  # every method explained
+    assert "{" + ",".join(methods.names()) + "}" in listed.stdout
+    # every registered method explained by its own summary
+    assert all(f"{name} ({' '.join(methods.get(name).summary.split())}" in words for name in methods.names())
+    assert "mean_difference (the mean stream" in words and "(the in-context vector (Liu et al. 2024)" in words
 
 
 def test_a_hub_id_or_packaged_name_is_converted_into_the_cache_under_a_name_of_its_own(tmp_path, monkeypatch):

@@ -119,13 +119,13 @@ def _last_values(values: torch.Tensor, site: str, head: int, head_dim: int) -> t
 
 
 def _head_dim(lm) -> int:
-    from taskvec.function_vectors.heads import attention_heads
+    from taskvec.methods.heads import attention_heads
 
     return attention_heads(lm).head_dim
 
 
 def _heads_width(lm) -> int:
-    from taskvec.function_vectors.heads import attention_heads
+    from taskvec.methods.heads import attention_heads
 
     heads = attention_heads(lm)
     return heads.n_heads * heads.head_dim

@@ -192,19 +192,26 @@ root = Path(taskvec.cli.__file__).parent
 for name, module in sorted(sys.modules.items()):
     if name.split(".")[0] == "taskvec" and getattr(module, "__file__", None):
         print(Path(module.__file__).relative_to(root))
+print("torch" if "torch" in sys.modules else "")
 """
 
 
 def test_building_every_parser_runs_no_library_code():
     """Every run of `taskvec` builds every group's parser; so that a step's code inputs can leave out
-    the other groups' modules, building them imports nothing but the CLI, its errors and the
-    subcommand modules (a new group of subcommands then reruns no existing step)."""
+    the other groups' modules, building them imports nothing but the CLI, its errors, the subcommand
+    modules and the method registry's declarations (whose `--method` choices, help and settings the
+    parsers show), and no torch (a new group of subcommands then reruns no existing step)."""
     out = subprocess.run([str(BIN / "python"), "-c", BUILD_PARSER], capture_output=True, text=True, check=True)
     imported = set(out.stdout.split())
-    assert {"cli.py", "commands/steps.py", "commands/report.py"} <= imported
+    assert "torch" not in imported
+    assert {"cli.py", "commands/steps.py", "commands/report.py", "methods/__init__.py"} <= imported
+    source = ROOT / "src" / "taskvec"
     assert imported - {"__init__.py", "cli.py", "errors.py", "defaults.py"} <= {
-        f"commands/{path.name}" for path in (ROOT / "src" / "taskvec" / "commands").glob("*.py")
+        path.relative_to(source).as_posix()
+        for folder in ("commands", "methods")
+        for path in (source / folder).glob("*.py")
     }
+    assert "methods/heads.py" not in imported and "methods/search.py" not in imported
     from taskvec.codedeps import command_files
 
     extract = {path.relative_to(ROOT / "src" / "taskvec").as_posix() for path in command_files("extract-task")}

@@ -7,22 +7,15 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from taskvec.answers import answer_token
 from taskvec.architectures import describe
-from taskvec.controls import shuffle_labels
 from taskvec.forward.batching import encode
 from taskvec.forward.patched import next_token_variants
 from taskvec.forward.readout import next_tokens
-from taskvec.function_vectors.heads import head_vectors, mean_head_outputs
-from taskvec.function_vectors.vectors import (
-    add_sweep,
-    answer_token,
-    default_head_count,
-    function_vector,
-    head_effects,
-    plain_and_added_next_tokens,
-    top_heads,
-)
+from taskvec.function_vectors.vectors import add_sweep, head_effects, plain_and_added_next_tokens
 from taskvec.hooks.intervention import Intervention
+from taskvec.methods.heads import default_head_count, function_vector, head_vectors, mean_head_outputs, top_heads
+from taskvec.methods.pool import shuffle_labels
 from taskvec.prompts import Prompt, PromptFormat
 
 FMT = PromptFormat()

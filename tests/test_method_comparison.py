@@ -214,8 +214,8 @@ def test_the_meter_counts_a_differentiated_pass_again_as_backward_work():
     from conftest import tiny_model
     from taskvec.forward.batching import encode
     from taskvec.forward.readout import next_tokens
-    from taskvec.function_vectors.heads import attention_heads, head_attribution
     from taskvec.method_comparison.run import Meter
+    from taskvec.methods.heads import attention_heads, head_attribution
 
     lm = tiny_model("llama")
     texts = ["example:a->", "example:bcd->"]

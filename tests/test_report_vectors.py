@@ -7,7 +7,6 @@ import pyarrow as pa
 import pytest
 
 from taskvec.analysis.stats import distribution_gap
-from taskvec.controls import random_vectors_like
 from taskvec.function_vectors.analysis import HEAD_SCHEMA, SCHEMA
 from taskvec.function_vectors.report import (
     mean_with_interval,
@@ -17,6 +16,7 @@ from taskvec.function_vectors.report import (
     read_comparison,
     summary_sentences,
 )
+from taskvec.methods.pool import random_vectors_like
 
 N = 50
 

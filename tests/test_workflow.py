@@ -796,26 +796,26 @@ def _check_methods(project: Path, metrics: dict, page: str) -> None:
     table = pq.read_table(project / "data" / "extended" / "smollm2-135m" / "methods.parquet")
     meta = json.loads(table.schema.metadata[b"taskvec"])
     rows = table.to_pydict()
-    assert meta["pool"] == 2 and set(meta["methods"]) == set(vector_methods.METHODS)
+    assert meta["pool"] == 2 and set(meta["methods"]) == set(vector_methods.names())
     with_pool = [t for t, entry in meta["tasks"].items() if entry["pool_sets"]]
     assert with_pool and set(meta["tasks"]) == set(TINY_PARAMS["tasks"])
-    names = {"bare", "icl", "tv_per_prompt", *vector_methods.METHODS}
+    names = {"bare", "icl", "tv_per_prompt", *vector_methods.names()}
     for task in with_pool:
         seen = {(m, c) for t, m, c in zip(rows["task"], rows["method"], rows["control"]) if t == task}
-        controls = {(m, c) for m in vector_methods.METHODS for c in ("random", "other_task", "shuffled_labels")}
+        controls = {(m, c) for m in vector_methods.names() for c in ("random", "other_task", "shuffled_labels")}
         assert seen == {(m, "") for m in names} | controls, task
     for t in with_pool:
         entry = meta["tasks"][t]
         assert len(entry["head_agreement"]["exact_effects"]) == meta["n_layers"]
         assert 0 <= entry["head_agreement"]["recall"] <= 1
-        assert all(entry["methods"][m]["kl_from_icl"] >= 0 for m in vector_methods.METHODS)
+        assert all(entry["methods"][m]["kl_from_icl"] >= 0 for m in vector_methods.names())
         assert entry["methods"]["function_vector_attribution"]["extract_backward_positions"] > 0
         assert entry["methods"]["function_vector"]["extract_backward_positions"] == 0  # no gradient there
         trained = entry["methods"]["implicit_icl"]
         assert trained["training"]["steps"] == meta["calibration_steps"] == 20 and trained["configurations"] == 1
         assert trained["extract_backward_positions"] > 0 and trained["training"]["examples"] > 0
     assert meta["methods"]["implicit_icl"]["trainable_parameters"] == 4 * meta["n_layers"]
-    assert all(meta["methods"][m]["trainable_parameters"] == 0 for m in vector_methods.METHODS if m != "implicit_icl")
+    assert all(meta["methods"][m]["trainable_parameters"] == 0 for m in vector_methods.names() if m != "implicit_icl")
     task = with_pool[0]
     prompts, info = read_prompts(project / "data" / "prompts" / "smollm2-135m" / task / "sample0.parquet")
     lm = load_model(project / "data" / "models" / "smollm2-135m", device="cpu", dtype="float32")
@@ -824,7 +824,7 @@ def _check_methods(project: Path, metrics: dict, page: str) -> None:
         prompts, [(p.input, p.answers[0]) for p in usable], 2, info.sizes.k, info.sizes.dummies, f"pool:0:{task}"
     )
     method = vector_methods.get("task_vector")
-    theta = method.extract(lm, pool, info.format, 8)
+    theta = method.extract(lm, pool, info.format, 8).values
     layer = meta["tasks"][task]["methods"]["task_vector"]["layer"]
     test = sorted((p for p in prompts if p.split == "test"), key=lambda p: p.index)
     texts = [info.format.query.format(x=p.query) for p in test]

@@ -27,3 +27,14 @@ def answer_ended(text: str, separator: str) -> bool:
     """Whether a generation has reached the separator that ends its answer (the same rule as
     :func:`until_separator`): generation stops exactly where the strict metric cuts."""
     return answer_end(text, separator) is not None
+
+
+def answer_token(lm, text: str, answer: str) -> int:
+    """The first token of ``answer`` written right after ``text``, as the model's tokenizer (``lm``: a
+    :class:`taskvec.models.LoadedModel`) tokenizes the two together (falls back to the answer alone
+    where the text's tokens change at the join)."""
+    before = lm.tokenizer.encode(text)
+    joined = lm.tokenizer.encode(text + answer)
+    if joined[: len(before)] == before and len(joined) > len(before):
+        return int(joined[len(before)])
+    return int(lm.tokenizer.encode(answer, add_special_tokens=False)[0])

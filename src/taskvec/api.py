@@ -19,7 +19,7 @@ bare query's last-token residual stream after that block with theta and generate
 format's separator, as the study's strict metric does.
 
 ``method`` names another way to turn the same demonstration sets into a vector
-(:mod:`taskvec.methods`: ``mean_difference`` adds the scaled mean difference the demonstrations make
+(:mod:`taskvec.methods` lists them: ``mean_difference`` adds the scaled mean difference the demonstrations make
 to the stream, its strength chosen with the block; ``in_context_vector`` turns the MLP output of every
 block, its strength chosen on the held-out pairs, and has no block: its file's layer is -1); the file
 records the method, and :func:`apply` applies whichever it holds.
@@ -41,6 +41,7 @@ import numpy as np
 
 from taskvec import defaults, methods
 from taskvec.errors import ArtifactError, ConfigError
+from taskvec.methods.base import Method, Vectors
 from taskvec.models import PACKAGED_PREFIX, LoadedModel
 from taskvec.prompts import Prompt, PromptFormat
 from taskvec.tasks.base import Pair
@@ -113,8 +114,17 @@ class TaskVector:
         return self.vectors[self.layer]
 
     @property
-    def method(self) -> methods.Method:
+    def method(self) -> Method:
         return methods.get(self.metadata.get("method", "task_vector"))  # files from before methods: theta
+
+    @property
+    def chosen(self) -> dict:
+        """What else the method chose beside block and strength (its own settings, by name)."""
+        return dict(self.metadata.get("chosen", {}))
+
+    def method_vectors(self) -> Vectors:
+        """The rows as the method's vectors (with what else the file records of them)."""
+        return self.method.from_rows(self.vectors, self.metadata)
 
     @property
     def strength(self) -> float:
@@ -171,7 +181,7 @@ class TaskVector:
                 f"{path} is not a task-vector file written by `taskvec vector` ({error})",
                 "make one with `taskvec vector`",
             ) from error
-        method = methods.METHODS.get(metadata.get("method", "task_vector"))  # an unknown one: refused on use
+        method = methods.registry().get(metadata.get("method", "task_vector"))  # an unknown one: refused on use
         every = method is not None and method.every_layer
         if vectors.ndim != 2 or not (layer == -1 if every else 0 <= layer < len(vectors)):
             raise ArtifactError(f"{path}: vectors of shape {vectors.shape} with layer {layer}", "remake it")
@@ -264,12 +274,14 @@ def task_vector(
     source: str = "",
     method: str = "task_vector",
     strength: float | str = "auto",
+    settings: dict | None = None,
 ) -> TaskVector:
     """theta of the task that ``pairs`` show, averaged over ``contexts`` demonstration sets, and the
     block it goes after: ``layer`` if given, else the best on held-out pairs (see the module's text).
     With another ``method``, that method's vector from the same demonstration sets; an additive
     method's ``strength`` is chosen with the block from its grid (``"auto"``; where the layer is given,
-    1), or given."""
+    1), or given. ``settings``: the method's own settings (field -> value; its authors' defaults
+    otherwise)."""
     from taskvec.architectures import describe
     from taskvec.evaluate import token_decoder
     from taskvec.forward.readout import next_tokens
@@ -291,7 +303,8 @@ def task_vector(
     if strength != "auto" and (not chosen_method.takes_strength or isinstance(strength, str)):
         raise ConfigError(
             f"strength {strength!r} given for {method}: only a method that adds or turns takes a strength, as a number",
-            "leave the strength at auto, or give a number with --method mean_difference or in_context_vector",
+            "leave the strength at auto, or give a number with a method that takes one: "
+            + ", ".join(m.name for m in methods.registry().values() if m.takes_strength),
         )
     if chosen_method.every_layer and layer != "auto":
         raise ConfigError(
@@ -309,8 +322,9 @@ def task_vector(
             f"give at least {len(held_out) + k + dummies} pairs, lower k, or give the layer",
         )
     used = _contexts(order[len(held_out) :], k, dummies, contexts, seed)
-    details: dict = {}
-    vectors = chosen_method.extract(lm, used, fmt, batch_size, details)
+    made = chosen_method.extract(lm, used, fmt, batch_size, chosen_method.settings(settings))
+    vectors = chosen_method.rows(made)
+    extra: dict = {}
 
     choice: dict = {"how": "given"}
     chosen_strength = chosen_method.default_strength if strength == "auto" else float(strength)  # auto: chosen below
@@ -322,10 +336,9 @@ def task_vector(
             return float(np.mean(right))
 
         queries = [fmt.query.format(x=p.input) for p in held_out]
-        chosen = methods.choose(
-            lm, chosen_method, vectors, queries, [p.outputs for p in held_out], scoring, strengths, batch_size
-        )
+        chosen = chosen_method.choose(lm, made, queries, [p.outputs for p in held_out], scoring, strengths, batch_size)
         layer, chosen_strength, best, by_strength = chosen.layer, chosen.strength, chosen.accuracy, chosen.grid
+        extra = chosen.extra
         # the two references the chosen block is read against: the bare query, and ICL (each held-out
         # query after the demonstrations of one of the contexts, in turn)
         icl_prompts = [fmt.render(used[i % len(used)].demonstrations, p.input) for i, p in enumerate(held_out)]
@@ -371,12 +384,11 @@ def task_vector(
         "operation": chosen_method.operation,
         "strength": chosen_strength,
     }
-    if "heads" in details:  # a function vector's heads, (layer, head), largest effect first
-        metadata["heads"] = [list(h) for h in details["heads"]]
-    if chosen_method.learned:  # implicit ICL: both sites, and how its coefficients were trained
-        metadata["sites"] = list(chosen_method.sites)
-        metadata["training"] = {key: value for key, value in details["training"].items() if key != "seconds"}
+    metadata.update(made.file_metadata())  # a function vector's heads, a trained method's training
+    if chosen_method.trained:
         metadata["trainable_parameters"] = chosen_method.trainable_parameters(len(vectors))
+    if extra:
+        metadata["chosen"] = extra
     return TaskVector(vectors.astype(np.float32), int(layer), metadata)
 
 
@@ -417,10 +429,11 @@ def apply(
     until = Continuation(fmt.max_answer_tokens, fmt.separator)
     method = vector.method
     bare = greedy_continue(lm, texts, next_tokens(lm, texts, batch_size), until, batch_size)
+    made, extra = vector.method_vectors(), vector.chosen
     first = patched_next_tokens(
-        lm, texts, method.intervention(vector.vectors, vector.layer, vector.strength, len(texts)), batch_size
+        lm, texts, method.intervention(made, vector.layer, vector.strength, len(texts), **extra), batch_size
     )
-    during = method.intervention(vector.vectors, vector.layer, vector.strength, len(texts), generating=True)
+    during = method.intervention(made, vector.layer, vector.strength, len(texts), generating=True, **extra)
     patched = greedy_continue(lm, texts, first, until, batch_size, intervention=during)
 
     def text(ids: list[int]) -> str:

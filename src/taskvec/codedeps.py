@@ -25,6 +25,9 @@ from pathlib import Path
 from taskvec.errors import ConfigError
 
 PACKAGE = "taskvec"
+# functions that import every module of their package by discovery, which no import statement shows:
+# the method registry (taskvec.methods.registry) finds each method's module; reaching it reaches them all
+DISCOVERING = frozenset({("taskvec.methods", "registry")})
 SOURCE = Path(__file__).resolve().parent  # this installation's taskvec sources
 
 
@@ -213,6 +216,8 @@ class Sources:
                 used, imported = set(), set()
             todo.extend(used)
             todo.extend((m, None) for m in imported)
+            if unit in DISCOVERING:
+                todo.extend((f"{name}.{path.stem}", None) for path in sorted(module.path.parent.glob("[!_]*.py")))
         files = {self.module(name).path for name, _ in seen}
         packages = {f.parent for f in files if f.name == "__init__.py"}
         return files | {f for p in packages for f in p.iterdir() if f.is_file() and f.suffix not in (".py", ".pyc")}

@@ -25,5 +25,8 @@ THREADS = 0
 # A one-off task vector (`taskvec vector`, taskvec.api): demonstration sets theta is averaged over
 CONTEXTS = 8
 
+# The methods compared: demonstration sets in each task's pool
+POOL = 10
+
 # implicit ICL's training steps: its authors' 100 epochs of 10 demonstrations, batches of 2
 CALIBRATION_STEPS = 500

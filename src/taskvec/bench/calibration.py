@@ -1,7 +1,7 @@
 """Implicit ICL's calibration step against the least time reading its weights takes.
 
-A calibration step (:func:`taskvec.implicit_icl.train_coefficients`) is one forward and one backward
-pass over :data:`~taskvec.implicit_icl.BATCH` bare queries, a dozen tokens in all. At that size each
+A calibration step (:func:`taskvec.methods.implicit_icl.train_coefficients`) is one forward and one backward
+pass over :data:`~taskvec.methods.implicit_icl.BATCH` bare queries, a dozen tokens in all. At that size each
 weight matrix serves a dozen rows, so the step is bounded by reading the matrices from memory, not by
 arithmetic: the forward reads every linear layer of the blocks and the output layer once (the loss
 needs the whole vocabulary), and the backward reads each once more (the gradient with respect to its
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from taskvec import defaults
 from taskvec.bench.timing import synchronize, timed
 from taskvec.models import LoadedModel, load_model
 
@@ -55,13 +56,13 @@ def read_rate(lm: LoadedModel, repeats: int) -> dict:
 
 
 def calibration_step(
-    lm: LoadedModel, prompts_file: Path, repeats: int, threads: int = COMPARISON_THREADS, pool: int = 10
+    lm: LoadedModel, prompts_file: Path, repeats: int, threads: int = COMPARISON_THREADS, pool: int = defaults.POOL
 ) -> dict:
     """Median forward and backward seconds of the calibration's steps on the pairs of ``pool`` of the
     task's prompts, beside the step's read floor, at ``threads`` torch threads."""
-    from taskvec import implicit_icl
     from taskvec.bench.workloads import dev_queries
-    from taskvec.method_vectors import pool_pairs
+    from taskvec.methods import implicit_icl
+    from taskvec.methods.pool import pool_pairs
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

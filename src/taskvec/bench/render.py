@@ -132,7 +132,7 @@ def calibration_lines(results: dict) -> list[str]:
         )
     lines += [
         "",
-        "- *step*: one step of the noisy self-calibration (`taskvec.implicit_icl`), its forward and backward "
+        "- *step*: one step of the noisy self-calibration (`taskvec.methods.implicit_icl`), its forward and backward "
         "pass over a batch of bare queries of the sweep's task (median of the steps after the first), at the "
         "threads the comparison job runs with.",
         "- *matrices*: every linear layer's weights, the output layer's included (the loss needs the whole "

@@ -113,3 +113,30 @@ def matching(args) -> None:
             f"give one results file per activations file ({len(args.activations)} activations, "
             f"{len(args.results)} results)"
         )
+
+
+def add_method_settings(parser: argparse.ArgumentParser) -> None:
+    """Every registered method's own settings as options (``--<setting>``: the names are one
+    namespace, as in params.yaml's ``methods``), from the registry: a method's module declares them,
+    nothing here names one."""
+    from taskvec import methods
+
+    group = parser.add_argument_group("method settings (the authors' defaults)")
+    for field, (method, kind, default, text) in methods.settings().items():
+        group.add_argument(
+            f"--{field}".replace("_", "-"),
+            dest=f"setting__{method.name}__{field}",
+            type=positive if kind is int else kind,
+            default=default,
+            help=f"{method.label}: {text} (default: %(default)s)",
+        )
+
+
+def method_settings(args) -> dict[str, dict]:
+    """The settings :func:`add_method_settings` read, by method."""
+    settings: dict[str, dict] = {}
+    for key, value in vars(args).items():
+        if key.startswith("setting__"):
+            _, name, field = key.split("__")
+            settings.setdefault(name, {})[field] = value
+    return settings

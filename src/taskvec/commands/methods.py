@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from taskvec import defaults
-from taskvec.commands._common import MODEL_HELP, add_compute, compute, positive
+from taskvec.commands._common import MODEL_HELP, add_compute, add_method_settings, compute, method_settings, positive
 
 ORDER = 47  # where the group's subcommands come in `taskvec --help`
 log = logging.getLogger("taskvec")
@@ -15,7 +15,7 @@ log = logging.getLogger("taskvec")
 def add(sub) -> None:
     p = sub.add_parser(
         "compare-methods",
-        help="every vector method of taskvec.methods against ICL and the per-prompt task vector, one protocol",
+        help="every registered vector method against ICL and the per-prompt task vector, one protocol",
         description="For one model and the first sampling of each task, on the study's test prompts and scoring: "
         "ICL and the per-prompt task vector (from the study's results), the bare query, and each task-level "
         "method (`taskvec vector --help` lists them) made from one fixed pool of --pool demonstration sets drawn "
@@ -29,14 +29,8 @@ def add(sub) -> None:
     p.add_argument("--tasks", required=True, type=Path, nargs="+", help="task files (`taskvec build-task`)")
     p.add_argument("--prompts", required=True, type=Path, nargs="+", help="their prompts files (one sampling)")
     p.add_argument("--results", required=True, type=Path, nargs="+", help="their results files")
-    p.add_argument("--pool", type=positive, default=10, help="demonstration sets in each task's pool")
-    p.add_argument(
-        "--calibration-steps",
-        type=positive,
-        default=defaults.CALIBRATION_STEPS,
-        help="implicit ICL's training steps, batches of 2 from the pool's pairs (default: its authors' 100 epochs "
-        "of 10 demonstrations)",
-    )
+    p.add_argument("--pool", type=positive, default=defaults.POOL, help="demonstration sets in each task's pool")
+    add_method_settings(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the pools, the label shuffles and the random controls")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file of predictions")
     add_compute(p)
@@ -55,5 +49,5 @@ def cmd_compare_methods(args) -> None:
         compute(args),
         pool=args.pool,
         seed=args.seed,
-        calibration_steps=args.calibration_steps,
+        settings=method_settings(args),
     )

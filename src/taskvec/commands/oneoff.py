@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from taskvec import defaults
-from taskvec.commands._common import add_compute, positive
+from taskvec import defaults, methods
+from taskvec.commands._common import add_compute, add_method_settings, method_settings, positive
 
 ORDER = 15  # where the group's subcommands come in `taskvec --help`
 log = logging.getLogger("taskvec")
@@ -36,36 +36,6 @@ def strength_choice(value: str):
         raise argparse.ArgumentTypeError(f"must be auto or a number, got {value!r}") from None
 
 
-# the methods of taskvec.methods, named here so that building the parser imports no library code
-# (a test keeps the two equal)
-METHOD_NAMES = (
-    "task_vector",
-    "mean_difference",
-    "in_context_vector",
-    "function_vector",
-    "function_vector_attribution",
-    "state_vector",
-    "state_vector_momentum",
-    "implicit_icl",
-)
-METHOD_HELP = (
-    "how the vector is made and patched: task_vector (theta, averaged over the demonstration sets, replaces "
-    "the bare query's last-token stream after one block), mean_difference (the mean stream with minus without "
-    "the demonstrations, times --strength, added after one block at the query's last token and every generated "
-    "one), in_context_vector (Liu et al. 2024: from the demonstrations' pairs, --strength times each block's "
-    "direction turns the MLP output of every block at every position; no --layer), function_vector (Todd et al. "
-    "2024: the summed mean outputs of the attention heads whose patching most raises the answer on the "
-    "demonstration sets with shuffled labels, times --strength, added as mean_difference is), "
-    "function_vector_attribution (the same, its heads ranked by attribution patching: one forward and one "
-    "backward pass per set instead of one pass per head), state_vector (Li et al. 2024: the attention heads' "
-    "outputs at the demonstrations' separators and the query's last token, averaged, replace the bare query's "
-    "in blocks 0 to --layer), state_vector_momentum (the same with its authors' momentum optimisation) or "
-    "implicit_icl (Li et al. 2025: each pair run alone gives context vectors at every block's attention and MLP "
-    "outputs, injected at every position as scale * x + weight * c with 4 coefficients per block trained on the "
-    "pairs by noisy self-calibration, 500 steps; no --layer, no --strength)"
-)
-
-
 def add(sub) -> None:
     p = sub.add_parser(
         "vector",
@@ -84,7 +54,7 @@ def add(sub) -> None:
     p.add_argument("--demos", required=True, type=Path, help="task file of input/output pairs (.jsonl or .csv)")
     p.add_argument("--layer", type=layer_choice, default="auto", help="auto, or the block to patch after (0-based)")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors file")
-    p.add_argument("--method", choices=METHOD_NAMES, default="task_vector", help=METHOD_HELP)
+    p.add_argument("--method", choices=methods.names(), default="task_vector", help=methods.help_text())
     p.add_argument(
         "--strength",
         type=strength_choice,
@@ -117,6 +87,7 @@ def add(sub) -> None:
         "--scoring", choices=["exact", "prefix"], default="exact", help="first-token rule for --layer auto"
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the held-out pairs and the contexts")
+    add_method_settings(p)
     add_compute(p)
     p.set_defaults(func=cmd_vector)
 
@@ -166,6 +137,7 @@ def cmd_vector(args) -> None:
         source=args.demos.name,
         method=args.method,
         strength=args.strength,
+        settings=method_settings(args).get(args.method),
     )
     vector.save(args.out)
     choice = vector.metadata["layer_choice"]

@@ -35,23 +35,16 @@ from taskvec import store
 from taskvec.analysis.stats import distribution_gap
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.controls import random_vectors_like, shuffle_labels
 from taskvec.errors import ConfigError
 from taskvec.evaluate import choose_layer, read_layer_choice, token_decoder
 from taskvec.extract import read_activations
 from taskvec.forward.patched import next_token_variants
 from taskvec.forward.readout import next_tokens
-from taskvec.function_vectors.heads import attention_heads
-from taskvec.function_vectors.vectors import (
-    add_sweep,
-    default_head_count,
-    function_vector,
-    head_effects,
-    plain_and_added_next_tokens,
-    top_heads,
-)
+from taskvec.function_vectors.vectors import add_sweep, head_effects, plain_and_added_next_tokens
 from taskvec.hooks.intervention import Intervention
 from taskvec.loader import task_runs
+from taskvec.methods.heads import attention_heads, default_head_count, function_vector, top_heads
+from taskvec.methods.pool import random_vectors_like, shuffle_labels
 from taskvec.models import LoadedModel
 from taskvec.prompts import read_prompts
 from taskvec.scoring import first_token_correct

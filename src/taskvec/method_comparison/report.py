@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
+from taskvec import methods
 from taskvec.analysis.stats import contrast_interval, holm, interval, mcnemar_exact, task_bootstrap, wilson_interval
 from taskvec.method_comparison.cells import gap_text, one_off_text
 from taskvec.report.numbers import rounded, signed, spoken_list
@@ -21,24 +22,13 @@ from taskvec.report.page import escape, image, table_row
 
 PER_PROMPT = ("icl", "tv_per_prompt")
 CONTROLS = ("random", "other_task", "shuffled_labels")
-LABELS = {
-    "bare": "bare query",
-    "icl": "ICL",
-    "tv_per_prompt": "task vector, per prompt",
-    "task_vector": "task vector, task level",
-    "mean_difference": "mean difference",
-    "in_context_vector": "in-context vector",
-    "function_vector": "function vector",
-    "function_vector_attribution": "function vector, attribution-patching heads",
-    "state_vector": "state vector (inner)",
-    "state_vector_momentum": "state vector (momentum)",
-    "implicit_icl": "implicit ICL",
-}
+REFERENCES = {"bare": "bare query", "icl": "ICL", "tv_per_prompt": "task vector, per prompt"}  # rows no method makes
 CONTROL_LABELS = {"random": "random, same norm", "other_task": "another task's", "shuffled_labels": "shuffled labels"}
 
 
 def label(method: str) -> str:
-    return LABELS.get(method, method.replace("_", " "))
+    """A row's label: a reference's, or the registered method's own."""
+    return REFERENCES.get(method) or methods.label(method)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,10 +191,12 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
             }
         per_method[method] = entry
     out["methods"] = per_method
-    contrasts = [("tv_per_prompt", "icl")] + [(m, "task_vector") for m in comparison.task_level if m != "task_vector"]
-    if {"function_vector", "function_vector_attribution"} <= set(comparison.task_level):
-        # the same vector from either head ranking: the same information and tuning budget
-        contrasts.append(("function_vector_attribution", "function_vector"))
+    reference = methods.reference(comparison.task_level)
+    contrasts = [("tv_per_prompt", "icl")] + [
+        (m, reference) for m in comparison.task_level if reference not in (None, m)
+    ]
+    # an estimate against the method it estimates: the same information and tuning budget
+    contrasts += methods.estimated_pairs(comparison.task_level)
     tests = [
         (a, b, t, mcnemar_exact(comparison.correct[t, a, ""], comparison.correct[t, b, ""]))
         for a, b in contrasts
@@ -239,8 +231,10 @@ def head_agreement_metrics(comparison: MethodComparison, tasks: list[str]) -> di
     k-shot ICL forwards); the paired difference of the two vectors' accuracy is in ``paired``."""
     meta = comparison.metadata["tasks"]
     found = [t for t in tasks if "head_agreement" in meta[t]]
-    if not found:
+    pairs = methods.estimated_pairs(comparison.task_level)
+    if not found or not pairs:
         return None
+    estimate, exact = pairs[0]
     per_task = {t: {k: meta[t]["head_agreement"][k] for k in ("spearman", "recall")} for t in found}
     rhos = [v["spearman"] for v in per_task.values() if v["spearman"] is not None]
 
@@ -256,10 +250,10 @@ def head_agreement_metrics(comparison: MethodComparison, tasks: list[str]) -> di
         "recall_mean": rounded(float(np.mean([v["recall"] for v in per_task.values()]))),
         "heads": len(meta[found[0]]["head_agreement"]["exact_heads"]),
         "prompts": meta[found[0]]["head_agreement"]["prompts"],
-        "exact_cost": {"forward": cost("function_vector", "extract_positions"), "backward": 0.0},
+        "exact_cost": {"forward": cost(exact, "extract_positions"), "backward": 0.0},
         "attribution_cost": {
-            "forward": cost("function_vector_attribution", "extract_positions"),
-            "backward": cost("function_vector_attribution", "extract_backward_positions"),
+            "forward": cost(estimate, "extract_positions"),
+            "backward": cost(estimate, "extract_backward_positions"),
         },
     }
 
@@ -317,7 +311,8 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
     out = [f"Over the {len(tasks)} tasks where ICL works and a pool exists ({spoken_list(tasks)})."]
     # ranked only among methods of the task-level task vector's tuning budget (configurations within a
     # factor of 2, nothing trained): the others are measured, not ranked
-    reference = entries.get("task_vector", {}).get("configurations") or 0
+    reference_name = methods.reference(comparison.task_level)
+    reference = entries.get(reference_name, {}).get("configurations") or 0
     levels = [
         m
         for m in comparison.task_level
@@ -328,7 +323,7 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
     if levels:
         best = max(levels, key=lambda m: entries[m]["gap_closed"])
         low, high = entries[best]["gap_closed_ci"]
-        paired = metrics.get("paired", {}).get(f"{best}-task_vector")
+        paired = metrics.get("paired", {}).get(f"{best}-{reference_name}")
         told = paired is None or paired["ci"][0] > 0 or paired["ci"][1] < 0
         out.append(
             f"Among the task-level methods of one tuning budget, the {label(best)} closes the most of the gap "
@@ -337,7 +332,7 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
             + (
                 "."
                 if told
-                else ", though its paired difference from the task-level task vector (below) does not tell "
+                else f", though its paired difference from the {label(reference_name)} (below) does not tell "
                 "the two apart."
             )
         )
@@ -365,10 +360,8 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
                 f"The {label(method)} trains {entries[method]['trainable_parameters']} coefficients for "
                 f"{training['steps']} steps on the pool's {training['examples']:.0f} pairs per task (mean loss "
                 f"{training['first_loss']:.2f} at the first step, {training['last_loss']:.2f} over the last 10) "
-                "and chooses nothing on dev: its budget is training, not configurations. Its shuffled-label "
-                "control keeps the coefficients trained on the real labels, and its context vectors average pairs "
-                "run one at a time, which shuffling re-pairs and nothing more: that control does not take the "
-                "mapping away."
+                "and chooses nothing on dev: its budget is training, not configurations."
+                + (f" {methods.get(method).control_note}" if method in methods.registry() else "")
             )
         empty = [t for t in tasks if found_nothing(comparison, t, method)]
         if empty and entries[method].get("configurations") == 1:
@@ -387,7 +380,8 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
             )
     agreement = metrics.get("head_agreement")
     if agreement:
-        paired = metrics.get("paired", {}).get("function_vector_attribution-function_vector")
+        estimate_name, exact_name = methods.estimated_pairs(comparison.task_level)[0]
+        paired = metrics.get("paired", {}).get(f"{estimate_name}-{exact_name}")
         exact, estimate = agreement["exact_cost"], agreement["attribution_cost"]
         rho = agreement["spearman_mean"]
         out.append(
@@ -395,7 +389,7 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
             f"{len(agreement['tasks'])} tasks its rank correlation with the exact effects over all heads is "
             + ("undefined (constant effects)" if rho is None else f"{rho:.2f} on average")
             + f", and it finds {agreement['recall_mean']:.0%} of the exact top {agreement['heads']} heads; "
-            f"the function vector's one-off cost goes from {exact['forward']:.0f} ICL forwards to "
+            f"the {label(exact_name)}'s one-off cost goes from {exact['forward']:.0f} ICL forwards to "
             f"{estimate['forward']:.0f} forward and {estimate['backward']:.0f} backward"
             + (
                 f", and its accuracy changes by {signed(paired['difference'])} "

@@ -5,18 +5,18 @@ Per task, on the study's own test prompts and scoring:
 - **Per prompt** (the test prompt's own demonstrations): ICL and the task vector of Hendel et al.
   (theta from the prompt's demonstrations and dummy queries, at the layer the study chose on dev),
   read from the study's results file.
-- **Task level** (one vector per task, the same for every query): each method of
-  :mod:`taskvec.methods` made from one fixed *pool*: ``pool`` demonstration sets (``k``
+- **Task level** (one vector per task, the same for every query): each method registered in
+  :mod:`taskvec.methods` (none is named here) made from one fixed *pool*: ``pool`` demonstration sets (``k``
   demonstrations and ``dummies`` dummy queries each, the study's sizes) drawn from the task's pairs
   that are neither a test query nor a dev query. Its configuration (block and strength, or strength
-  alone for a method at every block) is chosen on the bare dev queries (:func:`taskvec.methods.choose`),
+  alone for a method at every block) is chosen on the bare dev queries (:meth:`~taskvec.methods.base.Method.choose`),
   and it is judged on the bare test queries at that configuration: the first token by the paper's
   rule, and the strict metric on the greedy answer. Where the task has too few such pairs for one
   set (its test queries cover its pairs: the letter tasks) the task has no pool, and no task-level row.
 - **Controls** of every task-level method, at its dev configuration: a random vector of the
   method's norm at every block, another task's vector of the same method, and the vector made from
-  the same pool with each set's labels shuffled (a function vector's from the heads it chose on the
-  real pool: the control asks what the heads carry without the mapping).
+  the same pool with each set's labels shuffled (keeping what the method chose on the real pool: a
+  function vector's heads, implicit ICL's trained coefficients).
 - **The bare test query**, the reference every gap is measured from.
 - **KL divergence from ICL**: on each test prompt, KL(ICL's next-token distribution || the bare
   query's, or each task-level method's at its dev configuration), in nats, averaged over the prompts.
@@ -32,6 +32,7 @@ Per task, on the study's own test prompts and scoring:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -41,11 +42,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from taskvec import implicit_icl, methods, store
+from taskvec import defaults, methods, store
 from taskvec.analysis.stats import distribution_gap
 from taskvec.architectures import describe
 from taskvec.compute import DEFAULT_COMPUTE, Compute
-from taskvec.controls import shuffle_labels
 from taskvec.errors import ConfigError
 from taskvec.evaluate import score, token_decoder
 from taskvec.extract import task_vectors
@@ -53,7 +53,9 @@ from taskvec.forward.generate import Continuation, greedy_continue
 from taskvec.forward.patched import patched_next_tokens, task_vector_patch
 from taskvec.forward.readout import next_tokens
 from taskvec.loader import task_runs
-from taskvec.prompts import Prompt, apply_rules, demonstration_sets, read_prompts
+from taskvec.methods.base import Vectors
+from taskvec.methods.pool import shuffle_labels, task_pool
+from taskvec.prompts import Prompt, apply_rules, read_prompts
 from taskvec.scoring import first_token_correct, strict_correct
 from taskvec.tasks.base import read_pairs
 
@@ -68,7 +70,7 @@ SCHEMA = pa.schema(
     [
         ("task", pa.string()),
         ("index", pa.int32()),  # the test prompt's index
-        ("method", pa.string()),  # bare, icl, tv_per_prompt, or a method of taskvec.methods
+        ("method", pa.string()),  # bare, icl, tv_per_prompt, or a registered method (taskvec.methods)
         ("control", pa.string()),  # "" for the method itself, else one of CONTROLS
         ("layer", pa.int16()),  # the block patched (-1: none, or every block)
         ("strength", pa.float32()),
@@ -78,18 +80,6 @@ SCHEMA = pa.schema(
         ("strict_correct", pa.bool_()),  # the strict metric (null where no answer was generated)
     ]
 )
-
-
-def task_pool(
-    prompts: Sequence[Prompt], pairs: Sequence[tuple[str, str]], size: int, k: int, dummies: int, seed: str
-) -> tuple[list[Prompt], int]:
-    """The task's pool: ``size`` demonstration sets from the pairs whose input is no dev or test
-    query of ``prompts``, and how many such pairs there are; no sets where there are too few for one."""
-    queries = {p.query for p in prompts if p.split in ("dev", "test")}
-    kept = [pair for pair in dict.fromkeys(pairs) if pair[0] not in queries]
-    if len(kept) < k + dummies:
-        return [], len(kept)
-    return demonstration_sets(kept, k, dummies, size, seed), len(kept)
 
 
 class Meter:
@@ -172,15 +162,18 @@ def compare_methods_file(
     results: Sequence[Path],
     out: str | os.PathLike[str],
     compute: Compute = DEFAULT_COMPUTE,
-    pool: int = 10,
+    pool: int = defaults.POOL,
     seed: int = 0,
     names: Sequence[str] | None = None,
-    calibration_steps: int = implicit_icl.STEPS,
+    settings: dict[str, dict] | None = None,
 ) -> None:
-    """Compare the methods on every task given (files matched by their metadata) and write one row
-    per test prompt, method and control (``out``), the pools, choices and costs in its metadata."""
+    """Compare the methods (``names``, default every registered one) on every task given (files
+    matched by their metadata) and write one row per test prompt, method and control (``out``), the
+    pools, choices and costs in its metadata. ``settings``: each method's own (by method; its
+    authors' defaults otherwise)."""
     files, model, seeds = task_runs(pairs_files, prompts, results)
-    chosen_methods = [methods.get(name) for name in (names or methods.METHODS)]
+    chosen_methods = [methods.get(name) for name in (names or methods.names())]
+    method_settings = {m.name: m.settings((settings or {}).get(m.name)) for m in chosen_methods}
     if len(files) < 2:
         raise ConfigError(f"the other-task control needs at least two tasks; got {sorted(files) or 'none'}")
     lm = compute.load(model_dir)
@@ -209,45 +202,43 @@ def compare_methods_file(
             )
 
     # every method's vector per task first: the other-task control needs them all
-    vectors: dict[tuple[str, str], np.ndarray] = {}
-    shuffled: dict[tuple[str, str], np.ndarray] = {}
+    vectors: dict[tuple[str, str], Vectors] = {}
+    shuffled: dict[tuple[str, str], Vectors] = {}
     seconds: dict[str, dict] = {task: {} for task in tasks}
     for task in tasks:
         task_prompts, info, sets = loaded[task]
-        shared_shuffled = {}
-        details: dict[str, dict] = {}
         for method in chosen_methods if sets else ():
-            # the method's own (its one-off cost counted alone); a trained method's steps go in
-            details[method.name] = {"calibration_steps": calibration_steps} if method.learned else {}
+            # the method's own (its one-off cost counted alone)
             with Meter(lm).on() as meter:
-                vectors[task, method.name] = method.extract(lm, sets, info.format, batch_size, details[method.name])
-            # the control keeps what the method chose on the real pool (a function vector's heads,
-            # implicit ICL's coefficients)
-            kept = {key: details[method.name][key] for key in methods.KEPT_BY_CONTROL if key in details[method.name]}
-            given = kept or shared_shuffled
-            shuffled[task, method.name] = method.extract(lm, shuffle_labels(sets, seed), info.format, batch_size, given)
+                made = method.extract(lm, sets, info.format, batch_size, method_settings[method.name])
+            vectors[task, method.name] = made
+            # the control keeps what the method chose on the real pool (its heads, its coefficients)
+            shuffled[task, method.name] = method.extract(
+                lm, shuffle_labels(sets, seed), info.format, batch_size, method_settings[method.name], keep=made
+            )
             meta_tasks[task]["methods"][method.name] = {
                 "extract_positions": meter.positions,
                 "extract_backward_positions": meter.backward_positions,
+                **made.comparison_metadata(),
             }
-            if "heads" in details[method.name]:
-                meta_tasks[task]["methods"][method.name]["heads"] = [list(h) for h in details[method.name]["heads"]]
-            if "training" in details[method.name]:  # its seconds go to the log; the rest is the same on a rerun
-                training = dict(details[method.name]["training"])
-                log.info("%s %s %s: trained in %.0f s", model, task, method.name, training.pop("seconds"))
-                meta_tasks[task]["methods"][method.name]["training"] = training
+            training = getattr(made, "training", None)
+            if training is not None:  # its seconds go to the log; the rest is the same on a rerun
+                log.info("%s %s %s: trained in %.0f s", model, task, method.name, training.seconds)
             seconds[task][method.name] = {"extract": meter.seconds}
-        agreement = head_agreement(details)
-        if agreement is not None:
-            meta_tasks[task]["head_agreement"] = agreement
-            log.info(
-                "%s %s: attribution patching against the exact head effects: Spearman %s, recall of the top %d %.2f",
-                model,
-                task,
-                agreement["spearman"] if agreement["spearman"] is None else round(agreement["spearman"], 2),
-                len(agreement["exact_heads"]),
-                agreement["recall"],
-            )
+        for method in chosen_methods if sets else ():
+            agreement = head_agreement(vectors.get((task, method.estimates)), vectors[task, method.name])
+            if agreement is not None:
+                meta_tasks[task]["head_agreement"] = agreement
+                log.info(
+                    "%s %s: %s against %s: Spearman %s, recall of the top %d %.2f",
+                    model,
+                    task,
+                    method.name,
+                    method.estimates,
+                    agreement["spearman"] if agreement["spearman"] is None else round(agreement["spearman"], 2),
+                    len(agreement["exact_heads"]),
+                    agreement["recall"],
+                )
 
     tables = []
     with_pool = [t for t in tasks if loaded[t][2]]
@@ -278,9 +269,8 @@ def compare_methods_file(
         for method in chosen_methods if sets else ():
             vector = vectors[task, method.name]
             with Meter(lm).on() as meter:
-                choice = methods.choose(
+                choice = method.choose(
                     lm,
-                    method,
                     vector,
                     [fmt.query.format(x=p.query) for p in dev],
                     [p.answers for p in dev],
@@ -289,21 +279,14 @@ def compare_methods_file(
                 )
             record = costs["methods"][method.name]
             seconds[task][method.name]["choice"] = meter.seconds
-            record.update(
-                choice_positions=meter.positions,
-                layer=choice.layer,
-                strength=choice.strength,
-                dev_accuracy=choice.accuracy,
-                configurations=choice.configurations,
-                grid={str(s): a for s, a in choice.grid.items()},
-            )
-            patch = method.intervention(vector, choice.layer, choice.strength, len(test))
+            record.update(choice_positions=meter.positions, **choice.record())
+            patch = method.intervention(vector, choice.layer, choice.strength, len(test), **choice.extra)
             with Meter(lm).on() as meter:
                 tokens = patched_next_tokens(lm, bare_texts, patch, batch_size, log_probs=log_probs)
             record["positions_per_query"] = meter.positions / len(test)
             record["kl_from_icl"] = float(distribution_gap(icl_log_probs, log_probs)[0].mean())
             seconds[task][method.name]["per_query"] = meter.seconds / len(test)
-            during = method.intervention(vector, choice.layer, choice.strength, len(test), generating=True)
+            during = method.intervention(vector, choice.layer, choice.strength, len(test), True, **choice.extra)
             strict = _strict(lm, bare_texts, tokens, test, fmt, batch_size, during)
             rows.add(test, method.name, tokens, choice.layer, choice.strength, strict=strict)
             controls = {
@@ -314,7 +297,7 @@ def compare_methods_file(
             for control, values in controls.items():
                 if values is None:
                     continue
-                patch = method.intervention(values, choice.layer, choice.strength, len(test))
+                patch = method.intervention(values, choice.layer, choice.strength, len(test), **choice.extra)
                 control_tokens = patched_next_tokens(lm, bare_texts, patch, batch_size)
                 rows.add(test, method.name, control_tokens, choice.layer, choice.strength, control=control)
             log.info(
@@ -330,56 +313,48 @@ def compare_methods_file(
         tables.append(rows.table())
         log.info("%s %s: seconds %s", model, task, {k: _rounded(v) for k, v in seconds[task].items()})
 
-    n_layers = int(next(iter(vectors.values())).shape[0]) if vectors else None
+    n_layers = int(next(iter(vectors.values())).values.shape[0]) if vectors else None
     metadata = {
         "analysis": "methods",
         "model_name": model,
         "seeds": {task: seeds[task] for task in tasks},
         "pool": pool,
         "seed": seed,
-        "calibration_steps": calibration_steps,
+        **{
+            field: value for m in chosen_methods for field, value in dataclasses.asdict(method_settings[m.name]).items()
+        },
         "k": loaded[tasks[0]][1].sizes.k,
         "n_layers": n_layers,
         "dtype": lm.dtype_name,
-        "methods": {
-            m.name: {
-                "summary": m.summary,
-                "site": m.site,
-                "operation": m.operation,
-                "layers": m.layers,
-                "strengths": list(m.strengths),
-                "trainable_parameters": m.trainable_parameters(n_layers) if n_layers else 0,
-            }
-            for m in chosen_methods
-        },
+        "methods": {m.name: m.description(n_layers) for m in chosen_methods},
         "tasks": meta_tasks,
     }
     store.write_parquet(pa.concat_tables(tables), out, metadata)
 
 
-def head_agreement(details: dict[str, dict]) -> dict | None:
-    """How attribution patching's head effects agree with the exact ones on the same prompts (where
-    both function-vector methods ran): the Spearman rank correlation over all heads, the share of the
-    exact top heads among the estimate's top heads (as many as the method keeps), and both effects
-    per head (``[n_layers][n_heads]``) for the figure; None where either is missing."""
+def head_agreement(exact: Vectors | None, estimate: Vectors | None) -> dict | None:
+    """How a method's head effects agree with those of the method it estimates on the same prompts
+    (attribution patching against the exact scan): the Spearman rank correlation over all heads, the
+    share of the exact top heads among the estimate's top heads (as many as the method keeps), and
+    both effects per head (``[n_layers][n_heads]``) for the figure; None where either has no ranked
+    heads."""
     from scipy import stats as scipy_stats
 
-    exact = next((d for d in details.values() if d.get("ranking") == "exact"), None)
-    estimate = next((d for d in details.values() if d.get("ranking") == "attribution"), None)
-    if exact is None or estimate is None:
+    a = getattr(exact, "average_indirect_effect", None)
+    b = getattr(estimate, "average_indirect_effect", None)
+    if a is None or b is None:
         return None
-    a, b = exact["average_indirect_effect"], estimate["average_indirect_effect"]
     constant = np.ptp(a) == 0 or np.ptp(b) == 0  # no ranking to correlate
     rho = None if constant else float(scipy_stats.spearmanr(a.reshape(-1), b.reshape(-1)).statistic)
-    top = {tuple(h) for h in exact["heads"]}
+    top = {tuple(h) for h in exact.heads}
     return {
         "spearman": rho,
-        "recall": len(top & {tuple(h) for h in estimate["heads"]}) / len(top),
-        "exact_heads": [list(h) for h in exact["heads"]],
-        "attribution_heads": [list(h) for h in estimate["heads"]],
+        "recall": len(top & {tuple(h) for h in estimate.heads}) / len(top),
+        "exact_heads": [list(h) for h in exact.heads],
+        "attribution_heads": [list(h) for h in estimate.heads],
         "exact_effects": np.round(a.astype(np.float64), 6).tolist(),
         "attribution_effects": np.round(b.astype(np.float64), 6).tolist(),
-        "prompts": exact["prompts"],
+        "prompts": exact.prompts,
     }
 
 

@@ -107,6 +107,7 @@ def check_params(config: Mapping, root: str = ".") -> None:
                 f"params.yaml: tasks.{name}: {name} is a built-in task", fix="give your file's task another name"
             )
     check_pairs_available(config["tasks"], config["sizes"], root)
+    check_method_settings(config)
 
 
 def build_task_args(settings: Mapping, sizes: Mapping) -> list[str]:
@@ -152,9 +153,39 @@ def function_vector_args(config: Mapping) -> list[str]:
     return args + (["--n-heads", str(settings["n_heads"])] if settings["n_heads"] else [])
 
 
+def check_method_settings(config: Mapping) -> None:
+    """params.yaml's ``methods`` block beside ``pool``: each registered method's own settings, checked
+    against the schema derived from the registry (:func:`taskvec.methods.settings_schema`), and their
+    defaults filled in, as the file's schema does for everything else."""
+    import jsonschema
+
+    from taskvec import methods
+
+    properties = methods.settings_schema()
+    block = config.setdefault("methods", {})
+    schema = {"type": "object", "properties": {"pool": {"type": "integer"}, **properties}}
+    schema["additionalProperties"] = False
+    try:
+        jsonschema.validate(dict(block), schema)
+    except jsonschema.ValidationError as error:
+        where = ".".join(["methods", *map(str, error.absolute_path)])
+        raise ConfigError(
+            f"params.yaml: {where}: {error.message}",
+            fix="the method settings are " + (", ".join(properties) or "none") + " (`taskvec compare-methods --help`)",
+        ) from None
+    for name, entry in properties.items():
+        block.setdefault(name, entry["default"])
+
+
 def methods_args(config: Mapping) -> list[str]:
+    """compare-methods' options: the pool, and every method's own settings (from the registry)."""
+    from taskvec import methods
+
     settings = config["methods"]
-    return ["--pool", str(settings["pool"]), "--calibration-steps", str(settings["calibration_steps"])]
+    args = ["--pool", str(settings["pool"])]
+    for name in methods.settings():
+        args += [f"--{name}".replace("_", "-"), str(settings[name])]
+    return args
 
 
 def travel_args(config: Mapping) -> list[str]:

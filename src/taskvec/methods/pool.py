@@ -1,5 +1,6 @@
-"""The controls that every comparison of vectors runs beside a method: a random vector of the same
-norm, and demonstrations whose labels are shuffled (the format without the mapping)."""
+"""The pool every task-level method is made from, and the controls every comparison of vectors runs
+beside a method: a random vector of the same norm, and demonstrations whose labels are shuffled (the
+format without the mapping)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from taskvec.prompts import Prompt
+from taskvec.prompts import Prompt, demonstration_sets
+
+
+def pool_pairs(pool: Sequence[Prompt]) -> list[tuple[str, str]]:
+    """The pool's labelled pairs, each once, in the order the pool shows them."""
+    return list(dict.fromkeys(pair for prompt in pool for pair in prompt.demonstrations))
+
+
+def task_pool(
+    prompts: Sequence[Prompt], pairs: Sequence[tuple[str, str]], size: int, k: int, dummies: int, seed: str
+) -> tuple[list[Prompt], int]:
+    """A task's pool: ``size`` demonstration sets from the pairs whose input is no dev or test query
+    of ``prompts``, and how many such pairs there are; no sets where there are too few for one."""
+    queries = {p.query for p in prompts if p.split in ("dev", "test")}
+    kept = [pair for pair in dict.fromkeys(pairs) if pair[0] not in queries]
+    if len(kept) < k + dummies:
+        return [], len(kept)
+    return demonstration_sets(kept, k, dummies, size, seed), len(kept)
 
 
 def shuffle_labels(prompts: Sequence[Prompt], seed: int) -> list[Prompt]:

@@ -1,5 +1,7 @@
 """Implicit in-context learning (I2CL; Li et al., ICLR 2025), as its authors' code computes it, on
-the one intervention record (:class:`taskvec.hooks.intervention.Intervention`).
+the one intervention record (:class:`taskvec.hooks.intervention.Intervention`): the one trained
+method. Nothing is chosen on held-out pairs (one configuration); the shuffled-label control keeps the
+coefficients trained on the real pool.
 
 - **Context vectors** (:func:`context_vectors`): each labelled pair runs alone, written as one
   demonstration followed by the separator (the authors' ``input label\\n``); at its last token, the
@@ -25,6 +27,7 @@ A vector file's row for block ``l`` holds the two context vectors, then the coef
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -33,6 +36,7 @@ import numpy as np
 
 from taskvec import defaults
 from taskvec.errors import ConfigError
+from taskvec.methods.base import Method, Vectors
 
 if TYPE_CHECKING:
     import torch
@@ -213,7 +217,7 @@ def calibration_targets(
     """The calibration's examples: each pair's input as a bare query, its answer's first token."""
     import torch
 
-    from taskvec.function_vectors.vectors import answer_token
+    from taskvec.answers import answer_token
 
     queries = [fmt.query.format(x=x) for x, _ in pairs]
     targets = torch.tensor([answer_token(lm, q, y) for q, (_, y) in zip(queries, pairs)], device=lm.device)
@@ -268,44 +272,150 @@ def train_coefficients(
     return coefficients.float().cpu().numpy(), losses
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    calibration_steps: int = dataclasses.field(
+        default=STEPS,
+        metadata={
+            "help": "training steps, batches of 2 drawn epoch by epoch from the pool's pairs (its authors run 100 "
+            "epochs of their 10 to 30 demonstrations, 500 to 1,500 steps)"
+        },
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """How the coefficients were trained: steps, examples, the first loss and the mean of the last 10,
+    and the seconds it took (which differ run to run)."""
+
+    steps: int
+    examples: int
+    first_loss: float
+    last_loss: float
+    seconds: float
+
+    def record(self) -> dict:
+        """What is the same on a rerun."""
+        return {
+            "steps": self.steps,
+            "examples": self.examples,
+            "first_loss": self.first_loss,
+            "last_loss": self.last_loss,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibratedVectors(Vectors):
+    """A row per block (:func:`pack`): the context vectors and the trained coefficients; and how they
+    were trained (None where the coefficients were kept from the real pool, or read from a file)."""
+
+    training: Training | None = None
+
+    @property
+    def contexts(self) -> np.ndarray:
+        return unpack(self.values)[0]
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        return unpack(self.values)[1]
+
+    def file_metadata(self) -> dict:
+        return {"sites": list(SITES), "training": self.training.record()} if self.training else {"sites": list(SITES)}
+
+    def comparison_metadata(self) -> dict:
+        return {"training": self.training.record()} if self.training else {}
+
+
 def from_pool(
-    lm: LoadedModel, pool: Sequence[Prompt], fmt: PromptFormat, batch_size: int, shared: dict | None = None
-) -> np.ndarray:
+    lm: LoadedModel,
+    pool: Sequence[Prompt],
+    fmt: PromptFormat,
+    batch_size: int,
+    steps: int = STEPS,
+    coefficients: np.ndarray | None = None,
+) -> CalibratedVectors:
     """The method's rows (:func:`pack`) from a pool of demonstration sets: the context vectors of the
-    pool's pairs and the coefficients trained on them. Where ``shared`` already holds
-    ``coefficients`` (the shuffled-label control gets the method's own), those, with no training;
-    else (trained for its ``calibration_steps``, default :data:`STEPS`) it receives them and the
-    training's record (steps, examples, first and last losses, seconds)."""
+    pool's pairs and the coefficients trained on them for ``steps``; given ``coefficients`` (the
+    shuffled-label control gets the method's own), those, with no training."""
     import time
 
-    from taskvec.method_vectors import pool_pairs
+    from taskvec.methods.pool import pool_pairs
 
     pairs = pool_pairs(pool)
     contexts = context_vectors(lm, pairs, fmt, batch_size)
-    if shared is not None and "coefficients" in shared:
-        return pack(contexts, shared["coefficients"])
+    if coefficients is not None:
+        return CalibratedVectors(pack(contexts, coefficients))
     start = time.perf_counter()
-    steps = (shared or {}).get("calibration_steps", STEPS)
     coefficients, losses = train_coefficients(lm, contexts, pairs, fmt, steps=steps)
-    if shared is not None:
-        shared.update(
-            coefficients=coefficients,
-            training={
-                "steps": len(losses),
-                "examples": len(pairs),
-                "first_loss": losses[0],
-                "last_loss": float(np.mean(losses[-10:])),
-                "seconds": time.perf_counter() - start,
-            },
-        )
-    return pack(contexts, coefficients)
+    training = Training(len(losses), len(pairs), losses[0], float(np.mean(losses[-10:])), time.perf_counter() - start)
+    return CalibratedVectors(pack(contexts, coefficients), training)
 
 
 def random_like(vectors: np.ndarray, seed: int) -> np.ndarray:
     """The random control of packed rows: each context vector in a random direction at its norm,
     the trained coefficients kept."""
-    from taskvec.controls import random_vectors_like
+    from taskvec.methods.pool import random_vectors_like
 
     contexts, coefficients = unpack(vectors)
     flat = random_vectors_like(contexts.reshape(-1, contexts.shape[-1]), seed)
     return pack(flat.reshape(contexts.shape), coefficients)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitICL(Method):
+    Settings = Settings
+
+    @property
+    def trained(self) -> bool:
+        return True
+
+    @property
+    def takes_strength(self) -> bool:
+        return False
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return SITES
+
+    def trainable_parameters(self, n_layers: int) -> int:
+        """Two coefficients per sub-layer and block."""
+        return 4 * n_layers
+
+    def make(self, lm, pool, fmt, batch_size, settings, keep) -> Vectors:
+        kept = keep.coefficients if isinstance(keep, CalibratedVectors) else None
+        return from_pool(lm, pool, fmt, batch_size, settings.calibration_steps, kept)
+
+    def from_rows(self, rows: np.ndarray, metadata: dict) -> Vectors:
+        unpack(rows)  # refuses rows of the wrong width
+        return CalibratedVectors(rows)
+
+    def random_like(self, vectors: Vectors, seed: int) -> Vectors:
+        return dataclasses.replace(vectors, values=random_like(vectors.values, seed))
+
+    def intervention(self, vectors, layer, strength, rows, generating=False, **extra):
+        values = vectors.values if isinstance(vectors, Vectors) else vectors
+        return vector_interventions(values, self.generation_positions if generating else self.positions)
+
+    def where(self, layer: int, strength: float) -> str:
+        return "scale * x + weight * c at every block's attention and MLP output, at every position"
+
+
+METHODS = (
+    ImplicitICL(
+        "implicit_icl",
+        label="implicit ICL",
+        summary="implicit in-context learning (Li et al. 2025): the demonstrations' context vectors at every block's "
+        "attention and MLP outputs, injected at every position with two coefficients per sub-layer and block "
+        "trained by noisy self-calibration on the pool's pairs",
+        operation="add",
+        generation_positions="all",
+        strengths=(1.0,),
+        site="attention_output",
+        positions="all",
+        layers="every",
+        order=80,
+        control_note="Its shuffled-label control keeps the coefficients trained on the real labels, and its context "
+        "vectors average pairs run one at a time, which shuffling re-pairs and nothing more: that control does not "
+        "take the mapping away.",
+    ),
+)

@@ -13,7 +13,8 @@ import torch
 
 from taskvec.architectures import describe
 from taskvec.forward.batching import encode
-from taskvec.function_vectors.heads import (
+from taskvec.hooks.intervention import Intervention, intervene
+from taskvec.methods.heads import (
     attention_heads,
     capture_head_outputs,
     head_attribution,
@@ -22,7 +23,6 @@ from taskvec.function_vectors.heads import (
     head_vectors,
     mean_head_outputs,
 )
-from taskvec.hooks.intervention import Intervention, intervene
 
 TEXTS = ["example:a->b\nexample:c->", "example:[a,b,c]->", "example:qq->r\nexample:s->", "x"]
 
@@ -95,7 +95,7 @@ def test_replacing_a_head_changes_that_slice_at_the_last_position_and_what_follo
 def test_the_cached_head_scan_equals_full_recomputation_for_every_head(tiny_lm, balance, monkeypatch):
     """The scan recomputes only the last token, from each head's layer up, on the prompt's KV cache;
     a whole patched forward per head per prompt must give the same probabilities."""
-    from taskvec.function_vectors import heads as heads_module
+    from taskvec.methods import heads as heads_module
 
     monkeypatch.setitem(heads_module.SWEEP_BALANCE_ROWS, "cpu", balance)
     means = mean_head_outputs(tiny_lm, TEXTS, batch_size=3)

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from taskvec import api, implicit_icl, methods
+from taskvec import api, methods
+from taskvec.answers import answer_token
 from taskvec.architectures import describe
 from taskvec.forward.patched import patched_next_tokens
-from taskvec.function_vectors.vectors import answer_token
+from taskvec.methods import implicit_icl
 from taskvec.prompts import PromptFormat, demonstration_sets
 from taskvec.tasks.base import Pair
 
@@ -258,7 +259,7 @@ def test_the_methods_vector_file_and_application_on_a_tiny_model(tmp_path):
     assert vector.metadata["training"]["steps"] == implicit_icl.STEPS
     assert vector.metadata["layer_choice"]["configurations"] == 1
     loaded = api.TaskVector.load(vector.save(tmp_path / "i2cl.safetensors"))
-    assert np.array_equal(loaded.vectors, vector.vectors) and loaded.method.learned
+    assert np.array_equal(loaded.vectors, vector.vectors) and loaded.method.trained
     queries = ["aa", "bbb"]
     texts = [FMT.query.format(x=q) for q in queries]
     expected = patched_next_tokens(lm, texts, implicit_icl.vector_interventions(vector.vectors))
@@ -274,24 +275,23 @@ def test_the_controls_keep_the_trained_coefficients(monkeypatch):
     lm = tiny_model("llama")
     pool = demonstration_sets(PAIRS, 3, 1, 2, "pool")
     method = methods.get("implicit_icl")
-    details: dict = {}
-    monkeypatch.setattr(implicit_icl, "STEPS", 3)
-    vectors = method.extract(lm, pool, FMT, 2, details)
-    assert details["training"]["steps"] == 3
+    made = method.extract(lm, pool, FMT, 2, method.settings({"calibration_steps": 3}))
+    vectors = made.values
+    assert made.training.steps == 3
     _, coefficients = implicit_icl.unpack(vectors)
-    assert np.array_equal(details["coefficients"], coefficients)
+    assert np.array_equal(made.coefficients, coefficients)
 
     def no_training(*args, **kwargs):
         raise AssertionError("the control trains nothing")
 
     monkeypatch.setattr(implicit_icl, "train_coefficients", no_training)
-    from taskvec.controls import shuffle_labels
+    from taskvec.methods.pool import shuffle_labels
 
-    control = method.extract(lm, shuffle_labels(pool, 0), FMT, 2, {"coefficients": details["coefficients"]})
-    contexts, kept = implicit_icl.unpack(control)
+    control = method.extract(lm, shuffle_labels(pool, 0), FMT, 2, keep=made)
+    contexts, kept = implicit_icl.unpack(control.values)
     assert np.array_equal(kept, coefficients) and not np.allclose(contexts, implicit_icl.unpack(vectors)[0])
-    random = method.random_like(vectors, 1)
-    turned, kept = implicit_icl.unpack(random)
+    random = method.random_like(made, 1)
+    turned, kept = implicit_icl.unpack(random.values)
     assert np.array_equal(kept, coefficients)
     own = implicit_icl.unpack(vectors)[0]
     np.testing.assert_allclose(np.linalg.norm(turned, axis=-1), np.linalg.norm(own, axis=-1), rtol=1e-5)

@@ -152,6 +152,29 @@ def head_vectors(lm: LoadedModel, head_outputs: np.ndarray) -> np.ndarray:
     return torch.stack(out).numpy()
 
 
+def top_heads(average_indirect_effect: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """The ``n`` heads (layer, head) of largest average indirect effect, largest first (ties by
+    position, so the choice is deterministic)."""
+    flat = average_indirect_effect.reshape(-1)
+    order = np.lexsort((np.arange(flat.size), -flat))[:n]
+    n_heads = average_indirect_effect.shape[1]
+    return [(int(i // n_heads), int(i % n_heads)) for i in order]
+
+
+def function_vector(lm: LoadedModel, means: np.ndarray, heads: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The sum of the given heads' mean outputs in residual-stream space: ``[hidden]``."""
+    vectors = head_vectors(lm, means)
+    if not heads:
+        return np.zeros(vectors.shape[-1], dtype=np.float32)
+    return np.sum([vectors[layer, head] for layer, head in heads], axis=0).astype(np.float32)
+
+
+def default_head_count(lm: LoadedModel, per_thousand: float = 10 / 448 * 1000) -> int:
+    """The paper's 10 heads for GPT-J (28 layers x 16 heads = 448), scaled to the model's head count."""
+    heads = attention_heads(lm)
+    return max(1, round(heads.n_layers * heads.n_heads * per_thousand / 1000))
+
+
 def _target_probability(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=-1).gather(1, targets[:, None])[:, 0]
 
