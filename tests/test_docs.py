@@ -152,3 +152,14 @@ def test_the_tutorial_notebook_runs_and_its_vector_answers_new_queries(smollm2_d
     text = "".join(output.get("text", "") for output in outputs)
     assert "young: bare" in text and "with the task vector 'old'" in text
     assert (work / "opposites.jsonl").is_file()
+
+
+def test_the_documentations_method_table_is_the_registrys():
+    """docs/methods.md's table lists exactly the registered methods, each with its label, site,
+    operation, blocks and summary (``taskvec.methods.table()``): no method documented by hand alone."""
+    from taskvec import methods
+
+    text = (ROOT / "docs" / "methods.md").read_text(encoding="utf-8")
+    assert methods.table() in text
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(methods.names())

@@ -18,7 +18,8 @@ from taskvec.method_comparison.report import (
     summary_sentences,
     task_metrics,
 )
-from taskvec.method_comparison.run import SCHEMA, task_pool
+from taskvec.method_comparison.run import SCHEMA
+from taskvec.methods.pool import task_pool
 from taskvec.prompts import Prompt
 
 
@@ -234,28 +235,19 @@ def test_head_agreement_is_the_rank_correlation_and_the_recall_of_the_exact_top_
 
     exact = np.array([[0.5, 0.1], [0.3, -0.2]])
     estimate = np.array([[0.4, 0.35], [0.1, -0.3]])  # ranks 1 2 3 4 against 1 3 2 4
-    details = {
-        "function_vector": {
-            "ranking": "exact",
-            "average_indirect_effect": exact,
-            "heads": [(0, 0), (1, 0)],
-            "prompts": 4,
-        },
-        "function_vector_attribution": {
-            "ranking": "attribution",
-            "average_indirect_effect": estimate,
-            "heads": [(0, 0), (0, 1)],
-            "prompts": 4,
-        },
-        "task_vector": {},
-    }
-    agreement = head_agreement(details)
+    from taskvec.methods.base import Vectors
+    from taskvec.methods.function_vector import HeadVectors
+
+    rows = np.zeros((2, 3), dtype=np.float32)
+    exact_vectors = HeadVectors(rows, ((0, 0), (1, 0)), "exact", exact, 4)
+    estimate_vectors = HeadVectors(rows, ((0, 0), (0, 1)), "attribution", estimate, 4)
+    agreement = head_agreement(exact_vectors, estimate_vectors)
     assert agreement["spearman"] == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
     assert agreement["recall"] == 0.5 and agreement["exact_heads"] == [[0, 0], [1, 0]]
     assert agreement["exact_effects"] == exact.tolist() and agreement["prompts"] == 4
-    assert head_agreement({"task_vector": {}}) is None
-    flat = {**details, "function_vector": {**details["function_vector"], "average_indirect_effect": np.zeros((2, 2))}}
-    assert head_agreement(flat)["spearman"] is None  # constant effects have no rank correlation
+    assert head_agreement(None, estimate_vectors) is None and head_agreement(Vectors(rows), estimate_vectors) is None
+    flat = HeadVectors(rows, ((0, 0), (1, 0)), "exact", np.zeros((2, 2)), 4)
+    assert head_agreement(flat, estimate_vectors)["spearman"] is None  # constant effects have no rank correlation
 
 
 def test_the_report_gives_the_head_agreement_the_paired_function_vectors_and_backward_costs():

@@ -124,3 +124,15 @@ def settings_schema() -> dict:
         | ({"minimum": 1} if kind is int else {})
         for field, (method, kind, default, text) in settings().items()
     }
+
+
+def table() -> str:
+    """The documentation's table of methods (``docs/methods.md``; a test keeps the two equal)."""
+    rows = [
+        "| method | label in the report | where it writes | operation | blocks | what it is |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| `{m.name}` | {m.label} | {m.site} | {m.operation} | {m.layers} | {m.summary} |" for m in registry().values()
+    ]
+    return "\n".join(rows)
