@@ -27,7 +27,7 @@ from taskvec.architectures import INPUT_SITES, SITES, Architecture
 from taskvec.hooks import block_hidden, to_device
 
 POSITIONS = ("last", "all", "generated")
-OPERATIONS = ("replace", "add", "rotate")
+OPERATIONS = ("replace", "add", "rotate", "linear")
 
 
 def _as_long(values, name: str) -> torch.Tensor:
@@ -52,6 +52,8 @@ class Intervention:
     where ``v`` is the vector given, its strength times a unit direction). ``scale`` (``add`` only): the
     value is multiplied by it before the vector is added, ``scale * x + v`` (implicit in-context
     learning's learned coefficient); a tensor that requires a gradient keeps its graph, as the vectors do.
+    ``linear``: the value is mapped by ``matrix`` (``[width, width]``, the same for every row) and the
+    vector added, ``matrix @ x + v`` (conceptor steering's soft projection, with ``v`` zero).
     """
 
     layers: int | Sequence[int] | np.ndarray | torch.Tensor
@@ -61,6 +63,7 @@ class Intervention:
     operation: str = "replace"
     heads: int | Sequence[int] | np.ndarray | torch.Tensor | None = None
     scale: float | torch.Tensor | None = None
+    matrix: np.ndarray | torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for value, allowed, name in (
@@ -74,6 +77,10 @@ class Intervention:
             raise ValueError("heads is given exactly when the site is 'head'")
         if self.scale is not None and self.operation != "add":
             raise ValueError(f"a scale goes with the add operation, not {self.operation!r}")
+        if (self.operation == "linear") != (self.matrix is not None):
+            raise ValueError("a matrix is given exactly when the operation is 'linear'")
+        if isinstance(self.matrix, np.ndarray):
+            object.__setattr__(self, "matrix", torch.from_numpy(np.ascontiguousarray(self.matrix, dtype=np.float32)))
         vectors = self.vectors
         if isinstance(vectors, np.ndarray):
             vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -115,7 +122,8 @@ class Intervention:
     def to(self, device: torch.device | str) -> Intervention:
         """The same intervention with its vectors (and a tensor scale) on ``device``."""
         scale = to_device(self.scale, device) if isinstance(self.scale, torch.Tensor) else self.scale
-        return dataclasses.replace(self, vectors=to_device(self.vectors, device), scale=scale)
+        matrix = None if self.matrix is None else to_device(self.matrix, device)
+        return dataclasses.replace(self, vectors=to_device(self.vectors, device), scale=scale, matrix=matrix)
 
     @property
     def whole_text(self) -> bool:
@@ -189,7 +197,14 @@ def rotated(values: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
 
 
 def _write(
-    values: torch.Tensor, rows: torch.Tensor, heads, patch: torch.Tensor, positions: str, operation: str, scale=None
+    values: torch.Tensor,
+    rows: torch.Tensor,
+    heads,
+    patch: torch.Tensor,
+    positions: str,
+    operation: str,
+    scale=None,
+    matrix: torch.Tensor | None = None,
 ):
     """Write ``patch`` (``[len(rows), width]``) into ``values`` in place: ``[batch, positions, width]``,
     or, given each row's head, ``[batch, positions, n_heads, width]``; an addition first multiplies
@@ -204,6 +219,8 @@ def _write(
         values[index] = kept + patch
     elif operation == "rotate":
         values[index] = rotated(values[index], patch)
+    elif operation == "linear":
+        values[index] = values[index] @ matrix.to(values.dtype).T + patch
     else:
         values[index] = patch
 
@@ -263,7 +280,10 @@ def _register(arch: Architecture, intervention: Intervention, fired: Counter) ->
             scale = intervention.scale
             if isinstance(scale, torch.Tensor):
                 scale = scale.to(values.device, values.dtype)
-            _write(values, target, on_heads, values_patch, intervention.positions, intervention.operation, scale)
+            matrix = None if intervention.matrix is None else intervention.matrix.to(values.device)
+            _write(
+                values, target, on_heads, values_patch, intervention.positions, intervention.operation, scale, matrix
+            )
             fired[index] += 1
 
         if intervention.site in INPUT_SITES:
