@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, tiny_model
-from taskvec.analysis.formats import (
+from taskvec.errors import ConfigError
+from taskvec.evaluate import token_decoder
+from taskvec.extract import task_vectors
+from taskvec.forward.patched import patched_next_tokens, task_vector_patch
+from taskvec.forward.readout import next_tokens
+from taskvec.prompts import Prompt, PromptFormat, SplitSizes, UsablePair, sample_prompts
+from taskvec.studies.formats.step import (
     DEFAULT_FORMATS,
     QUERY_PREFIX,
     Format,
@@ -20,12 +26,6 @@ from taskvec.analysis.formats import (
     tokens_around_input,
     write_prompt,
 )
-from taskvec.errors import ConfigError
-from taskvec.evaluate import token_decoder
-from taskvec.extract import task_vectors
-from taskvec.forward.patched import patched_next_tokens, task_vector_patch
-from taskvec.forward.readout import next_tokens
-from taskvec.prompts import Prompt, PromptFormat, SplitSizes, UsablePair, sample_prompts
 
 FORMATS = {f.name: f for f in DEFAULT_FORMATS}
 SPACED = Prompt("test", 3, ((" hot", " cold"), (" up", " down")), " big", (" small",), (" wet",), (" small", " little"))

@@ -12,11 +12,11 @@ from taskvec.architectures import describe
 from taskvec.forward.batching import encode
 from taskvec.forward.patched import next_token_variants
 from taskvec.forward.readout import next_tokens
-from taskvec.function_vectors.vectors import add_sweep, head_effects, plain_and_added_next_tokens
 from taskvec.hooks.intervention import Intervention
 from taskvec.methods.heads import default_head_count, function_vector, head_vectors, mean_head_outputs, top_heads
 from taskvec.methods.pool import shuffle_labels
 from taskvec.prompts import Prompt, PromptFormat
+from taskvec.studies.function_vectors.vectors import add_sweep, head_effects, plain_and_added_next_tokens
 
 FMT = PromptFormat()
 DEMOS = (("a", "A"), ("b", "B"), ("c", "C"), ("d", "D"), ("e", "E"))

@@ -1,4 +1,4 @@
-"""The methods compared under one protocol (taskvec.method_comparison): the pool never holds a dev or
+"""The methods compared under one protocol (taskvec.studies.methods): the pool never holds a dev or
 test query, and the report's numbers (gap closed, paired differences, per-task intervals, costs) are
 the formulas' on known rows."""
 
@@ -9,18 +9,18 @@ import pyarrow as pa
 import pytest
 import torch
 
-from taskvec.method_comparison.figures import agreement_figure, cost_figure, heatmap_figure
-from taskvec.method_comparison.report import (
+from taskvec.methods.pool import task_pool
+from taskvec.prompts import Prompt
+from taskvec.studies.methods.figures import agreement_figure, cost_figure, heatmap_figure
+from taskvec.studies.methods.numbers import (
     compared_tasks,
     model_metrics,
     read_methods,
-    section_html,
     summary_sentences,
     task_metrics,
 )
-from taskvec.method_comparison.run import SCHEMA
-from taskvec.methods.pool import task_pool
-from taskvec.prompts import Prompt
+from taskvec.studies.methods.section import section_html
+from taskvec.studies.methods.step import SCHEMA
 
 
 def _prompt(split, index, query, demos=(("a", "A"),)):
@@ -197,7 +197,7 @@ def test_the_meter_counts_block_positions_in_full_forward_units():
     from taskvec.architectures import describe
     from taskvec.forward.batching import encode
     from taskvec.forward.readout import next_tokens
-    from taskvec.method_comparison.run import Meter
+    from taskvec.studies.methods.step import Meter
 
     lm = tiny_model("llama")
     texts = ["example:a->", "example:bcd->"]
@@ -215,8 +215,8 @@ def test_the_meter_counts_a_differentiated_pass_again_as_backward_work():
     from conftest import tiny_model
     from taskvec.forward.batching import encode
     from taskvec.forward.readout import next_tokens
-    from taskvec.method_comparison.run import Meter
     from taskvec.methods.heads import attention_heads, head_attribution
+    from taskvec.studies.methods.step import Meter
 
     lm = tiny_model("llama")
     texts = ["example:a->", "example:bcd->"]
@@ -231,7 +231,7 @@ def test_the_meter_counts_a_differentiated_pass_again_as_backward_work():
 
 
 def test_head_agreement_is_the_rank_correlation_and_the_recall_of_the_exact_top_heads():
-    from taskvec.method_comparison.run import head_agreement
+    from taskvec.studies.methods.step import head_agreement
 
     exact = np.array([[0.5, 0.1], [0.3, -0.2]])
     estimate = np.array([[0.4, 0.35], [0.1, -0.3]])  # ranks 1 2 3 4 against 1 3 2 4

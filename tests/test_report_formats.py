@@ -9,10 +9,10 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from taskvec.analysis.formats import SCHEMA
-from taskvec.report import formats as report
-from taskvec.report import formats_section as section
-from taskvec.report import formats_text as words
+from taskvec.studies.formats import numbers as report
+from taskvec.studies.formats import section
+from taskvec.studies.formats import text as words
+from taskvec.studies.formats.step import SCHEMA
 
 N = 20  # prompts per task
 NAMES = ["p", "a", "q"]

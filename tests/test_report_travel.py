@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from taskvec.analysis.travel import SCHEMA
-from taskvec.report import travel as report
 from taskvec.report.numbers import rounded, signed, spoken_list
+from taskvec.studies.travel import numbers as report
+from taskvec.studies.travel.step import SCHEMA
 
 N = 20  # prompts per task
 
@@ -170,7 +170,7 @@ def test_contrasts_are_bonferroni_adjusted_and_means_at_zero_keep_an_interval():
 
 
 def test_the_extended_reports_headline_draws_each_studys_means_from_its_metrics():
-    from taskvec.report.extended import headline_figure, headline_panels
+    from taskvec.studies.report import headline_figure, headline_panels
 
     def cell(mean):
         return {"mean": mean, "ci": [mean - 0.1, mean + 0.1]}

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 
 from taskvec.analysis.stats import distribution_gap
-from taskvec.function_vectors.analysis import HEAD_SCHEMA, SCHEMA
-from taskvec.function_vectors.report import (
+from taskvec.methods.pool import random_vectors_like
+from taskvec.studies.function_vectors.numbers import (
     mean_with_interval,
     model_metrics,
     paired_difference,
@@ -16,7 +16,7 @@ from taskvec.function_vectors.report import (
     read_comparison,
     summary_sentences,
 )
-from taskvec.methods.pool import random_vectors_like
+from taskvec.studies.function_vectors.step import HEAD_SCHEMA, SCHEMA
 
 N = 50
 
@@ -171,7 +171,7 @@ def test_the_random_control_has_each_thetas_norm():
 
 
 def test_the_figures_render_deterministically():
-    from taskvec.function_vectors.section import aie_heatmap, heads_curve
+    from taskvec.studies.function_vectors.section import aie_heatmap, heads_curve
 
     c = read_comparison(*_table({"a": {"tv": 0.9, "fv": 0.2}, "b": {"tv": 0.8, "fv": 0.1}}))
     for make in (lambda: aie_heatmap(c), lambda: heads_curve(c, ["a", "b"])):
@@ -180,7 +180,7 @@ def test_the_figures_render_deterministically():
 
 
 def test_the_section_prints_every_task_with_its_intervals_and_tiny_p_values_readably():
-    from taskvec.function_vectors.section import aie_heatmap, heads_curve, section_html, table_rows
+    from taskvec.studies.function_vectors.section import aie_heatmap, heads_curve, section_html, table_rows
 
     c = read_comparison(*_table({"a": {"tv": 0.9, "fv": 0.1}, "b": {"tv": 0.5, "fv": 0.5}}))
     rows = table_rows(c, {"a": 0.9, "b": 0.6}, {"a": 0.0, "b": 0.1})

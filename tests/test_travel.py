@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from conftest import tiny_model
-from taskvec.analysis.travel import demonstration_pool, demonstration_sets, nested_demonstrations, travel_task
 from taskvec.errors import ConfigError
 from taskvec.extract import task_vectors
 from taskvec.forward.patched import patched_next_tokens
 from taskvec.forward.readout import next_tokens
 from taskvec.hooks.intervention import Intervention
 from taskvec.prompts import PromptFormat, SplitSizes, UsablePair, sample_prompts
+from taskvec.studies.travel.step import demonstration_pool, demonstration_sets, nested_demonstrations, travel_task
 
 FMT = PromptFormat()
 USABLE = [UsablePair(c, (c.upper(),), (c.upper(),)) for c in "abcdefghijklmnopqrstuvwxyz"]

@@ -713,6 +713,18 @@ def test_the_extended_studies_run_beside_the_study_and_leave_its_files_alone(rep
         path.write_bytes(b"stale")
     _dvc(project, "repro")  # `make reproduce-all`: the study stage has nothing to do, then `extended` runs
     assert not any(path.exists() for path in stale) and not (project / "data/extended/retired").exists()
+    # every file the extended studies and their report write is a declared output, and every output is
+    # written (the studies declare them: nothing is left for the stale-output cleanup to remove)
+    from taskvec.workflow.contract import StudyLayout
+
+    layout = StudyLayout.of(yaml.safe_load((project / "params.yaml").read_text()))
+    written = {
+        p.relative_to(project).as_posix()
+        for top in ("data/extended", "reports/extended")
+        for p in (project / top).rglob("*")
+        if p.is_file()
+    }
+    assert written == {*layout.extended_data, *layout.extended_report_files()}
     assert "up to date" in _dvc(project, "status").stdout
     assert {p: p.read_bytes() for p in kept} == kept
     table = pq.read_table(project / "data" / "extended" / "smollm2-135m" / "travel.parquet")
@@ -788,9 +800,9 @@ def _check_methods(project: Path, metrics: dict, page: str) -> None:
     report's section, figures and per-model metrics."""
     from taskvec import methods as vector_methods
     from taskvec.forward.patched import patched_next_tokens
-    from taskvec.method_comparison.run import task_pool
     from taskvec.models import load_model
     from taskvec.prompts import apply_rules, read_prompts
+    from taskvec.studies.methods.step import task_pool
     from taskvec.tasks.base import read_pairs
 
     table = pq.read_table(project / "data" / "extended" / "smollm2-135m" / "methods.parquet")

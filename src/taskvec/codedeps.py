@@ -25,9 +25,16 @@ from pathlib import Path
 from taskvec.errors import ConfigError
 
 PACKAGE = "taskvec"
-# functions that import every module of their package by discovery, which no import statement shows:
-# the method registry (taskvec.methods.registry) finds each method's module; reaching it reaches them all
-DISCOVERING = frozenset({("taskvec.methods", "registry")})
+# functions that import modules of their package by discovery, which no import statement shows: the
+# modules they import (a glob under the package's folder) and the functions of those modules that are
+# then called by name (none: only what importing them runs). The method registry finds each method's
+# module; the study registry each study's declaration, and each study's report module, whose skeleton
+# functions (taskvec.studies.base) the extended report calls
+DISCOVERING = {
+    ("taskvec.methods", "registry"): ("[!_]*.py", ()),
+    ("taskvec.studies", "registry"): ("*/__init__.py", ()),
+    ("taskvec.studies", "report_module"): ("*/report.py", ("read", "metrics", "section", "headline")),
+}
 SOURCE = Path(__file__).resolve().parent  # this installation's taskvec sources
 
 
@@ -217,7 +224,11 @@ class Sources:
             todo.extend(used)
             todo.extend((m, None) for m in imported)
             if unit in DISCOVERING:
-                todo.extend((f"{name}.{path.stem}", None) for path in sorted(module.path.parent.glob("[!_]*.py")))
+                pattern, called = DISCOVERING[unit]
+                for path in sorted(module.path.parent.glob(pattern)):
+                    parts = path.relative_to(module.path.parent).with_suffix("").parts
+                    found = ".".join([name, *(p for p in parts if p != "__init__")])
+                    todo.extend([(found, None), *((found, function) for function in called)])
         files = {self.module(name).path for name, _ in seen}
         packages = {f.parent for f in files if f.name == "__init__.py"}
         return files | {f for p in packages for f in p.iterdir() if f.is_file() and f.suffix not in (".py", ".pyc")}

@@ -28,6 +28,11 @@ def code(subcommand):
     return [str(path.relative_to(ROOT)) for path in command_files(subcommand, SOURCE)]
 
 
+def study_inputs(name):
+    """What an extended study's rule reads, from the study's declaration (taskvec.studies)."""
+    return lambda wildcards: LAYOUT.study_inputs(name, wildcards.model)
+
+
 def task_code(task):
     """What one task's build reads beside its code: the user's file, for a task of its own."""
     extra = [config["tasks"][task]["file"]] if "file" in config["tasks"][task] else []

@@ -6,15 +6,10 @@
 
 rule function_vectors:
     input:
-        tasks=expand("data/tasks/{task}.parquet", task=TASKS),
-        prompts=lambda wc: first_sample("prompts", wc.model),
-        activations=lambda wc: first_sample("activations", wc.model),
-        results=lambda wc: first_sample("results", wc.model),
-        model="data/models/{model}",
+        unpack(study_inputs("function_vectors")),
         code=code("function-vectors"),
     output:
-        predictions="data/extended/{model}/function_vectors.parquet",
-        heads="data/extended/{model}/heads.parquet",
+        **LAYOUT.study_outputs("function_vectors"),
     log:
         "logs/function_vectors/{model}.log",
     benchmark:
@@ -27,19 +22,16 @@ rule function_vectors:
         compute=COMPUTE_ARGS,
     shell:
         "taskvec function-vectors --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --activations {input.activations} --results {input.results} --out {output.predictions}"
+        " --activations {input.activations} --results {input.results} --out {output.function_vectors}"
         " --heads-out {output.heads} {params.settings} {params.compute} --threads {threads} 2> {log}"
 
 
 rule travel:
     input:
-        tasks=expand("data/tasks/{task}.parquet", task=TASKS),
-        prompts=lambda wc: first_sample("prompts", wc.model),
-        results=lambda wc: first_sample("results", wc.model),
-        model="data/models/{model}",
+        unpack(study_inputs("travel")),
         code=code("travel"),
     output:
-        "data/extended/{model}/travel.parquet",
+        **LAYOUT.study_outputs("travel"),
     log:
         "logs/travel/{model}.log",
     benchmark:
@@ -52,19 +44,16 @@ rule travel:
         compute=COMPUTE_ARGS,
     shell:
         "taskvec travel --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --results {input.results} --out {output}"
+        " --results {input.results} --out {output.travel}"
         " {params.settings} {params.compute} --threads {threads} 2> {log}"
 
 
 rule formats:
     input:
-        tasks=expand("data/tasks/{task}.parquet", task=TASKS),
-        prompts=lambda wc: first_sample("prompts", wc.model),
-        results=lambda wc: first_sample("results", wc.model),
-        model="data/models/{model}",
+        unpack(study_inputs("formats")),
         code=code("formats"),
     output:
-        "data/extended/{model}/formats.parquet",
+        **LAYOUT.study_outputs("formats"),
     log:
         "logs/formats/{model}.log",
     benchmark:
@@ -77,19 +66,16 @@ rule formats:
         compute=COMPUTE_ARGS,
     shell:
         "taskvec formats --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --results {input.results} --out {output}"
+        " --results {input.results} --out {output.formats}"
         " {params.formats} {params.compute} --threads {threads} 2> {log}"
 
 
 rule compare_methods:
     input:
-        tasks=expand("data/tasks/{task}.parquet", task=TASKS),
-        prompts=lambda wc: first_sample("prompts", wc.model),
-        results=lambda wc: first_sample("results", wc.model),
-        model="data/models/{model}",
+        unpack(study_inputs("methods")),
         code=code("compare-methods"),
     output:
-        "data/extended/{model}/methods.parquet",
+        **LAYOUT.study_outputs("methods"),
     log:
         "logs/compare_methods/{model}.log",
     benchmark:
@@ -102,15 +88,14 @@ rule compare_methods:
         compute=COMPUTE_ARGS,
     shell:
         "taskvec compare-methods --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --results {input.results} --out {output}"
+        " --results {input.results} --out {output.methods}"
         " {params.settings} {params.compute} --threads {threads} 2> {log}"
 
 
 rule build_extended_report:
     input:
         results=RESULTS,
-        travel=expand("data/extended/{model}/{name}.parquet", model=MODELS, name=["travel", "formats", "methods"]),
-        vectors=expand("data/extended/{model}/{name}.parquet", model=MODELS, name=["function_vectors", "heads"]),
+        analyses=EXTENDED_DATA,
         code=code("extended-report"),
     output:
         EXTENDED_REPORT_FILES,
@@ -119,5 +104,4 @@ rule build_extended_report:
     conda:
         "../../environment.yml"
     shell:
-        "taskvec extended-report {input.results} --analyses {input.travel} {input.vectors} --out reports/extended"
-        " 2> {log}"
+        "taskvec extended-report {input.results} --analyses {input.analyses} --out reports/extended" " 2> {log}"

@@ -40,7 +40,7 @@ def add(sub) -> None:
 
 
 def cmd_formats(args) -> None:
-    from taskvec.analysis.formats import DEFAULT_FORMATS, Format, formats_file
+    from taskvec.studies.formats.step import DEFAULT_FORMATS, Format, formats_file
 
     formats = [Format(*spec) for spec in args.formats] if args.formats else list(DEFAULT_FORMATS)
     formats_file(args.model_dir, args.tasks, args.prompts, args.results, args.out, compute(args), formats)

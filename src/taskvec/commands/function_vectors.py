@@ -48,7 +48,7 @@ def add(sub) -> None:
 
 
 def cmd_function_vectors(args) -> None:
-    from taskvec.function_vectors.analysis import function_vectors_file
+    from taskvec.studies.function_vectors.step import function_vectors_file
 
     function_vectors_file(
         args.model_dir,

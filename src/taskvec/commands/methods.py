@@ -38,7 +38,7 @@ def add(sub) -> None:
 
 
 def cmd_compare_methods(args) -> None:
-    from taskvec.method_comparison.run import compare_methods_file
+    from taskvec.studies.methods.step import compare_methods_file
 
     compare_methods_file(
         args.model_dir,

@@ -66,7 +66,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_extended_report(args) -> None:
-    from taskvec.report.extended import build_extended_report
+    from taskvec.studies.report import build_extended_report
 
     index = build_extended_report(args.results, args.analyses, args.out)
     print(f"Extended report: {index.resolve()}")

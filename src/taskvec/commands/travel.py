@@ -38,7 +38,7 @@ def add(sub) -> None:
 
 
 def cmd_travel(args) -> None:
-    from taskvec.analysis.travel import travel_file
+    from taskvec.studies.travel.step import travel_file
 
     travel_file(
         args.model_dir,

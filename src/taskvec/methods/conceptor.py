@@ -11,6 +11,12 @@ queries: for each aperture the block by the layer sweep at ``beta = 1``, then th
 block, as for the other methods; the aperture of best accuracy is kept (ties: the first), and every
 configuration tried is counted. Its rows in a vector file are each block's ``R``, flattened.
 
+As in the authors' code (Lovkush-A/conceptors, ``compute_conceptor`` and ``steer``): ``R`` over the
+samples without mean-centring, ``C`` from its eigendecomposition, ``beta * C @ x`` at the last position
+of every forward pass (generated tokens included). Their site is the stream entering a block
+(``resid_pre``); here it is the stream after a block, which is the next block's ``resid_pre``, so the
+sweep over blocks covers theirs but for the embeddings.
+
 The random control keeps each block's spectrum of ``R`` and turns its eigenvectors into a random
 orthonormal basis (seeded): a soft projection of the same shape onto random directions. The
 authors' steering sets also mean-centre the activations in one variant; this is the plain
@@ -24,7 +30,10 @@ import numpy as np
 
 from taskvec.methods.base import Method, Vectors
 
-APERTURES = (0.0125, 0.025, 0.05, 0.1)  # the range the authors sweep for their function-vector tasks
+# the authors' grids for their function-vector tasks (run_gptj_conceptors.sh: list_apertures_normal,
+# list_beta_conceptor)
+APERTURES = (0.001, 0.0125, 0.05, 0.1)
+BETAS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 def correlations(states: np.ndarray) -> np.ndarray:
@@ -136,7 +145,7 @@ METHODS = (
         "token and every generated one",
         operation="linear",
         generation_positions="generated",
-        strengths=(0.5, 1.0, 2.0, 4.0),
+        strengths=BETAS,
         order=90,
     ),
 )

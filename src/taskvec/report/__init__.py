@@ -1,5 +1,4 @@
-"""The reports: the study's (:mod:`taskvec.report.main`: metrics.json, tables, figures and a
-self-contained index.html) and the extended studies' (:mod:`taskvec.report.extended`), and what they
-share (the page shell, number formatting, figure saving). Importing this package runs nothing, so
-that a study's own report code (:mod:`taskvec.function_vectors.report`, for one) can use the shared
-parts without importing every report."""
+"""The study's report (:mod:`taskvec.report.main`: metrics.json, tables, figures and a self-contained
+index.html), and what every report shares (the page shell, number formatting, figure saving, tables):
+the extended studies' report (:mod:`taskvec.studies.report`) and each study's section build on it.
+Importing this package runs nothing, and nothing here names an extended study."""

@@ -25,12 +25,8 @@ from taskvec.analysis.stats import (
 )
 from taskvec.errors import ArtifactError, ConfigError
 from taskvec.evaluate import TaskScores, read_results, score
-from taskvec.function_vectors.report import VectorComparison, read_comparison
 from taskvec.loader import match_runs
-from taskvec.method_comparison.report import MethodComparison, read_methods
 from taskvec.prompts import Prompt, RunInfo, read_prompts
-from taskvec.report.formats import Formats, read_formats
-from taskvec.report.travel import Travel, read_travel
 
 HOLDS = 0.75  # the task vector "holds" where it keeps at least this share of ICL accuracy
 ICL_WORKS = 0.2  # the paper's filter: tasks where ICL beats the baseline by at least this much
@@ -203,10 +199,8 @@ class Analyses:
     robustness_summary: dict | None = None
     vocabulary: pa.Table | None = None
     vocabulary_summary: dict | None = None  # the vocabulary criterion's judgement per layer kind
-    vectors: VectorComparison | None = None  # task against function vectors
-    travel: Travel | None = None  # demonstrations and demonstration sets
-    formats: Formats | None = None  # prompt formats and transfer between them
-    methods: MethodComparison | None = None  # every vector method under one protocol
+    # each extended study's result by its name (what the extended report's reader gave)
+    extended: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,14 +253,12 @@ class StudyResults:
         return self.analyses.get(model, Analyses())
 
 
-# an extended study whose file is read whole by one function of its own: its analysis name -> that reader
-EXTENDED_READERS = {"travel": read_travel, "formats": read_formats, "methods": read_methods}
-
-
-def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
-    """Analysis files of any number of models, each naming its model and analysis in its metadata."""
+def _read_analyses(paths: Sequence[Path], read_others=None) -> dict[str, Analyses]:
+    """Analysis files of any number of models, each naming its model and analysis in its metadata. The
+    files of other analyses (the extended studies') go to ``read_others`` where given: it takes
+    ``{model: {analysis: (table, metadata)}}`` and returns ``{model: {name: result}}`` (or refuses)."""
     found: dict[str, dict] = collections.defaultdict(dict)
-    vectors: dict[str, dict] = collections.defaultdict(dict)
+    others: dict[str, dict[str, tuple]] = collections.defaultdict(dict)
     for path in paths:
         table = store.read_parquet(path)
         metadata = store.parquet_metadata(table)
@@ -279,20 +271,15 @@ def _read_analyses(paths: Sequence[Path]) -> dict[str, Analyses]:
         elif kind == "vocabulary":
             found[model]["vocabulary"] = table
             found[model]["vocabulary_summary"] = metadata.get("judgement")
-        elif kind in ("function_vectors", "heads"):
-            vectors[model][kind] = (table, metadata)
-        elif kind in EXTENDED_READERS:
-            found[model][kind] = EXTENDED_READERS[kind](table, metadata)
+        elif read_others is not None:
+            others[model][kind] = (table, metadata)
         else:
             raise ArtifactError(
-                f"{path}: not an analysis file (conflicting_tasks, robustness, vocabulary, function_vectors, heads, "
-                "travel, formats or methods)"
+                f"{path}: not an analysis file of the study (conflicting_tasks, robustness, vocabulary)"
             )
-    for model, parts in vectors.items():
-        if set(parts) != {"function_vectors", "heads"}:
-            raise ConfigError(f"{model}: give both files of `taskvec function-vectors` (--out and --heads-out)")
-        predictions, metadata = parts["function_vectors"]
-        found[model]["vectors"] = read_comparison(predictions, parts["heads"][0], metadata)
+    if others:
+        for model, results in read_others(dict(others)).items():
+            found[model]["extended"] = results
     return {model: Analyses(**fields) for model, fields in found.items()}
 
 
@@ -347,11 +334,12 @@ def strict_failures(results: pa.Table, prompts: Sequence[Prompt], scoring: str, 
 
 
 def collect(
-    paths: Sequence[Path], analysis_paths: Sequence[Path] = (), prompts_paths: Sequence[Path] = ()
+    paths: Sequence[Path], analysis_paths: Sequence[Path] = (), prompts_paths: Sequence[Path] = (), read_others=None
 ) -> StudyResults:
     """Results files of any number of models and tasks, each named by its metadata (the paths do not
     matter); order follows ``paths``. ``prompts_paths``, if given, are the prompts files of the same
-    samplings, found by their metadata (for the diagnosis of ICL's errors on the first sampling)."""
+    samplings, found by their metadata (for the diagnosis of ICL's errors on the first sampling).
+    ``read_others`` reads analysis files of other kinds (:func:`_read_analyses`)."""
     kinds = {"results": paths, **({"prompts": prompts_paths} if prompts_paths else {})}
     grouped: dict[tuple[str, str], list[tuple[TaskScores, RunInfo]]] = {}
     errors: dict[tuple[str, str], dict] = {}
@@ -384,4 +372,4 @@ def collect(
         )
     adjusted = holm([r.scores.tv_vs_icl.p_value for r in results])
     results = [dataclasses.replace(r, p_holm=p) for r, p in zip(results, adjusted)]
-    return StudyResults(tuple(results), _read_analyses(analysis_paths))
+    return StudyResults(tuple(results), _read_analyses(analysis_paths, read_others))

@@ -15,6 +15,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
+from taskvec import studies
 from taskvec.analysis.pairs import pairs_in
 from taskvec.config import check_pairs_available
 from taskvec.errors import ConfigError
@@ -60,17 +61,10 @@ FIGURE_CATEGORIES = {
 FIGURE_FORMATS = ("png", "svg")
 TABLE_FORMATS = ("csv", "md")
 
-EXTENDED_DATA = ("travel", "formats", "function_vectors", "heads", "methods")  # data/extended/<model>/<name>.parquet
-EXTENDED_TABLES = ("function_vectors", "travel", "formats", "formats_transfer", "methods")
-EXTENDED_FIGURES = (
-    "heads_aie",
-    "heads_n",
-    "travel_k",
-    "travel_contexts",
-    "formats_transfer",
-    "methods_cost",
-    "methods_tasks",
-)
+# the extended studies' outputs: each study declares its own (taskvec.studies), nothing is listed here
+EXTENDED_DATA = studies.data_names()  # data/extended/<model>/<name>.parquet
+EXTENDED_TABLES = studies.table_names()
+EXTENDED_FIGURES = studies.figure_names()
 
 # build-task's own options for the rendering and scoring rules (params.yaml's names)
 _SIZE_FLAGS = (("k", "k"), ("n-baseline", "baseline"), ("n-dev", "dev"), ("n-test", "test"), ("n-dummies", "dummies"))
@@ -299,6 +293,19 @@ class StudyLayout:
                 if any(path == f"reports/figures/{name}_{model}.{ext}" for ext in FIGURE_FORMATS):
                     return name, model
         return None
+
+    def study_inputs(self, name: str, model: str) -> dict[str, list[str] | str]:
+        """What the rule of the extended study ``name`` reads for ``model``, from its declaration: every
+        task file, the model, and the first sampling's files it names (prompts, activations, results)."""
+        declared = studies.get(name)
+        inputs: dict[str, list[str] | str] = {"tasks": [f"data/tasks/{task}.parquet" for task in self.tasks]}
+        inputs.update({kind: self.first_sample(kind, model) for kind in declared.inputs})
+        inputs["model"] = f"data/models/{model}"
+        return inputs
+
+    def study_outputs(self, name: str) -> dict[str, str]:
+        """The data files the extended study ``name`` writes per model, by name (``{model}`` a wildcard)."""
+        return {data: f"data/extended/{{model}}/{data}.parquet" for data in studies.get(name).data}
 
     @property
     def extended_data(self) -> list[str]:

@@ -1,14 +1,14 @@
 """The function-vector section of the extended report: its figures (each head's average indirect
 effect, accuracy by number of heads), its table rows and its HTML, from one model's comparison
-(:mod:`taskvec.function_vectors.report`)."""
+(:mod:`taskvec.studies.function_vectors.numbers`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from taskvec.function_vectors.report import VectorComparison
 from taskvec.report.numbers import rounded
 from taskvec.report.page import image
+from taskvec.studies.function_vectors.numbers import VectorComparison
 
 
 def aie_heatmap(comparison: VectorComparison) -> dict[str, bytes]:

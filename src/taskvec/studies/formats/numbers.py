@@ -13,7 +13,7 @@ import pyarrow as pa
 from taskvec.analysis.stats import contrast_interval, floored_interval, task_bootstrap, wilson_interval
 from taskvec.report.numbers import rounded
 
-INTERVENTIONS = ("tv_own_layer", "bare_prefixed", "tv_prefixed")  # see taskvec.analysis.formats
+INTERVENTIONS = ("tv_own_layer", "bare_prefixed", "tv_prefixed")  # see taskvec.studies.formats.step
 
 
 @dataclasses.dataclass(frozen=True)

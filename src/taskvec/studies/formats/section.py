@@ -1,13 +1,13 @@
 """The prompt formats' part of the extended report: the transfer heatmap, the tables and the HTML
-section (the numbers and sentences come from :mod:`taskvec.report.formats`)."""
+section (the numbers and sentences come from :mod:`taskvec.studies.formats.numbers`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from taskvec.report.formats import Formats, draw_interval, with_ci
 from taskvec.report.numbers import rounded
 from taskvec.report.page import image
+from taskvec.studies.formats.numbers import Formats, draw_interval, with_ci
 
 
 def transfer_figure(result: Formats, tasks: list[str]) -> dict[str, bytes]:

@@ -1,4 +1,4 @@
-"""The figures of the methods compared (:mod:`taskvec.method_comparison.report` computes what they
+"""The figures of the methods compared (:mod:`taskvec.studies.methods.numbers` computes what they
 show): accuracy against per-query cost with its Pareto front, method x task accuracy, and the heads'
 exact effects against attribution patching's estimates."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taskvec.method_comparison.report import PER_PROMPT, MethodComparison, label
+from taskvec.studies.methods.numbers import PER_PROMPT, MethodComparison, label
 
 
 def agreement_figure(comparison: MethodComparison, metrics: dict) -> dict[str, bytes] | None:

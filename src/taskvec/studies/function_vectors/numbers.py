@@ -1,5 +1,5 @@
 """Task vectors against function vectors, the controls and the distribution gap: numbers, table rows,
-sentences and figures from one model's ``function-vectors`` files (:mod:`taskvec.function_vectors.analysis`).
+sentences and figures from one model's ``function-vectors`` files (:mod:`taskvec.studies.function_vectors.step`).
 
 Everything here is on the first sampling of each task's splits (its test prompts), so the task
 vector's accuracy is this sampling's, not the mean over samplings of the main table.

@@ -1,5 +1,5 @@
 """The prompt-formats study in words: each sentence of the extended report's formats section computed
-from the numbers of :mod:`taskvec.report.formats` (how ICL and the task vector fare per format, how
+from the numbers of :mod:`taskvec.studies.formats.numbers` (how ICL and the task vector fare per format, how
 theta carries between formats, and what the two interventions show)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from taskvec.analysis.stats import interval
-from taskvec.report.formats import (
+from taskvec.report.numbers import signed, spoken_list
+from taskvec.studies.formats.numbers import (
     Formats,
     contrast,
     copy_shares,
@@ -16,7 +17,6 @@ from taskvec.report.formats import (
     sameness,
     with_ci,
 )
-from taskvec.report.numbers import signed, spoken_list
 
 
 def _group(means: dict, draws: dict, keys: list[str]) -> str:

@@ -40,7 +40,6 @@ from taskvec.evaluate import choose_layer, read_layer_choice, token_decoder
 from taskvec.extract import read_activations
 from taskvec.forward.patched import next_token_variants
 from taskvec.forward.readout import next_tokens
-from taskvec.function_vectors.vectors import add_sweep, head_effects, plain_and_added_next_tokens
 from taskvec.hooks.intervention import Intervention
 from taskvec.loader import task_runs
 from taskvec.methods.heads import attention_heads, default_head_count, function_vector, top_heads
@@ -48,6 +47,7 @@ from taskvec.methods.pool import random_vectors_like, shuffle_labels
 from taskvec.models import LoadedModel
 from taskvec.prompts import read_prompts
 from taskvec.scoring import first_token_correct
+from taskvec.studies.function_vectors.vectors import add_sweep, head_effects, plain_and_added_next_tokens
 
 log = logging.getLogger(__name__)
 

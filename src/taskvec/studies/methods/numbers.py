@@ -1,5 +1,5 @@
 """The methods compared: numbers, table rows, sentences, figures and the report section, from one
-model's ``compare-methods`` file (:mod:`taskvec.method_comparison.run`).
+model's ``compare-methods`` file (:mod:`taskvec.studies.methods.step`).
 
 Methods that see different information are never ranked together: the *per-prompt* regime (ICL and
 the task vector from the test prompt's own demonstrations) and the *task-level* regime (one vector
@@ -16,9 +16,7 @@ import pyarrow as pa
 
 from taskvec import methods
 from taskvec.analysis.stats import contrast_interval, holm, interval, mcnemar_exact, task_bootstrap, wilson_interval
-from taskvec.method_comparison.cells import gap_text, one_off_text
 from taskvec.report.numbers import rounded, signed, spoken_list
-from taskvec.report.page import escape, image, table_row
 
 PER_PROMPT = ("icl", "tv_per_prompt")
 CONTROLS = ("random", "other_task", "shuffled_labels")
@@ -404,41 +402,3 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
             "task-level vector could be made without showing the model a test query."
         )
     return out
-
-
-def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], protocol: str) -> str:
-    html = ["<h2 id='methods'>Methods compared</h2>", f"<p class='note'>{protocol}</p>"]
-    for comparison, metrics, sentences, figures in parts:
-        html.append(f"<h3>{escape(comparison.model)}</h3>")
-        html.append("<p>" + " ".join(escape(s) for s in sentences) + "</p>")
-        if metrics.get("methods"):
-            head = (
-                "<tr><th>regime</th><th>method</th><th>gap closed [95%]</th><th>accuracy</th><th>strict</th>"
-                "<th>KL to ICL</th><th>per query</th><th>one-off</th><th>labelled</th><th>configurations</th>"
-                "<th>trained</th></tr>"
-            )
-            rows = []
-            for row in table_rows(comparison, metrics):
-
-                def text(value, digits=2):
-                    return "" if value is None else f"{value:.{digits}f}"
-
-                cells = [
-                    (escape(row["regime"]), ""),
-                    (escape(label(row["method"])), ""),
-                    (gap_text(row), "num"),
-                    (text(row["accuracy"]), "num"),
-                    (text(row["strict"]), "num"),
-                    (text(row["kl_from_icl"]), "num"),
-                    (text(row["per_query_cost"]), "num"),
-                    (one_off_text(row), "num"),
-                    (text(row["labelled_examples"], 0), "num"),
-                    ("" if row["configurations"] is None else str(row["configurations"]), "num"),
-                    ("" if row["trainable_parameters"] is None else str(row["trainable_parameters"]), "num"),
-                ]
-                rows.append(table_row(cells))
-            html.append(f"<table>{head}{''.join(rows)}</table>")
-        for name, figure in figures.items():
-            if figure is not None:
-                html.append(f"<figure>{image(figure, name)}</figure>")
-    return "".join(html)

@@ -1,0 +1,64 @@
+"""The methods comparison's part of the extended report (the skeleton of taskvec.studies.base)."""
+
+from __future__ import annotations
+
+from taskvec.studies.base import ModelContext, Section
+from taskvec.studies.methods import figures as drawn
+from taskvec.studies.methods import numbers
+from taskvec.studies.methods.section import section_html
+
+PROTOCOL = (
+    "One protocol for every method, on the first sampling of each task: the study's test prompts and scoring (the "
+    "paper's first-token rule, and the strict metric on the greedy answer). Two regimes, never ranked together: "
+    "per prompt (ICL and the task vector of the test prompt's own demonstrations, from the study's results) and "
+    "task level (one vector per task, from one fixed pool of demonstration sets drawn from the task's pairs that "
+    "are no dev or test query; the same pool for every task-level method). Every choice (block, strength) is made "
+    "on the bare dev queries; the table gives how many configurations each method tried, the labelled examples it "
+    "used (pool and dev queries) and the parameters trained (none). Gap closed: (method - bare) / (ICL - bare) over "
+    "the tasks where ICL works and a pool exists, with a two-level bootstrap interval. Costs are token positions "
+    "run through the model, in units of one k-shot ICL forward: per query (the first answer token) and one-off "
+    "(the vector and the dev choice; a backward pass's positions are given apart); seconds are in the step's log. "
+    "KL to ICL: KL(ICL's next-token distribution || the method's) on each test prompt, in nats, averaged (not "
+    "measured for the per-prompt task vector)."
+)
+
+
+def read(files: dict) -> numbers.MethodComparison:
+    return numbers.read_methods(*files["methods"])
+
+
+def metrics(result: numbers.MethodComparison, context: ModelContext) -> tuple[dict, dict]:
+    return numbers.task_metrics(result), numbers.model_metrics(result, context.kept)
+
+
+def _nothing_to_show(text: str) -> dict[str, bytes]:
+    """A declared figure with nothing to draw (no head ranking to compare, say): a note in its place."""
+    import matplotlib.pyplot as plt
+
+    from taskvec.report.plotting import STYLE, save_figure
+
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8)
+        return save_figure(fig)
+
+
+def section(parts: list[tuple[ModelContext, numbers.MethodComparison, dict]]) -> Section:
+    html_parts, rows, figures = [], [], {"methods_cost": {}, "methods_tasks": {}, "methods_heads": {}}
+    for context, comparison, model_metrics in parts:
+        model_figures = {
+            "methods_cost": drawn.cost_figure(comparison, model_metrics),
+            "methods_tasks": drawn.heatmap_figure(comparison),
+            "methods_heads": drawn.agreement_figure(comparison, model_metrics),
+        }
+        for name, files in model_figures.items():
+            figures[name][context.model] = files or _nothing_to_show(f"{context.model}: nothing to show")
+        rows += numbers.table_rows(comparison, model_metrics)
+        sentences = numbers.summary_sentences(comparison, model_metrics)
+        html_parts.append((comparison, model_metrics, sentences, model_figures))
+    return Section(section_html(html_parts, PROTOCOL), {"methods": rows}, figures)
+
+
+def headline(models: dict[str, dict]):
+    return None
