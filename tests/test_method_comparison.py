@@ -197,7 +197,7 @@ def test_the_meter_counts_block_positions_in_full_forward_units():
     from taskvec.architectures import describe
     from taskvec.forward.batching import encode
     from taskvec.forward.readout import next_tokens
-    from taskvec.studies.methods.step import Meter
+    from taskvec.hooks.meter import Meter
 
     lm = tiny_model("llama")
     texts = ["example:a->", "example:bcd->"]
@@ -215,8 +215,8 @@ def test_the_meter_counts_a_differentiated_pass_again_as_backward_work():
     from conftest import tiny_model
     from taskvec.forward.batching import encode
     from taskvec.forward.readout import next_tokens
+    from taskvec.hooks.meter import Meter
     from taskvec.methods.heads import attention_heads, head_attribution
-    from taskvec.studies.methods.step import Meter
 
     lm = tiny_model("llama")
     texts = ["example:a->", "example:bcd->"]

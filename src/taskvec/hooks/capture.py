@@ -1,4 +1,5 @@
-"""Reading the residual stream: each block's output at the last position."""
+"""Reading activations: each block's output at the last position, the stream entering each block,
+and the attention heads' outputs (the input of each block's attention output projection)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from taskvec.hooks import block_hidden
+from taskvec.hooks.intervention import projection_input
 
 
 @contextlib.contextmanager
@@ -27,6 +29,53 @@ def capture_last_token(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch
     handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
     try:
         yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def capture_head_outputs(heads, every_position: bool = False) -> Iterator[list[torch.Tensor | None]]:
+    """Record every head's output (``heads``: :class:`taskvec.methods.heads.Heads`, the attention output
+    projections and how their input splits) at the last position: ``outputs[l]`` is ``[batch, n_heads, head_dim]``;
+    or (``every_position``) at every position, the heads side by side: ``[batch, positions, n_heads *
+    head_dim]``."""
+    outputs: list[torch.Tensor | None] = [None] * heads.n_layers
+
+    def make_hook(index: int):
+        def hook(module, args, kwargs):
+            z = projection_input(args, kwargs)[0]
+            if every_position:
+                outputs[index] = z.detach().clone()
+                return
+            z = z[:, -1, :]
+            outputs[index] = z.detach().reshape(z.shape[0], heads.n_heads, heads.head_dim).clone()
+
+        return hook
+
+    handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(heads.projections)]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def capture_block_inputs(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Tensor | None]]:
+    """Record the residual stream entering each block at the last position: ``[batch, hidden]``."""
+    inputs: list[torch.Tensor | None] = [None] * len(layers)
+
+    def make_hook(index: int):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            inputs[index] = hidden[:, -1, :].detach().clone()
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    try:
+        yield inputs
     finally:
         for handle in handles:
             handle.remove()

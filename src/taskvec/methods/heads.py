@@ -13,11 +13,10 @@ backward pass.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from taskvec.errors import UnsupportedArchitecture
 from taskvec.forward.batching import batches, encode
 from taskvec.forward.patched import SWEEP_BALANCE_ROWS, sweep_plan, unembedding_blocks
 from taskvec.hooks import to_device
+from taskvec.hooks.capture import capture_block_inputs, capture_head_outputs
 from taskvec.hooks.intervention import Intervention, intervene, projection_input
 from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
@@ -61,52 +61,6 @@ def attention_heads(lm: LoadedModel) -> Heads:
     norm_path = arch.adapter.attention_output_norm
     norms = [operator.attrgetter(norm_path)(layer) for layer in arch.layers] if norm_path else None
     return Heads(projections, n_heads, width // n_heads, norms)
-
-
-@contextlib.contextmanager
-def capture_head_outputs(heads: Heads, every_position: bool = False) -> Iterator[list[torch.Tensor | None]]:
-    """Record every head's output at the last position: ``outputs[l]`` is ``[batch, n_heads, head_dim]``;
-    or (``every_position``) at every position, the heads side by side: ``[batch, positions, n_heads *
-    head_dim]``."""
-    outputs: list[torch.Tensor | None] = [None] * heads.n_layers
-
-    def make_hook(index: int):
-        def hook(module, args, kwargs):
-            z = projection_input(args, kwargs)[0]
-            if every_position:
-                outputs[index] = z.detach().clone()
-                return
-            z = z[:, -1, :]
-            outputs[index] = z.detach().reshape(z.shape[0], heads.n_heads, heads.head_dim).clone()
-
-        return hook
-
-    handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(heads.projections)]
-    try:
-        yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextlib.contextmanager
-def capture_block_inputs(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Tensor | None]]:
-    """Record the residual stream entering each block at the last position: ``[batch, hidden]``."""
-    inputs: list[torch.Tensor | None] = [None] * len(layers)
-
-    def make_hook(index: int):
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            inputs[index] = hidden[:, -1, :].detach().clone()
-
-        return hook
-
-    handles = [layer.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
-    try:
-        yield inputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.inference_mode()

@@ -69,7 +69,8 @@ def state_vector_from_pool(
     import torch
 
     from taskvec.forward.batching import batches, encode
-    from taskvec.methods.heads import attention_heads, capture_head_outputs
+    from taskvec.hooks.capture import capture_head_outputs
+    from taskvec.methods.heads import attention_heads
 
     labelled = [p for p in pool if p.query]
     if not labelled:
