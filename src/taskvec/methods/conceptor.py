@@ -115,10 +115,12 @@ class Conceptor(Method):
         return strength * np.einsum("nli,lji->nlj", bare_states, maps)
 
     def choose(self, lm, vectors, queries, answers, scoring, strengths=None, batch_size=16):
+        from taskvec.forward.capture import last_token_states
         from taskvec.methods.search import choose
 
+        bare = last_token_states(lm, queries, batch_size)  # the layer sweep's input, the same for every aperture
         tried = [
-            choose(lm, self, vectors, queries, answers, scoring, strengths, batch_size, aperture=a)
+            choose(lm, self, vectors, queries, answers, scoring, strengths, batch_size, bare, aperture=a)
             for a in self.apertures
         ]
         best = max(tried, key=lambda c: c.accuracy)  # max keeps the first of a tie

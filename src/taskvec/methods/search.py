@@ -64,6 +64,7 @@ def choose(
     scoring: str,
     strengths: Sequence[float] | None = None,
     batch_size: int = 16,
+    bare_states: np.ndarray | None = None,
     **extra,
 ) -> Choice:
     """Choose the block and strength of ``method`` (a :class:`taskvec.methods.base.Method`) on
@@ -74,7 +75,9 @@ def choose(
     block: one patched pass per strength. A method at blocks 0 to L (its patch at the last token
     only): the queries' tokens but the last run once, then the last token once per L on that
     prefix's cache. Ties: the earliest block, then the first strength of the grid (``strengths``,
-    default the method's). ``extra``: settings of the method's own, fixed here, passed to its
+    default the method's). ``bare_states``: the queries' own last-token streams
+    (:func:`taskvec.forward.capture.last_token_states`), where a caller choosing several times on the
+    same queries has read them once. ``extra``: settings of the method's own, fixed here, passed to its
     intervention."""
     from taskvec.evaluate import choose_layer, token_decoder
     from taskvec.forward.capture import last_token_states
@@ -103,7 +106,8 @@ def choose(
         layer = choose_layer(curve)
         return Choice(layer, 1.0, curve[layer], {1.0: curve}, extra=dict(extra))
     swept_at = 1.0 if 1.0 in strengths else strengths[0]
-    bare_states = last_token_states(lm, queries, batch_size) if method.operation != "replace" else None
+    if bare_states is None and method.operation != "replace":
+        bare_states = last_token_states(lm, queries, batch_size)
     swept_values = method.swept_values(values, swept_at, len(queries), bare_states, **extra)
     swept = patched_sweep(lm, queries, swept_values, batch_size=batch_size)
     curve = [accuracy_of(column) for column in swept.T]
