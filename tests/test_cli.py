@@ -199,8 +199,9 @@ print("torch" if "torch" in sys.modules else "")
 def test_building_every_parser_runs_no_library_code():
     """Every run of `taskvec` builds every group's parser; so that a step's code inputs can leave out
     the other groups' modules, building them imports nothing but the CLI, its errors, the subcommand
-    modules and the method registry's declarations (whose `--method` choices, help and settings the
-    parsers show), and no torch (a new group of subcommands then reruns no existing step)."""
+    modules, the method registry's declarations (whose `--method` choices, help and settings the
+    parsers show) and the studies' declarations (each extended study's subcommand), and no torch (a
+    new group of subcommands then reruns no existing step)."""
     out = subprocess.run([str(BIN / "python"), "-c", BUILD_PARSER], capture_output=True, text=True, check=True)
     imported = set(out.stdout.split())
     assert "torch" not in imported
@@ -208,9 +209,9 @@ def test_building_every_parser_runs_no_library_code():
     source = ROOT / "src" / "taskvec"
     assert imported - {"__init__.py", "cli.py", "errors.py", "defaults.py"} <= {
         path.relative_to(source).as_posix()
-        for folder in ("commands", "methods")
-        for path in (source / folder).glob("*.py")
-    }
+        for folder, pattern in (("commands", "*.py"), ("methods", "*.py"), ("studies", "*/__init__.py"))
+        for path in (source / folder).glob(pattern)
+    } | {"studies/__init__.py", "studies/base.py"}
     assert "methods/heads.py" not in imported and "methods/search.py" not in imported
     from taskvec.codedeps import command_files
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY_PARAMS
+from taskvec import studies
 from taskvec.cli import build_parser
 from taskvec.errors import ConfigError
 from taskvec.models import PACKAGED_MODELS
@@ -71,20 +72,50 @@ def test_a_tasks_settings_reach_build_task(settings, expected):
     assert {key: getattr(args, key) for key in expected} == expected
 
 
-def test_the_extended_studies_settings_reach_their_commands():
-    required = "--model-dir m --tasks t --prompts p --results r --out o"
-    travel = parsed("travel", required, shell(contract.travel_args(PARAMS)))
-    assert (travel.ks, travel.contexts) == (PARAMS["travel"]["ks"], PARAMS["travel"]["contexts"])
-    formats = parsed("formats", required, shell(contract.format_args(PARAMS)))
-    assert formats.formats == [
-        [name, spec["demonstration"], spec.get("separator", "\n")] for name, spec in PARAMS["travel"]["formats"].items()
-    ]
-    vectors = parsed(
-        "function-vectors",
-        "--model-dir m --tasks t --prompts p --activations a --results r --out o --heads-out h",
-        shell(contract.function_vector_args({"function_vectors": {"head_prompts": 4, "n_heads": 3}})),
-    )
-    assert (vectors.head_prompts, vectors.n_heads) == (4, 3)
+class _Files:
+    """A rule's input or output files by name, as Snakemake hands them to a params function."""
+
+    def __init__(self, **files) -> None:
+        self.__dict__.update(files)
+
+
+@pytest.mark.parametrize("name", list(studies.registry()))
+def test_every_studys_command_line_reaches_its_parser_with_params_yaml_settings(name):
+    """The rule's command line of each registered study, built from its declaration alone, parses
+    with the study's own parser: the files it names arrive as given, and every setting the
+    declaration places in params.yaml arrives with params.yaml's value (a method's too)."""
+    study = studies.get(name)
+    inputs = _Files(model="m dir", tasks=["t1", "t'2"], **{kind: [f"{kind}1", f"{kind}2"] for kind in study.inputs})
+    outputs = _Files(**{data: f"out/{data}.parquet" for data in study.data})
+    words = shlex.split(contract.study_command(PARAMS, name, inputs, outputs))
+    assert words[:2] == ["taskvec", study.command]
+    args = build_parser().parse_args(words[1:])
+    assert (str(args.model_dir), [str(t) for t in args.tasks]) == ("m dir", ["t1", "t'2"])
+    for kind in study.inputs:
+        assert [str(f) for f in getattr(args, kind)] == [f"{kind}1", f"{kind}2"]
+    for data in study.data:
+        assert str(getattr(args, study.output_option(data))) == f"out/{data}.parquet"
+    for option in study.all_options():
+        if option.param is None:
+            assert getattr(args, option.name) == (list(option.default) if option.many else option.default)
+            continue
+        value = PARAMS
+        for part in option.param.split("."):
+            value = value[part]
+        if option.kind == "format":
+            value = [[n, spec["demonstration"], spec.get("separator", "\n")] for n, spec in value.items()]
+        elif option.unset is not None and value == option.unset:
+            value = option.default
+        assert getattr(args, option.name) == value, option.name
+
+
+def test_a_setting_at_its_unset_value_passes_no_option():
+    """function_vectors.n_heads: 0 means the paper's count scaled to the model: no --n-heads."""
+    config = copy.deepcopy(PARAMS)
+    config["function_vectors"].update(n_heads=0, head_prompts=4)
+    assert contract.study_args(config, "function_vectors") == ["--head-prompts", "4"]
+    config["function_vectors"]["n_heads"] = 3
+    assert contract.study_args(config, "function_vectors") == ["--n-heads", "3", "--head-prompts", "4"]
 
 
 def test_the_packaged_models_are_the_ones_taskvec_can_load():

@@ -5,10 +5,12 @@ and the extended report take them from there, and the report writes nothing a st
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from conftest import TINY_PARAMS
+from conftest import ROOT, TINY_PARAMS
 from taskvec import studies
 from taskvec.studies.base import Section
+from taskvec.studies.formats.step import Format
 from taskvec.studies.report import _write_section
 from taskvec.workflow import contract
 from taskvec.workflow.contract import StudyLayout
@@ -52,3 +54,106 @@ def test_every_study_has_the_skeletons_report_functions():
     for study in studies.registry().values():
         module = studies.report_module(study)
         assert all(callable(getattr(module, name, None)) for name in ("read", "metrics", "section", "headline"))
+
+
+SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+
+
+def _schema_default(path: str):
+    node = SCHEMA
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node["default"]
+
+
+@pytest.mark.parametrize("name", list(studies.registry()))
+def test_a_studys_settings_default_alike_on_the_command_line_and_in_params_yaml(name):
+    """Each setting a study places in params.yaml has the same default there as its option (the
+    value meaning "unset" where it has one; the paper's formats for the prompt formats): a study run
+    by hand and by the workflow with nothing set run the same step. A method's own settings are the
+    method registry's (tests/methods)."""
+    from taskvec.studies.formats.step import DEFAULT_FORMATS
+
+    study = studies.get(name)
+    for option in study.options:
+        if option.param is None:
+            continue
+        default = _schema_default(option.param)
+        if option.kind == "format":
+            assert [Format(n, s["demonstration"], s["separator"]) for n, s in default.items()] == list(DEFAULT_FORMATS)
+        elif option.unset is not None:
+            assert option.default is None and default == option.unset
+        else:
+            assert default == (list(option.default) if option.many else option.default), option.name
+
+
+def test_every_studys_subcommand_comes_from_its_declaration():
+    """The CLI builds one subcommand per registered study from its declaration: its inputs and
+    outputs as required options, its settings with their defaults in the help; a study's step entry
+    exists and takes every keyword the skeleton passes."""
+    import importlib
+    import inspect
+
+    from taskvec.cli import build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    for study in studies.registry().values():
+        parser = subcommands[study.command]
+        required = {a.dest for a in parser._actions if a.required}
+        assert required == {"model_dir", "tasks", *study.inputs, *map(study.output_option, study.data)}
+        options = {a.dest: a for a in parser._actions}
+        for option in study.all_options():
+            assert option.flag in options[option.name].option_strings
+            if option.default is not None:
+                assert f"(default: {option.default})" in options[option.name].help
+        module, _, function = study.entry.partition(":")
+        parameters = inspect.signature(getattr(importlib.import_module(module), function)).parameters
+        passed = {*study.inputs, *map(study.output_option, study.data), "compute"}
+        passed |= {o.name for o in study.options}
+        assert passed <= set(parameters), study.name
+        assert list(parameters)[:2] == ["model_dir", "pairs_files"]
+
+
+def test_removing_a_study_removes_its_subcommand_and_its_rule(monkeypatch):
+    """A study gone from the registry is gone from `taskvec --help` and from the contract's outputs,
+    with no other edit."""
+    from taskvec.cli import build_parser
+
+    kept = {name: study for name, study in studies.registry().items() if name != "travel"}
+    monkeypatch.setattr(studies, "registry", lambda: kept)
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    assert "travel" not in subcommands and "compare-methods" in subcommands
+    assert "travel" not in studies.data_names()
+
+
+def test_a_records_fields_are_its_columns_and_its_rows_take_only_it():
+    """A study's rows are typed records: the schema is the record's fields in order with their
+    declared types, a row of another type is refused, and rows come back by field name."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from taskvec.studies.records import Rows, column, schema_of
+
+    @dataclasses.dataclass(frozen=True)
+    class Row:
+        task: str = column(pa.string())
+        index: int = column(pa.int32())
+        correct: bool | None = column(pa.bool_())
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        task: str = column(pa.string())
+
+    assert schema_of(Row) == pa.schema([("task", pa.string()), ("index", pa.int32()), ("correct", pa.bool_())])
+    rows = Rows(Row)
+    rows.add(Row(task="a", index=3, correct=None))
+    rows.add(Row(task="b", index=1, correct=True))
+    with pytest.raises(TypeError, match="a Row table takes Row rows, not Other"):
+        rows.add(Other(task="c"))
+    table = rows.table()
+    assert table.schema == schema_of(Row)
+    assert table.to_pylist() == [
+        {"task": "a", "index": 3, "correct": None},
+        {"task": "b", "index": 1, "correct": True},
+    ]

@@ -589,14 +589,23 @@ import ast, importlib, sys
 from pathlib import Path
 import taskvec.cli
 import taskvec.commands
-for path in sorted(Path(taskvec.commands.__file__).parent.glob("*.py")):
-    tree = ast.parse(path.read_text())
-    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == sys.argv[1]), None)
-    if function is not None:
-        break
-importlib.import_module("taskvec.commands." + path.stem)
-imports = [n for n in ast.walk(function) if isinstance(n, (ast.Import, ast.ImportFrom))]
-exec(compile(ast.Module(body=imports, type_ignores=[]), "imports", "exec"), {"__package__": "taskvec.commands"})
+subcommand = sys.argv[1]
+studies = Path(taskvec.cli.__file__).parent / "studies"
+declared = [p for p in sorted(studies.glob("*/__init__.py")) if f'command="{subcommand}"' in p.read_text()]
+if declared:  # an extended study: the skeleton, its declaration and its step's entry module
+    importlib.import_module("taskvec.commands.studies")
+    study = importlib.import_module("taskvec.studies." + declared[0].parent.name).STUDY
+    importlib.import_module(study.entry.partition(":")[0])
+else:
+    for path in sorted(Path(taskvec.commands.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        name = "cmd_" + subcommand.replace("-", "_")
+        function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+        if function is not None:
+            break
+    importlib.import_module("taskvec.commands." + path.stem)
+    imports = [n for n in ast.walk(function) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "imports", "exec"), {"__package__": "taskvec.commands"})
 root = Path(taskvec.cli.__file__).parent
 for name, module in sorted(sys.modules.items()):
     if name.split(".")[0] == "taskvec" and getattr(module, "__file__", None):
@@ -620,7 +629,7 @@ def code_inputs_missing_imports(project: Path) -> dict[str, list[str]]:
         subcommand = command.group(1)
         if subcommand not in traced:
             out = subprocess.run(
-                [str(BIN / "python"), "-c", TRACE_IMPORTS, "cmd_" + subcommand.replace("-", "_")],
+                [str(BIN / "python"), "-c", TRACE_IMPORTS, subcommand],
                 capture_output=True,
                 text=True,
                 check=True,

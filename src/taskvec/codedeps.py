@@ -243,6 +243,18 @@ def closure(
     return sorted(Sources(root).closure(units, exclude))
 
 
+def _study_step(subcommand: str, root: Path) -> tuple[str, str] | None:
+    """The declaration's module and the step's entry ("module:function") of the extended study whose
+    subcommand this is (``taskvec.studies``: each folder's ``STUDY``, read from its source), or None."""
+    for path in sorted((root / "studies").glob("*/__init__.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Study":
+                keywords = {k.arg: k.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+                if "command" in keywords and keywords["command"].value == subcommand:
+                    return f"{PACKAGE}.studies.{path.parent.name}", keywords["entry"].value
+    return None
+
+
 def command_files(subcommand: str, root: Path = SOURCE) -> list[Path]:
     """The files that ``taskvec <subcommand>`` runs: the CLI's entry point and parser, the
     ``taskvec.commands`` module that defines the subcommand's ``cmd_*`` function with its ``add``
@@ -250,6 +262,20 @@ def command_files(subcommand: str, root: Path = SOURCE) -> list[Path]:
     build their parsers, run no library code (they import only the standard library and
     ``taskvec.commands._common`` at module level; tested)."""
     root = Path(root)
+    study = _study_step(subcommand, root)
+    if study is not None:  # an extended study's step: the skeleton, the study's declaration and its entry
+        group = f"{PACKAGE}.commands.studies"
+        declaration, entry = study
+        module, _, function = entry.partition(":")
+        units = [
+            (f"{PACKAGE}.cli", "main"),
+            (group, "add"),
+            (group, "cmd_study"),
+            (declaration, None),
+            (module, function),
+        ]
+        # building the other studies' parsers runs their declarations only (data; tested)
+        return closure(units, root, frozenset({(f"{PACKAGE}.studies", "registry")}))
     name = "cmd_" + subcommand.replace("-", "_")
     for path in sorted((root / "commands").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -33,6 +33,12 @@ def study_inputs(name):
     return lambda wildcards: LAYOUT.study_inputs(name, wildcards.model)
 
 
+def study_command(name, input, output):
+    """The extended study ``name``'s command line, from its declaration: its inputs, its outputs and
+    the settings params.yaml gives it (taskvec.workflow.contract.study_command)."""
+    return contract.study_command(config, name, input, output)
+
+
 def task_code(task):
     """What one task's build reads beside its code: the user's file, for a task of its own."""
     extra = [config["tasks"][task]["file"]] if "file" in config["tasks"][task] else []
@@ -45,10 +51,7 @@ def build_task_args(task):
 
 PROMPT_ARGS = contract.shell(contract.prompt_args(config))
 COMPUTE_ARGS = contract.shell(contract.compute_args(config))
-TRAVEL_ARGS = contract.shell(contract.travel_args(config))
-METHODS_ARGS = contract.shell(contract.methods_args(config))
-FORMAT_ARGS = contract.shell(contract.format_args(config))
-FUNCTION_VECTOR_ARGS = contract.shell(contract.function_vector_args(config))
+STUDIES = list(contract.studies.registry().values())
 split_seeds = LAYOUT.split_seeds
 per_sample = LAYOUT.per_sample
 first_sample = LAYOUT.first_sample

@@ -4,92 +4,31 @@
 # reports/extended/, so the default study's files and report stay as they are.
 
 
-rule function_vectors:
-    input:
-        unpack(study_inputs("function_vectors")),
-        code=code("function-vectors"),
-    output:
-        **LAYOUT.study_outputs("function_vectors"),
-    log:
-        "logs/function_vectors/{model}.log",
-    benchmark:
-        "logs/benchmarks/function_vectors/{model}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 1
-    params:
-        settings=FUNCTION_VECTOR_ARGS,
-        compute=COMPUTE_ARGS,
-    shell:
-        "taskvec function-vectors --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --activations {input.activations} --results {input.results} --out {output.function_vectors}"
-        " --heads-out {output.heads} {params.settings} {params.compute} --threads {threads} 2> {log}"
+# One rule per registered study (taskvec.studies), each built from its declaration: its inputs, its
+# outputs, its command and the settings params.yaml gives it.
+for _study in STUDIES:
 
-
-rule travel:
-    input:
-        unpack(study_inputs("travel")),
-        code=code("travel"),
-    output:
-        **LAYOUT.study_outputs("travel"),
-    log:
-        "logs/travel/{model}.log",
-    benchmark:
-        "logs/benchmarks/travel/{model}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 1
-    params:
-        settings=TRAVEL_ARGS,
-        compute=COMPUTE_ARGS,
-    shell:
-        "taskvec travel --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --results {input.results} --out {output.travel}"
-        " {params.settings} {params.compute} --threads {threads} 2> {log}"
-
-
-rule formats:
-    input:
-        unpack(study_inputs("formats")),
-        code=code("formats"),
-    output:
-        **LAYOUT.study_outputs("formats"),
-    log:
-        "logs/formats/{model}.log",
-    benchmark:
-        "logs/benchmarks/formats/{model}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 1
-    params:
-        formats=lambda wildcards: FORMAT_ARGS,  # a function: the templates hold braces
-        compute=COMPUTE_ARGS,
-    shell:
-        "taskvec formats --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --results {input.results} --out {output.formats}"
-        " {params.formats} {params.compute} --threads {threads} 2> {log}"
-
-
-rule compare_methods:
-    input:
-        unpack(study_inputs("methods")),
-        code=code("compare-methods"),
-    output:
-        **LAYOUT.study_outputs("methods"),
-    log:
-        "logs/compare_methods/{model}.log",
-    benchmark:
-        "logs/benchmarks/compare_methods/{model}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 1
-    params:
-        settings=METHODS_ARGS,
-        compute=COMPUTE_ARGS,
-    shell:
-        "taskvec compare-methods --model-dir {input.model} --tasks {input.tasks} --prompts {input.prompts}"
-        " --results {input.results} --out {output.methods}"
-        " {params.settings} {params.compute} --threads {threads} 2> {log}"
+    rule:
+        name:
+            _study.rule
+        input:
+            unpack(study_inputs(_study.name)),
+            code=code(_study.command),
+        output:
+            **LAYOUT.study_outputs(_study.name),
+        log:
+            f"logs/{_study.rule}/{{model}}.log",
+        benchmark:
+            f"logs/benchmarks/{_study.rule}/{{model}}.tsv"
+        conda:
+            "../../environment.yml"
+        threads: 1
+        params:
+            # functions: a prompt format's template holds braces the shell line must not expand
+            command=lambda wildcards, input, output, _name=_study.name: study_command(_name, input, output),
+            compute=COMPUTE_ARGS,
+        shell:
+            "{params.command} {params.compute} --threads {threads} 2> {log}"
 
 
 rule build_extended_report:

@@ -115,6 +115,21 @@ def settings() -> dict[str, tuple[Method, type, object, str]]:
     return found
 
 
+def by_method(values: dict) -> dict[str, dict]:
+    """Method settings given by name (one namespace) grouped by the method that declares them."""
+    known = settings()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"no registered method has the setting(s) {', '.join(unknown)}",
+            f"the method settings are {', '.join(known) or 'none'}",
+        )
+    grouped: dict[str, dict] = {}
+    for field, value in values.items():
+        grouped.setdefault(known[field][0].name, {})[field] = value
+    return grouped
+
+
 def settings_schema() -> dict:
     """The JSON schema of each method's own settings in params.yaml's ``methods`` block: derived from
     the methods' settings, never kept by hand."""

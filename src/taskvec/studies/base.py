@@ -13,6 +13,32 @@ A study's report module (``Study.report``) defines four functions, the same for 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting of a study's step, declared once: its ``--option`` (the name with dashes), the
+    keyword its step's entry takes (the name), its help and default, and where params.yaml keeps it.
+
+    ``kind``: ``int``, ``positive`` (an int above 0) or ``format`` (a prompt format: ``--format NAME
+    DEMONSTRATION SEPARATOR``, repeated; params.yaml's mapping of name to template and separator).
+    ``param``: its path in params.yaml ("travel.ks"), None where the workflow leaves the default;
+    ``unset``: a params.yaml value (not None) that means "the default" and passes no option
+    (``n_heads: 0``)."""
+
+    name: str
+    help: str
+    kind: str = "int"
+    default: object = None
+    many: bool = False
+    param: str | None = None
+    unset: object = None
+    spelled: str = ""  # the option's name where it is not the keyword's (a repeated one's singular)
+
+    @property
+    def flag(self) -> str:
+        return "--" + (self.spelled or self.name).replace("_", "-")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +49,10 @@ class Study:
     name: str  # its key in metrics.json and params.yaml
     title: str  # its link in the page's navigation
     anchor: str  # its section's id
-    command: str  # the `taskvec` subcommand of its step
+    command: str  # the `taskvec` subcommand of its step (and, with underscores, its workflow rule)
+    help: str  # the subcommand's line in `taskvec --help`
+    description: str  # its `--help` text
+    entry: str  # "module:function" of its step: (model_dir, tasks, <inputs>, <outputs>, compute, <options>)
     # what its step reads of the default study's first sampling (besides the tasks and the model)
     inputs: tuple[str, ...]
     data: tuple[str, ...]  # data/extended/<model>/<name>.parquet, each file's metadata "analysis"
@@ -34,6 +63,26 @@ class Study:
     # the study whose section this one's sits in (its heading and link are shown where that one is absent)
     within: str | None = None
     heading: str = ""  # its section's <h2>, for a study that another's sits in
+    options: tuple[Option, ...] = ()  # its step's own settings
+    # a function of no arguments giving more options, read when the parser is built (a registry's)
+    more_options: Callable[[], tuple[Option, ...]] | None = None
+
+    @property
+    def rule(self) -> str:
+        """Its workflow rule's name (and its logs' folder)."""
+        return self.command.replace("-", "_")
+
+    def default(self, name: str) -> object:
+        """The default of its setting ``name`` (its step's keyword default, declared once here)."""
+        return next(option.default for option in self.options if option.name == name)
+
+    def all_options(self) -> tuple[Option, ...]:
+        return self.options + (self.more_options() if self.more_options else ())
+
+    def output_option(self, data: str) -> str:
+        """The option naming the file its step writes for the data file ``data``: ``--out`` for its
+        first, ``--<name>-out`` for the others."""
+        return "out" if data == self.data[0] else f"{data}_out"
 
 
 @dataclasses.dataclass(frozen=True)

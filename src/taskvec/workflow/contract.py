@@ -141,12 +141,6 @@ def compute_args(config: Mapping) -> list[str]:
     ]
 
 
-def function_vector_args(config: Mapping) -> list[str]:
-    settings = config["function_vectors"]
-    args = ["--head-prompts", str(settings["head_prompts"])]
-    return args + (["--n-heads", str(settings["n_heads"])] if settings["n_heads"] else [])
-
-
 def check_method_settings(config: Mapping) -> None:
     """params.yaml's ``methods`` block beside ``pool``: each registered method's own settings, checked
     against the schema derived from the registry (:func:`taskvec.methods.settings_schema`), and their
@@ -171,29 +165,41 @@ def check_method_settings(config: Mapping) -> None:
         block.setdefault(name, entry["default"])
 
 
-def methods_args(config: Mapping) -> list[str]:
-    """compare-methods' options: the pool, and every method's own settings (from the registry)."""
-    from taskvec import methods
-
-    settings = config["methods"]
-    args = ["--pool", str(settings["pool"])]
-    for name in methods.settings():
-        args += [f"--{name}".replace("_", "-"), str(settings[name])]
+def study_args(config: Mapping, name: str) -> list[str]:
+    """The options the extended study ``name``'s command gets from params.yaml: each setting its
+    declaration places there (:class:`taskvec.studies.base.Option`), none kept here by hand."""
+    args: list[str] = []
+    for option in studies.get(name).all_options():
+        if option.param is None:
+            continue
+        value = config
+        for part in option.param.split("."):
+            value = value[part]
+        if option.unset is not None and value == option.unset:
+            continue
+        if option.kind == "format":  # `--format NAME DEMONSTRATION SEPARATOR` for each format
+            for format_name, spec in value.items():
+                args += [option.flag, format_name, spec["demonstration"], spec.get("separator", "\n")]
+        else:
+            args += [option.flag, *map(str, value if option.many else [value])]
     return args
 
 
-def travel_args(config: Mapping) -> list[str]:
-    travel = config["travel"]
-    return ["--ks", *map(str, travel["ks"]), "--contexts", *map(str, travel["contexts"])]
+def study_command(config: Mapping, name: str, inputs, outputs) -> str:
+    """The extended study ``name``'s shell line for one model: ``taskvec <its subcommand>`` with the
+    model, the task files, the first-sampling files it reads (``inputs``, by name), the files it writes
+    (``outputs``, by data name) and :func:`study_args`; every part from its declaration."""
+    study = studies.get(name)
 
+    def files(value) -> list[str]:
+        return [value] if isinstance(value, str) else list(value)
 
-def format_args(config: Mapping) -> list[str]:
-    """`--format NAME DEMONSTRATION SEPARATOR` for each prompt format of travel.formats."""
-    return [
-        item
-        for name, spec in config["travel"]["formats"].items()
-        for item in ("--format", name, spec["demonstration"], spec.get("separator", "\n"))
-    ]
+    args = ["taskvec", study.command, "--model-dir", inputs.model, "--tasks", *files(inputs.tasks)]
+    for kind in study.inputs:
+        args += [f"--{kind}", *files(getattr(inputs, kind))]
+    for data in study.data:
+        args += ["--" + study.output_option(data).replace("_", "-"), getattr(outputs, data)]
+    return shell(args + study_args(config, name))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,6 +58,7 @@ from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, is_one_token
 from taskvec.scoring import first_token_correct
+from taskvec.studies.records import Predictions, column, schema_of
 
 log = logging.getLogger(__name__)
 
@@ -123,24 +124,30 @@ DEFAULT_FORMATS = (
     Format("tab", "{x}\t{y}", "\n"),
 )
 
-SCHEMA = pa.schema(
-    [
-        ("task", pa.string()),
-        ("target", pa.string()),  # the format the prompt or bare query is written in
-        ("source", pa.string()),  # the format theta was extracted in ("" for ICL and the bare query)
-        # "icl", "bare" (the bare query, unpatched), "tv", "tv_own_layer" (at the format's own dev layer),
-        # "bare_prefixed" and "tv_prefixed" (the bare query after QUERY_PREFIX)
-        ("method", pa.string()),
-        ("index", pa.int32()),  # the test prompt's index in the study's prompts file
-        ("layer", pa.int32()),  # the block theta is patched after (-1 for ICL and the bare query)
-        ("token_id", pa.int64()),
-        ("prediction", pa.string()),
-        ("correct", pa.bool_()),  # the task's first-token rule against the study's answers
-        ("one_token", pa.bool_()),  # an answer is one token as the target format writes it after its query
-        ("copies", pa.string()),  # a wrong prediction that is the start of the input ("input"), another
-        # token of the bare query ("query"), or neither ("")
-    ]
-)
+
+@dataclasses.dataclass(frozen=True)
+class FormatRow:
+    """One test prompt's bare query (or ICL prompt) in one target format, with one source format's
+    theta or none: a row of the study's Parquet file."""
+
+    task: str = column(pa.string())
+    target: str = column(pa.string())  # the format the prompt or bare query is written in
+    source: str = column(pa.string())  # the format theta was extracted in ("" for ICL and the bare query)
+    # "icl", "bare" (the bare query, unpatched), "tv", "tv_own_layer" (at the format's own dev layer),
+    # "bare_prefixed" and "tv_prefixed" (the bare query after QUERY_PREFIX)
+    method: str = column(pa.string())
+    index: int = column(pa.int32())  # the test prompt's index in the study's prompts file
+    layer: int = column(pa.int32())  # the block theta is patched after (-1 for ICL and the bare query)
+    token_id: int = column(pa.int64())
+    prediction: str = column(pa.string())
+    correct: bool = column(pa.bool_())  # the task's first-token rule against the study's answers
+    one_token: bool = column(pa.bool_())  # an answer is one token as the target format writes it after its query
+    # a wrong prediction that is the start of the input ("input"), another token of the bare query
+    # ("query"), or neither ("")
+    copies: str = column(pa.string())
+
+
+SCHEMA = schema_of(FormatRow)
 NO_LAYER = -1
 QUERY_PREFIX = "\n"  # the neutral text put before the bare query in the prefixed conditions
 
@@ -204,17 +211,26 @@ def formats_task(
     written = {f.name: [write_prompt(p, f, leading_space) for p in test] for f in formats}
     read = {f.name: [query_tokens(lm, f, p.query) for p in written[f.name]] for f in formats}
     one = {f.name: [answer_is_one_token(p, f, lm.tokenizer) for p in written[f.name]] for f in formats}
-    columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+    rows = Predictions(FormatRow, task, scoring, decode)
 
     def add(target: Format, source: str, method: str, layer_: int, tokens) -> None:
         for i, (prompt, token) in enumerate(zip(written[target.name], tokens, strict=True)):
-            prediction = decode(token)
-            ok = first_token_correct(prediction, prompt.answers, scoring)
-            seen = copies(prediction, ok, prompt.query, read[target.name][i])
-            row = (task, target.name, source, method, prompt.index, layer_, int(token), prediction, ok,
-                   one[target.name][i], seen)  # fmt: skip
-            for name, value in zip(SCHEMA.names, row):
-                columns[name].append(value)
+            prediction, ok = rows.scored(prompt, token)
+            rows.add(
+                FormatRow(
+                    task=task,
+                    target=target.name,
+                    source=source,
+                    method=method,
+                    index=prompt.index,
+                    layer=layer_,
+                    token_id=int(token),
+                    prediction=prediction,
+                    correct=ok,
+                    one_token=one[target.name][i],
+                    copies=copies(prediction, ok, prompt.query, read[target.name][i]),
+                )
+            )
 
     thetas, every_layer = {}, {}
     for f in formats:
@@ -234,7 +250,7 @@ def formats_task(
         variants = next_token_variants(lm, prefixed, [Intervention(layer, thetas[target.name])], batch_size)
         add(target, "", "bare_prefixed", NO_LAYER, variants.plain)
         add(target, target.name, "tv_prefixed", layer, variants.tokens[0])
-    return pa.table(columns, schema=SCHEMA)
+    return rows.table()
 
 
 def own_layer_curves(
@@ -284,12 +300,13 @@ def formats_file(
     results: Sequence[Path],
     out: str | os.PathLike[str],
     compute: Compute = DEFAULT_COMPUTE,
-    formats: Sequence[Format] = DEFAULT_FORMATS,
+    formats: Sequence[Format | Sequence[str]] | None = None,
 ) -> None:
     """Run the format study for one model over every task given (files matched by their metadata) and
     write one Parquet file of predictions; its metadata records each format, the layer per task and,
     for the first test query of each task, each format's bare query token by token and how many of its
     tokens come before and after the input."""
+    formats = [f if isinstance(f, Format) else Format(*f) for f in (DEFAULT_FORMATS if formats is None else formats)]
     names = [f.name for f in formats]
     if len(set(names)) != len(names):
         raise ConfigError(f"format names repeat: {names}", "give each format its own name")

@@ -22,6 +22,7 @@ For one model, on the first sampling of each task's splits (its prompts, activat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -46,38 +47,45 @@ from taskvec.methods.heads import attention_heads, default_head_count, function_
 from taskvec.methods.pool import random_vectors_like, shuffle_labels
 from taskvec.models import LoadedModel
 from taskvec.prompts import read_prompts
-from taskvec.scoring import first_token_correct
 from taskvec.studies.function_vectors.vectors import add_sweep, head_effects, plain_and_added_next_tokens
+from taskvec.studies.records import Predictions, Rows, column, schema_of
 
 log = logging.getLogger(__name__)
 
 NO_LAYER = -1
 HEAD_CURVE = (1, 2, 4, 8, 16, 32, 64)
 
-SCHEMA = pa.schema(
-    [
-        ("task", pa.string()),
-        ("split", pa.string()),
-        ("index", pa.int32()),
-        ("method", pa.string()),
-        ("layer", pa.int16()),
-        ("n_heads", pa.int16()),
-        ("token_id", pa.int64()),
-        ("prediction", pa.string()),
-        ("correct", pa.bool_()),
-        ("kl_from_icl", pa.float32()),  # KL(ICL || this run) of the next-token distributions, nats
-        ("agrees_with_icl", pa.bool_()),  # the same top token as ICL
-    ]
-)
-HEAD_SCHEMA = pa.schema(
-    [
-        ("task", pa.string()),
-        ("layer", pa.int16()),
-        ("head", pa.int16()),
-        ("aie", pa.float32()),  # mean rise in the answer's probability, shuffled-label dev prompts
-        ("clean_probability", pa.float32()),  # mean unpatched probability of the answer on those prompts
-    ]
-)
+
+@dataclasses.dataclass(frozen=True)
+class VectorRow:
+    """One prompt under one vector, control or condition: a row of the predictions file."""
+
+    task: str = column(pa.string())
+    split: str = column(pa.string())
+    index: int = column(pa.int32())
+    method: str = column(pa.string())
+    layer: int = column(pa.int16())
+    n_heads: int = column(pa.int16())
+    token_id: int = column(pa.int64())
+    prediction: str = column(pa.string())
+    correct: bool = column(pa.bool_())
+    kl_from_icl: float | None = column(pa.float32())  # KL(ICL || this run) of the next-token distributions, nats
+    agrees_with_icl: bool | None = column(pa.bool_())  # the same top token as ICL
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadRow:
+    """One attention head's effect on one task: a row of the heads file."""
+
+    task: str = column(pa.string())
+    layer: int = column(pa.int16())
+    head: int = column(pa.int16())
+    aie: float = column(pa.float32())  # mean rise in the answer's probability, shuffled-label dev prompts
+    clean_probability: float = column(pa.float32())  # mean unpatched probability of the answer on those prompts
+
+
+SCHEMA = schema_of(VectorRow)
+HEAD_SCHEMA = schema_of(HeadRow)
 
 
 def last_log_probs(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
@@ -87,33 +95,34 @@ def last_log_probs(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16) 
     return out
 
 
-class _Rows:
-    def __init__(self, lm: LoadedModel, task: str, scoring: str) -> None:
-        self.decode, self.task, self.scoring = token_decoder(lm), task, scoring
-        self.columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+class _Rows(Predictions):
+    """A task's rows: each predicted token decoded and scored by the task's first-token rule."""
 
-    def add(self, prompts, method, layer, tokens, n_heads=0, split="test", gap=None) -> np.ndarray:
+    def __init__(self, lm, task: str, scoring: str) -> None:
+        super().__init__(VectorRow, task, scoring, token_decoder(lm))
+
+    def predictions(self, prompts, method, layer, tokens, n_heads=0, split="test", gap=None) -> np.ndarray:
+        """Add one row per prompt; return whether each is correct."""
         correct = []
         kl, agree = gap if gap is not None else ([None] * len(prompts), [None] * len(prompts))
         for prompt, token, k, a in zip(prompts, tokens, kl, agree):
-            prediction = self.decode(token)
-            ok = first_token_correct(prediction, prompt.answers, self.scoring)
+            prediction, ok = self.scored(prompt, token)
             correct.append(ok)
-            values = (
-                self.task,
-                split,
-                prompt.index,
-                method,
-                layer,
-                n_heads,
-                int(token),
-                prediction,
-                ok,
-                None if k is None else float(k),
-                None if a is None else bool(a),
+            self.add(
+                VectorRow(
+                    task=self.task,
+                    split=split,
+                    index=prompt.index,
+                    method=method,
+                    layer=layer,
+                    n_heads=n_heads,
+                    token_id=int(token),
+                    prediction=prediction,
+                    correct=ok,
+                    kl_from_icl=None if k is None else float(k),
+                    agrees_with_icl=None if a is None else bool(a),
+                )
             )
-            for name, value in zip(SCHEMA.names, values):
-                self.columns[name].append(value)
         return np.array(correct, dtype=bool)
 
 
@@ -149,7 +158,7 @@ def function_vectors_file(
         loaded[task] = (task_prompts, info, thetas, read_layer_choice(files[task].results).layer)
 
     start = time.perf_counter()
-    effects, head_columns = {}, {name: [] for name in HEAD_SCHEMA.names}
+    effects, head_rows = {}, Rows(HeadRow)
     for task in tasks:
         task_prompts, info, _, _ = loaded[task]
         dev = [p for p in task_prompts if p.split == "dev"]
@@ -158,10 +167,10 @@ def function_vectors_file(
         aie = effects[task].average_indirect_effect
         for layer in range(aie.shape[0]):
             for head in range(aie.shape[1]):
-                for name, value in zip(
-                    HEAD_SCHEMA.names, (task, layer, head, float(aie[layer, head]), float(effects[task].clean.mean()))
-                ):
-                    head_columns[name].append(value)
+                clean = float(effects[task].clean.mean())
+                head_rows.add(
+                    HeadRow(task=task, layer=layer, head=head, aie=float(aie[layer, head]), clean_probability=clean)
+                )
         log.info("%s %s: head effects on %d shuffled-label prompts", model, task, min(head_prompts, len(dev)))
     log.info("%s: head scan of %d tasks took %.1f s", model, len(tasks), time.perf_counter() - start)
     universal = np.mean([effects[t].average_indirect_effect for t in tasks], axis=0)
@@ -182,7 +191,7 @@ def function_vectors_file(
         swept = add_sweep(lm, dev_queries, fv, batch_size=batch_size)
         by_layer = []
         for layer in range(n_layers):
-            by_layer.append(rows.add(dev, "fv", layer, swept[:, layer], n, split="dev").mean())
+            by_layer.append(rows.predictions(dev, "fv", layer, swept[:, layer], n, split="dev").mean())
         fv_layer = choose_layer(by_layer)
 
         icl_texts = [fmt.render(p.demonstrations, p.query) for p in test]
@@ -213,21 +222,21 @@ def function_vectors_file(
         variants = next_token_variants(lm, test_queries, patches, batch_size, log_probs=(0, 1))
         (tv_tokens, fv_tokens, *control_tokens), curve_tokens = variants.tokens[:5], variants.tokens[5:]
         tv_log, fv_log = variants.log_probs[:2]
-        rows.add(test, "tv", tv_layer, tv_tokens, gap=distribution_gap(icl_log, tv_log))
-        rows.add(test, "fv", fv_layer, fv_tokens, n, gap=distribution_gap(icl_log, fv_log))
+        rows.predictions(test, "tv", tv_layer, tv_tokens, gap=distribution_gap(icl_log, tv_log))
+        rows.predictions(test, "fv", fv_layer, fv_tokens, n, gap=distribution_gap(icl_log, fv_log))
         shuffled = shuffle_labels(test, seed)
         shuffled_texts = [fmt.render(p.demonstrations, p.query) for p in shuffled]
         plain, (added,) = plain_and_added_next_tokens(lm, shuffled_texts, fv_layer, [fv], batch_size)
-        rows.add(test, "shuffled_icl", NO_LAYER, plain)
-        rows.add(test, "shuffled_icl_fv", fv_layer, added, n)
+        rows.predictions(test, "shuffled_icl", NO_LAYER, plain)
+        rows.predictions(test, "shuffled_icl_fv", fv_layer, added, n)
         for method, tokens in zip(controls, control_tokens, strict=True):
-            rows.add(test, method, tv_layer, tokens)
+            rows.predictions(test, method, tv_layer, tokens)
         for count, tokens in zip(counts, curve_tokens, strict=True):
-            rows.add(test, "fv_curve", fv_layer, tokens, count)
+            rows.predictions(test, "fv_curve", fv_layer, tokens, count)
         log.info(
             "%s %s: FV at block %d, TV at layer %d; other-task control: %s", model, task, fv_layer, tv_layer, other
         )
-        rows_of.append(pa.table(rows.columns, schema=SCHEMA))
+        rows_of.append(rows.table())
 
     metadata = {
         "analysis": "function_vectors",
@@ -239,5 +248,5 @@ def function_vectors_file(
         "shuffle_seed": seed,
         "dtype": lm.dtype_name,
     }
-    store.write_parquet(pa.table(head_columns, schema=HEAD_SCHEMA), heads_out, {**metadata, "analysis": "heads"})
+    store.write_parquet(head_rows.table(), heads_out, {**metadata, "analysis": "heads"})
     store.write_parquet(pa.concat_tables(rows_of), out, metadata)

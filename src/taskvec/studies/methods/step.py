@@ -55,7 +55,8 @@ from taskvec.loader import task_runs
 from taskvec.methods.base import Vectors
 from taskvec.methods.pool import shuffle_labels, task_pool
 from taskvec.prompts import Prompt, apply_rules, read_prompts
-from taskvec.scoring import first_token_correct, strict_correct
+from taskvec.scoring import strict_correct
+from taskvec.studies.records import Predictions, column, schema_of
 from taskvec.tasks.base import read_pairs
 
 log = logging.getLogger(__name__)
@@ -65,38 +66,50 @@ PER_PROMPT = ("icl", "tv_per_prompt")
 NO_LAYER = -1
 COST_PROMPTS = 8  # test prompts ICL and the per-prompt task vector are run on again to count their cost
 
-SCHEMA = pa.schema(
-    [
-        ("task", pa.string()),
-        ("index", pa.int32()),  # the test prompt's index
-        ("method", pa.string()),  # bare, icl, tv_per_prompt, or a registered method (taskvec.methods)
-        ("control", pa.string()),  # "" for the method itself, else one of CONTROLS
-        ("layer", pa.int16()),  # the block patched (-1: none, or every block)
-        ("strength", pa.float32()),
-        ("token_id", pa.int64()),
-        ("prediction", pa.string()),
-        ("correct", pa.bool_()),  # the paper's first-token rule
-        ("strict_correct", pa.bool_()),  # the strict metric (null where no answer was generated)
-    ]
-)
+
+@dataclasses.dataclass(frozen=True)
+class MethodRow:
+    """One test prompt under one method (or control): a row of the comparison's Parquet file."""
+
+    task: str = column(pa.string())
+    index: int = column(pa.int32())  # the test prompt's index
+    method: str = column(pa.string())  # bare, icl, tv_per_prompt, or a registered method (taskvec.methods)
+    control: str = column(pa.string())  # "" for the method itself, else one of CONTROLS
+    layer: int = column(pa.int16())  # the block patched (-1: none, or every block)
+    strength: float = column(pa.float32())
+    token_id: int = column(pa.int64())
+    prediction: str = column(pa.string())
+    correct: bool = column(pa.bool_())  # the paper's first-token rule
+    strict_correct: bool | None = column(pa.bool_())  # the strict metric (null where no answer was generated)
 
 
-class _Rows:
+SCHEMA = schema_of(MethodRow)
+
+
+class _Rows(Predictions):
+    """A task's rows: each predicted token decoded and scored by the task's first-token rule."""
+
     def __init__(self, lm, task: str, scoring: str) -> None:
-        self.decode, self.task, self.scoring = token_decoder(lm), task, scoring
-        self.columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+        super().__init__(MethodRow, task, scoring, token_decoder(lm))
 
-    def add(self, prompts, method, tokens, layer=NO_LAYER, strength=0.0, control="", strict=None) -> None:
+    def predictions(self, prompts, method, tokens, layer=NO_LAYER, strength=0.0, control="", strict=None) -> None:
         strict = strict if strict is not None else [None] * len(prompts)
         for prompt, token, exact in zip(prompts, tokens, strict, strict=True):
-            prediction = self.decode(int(token))
-            ok = first_token_correct(prediction, prompt.answers, self.scoring)
-            row = (self.task, prompt.index, method, control, layer, strength, int(token), prediction, ok, exact)
-            for name, value in zip(SCHEMA.names, row):
-                self.columns[name].append(value)
-
-    def table(self) -> pa.Table:
-        return pa.table(self.columns, schema=SCHEMA)
+            prediction, correct = self.scored(prompt, token)
+            self.add(
+                MethodRow(
+                    task=self.task,
+                    index=prompt.index,
+                    method=method,
+                    control=control,
+                    layer=layer,
+                    strength=strength,
+                    token_id=int(token),
+                    prediction=prediction,
+                    correct=correct,
+                    strict_correct=exact,
+                )
+            )
 
 
 def _strict(lm, texts, first, prompts, fmt, batch_size, intervention=None) -> list[bool]:
@@ -122,15 +135,16 @@ def compare_methods_file(
     pool: int = defaults.POOL,
     seed: int = 0,
     names: Sequence[str] | None = None,
-    settings: dict[str, dict] | None = None,
+    **settings,
 ) -> None:
     """Compare the methods (``names``, default every registered one) on every task given (files
     matched by their metadata) and write one row per test prompt, method and control (``out``), the
-    pools, choices and costs in its metadata. ``settings``: each method's own (by method; its
-    authors' defaults otherwise)."""
+    pools, choices and costs in its metadata. ``settings``: the methods' own, by name
+    (:func:`taskvec.methods.settings`; the authors' defaults for those not given)."""
     files, model, seeds = task_runs(pairs_files, prompts, results)
     chosen_methods = [methods.get(name) for name in (names or methods.names())]
-    method_settings = {m.name: m.settings((settings or {}).get(m.name)) for m in chosen_methods}
+    by_method = methods.by_method(settings)
+    method_settings = {m.name: m.settings(by_method.get(m.name)) for m in chosen_methods}
     if len(files) < 2:
         raise ConfigError(f"the other-task control needs at least two tasks; got {sorted(files) or 'none'}")
     lm = compute.load(model_dir)
@@ -217,7 +231,7 @@ def compare_methods_file(
         costs["bare_positions_per_query"] = meter.positions / len(test)
         costs["bare_kl_from_icl"] = float(distribution_gap(icl_log_probs, log_probs)[0].mean())
         costs["dev_queries"] = len(dev)
-        rows.add(test, "bare", bare, strict=_strict(lm, bare_texts, bare, test, fmt, batch_size))
+        rows.predictions(test, "bare", bare, strict=_strict(lm, bare_texts, bare, test, fmt, batch_size))
         _per_prompt(lm, rows, files[task].results, test, fmt, batch_size, costs, seconds[task])
 
         others = [t for t in with_pool if t != task]
@@ -245,7 +259,7 @@ def compare_methods_file(
             seconds[task][method.name]["per_query"] = meter.seconds / len(test)
             during = method.intervention(vector, choice.layer, choice.strength, len(test), True, **choice.extra)
             strict = _strict(lm, bare_texts, tokens, test, fmt, batch_size, during)
-            rows.add(test, method.name, tokens, choice.layer, choice.strength, strict=strict)
+            rows.predictions(test, method.name, tokens, choice.layer, choice.strength, strict=strict)
             controls = {
                 "random": method.random_like(vector, seed + number),
                 "other_task": vectors[other, method.name] if other else None,
@@ -256,7 +270,7 @@ def compare_methods_file(
                     continue
                 patch = method.intervention(values, choice.layer, choice.strength, len(test), **choice.extra)
                 control_tokens = patched_next_tokens(lm, bare_texts, patch, batch_size)
-                rows.add(test, method.name, control_tokens, choice.layer, choice.strength, control=control)
+                rows.predictions(test, method.name, control_tokens, choice.layer, choice.strength, control=control)
             log.info(
                 "%s %s %s: %s, strength %g (%d configurations), dev %.2f",
                 model,
@@ -338,7 +352,7 @@ def _per_prompt(
     ):
         tokens = [keyed[method, p.index] for p in test]
         layer = NO_LAYER if method == "icl" else scores.best_layer
-        rows.add(test, name, tokens, layer, strict=list(correct_strict) or None)
+        rows.predictions(test, name, tokens, layer, strict=list(correct_strict) or None)
     some = list(test[:COST_PROMPTS])
     with Meter(lm).on() as icl:
         next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in some], batch_size)

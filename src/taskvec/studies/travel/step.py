@@ -40,26 +40,31 @@ from taskvec.forward.patched import next_token_variants
 from taskvec.hooks.intervention import Intervention
 from taskvec.models import LoadedModel
 from taskvec.prompts import Prompt, PromptFormat, UsablePair
-from taskvec.scoring import first_token_correct
+from taskvec.studies.records import Predictions, column, schema_of
+from taskvec.studies.travel import STUDY
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KS = (1, 2, 3, 5, 10)
-DEFAULT_CONTEXTS = (1, 2, 4, 8)
+DEFAULT_KS = STUDY.default("ks")
+DEFAULT_CONTEXTS = STUDY.default("contexts")
 
-SCHEMA = pa.schema(
-    [
-        ("task", pa.string()),
-        ("experiment", pa.string()),  # "k" (demonstrations per prompt) or "contexts" (sets averaged)
-        ("value", pa.int32()),  # k, or M
-        ("index", pa.int32()),  # the test prompt's index in the study's prompts file
-        ("method", pa.string()),  # "icl" or "tv"
-        ("layer", pa.int32()),  # the block theta is patched after (-1 for ICL)
-        ("token_id", pa.int64()),
-        ("prediction", pa.string()),
-        ("correct", pa.bool_()),
-    ]
-)
+
+@dataclasses.dataclass(frozen=True)
+class TravelRow:
+    """One test prompt in one setting of one experiment: a row of the study's Parquet file."""
+
+    task: str = column(pa.string())
+    experiment: str = column(pa.string())  # "k" (demonstrations per prompt) or "contexts" (sets averaged)
+    value: int = column(pa.int32())  # k, or M
+    index: int = column(pa.int32())  # the test prompt's index in the study's prompts file
+    method: str = column(pa.string())  # "icl" or "tv"
+    layer: int = column(pa.int32())  # the block theta is patched after (-1 for ICL)
+    token_id: int = column(pa.int64())
+    prediction: str = column(pa.string())
+    correct: bool = column(pa.bool_())
+
+
+SCHEMA = schema_of(TravelRow)
 NO_LAYER = -1
 
 
@@ -105,20 +110,28 @@ def demonstration_sets(
     return [tuple(prompt.demonstrations)] + [tuple(rng.sample(list(pool), k)) for _ in range(m_max - 1)]
 
 
-@dataclasses.dataclass
-class _Rows:
-    task: str
-    scoring: str
-    decode: object
-    columns: dict = dataclasses.field(default_factory=lambda: {name: [] for name in SCHEMA.names})
+class _Rows(Predictions):
+    """A task's rows: each predicted token decoded and scored by the task's first-token rule."""
 
-    def add(self, experiment: str, value: int, prompts, method: str, layer: int, tokens) -> None:
+    def __init__(self, task: str, scoring: str, decode) -> None:
+        super().__init__(TravelRow, task, scoring, decode)
+
+    def predictions(self, experiment: str, value: int, prompts, method: str, layer: int, tokens) -> None:
         for prompt, token in zip(prompts, tokens, strict=True):
-            prediction = self.decode(token)
-            ok = first_token_correct(prediction, prompt.answers, self.scoring)
-            row = (self.task, experiment, value, prompt.index, method, layer, int(token), prediction, ok)
-            for name, item in zip(SCHEMA.names, row):
-                self.columns[name].append(item)
+            prediction, correct = self.scored(prompt, token)
+            self.add(
+                TravelRow(
+                    task=self.task,
+                    experiment=experiment,
+                    value=value,
+                    index=prompt.index,
+                    method=method,
+                    layer=layer,
+                    token_id=int(token),
+                    prediction=prediction,
+                    correct=correct,
+                )
+            )
 
 
 def travel_task(
@@ -148,13 +161,13 @@ def travel_task(
         for k in ks:
             prompts = [dataclasses.replace(p, demonstrations=demos[:k]) for p, demos in zip(test, nested)]
             theta, icl = task_vectors_and_icl(lm, prompts, fmt, batch_size)
-            rows.add("k", k, test, "icl", NO_LAYER, icl)
+            rows.predictions("k", k, test, "icl", NO_LAYER, icl)
             thetas.append(theta[:, layer])
             if k == own_k:
                 own_theta = thetas[-1]
         variants = next_token_variants(lm, queries, [Intervention(layer, theta) for theta in thetas], batch_size)
         for k, tokens in zip(ks, variants.tokens, strict=True):
-            rows.add("k", k, test, "tv", layer, tokens)
+            rows.predictions("k", k, test, "tv", layer, tokens)
 
     if contexts:
         sets = [demonstration_sets(p, pool, max(contexts), seed) for p, pool in zip(test, pools)]
@@ -169,8 +182,8 @@ def travel_task(
         patches = [Intervention(layer, cumulative[m - 1]) for m in contexts]
         variants = next_token_variants(lm, queries, patches, batch_size)
         for m, tokens in zip(contexts, variants.tokens, strict=True):
-            rows.add("contexts", m, test, "tv", layer, tokens)
-    return pa.table(rows.columns, schema=SCHEMA)
+            rows.predictions("contexts", m, test, "tv", layer, tokens)
+    return rows.table()
 
 
 def travel_file(
