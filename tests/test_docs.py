@@ -31,6 +31,8 @@ NAMED_BELOW = {
     "tv_transfer": "<format>",
     "choices": "<task>",
     "paired": "<contrast>",
+    "answer_space": "<control>",
+    "failed_on": "<task>",
 }
 
 

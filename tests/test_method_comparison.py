@@ -16,11 +16,11 @@ from taskvec.studies.methods.numbers import (
     compared_tasks,
     model_metrics,
     read_methods,
-    summary_sentences,
     task_metrics,
 )
 from taskvec.studies.methods.section import section_html
 from taskvec.studies.methods.step import SCHEMA
+from taskvec.studies.methods.text import summary_sentences
 
 
 def _prompt(split, index, query, demos=(("a", "A"),)):
@@ -169,7 +169,7 @@ def test_a_trained_method_reports_its_parameters_and_training_and_counts_no_dev_
     # above the task vector, but trained with one configuration: measured, not ranked
     assert "the task vector, task level closes the most of the gap" in sentences
     assert "The implicit ICL trains 16 coefficients for 200 steps on the pool's 45 pairs per task" in sentences
-    assert "that control does not take the mapping away" in sentences
+    assert "they take away less of the mapping than they do for the other methods" in sentences
     assert "The implicit ICL answers no dev query on t1 and t2." in sentences
     assert "implicit ICL's dev choice" not in sentences
     assert "tried 1 and 12 configurations on dev" in sentences  # a different budget: not a ranking
@@ -291,3 +291,106 @@ def test_the_report_gives_the_head_agreement_the_paired_function_vectors_and_bac
     assert agreement_figure(comparison, metrics)["png"][:4] == b"\x89PNG"
     del metrics["head_agreement"]
     assert agreement_figure(comparison, metrics) is None
+
+
+def _two_tasks(rights: dict[str, int], controls: dict[tuple[str, str], int] = (), n: int = 10) -> dict:
+    """Rows for tasks t1 and t2: each method's number right of ``n``, each (method, control)'s likewise."""
+    correct = {}
+    for task in ("t1", "t2"):
+        for method, right in rights.items():
+            correct[task, method, ""] = _rows(right, n)
+        for (method, control), right in dict(controls).items():
+            correct[task, method, control] = _rows(right, n)
+    return correct
+
+
+def test_a_failed_run_is_named_failed_and_left_out_of_every_contrast_and_ranking():
+    """A trained method whose first loss is above a uniform guess over the vocabulary, and a chosen
+    method none of whose configurations beats the bare query on dev, are failed runs: named as such
+    with the reason, marked in the table, and in no paired contrast and no ranking, though their
+    accuracies would have ranked them first."""
+    rights = {"bare": 1, "icl": 9, "tv_per_prompt": 7, "task_vector": 5, "mean_difference": 9, "implicit_icl": 9}
+    comparison = _comparison(_two_tasks(rights), task_level=("task_vector", "mean_difference", "implicit_icl"))
+    comparison.metadata["vocabulary_size"] = 262144
+    for task in ("t1", "t2"):
+        meta = comparison.metadata["tasks"][task]
+        meta["bare_dev_accuracy"] = 0.5  # the grid's best is 0.5: nothing above the bare query
+        trained = meta["methods"]["implicit_icl"]
+        trained.update(configurations=1, grid={"1.0": [0.9]}, dev_accuracy=0.9)
+        trained["training"] = {"steps": 200, "examples": 40, "first_loss": 17.47, "last_loss": 8.35}
+        meta["methods"]["task_vector"]["grid"] = {"1.0": [0.6, 0.7, None, 0.2]}  # above 0.5: passes
+    metrics = model_metrics(comparison, ["t1", "t2"])
+    assert metrics["failed"] == ["implicit_icl", "mean_difference"]
+    gate = metrics["methods"]["implicit_icl"]["gate"]
+    assert gate["failed"] and "above a uniform guess over the 262,144 tokens (12.48)" in gate["failed_on"]["t1"]
+    assert (
+        "none of its 3 configurations scores above the bare query on dev (best 0.50, bare 0.50)"
+        in (metrics["methods"]["mean_difference"]["gate"]["failed_on"]["t2"])
+    )
+    assert metrics["methods"]["task_vector"]["gate"] == {"failed_on": {}, "failed": False}
+    assert set(metrics["paired"]) == {"tv_per_prompt-icl"}  # the failed runs in no contrast
+    sentences = " ".join(summary_sentences(comparison, metrics))
+    assert "The implicit ICL failed on m: its run fails a gate on 2 of the 2 tasks" in sentences
+    assert "The mean difference failed on m" in sentences and "no contrast or ranking names it" in sentences
+    assert "closes the most of the gap" in sentences and "the task vector, task level closes the most" in sentences
+    html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "protocol")
+    assert html.count("failed on 2 of 2") == 2
+    # a trained method that ends below the bare query on dev fails too; one task of two is no failed run
+    comparison.metadata["tasks"]["t1"]["methods"]["implicit_icl"]["training"]["first_loss"] = 3.0
+    comparison.metadata["tasks"]["t2"]["methods"]["implicit_icl"]["training"]["first_loss"] = 3.0
+    comparison.metadata["tasks"]["t1"]["methods"]["implicit_icl"]["dev_accuracy"] = 0.4
+    again = model_metrics(comparison, ["t1", "t2"])
+    assert again["methods"]["implicit_icl"]["gate"]["failed"] is False and "implicit_icl" not in again["failed"]
+    assert "below the bare query's 0.50" in again["methods"]["implicit_icl"]["gate"]["failed_on"]["t1"]
+    assert "The implicit ICL's run fails a gate on t1" in " ".join(summary_sentences(comparison, again))
+
+
+def test_the_label_controls_give_the_share_of_each_gap_that_survives_beside_icls():
+    """(control - bare) / (method - bare), for each method and for ICL under the same control, with
+    an interval; a sentence says which methods keep more than half their gap without the mapping."""
+    rights = {"bare": 4, "icl": 36, "tv_per_prompt": 28, "task_vector": 28, "mean_difference": 28}
+    controls = {
+        ("icl", "deranged_labels"): 12,  # ICL keeps (12 - 4) / (36 - 4) = 25%
+        ("task_vector", "deranged_labels"): 24,  # (24 - 4) / (28 - 4) = 83%
+        ("mean_difference", "deranged_labels"): 4,  # 0%
+        ("icl", "random_labels"): 20,
+        ("task_vector", "random_labels"): 16,
+        ("mean_difference", "random_labels"): 16,
+    }
+    comparison = _comparison(_two_tasks(rights, controls, n=40))
+    metrics = model_metrics(comparison, ["t1", "t2"])
+    icl = metrics["methods"]["icl"]["answer_space"]["deranged_labels"]
+    tv = metrics["methods"]["task_vector"]["answer_space"]["deranged_labels"]
+    assert (icl["accuracy"], icl["share"]) == (0.3, 0.25) and tv["share"] == pytest.approx(5 / 6, abs=1e-4)
+    assert metrics["methods"]["mean_difference"]["answer_space"]["deranged_labels"]["share"] == 0.0
+    assert tv["share_ci"][0] <= tv["share"] <= tv["share_ci"][1]
+    assert metrics["methods"]["task_vector"]["answer_space"]["random_labels"]["share"] == 0.5
+    assert metrics["methods"]["task_vector"]["controls"]["deranged_labels"] == 0.6
+    sentences = " ".join(summary_sentences(comparison, metrics))
+    assert "With deranged labels, the share of each gap that survives: ICL 25% [" in sentences
+    assert "the task vector, task level 83% [" in sentences
+    assert "More than half of the gap survives without the mapping for task vector, task level" in sentences
+    assert "as ICL does" not in sentences
+
+
+def test_identical_vectors_get_no_test_and_reference_rows_no_interval():
+    """Two head rankings that chose the same heads on every task make one vector: said so, with no
+    zero-width interval; the bare query's and ICL's gap closed are 0 and 1 by definition, with none."""
+    rights = {"bare": 1, "icl": 9, "tv_per_prompt": 7, "function_vector": 6, "function_vector_attribution": 6}
+    pair = ("function_vector", "function_vector_attribution")
+    comparison = _comparison(_two_tasks(rights), task_level=pair)
+    for task in ("t1", "t2"):
+        for method in pair:
+            comparison.metadata["tasks"][task]["methods"][method]["heads"] = [[1, 2], [3, 0]]
+    metrics = model_metrics(comparison, ["t1", "t2"])
+    assert metrics["paired"]["function_vector_attribution-function_vector"]["identical"] is True
+    assert metrics["methods"]["bare"]["gap_closed_ci"] == metrics["methods"]["icl"]["gap_closed_ci"] == [None, None]
+    sentences = " ".join(summary_sentences(comparison, metrics))
+    assert "chose the same heads on every task: the same vector" in sentences
+    assert "+0.00 [+0.00, +0.00]" not in sentences
+    html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "protocol")
+    assert "<td class='num'>1.00</td>" in html and "1.00 [1.00, 1.00]" not in html
+    comparison.metadata["tasks"]["t2"]["methods"]["function_vector"]["heads"] = [[0, 0], [3, 0]]
+    assert not model_metrics(comparison, ["t1", "t2"])["paired"]["function_vector_attribution-function_vector"][
+        "identical"
+    ]

@@ -64,6 +64,7 @@ def _formats(
         },
         "own_layers": {t: {b: {"layer": (own or {}).get(b, 4), "dev_accuracy": []} for b in names} for t in tasks},
         "query_prefix": "\n",
+        "study_format": [["p:{x}\t{y}", "p:{x}\t", "\n"]],  # p is the study's own format
     }
     return report.read_formats(pa.table(columns, schema=SCHEMA), metadata)
 
@@ -232,9 +233,10 @@ def test_the_interventions_sentences_state_what_they_show_with_paired_adjusted_i
     )
     text = " ".join(words.summary_sentences(result, ["t1", "t2"]))
     assert (
-        "With each format's own layer, chosen on the dev prompts written in it (2 of the 6 task and format choices "
-        "differ from the paper format's layer), the task vector reaches p 0.70 (at the paper format's layer 0.70), "
-        "a 0.50 (at the paper format's layer 0.20), q 0.70 (at the paper format's layer 0.70); over the formats that "
+        "With each format's own layer, chosen on the dev prompts written in it (2 of the 4 task and format choices "
+        "outside the study's own format differ from its layer), the task vector reaches p 0.70 (at the paper "
+        "format's layer 0.70), a 0.50 (at the paper format's layer 0.20), q 0.70 (at the paper format's layer 0.70); "
+        "over the formats that "
         "changes it by +0.10 [" in text
     )
     assert (

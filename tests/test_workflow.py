@@ -823,8 +823,12 @@ def _check_methods(project: Path, metrics: dict, page: str) -> None:
     names = {"bare", "icl", "tv_per_prompt", *vector_methods.names()}
     for task in with_pool:
         seen = {(m, c) for t, m, c in zip(rows["task"], rows["method"], rows["control"]) if t == task}
-        controls = {(m, c) for m in vector_methods.names() for c in ("random", "other_task", "shuffled_labels")}
-        assert seen == {(m, "") for m in names} | controls, task
+        kinds = ("random", "other_task", "deranged_labels", "random_labels")
+        controls = {(m, c) for m in vector_methods.names() for c in kinds}
+        icl_controls = {("icl", "deranged_labels"), ("icl", "random_labels")}  # ICL without the mapping
+        assert seen == {(m, "") for m in names} | controls | icl_controls, task
+        assert 0 <= meta["tasks"][task]["bare_dev_accuracy"] <= 1
+        assert meta["tasks"][task]["kept_labels"]["deranged_labels"] < 0.2  # a derangement keeps (almost) none
     for t in with_pool:
         entry = meta["tasks"][t]
         assert len(entry["head_agreement"]["exact_effects"]) == meta["n_layers"]

@@ -338,7 +338,9 @@ def task_vector(
         queries = [fmt.query.format(x=p.input) for p in held_out]
         chosen = chosen_method.choose(lm, made, queries, [p.outputs for p in held_out], scoring, strengths, batch_size)
         layer, chosen_strength, best, by_strength = chosen.layer, chosen.strength, chosen.accuracy, chosen.grid
-        extra = chosen.extra
+        # the vectors the choice settles on (a function vector's head count): the file holds what is applied
+        made, extra = chosen_method.settle(made, chosen)
+        vectors = chosen_method.rows(made)
         # the two references the chosen block is read against: the bare query, and ICL (each held-out
         # query after the demonstrations of one of the contexts, in turn)
         icl_prompts = [fmt.render(used[i % len(used)].demonstrations, p.input) for i, p in enumerate(held_out)]

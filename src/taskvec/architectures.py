@@ -15,11 +15,15 @@ from taskvec.errors import UnsupportedArchitecture
 #   block_output      the residual stream after the block (the task vector's site);
 #   attention_output  what the attention adds to the residual stream;
 #   mlp_output        what the MLP adds to the residual stream;
+#   attention_module  the attention module's own output: attention_output, except on Gemma 2 and 3,
+#                     where it is before the post-attention norm (the norm then rescales what is written
+#                     there: implicit ICL's site, as its authors' hooks on the attention module have it);
+#   mlp_module        likewise the MLP module's own output (before Gemma's post-feed-forward norm);
 #   head              one attention head's output: its slice of the input of the attention's output
 #                     projection (heads' slices through the projection sum to the attention output);
 #   attention_heads   every head's output at once: the whole input of the attention's output projection
 #                     (the state vector's site; on Gemma 2 and 3 it is before the projection and its norm).
-SITES = ("block_output", "attention_output", "mlp_output", "head", "attention_heads")
+SITES = ("block_output", "attention_output", "mlp_output", "attention_module", "mlp_module", "head", "attention_heads")
 INPUT_SITES = ("head", "attention_heads")  # sites whose value is their module's input, not its output
 
 
@@ -38,6 +42,9 @@ class Adapter:
     mlp_output: str
     attention_projection: str
     attention_output_norm: str | None = None  # the norm the attention output passes through, where there is one
+    # the attention and MLP modules themselves, where a norm sits between them and the residual stream
+    attention_module: str | None = None
+    mlp_module: str | None = None
 
     def block_paths(self) -> dict[str, str]:
         """Each block-level site's module path inside a block (the head site's is the projection)."""
@@ -45,6 +52,8 @@ class Adapter:
             "block_output": "",
             "attention_output": self.attention_output,
             "mlp_output": self.mlp_output,
+            "attention_module": self.attention_module or self.attention_output,
+            "mlp_module": self.mlp_module or self.mlp_output,
             "head": self.attention_projection,
             "attention_heads": self.attention_projection,
         }
@@ -59,6 +68,8 @@ _GEMMA_POST_NORMS = Adapter(
     "post_feedforward_layernorm",
     "self_attn.o_proj",
     attention_output_norm="post_attention_layernorm",
+    attention_module="self_attn",
+    mlp_module="mlp",
 )
 
 ADAPTERS: dict[str, Adapter] = {

@@ -72,7 +72,7 @@ def test_a_function_vector_file_names_its_heads(tiny_lm):
 
 
 def test_a_function_vector_given_its_heads_sums_them_without_ranking_any(tiny_lm, monkeypatch):
-    """The shuffled-label control: the method's own heads, the pool's mean outputs, no scan."""
+    """A label control: the method's own heads, the pool's mean outputs, no scan."""
     import taskvec.methods.heads as heads_module
     from taskvec.methods.heads import head_vectors, mean_head_outputs
     from taskvec.prompts import demonstration_sets
@@ -91,3 +91,52 @@ def test_a_function_vector_given_its_heads_sums_them_without_ranking_any(tiny_lm
     expected = head_vectors(tiny_lm, means)[1, 2] + head_vectors(tiny_lm, means)[0, 1]
     np.testing.assert_allclose(vectors[0], expected, rtol=1e-4, atol=1e-5)
     assert (vectors == vectors[0]).all()
+
+
+def test_the_head_count_is_chosen_on_held_out_queries_at_the_chosen_block(tiny_lm):
+    """The layer sweep at the vector's own count, then at that block every strength with half and
+    twice as many heads: the choice reports every count's accuracies, counts those configurations, and
+    settles on the vector of the chosen count (the top heads of the same ranking, summed), which is
+    what its intervention applies and what a vector file holds."""
+    from taskvec.evaluate import token_decoder
+    from taskvec.methods.function_vector import HEAD_COUNTS
+    from taskvec.methods.heads import head_vectors, mean_head_outputs
+    from taskvec.prompts import demonstration_sets
+    from taskvec.scoring import first_token_correct
+
+    pool = demonstration_sets([(p.input, p.outputs[0]) for p in PAIRS], 3, 2, 3, "pool")
+    method = methods.get("function_vector")
+    made = method.extract(tiny_lm, pool, FMT, 2)
+    own = len(made.heads)
+    queries = [FMT.query.format(x=p.input) for p in PAIRS[:6]]
+    answers = [p.outputs for p in PAIRS[:6]]
+    choice = method.choose(tiny_lm, made, queries, answers, "exact", batch_size=4)
+    counts = sorted({min(len(made.ranked), max(1, round(own * f))) for f in HEAD_COUNTS})
+    assert sorted(map(int, choice.extra_grid)) == counts and choice.extra["n_heads"] in counts
+    sweep_then_strengths = len(made.values) + len(method.strengths) - 1
+    assert choice.configurations == sweep_then_strengths + (len(counts) - 1) * len(method.strengths)
+    decode = token_decoder(tiny_lm)
+    for count, row in choice.extra_grid.items():
+        other = made.with_heads(int(count))
+        for strength, accuracy in row.items():
+            patch = method.intervention(other, choice.layer, float(strength), len(queries))
+            tokens = patched_next_tokens(tiny_lm, queries, patch, 4)
+            assert accuracy == pytest.approx(
+                np.mean([first_token_correct(decode(t), a, "exact") for t, a in zip(tokens, answers)])
+            )
+    assert choice.accuracy == max(a for row in choice.extra_grid.values() for a in row.values())
+    settled, extra = method.settle(made, choice)
+    assert extra == {} and settled.heads == made.ranked[: choice.extra["n_heads"]]
+    means = mean_head_outputs(tiny_lm, [FMT.render(p.demonstrations, p.query) for p in pool], 2)
+    shares = head_vectors(tiny_lm, means)
+    expected = np.sum([shares[layer, head] for layer, head in settled.heads], axis=0)
+    np.testing.assert_allclose(settled.values[0], expected, rtol=1e-4, atol=1e-6)
+    by_extra = method.intervention(made, choice.layer, choice.strength, 1, **choice.extra)
+    np.testing.assert_array_equal(
+        by_extra.vectors, method.intervention(settled, choice.layer, choice.strength, 1).vectors
+    )
+    random = method.random_like(made, 0)  # keeps nothing a head count could rebuild it from
+    assert (
+        random.shares is None
+        and np.shape(method.intervention(random, 1, 1.0, 1, n_heads=1).vectors)[-1] == made.values.shape[-1]
+    )

@@ -255,7 +255,7 @@ def test_the_methods_vector_file_and_application_on_a_tiny_model(tmp_path):
     n_layers, hidden = describe(lm.model).n_layers, lm.model.config.hidden_size
     assert vector.layer == -1 and vector.vectors.shape == (n_layers, 2 * hidden + 4)
     assert vector.metadata["trainable_parameters"] == 4 * n_layers
-    assert vector.metadata["sites"] == ["attention_output", "mlp_output"]
+    assert vector.metadata["sites"] == ["attention_module", "mlp_module"]
     assert vector.metadata["training"]["steps"] == implicit_icl.STEPS
     assert vector.metadata["layer_choice"]["configurations"] == 1
     loaded = api.TaskVector.load(vector.save(tmp_path / "i2cl.safetensors"))
@@ -296,3 +296,27 @@ def test_the_controls_keep_the_trained_coefficients(monkeypatch):
     own = implicit_icl.unpack(vectors)[0]
     np.testing.assert_allclose(np.linalg.norm(turned, axis=-1), np.linalg.norm(own, axis=-1), rtol=1e-5)
     assert not np.allclose(turned, own)
+
+
+def test_a_file_written_at_the_post_norm_sites_applies_there():
+    """Vector files written before the module sites say in their metadata where their context vectors
+    were read (on Gemma, after the post-norms): they are injected there, not at today's sites."""
+    method = methods.get("implicit_icl")
+    rows = implicit_icl.pack(np.ones((2, 2, 3), dtype=np.float32), np.ones((2, 2, 2), dtype=np.float32))
+    old = method.from_rows(rows, {"sites": ["attention_output", "mlp_output"]})
+    assert {r.site for r in method.intervention(old, -1, 1.0, 1).records} == {"attention_output", "mlp_output"}
+    new = method.from_rows(rows, {})
+    assert {r.site for r in method.intervention(new, -1, 1.0, 1).records} == {"attention_module", "mlp_module"}
+
+
+def test_on_gemma_the_module_sites_are_before_the_post_norms():
+    """The authors hook the attention and MLP modules; on Gemma 2 and 3 a norm sits between each and
+    the residual stream, and implicit ICL's sites are the modules' own outputs, before it (elsewhere
+    the same modules as the sub-layers' outputs)."""
+    gemma = describe(tiny_model("gemma3_text").model)
+    assert gemma.site_modules("attention_module") == [layer.self_attn for layer in gemma.layers]
+    assert gemma.site_modules("mlp_module") == [layer.mlp for layer in gemma.layers]
+    assert gemma.site_modules("attention_output") == [layer.post_attention_layernorm for layer in gemma.layers]
+    llama = describe(tiny_model("llama").model)
+    assert llama.site_modules("attention_module") == llama.site_modules("attention_output")
+    assert llama.site_modules("mlp_module") == llama.site_modules("mlp_output")

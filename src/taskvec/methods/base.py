@@ -75,7 +75,7 @@ class Method:
     estimates: str | None = None
     # the method every other task-level method is contrasted with in the report
     reference: bool = False
-    # what the report says of its shuffled-label control, where that control keeps more than the pool
+    # what the report says of its label controls, where they keep more than the pool
     control_note: str = ""
     regime: str = "task_level"
 
@@ -140,7 +140,7 @@ class Method:
         keep: Vectors | None = None,
     ) -> Vectors:
         """The method's vectors from a pool of demonstration sets. ``keep``: the method's vectors on
-        the real pool, where this pool is its shuffled-label control (what the method chose there, its
+        the real pool, where this pool is one of its label controls (what the method chose there, its
         heads or its trained coefficients, is kept)."""
         return self.make(lm, pool, fmt, batch_size, settings if settings is not None else self.settings(), keep)
 
@@ -162,6 +162,13 @@ class Method:
         from taskvec.methods.search import choose
 
         return choose(lm, self, vectors, queries, answers, scoring, strengths, batch_size)
+
+    def settle(self, vectors: Vectors, choice: Choice) -> tuple[Vectors, dict]:
+        """The vectors a choice settles on, and what its interventions still take (``extra``): by
+        default the vectors as made and the choice's extra settings. A method whose choice picks among
+        vectors (the function vector's head count) returns the chosen one and nothing extra, so that
+        a vector file holds what is applied."""
+        return vectors, dict(choice.extra)
 
     # ---- the vector file ----------------------------------------------------------------------
     def rows(self, vectors: Vectors) -> np.ndarray:

@@ -1,12 +1,15 @@
 """Implicit in-context learning (I2CL; Li et al., ICLR 2025), as its authors' code computes it, on
 the one intervention record (:class:`taskvec.hooks.intervention.Intervention`): the one trained
-method. Nothing is chosen on held-out pairs (one configuration); the shuffled-label control keeps the
+method. Nothing is chosen on held-out pairs (one configuration); the label controls keep the
 coefficients trained on the real pool.
 
 - **Context vectors** (:func:`context_vectors`): each labelled pair runs alone, written as one
   demonstration followed by the separator (the authors' ``input label\\n``); at its last token, the
-  attention's and the MLP's contributions to the residual stream in every block (what joins the
-  stream: on Gemma 2 and 3 after the sub-layer's post-norm), averaged over the pairs.
+  attention module's and the MLP module's outputs in every block (their hooks' sites: on Gemma 2 and 3
+  before the sub-layer's post-norm, which then rescales the injected sum, as a port of the authors'
+  Llama hooks would have it), averaged over the pairs. After the post-norms, the calibration's noise
+  (0.001 of each position's norm, per coordinate) alone takes gemma3-270m's loss above a uniform guess:
+  the sites are where the authors' method works, not a free choice.
 - **Injection**: in every block and at every position, each sub-layer's output ``x`` becomes
   ``scale * x + weight * c`` (the record's ``add`` operation with a ``scale``), with two learned
   coefficients per sub-layer and block: ``4 * n_layers`` trainable numbers, initialised at
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
     from taskvec.models import LoadedModel
     from taskvec.prompts import Prompt, PromptFormat
 
-SITES = ("attention_output", "mlp_output")
+SITES = ("attention_module", "mlp_module")
 STEPS = defaults.CALIBRATION_STEPS
 BATCH = 2
 LEARNING_RATE = 0.01
@@ -114,10 +117,11 @@ def interventions(
     weights: np.ndarray | torch.Tensor,
     scales: np.ndarray | torch.Tensor,
     positions: str = "all",
+    sites: Sequence[str] = SITES,
 ) -> Interventions:
     """The injection as records, two per block: ``scales[l, j] * x + weights[l, j] * contexts[l, j]``
-    at sub-layer ``j`` (attention, then MLP) of block ``l``, at ``positions``. Tensors that require a
-    gradient keep their graph (training)."""
+    at sub-layer ``j`` (attention, then MLP: ``sites``) of block ``l``, at ``positions``. Tensors that
+    require a gradient keep their graph (training)."""
     import torch
 
     from taskvec.hooks.intervention import Intervention, Interventions
@@ -128,7 +132,7 @@ def interventions(
     contexts, weights, scales = tensor(contexts), tensor(weights), tensor(scales)
     records = []
     for layer in range(contexts.shape[0]):
-        for j, site in enumerate(SITES):
+        for j, site in enumerate(sites):
             records.append(
                 Intervention(
                     layer,
@@ -142,10 +146,11 @@ def interventions(
     return Interventions(tuple(records))
 
 
-def vector_interventions(vectors: np.ndarray, positions: str = "all") -> Interventions:
-    """A packed row per block (:func:`pack`) as its records."""
+def vector_interventions(vectors: np.ndarray, positions: str = "all", sites: Sequence[str] = SITES) -> Interventions:
+    """A packed row per block (:func:`pack`) as its records, at ``sites`` (where its context vectors
+    were read)."""
     contexts, coefficients = unpack(vectors)
-    return interventions(contexts, coefficients[..., 0], coefficients[..., 1], positions)
+    return interventions(contexts, coefficients[..., 0], coefficients[..., 1], positions, sites)
 
 
 def learning_rate(step: int, steps: int) -> float:
@@ -310,6 +315,9 @@ class CalibratedVectors(Vectors):
     were trained (None where the coefficients were kept from the real pool, or read from a file)."""
 
     training: Training | None = None
+    # where the context vectors were read and are injected; a file written before the module sites
+    # (when Gemma's were after its post-norms) says so in its metadata, and applies there
+    sites: tuple[str, ...] = SITES
 
     @property
     def contexts(self) -> np.ndarray:
@@ -320,7 +328,8 @@ class CalibratedVectors(Vectors):
         return unpack(self.values)[1]
 
     def file_metadata(self) -> dict:
-        return {"sites": list(SITES), "training": self.training.record()} if self.training else {"sites": list(SITES)}
+        sites = {"sites": list(self.sites)}
+        return sites | {"training": self.training.record()} if self.training else sites
 
     def comparison_metadata(self) -> dict:
         return {"training": self.training.record()} if self.training else {}
@@ -336,7 +345,7 @@ def from_pool(
 ) -> CalibratedVectors:
     """The method's rows (:func:`pack`) from a pool of demonstration sets: the context vectors of the
     pool's pairs and the coefficients trained on them for ``steps``; given ``coefficients`` (the
-    shuffled-label control gets the method's own), those, with no training."""
+    label controls get the method's own), those, with no training."""
     import time
 
     from taskvec.methods.pool import pool_pairs
@@ -387,14 +396,15 @@ class ImplicitICL(Method):
 
     def from_rows(self, rows: np.ndarray, metadata: dict) -> Vectors:
         unpack(rows)  # refuses rows of the wrong width
-        return CalibratedVectors(rows)
+        return CalibratedVectors(rows, sites=tuple(metadata.get("sites", SITES)))
 
     def random_like(self, vectors: Vectors, seed: int) -> Vectors:
         return dataclasses.replace(vectors, values=random_like(vectors.values, seed))
 
     def intervention(self, vectors, layer, strength, rows, generating=False, **extra):
         values = vectors.values if isinstance(vectors, Vectors) else vectors
-        return vector_interventions(values, self.generation_positions if generating else self.positions)
+        sites = vectors.sites if isinstance(vectors, CalibratedVectors) else SITES
+        return vector_interventions(values, self.generation_positions if generating else self.positions, sites)
 
     def where(self, layer: int, strength: float) -> str:
         return "scale * x + weight * c at every block's attention and MLP output, at every position"
@@ -410,12 +420,12 @@ METHODS = (
         operation="add",
         generation_positions="all",
         strengths=(1.0,),
-        site="attention_output",
+        site="attention_module",
         positions="all",
         layers="every",
         order=80,
-        control_note="Its shuffled-label control keeps the coefficients trained on the real labels, and its context "
-        "vectors average pairs run one at a time, which shuffling re-pairs and nothing more: that control does not "
-        "take the mapping away.",
+        control_note="Its label controls keep the coefficients trained on the real labels and change only the "
+        "context vectors (pairs run one at a time): they take away less of the mapping than they do for the other "
+        "methods.",
     ),
 )

@@ -301,8 +301,8 @@ def render_html(
         "<li>Scoring: the paper's first-token rule of each task (see Provenance) and the strict metric (greedy "
         f"generation to the separator, at most {fmt.get('max_answer_tokens', 10)} tokens, exact match against every "
         "valid answer; a generation stops early once it cannot become an answer, which changes no score).</li>"
-        f"<li>Task filter of the paper: ICL beats the baseline by at least {ICL_WORKS}; the task vector 'holds' where "
-        f"it keeps at least {HOLDS:.0%} of ICL accuracy.</li>"
+        f"<li>Task filter of the paper: ICL beats the baseline by at least {ICL_WORKS}. This study's criterion (not "
+        f"the paper's): the task vector 'holds' where it keeps at least {HOLDS:.0%} of ICL accuracy.</li>"
     )
     tables = "".join(_main_table(study, model) for model in study.models)
     links = [

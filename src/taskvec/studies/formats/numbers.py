@@ -48,6 +48,8 @@ class Formats:
     tasks: dict[str, TaskFormats]
     query_tokens: dict[str, dict]  # task -> format -> {"tokens": [...], "around_input": [before, after]}
     query_prefix: str = ""  # the text before the bare query in the prefixed conditions
+    # the study's own format(s), [demonstration, query, separator]: its own layer is the study's by construction
+    study_formats: list = dataclasses.field(default_factory=list)
     _draws: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # tasks -> draws()
 
     def draws(self, tasks: list[str]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -127,7 +129,17 @@ def read_formats(predictions: pa.Table, metadata: dict) -> Formats:
         per_task,
         dict(metadata.get("query_tokens", {})),
         str(metadata.get("query_prefix", "")),
+        [list(f) for f in metadata.get("study_format", [])],
     )
+
+
+def chosen_anew(result: Formats) -> list[str]:
+    """The formats whose own layer is a choice of its own: not the study's format, whose dev prompts
+    and layer choice are the study's."""
+    t = result.templates
+    return [
+        b for b in result.names if [t[b]["demonstration"], t[b]["query"], t[b]["separator"]] not in result.study_formats
+    ]
 
 
 def draw_interval(draws: dict[str, np.ndarray], key: str) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from taskvec.analysis.stats import interval
 from taskvec.report.numbers import signed, spoken_list
 from taskvec.studies.formats.numbers import (
     Formats,
+    chosen_anew,
     contrast,
     copy_shares,
     copy_shares_over,
@@ -180,7 +181,8 @@ def intervention_sentences(result: Formats, kept: list[str]) -> list[str]:
     tasks = [result.tasks[t] for t in kept]
     sentences = []
     if all("tv_own_layer" in r.extra for r in tasks):
-        moved = sum(r.own_layers.get(b) != r.layer for r in tasks for b in names)
+        anew = chosen_anew(result)
+        moved = sum(r.own_layers.get(b) != r.layer for r in tasks for b in anew)
         own = ", ".join(
             f"{b} {means[f'tv_own_layer:{b}']:.2f} (at the paper format's layer {means[f'tv:{b}:{b}']:.2f})"
             for b in names
@@ -190,7 +192,8 @@ def intervention_sentences(result: Formats, kept: list[str]) -> list[str]:
         _, best = _extremes(shares, "{:.0%}".format) if shares else ([], [])
         sentences.append(
             f"With each format's own layer, chosen on the dev prompts written in it ({moved} of the "
-            f"{len(tasks) * len(names)} task and format choices differ from the paper format's layer), the task "
+            f"{len(tasks) * len(anew)} task and format choices outside the study's own format differ from its "
+            "layer), the task "
             f"vector reaches {own}; over the formats that changes it by {signed(d)} [{signed(lo)}, {signed(hi)}], "
             f"{_verdict(lo, hi)}"
             + (

@@ -28,8 +28,9 @@ STUDY = Study(
     "method (`taskvec vector --help` lists them) made from one fixed pool of --pool demonstration sets drawn "
     "from the task's pairs that are no dev or test query; each method's block and strength chosen on the bare "
     "dev queries, then judged on the bare test queries (first token and strict metric), with three controls at "
-    "the same configuration (a random vector of the same norm, another task's vector, the vector of the pool "
-    "with shuffled labels) and the measured seconds of each method's one-off work and per query. Writes one "
+    "the same configuration (a random vector of the same norm, another task's vector, the vectors of the pool "
+    "with its labels deranged or drawn at random from the task's answers; ICL under the same label controls) "
+    "and the measured seconds of each method's one-off work and per query. Writes one "
     "Parquet file of predictions, with the pools, choices and costs in its metadata.",
     entry="taskvec.studies.methods.step:compare_methods_file",
     inputs=("prompts", "results"),

@@ -16,12 +16,22 @@ import pyarrow as pa
 
 from taskvec import methods
 from taskvec.analysis.stats import contrast_interval, holm, interval, mcnemar_exact, task_bootstrap, wilson_interval
-from taskvec.report.numbers import rounded, signed, spoken_list
+from taskvec.report.numbers import rounded
 
 PER_PROMPT = ("icl", "tv_per_prompt")
-CONTROLS = ("random", "other_task", "shuffled_labels")
+# every control a comparison file may hold, in the report's order (files written before the label
+# controls were deranged hold shuffled_labels)
+CONTROLS = ("random", "other_task", "deranged_labels", "random_labels", "shuffled_labels")
+LABEL_CONTROLS = ("deranged_labels", "random_labels", "shuffled_labels")  # the mapping taken away, the answers kept
 REFERENCES = {"bare": "bare query", "icl": "ICL", "tv_per_prompt": "task vector, per prompt"}  # rows no method makes
-CONTROL_LABELS = {"random": "random, same norm", "other_task": "another task's", "shuffled_labels": "shuffled labels"}
+CONTROL_LABELS = {
+    "random": "random, same norm",
+    "other_task": "another task's",
+    "deranged_labels": "deranged labels",
+    "random_labels": "random labels",
+    "shuffled_labels": "shuffled labels",
+}
+FAILED_SHARE = 0.5  # a method whose run fails a gate on more than this share of the tasks failed on the model
 
 
 def label(method: str) -> str:
@@ -70,6 +80,44 @@ def read_methods(table: pa.Table, metadata: dict) -> MethodComparison:
         if key[2] == "" and all(s is not None for _, _, s in rows):
             strict[key[:2]] = np.array([s for _, _, s in rows], dtype=bool)
     return MethodComparison(metadata["model_name"], correct, strict, metadata)
+
+
+def gate(comparison: MethodComparison, task: str, method: str) -> str | None:
+    """Why the method's run on the task is no measurement, or None where it passes: a trained method
+    whose first loss is above a uniform guess over the vocabulary (its training started broken) or
+    whose dev accuracy ends below the bare query's; a method that chose among configurations none of
+    which scored above the bare query on dev (the choice found nothing to choose)."""
+    meta = comparison.metadata["tasks"][task]
+    record = meta["methods"][method]
+    bare = meta.get("bare_dev_accuracy")
+    training = record.get("training")
+    vocabulary = comparison.metadata.get("vocabulary_size")
+    if training and vocabulary and training["first_loss"] > np.log(vocabulary):
+        return (
+            f"its first training loss, {training['first_loss']:.2f} nats, is above a uniform guess over the "
+            f"{vocabulary:,} tokens ({np.log(vocabulary):.2f})"
+        )
+    if bare is None:  # a file from before the bare dev accuracy was recorded
+        return None
+    tried = [value for row in record["grid"].values() for value in row if value is not None]
+    if training and record["dev_accuracy"] < bare:
+        return f"its dev accuracy after training, {record['dev_accuracy']:.2f}, is below the bare query's {bare:.2f}"
+    if not training and tried and max(tried) <= bare:
+        return (
+            f"none of its {len(tried)} configurations scores above the bare query on dev "
+            f"(best {max(tried):.2f}, bare {bare:.2f})"
+        )
+    return None
+
+
+def gates(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
+    """Per task-level method, the tasks whose run fails a gate (:func:`gate`, with the reason) and
+    whether the method failed on the model (on more than :data:`FAILED_SHARE` of ``tasks``)."""
+    out = {}
+    for method in comparison.task_level:
+        failed = {t: reason for t in tasks if (reason := gate(comparison, t, method))}
+        out[method] = {"failed_on": failed, "failed": bool(tasks) and len(failed) > FAILED_SHARE * len(tasks)}
+    return out
 
 
 def compared_tasks(comparison: MethodComparison, icl_works: list[str]) -> list[str]:
@@ -136,8 +184,24 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
     if not tasks:
         return out
     names = ["bare", *PER_PROMPT, *comparison.task_level]
-    groups = [[{m: comparison.correct[t, m, ""] for m in names}] for t in tasks]
+    relabelled = [
+        (m, c)
+        for m in ("icl", *comparison.task_level)
+        for c in LABEL_CONTROLS
+        if all((t, m, c) in comparison.correct for t in tasks)
+    ]
+    # the label controls ride in the same group: the same prompt draws (adding them moves no other draw)
+    groups = [
+        [
+            {
+                **{m: comparison.correct[t, m, ""] for m in names},
+                **{f"{m}/{c}": comparison.correct[t, m, c] for m, c in relabelled},
+            }
+        ]
+        for t in tasks
+    ]
     draws = task_bootstrap(groups)
+    outcome = gates(comparison, tasks)
     gap = (draws["icl"] - draws["bare"]).copy()
     gap[gap == 0] = np.nan
     costs = _costs(comparison, tasks)
@@ -147,6 +211,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
         mean = float(np.mean([comparison.accuracy(t, method) for t in tasks]))
         strict = [comparison.strict[t, method].mean() for t in tasks if (t, method) in comparison.strict]
         closed = (draws[method] - draws["bare"]) / gap
+        reference_point = method in ("bare", "icl")  # 0 and 1 by definition: no interval
         entry = {
             "accuracy": rounded(mean),
             "accuracy_ci": [rounded(v) for v in interval(draws[method])],
@@ -154,7 +219,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
             "gap_closed": rounded((mean - bare) / (icl - bare)) if icl != bare else None,
             "gap_closed_ci": (
                 [rounded(v) for v in interval(closed[np.isfinite(closed)])]
-                if np.isfinite(closed).any()
+                if np.isfinite(closed).any() and not reference_point
                 else [None, None]
             ),
             "per_query_cost": rounded(costs[method]["per_query"]),
@@ -180,6 +245,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
                     k: rounded(float(np.mean([r[k] for r in trained]))) for k in ("examples", "first_loss", "last_loss")
                 }
                 entry["training"] = {"steps": trained[0]["steps"], **means}
+            entry["gate"] = outcome[method]
             entry["choices"] = {
                 t: {
                     key: comparison.metadata["tasks"][t]["methods"][method][key]
@@ -187,14 +253,22 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
                 }
                 for t in tasks
             }
+        shares = {
+            c: _surviving(draws, method, c, mean, bare, [comparison.accuracy(t, method, c) for t in tasks])
+            for m, c in relabelled
+            if m == method
+        }
+        if shares:
+            entry["answer_space"] = shares
         per_method[method] = entry
     out["methods"] = per_method
+    out["failed"] = sorted(m for m, g in outcome.items() if g["failed"])
     reference = methods.reference(comparison.task_level)
-    contrasts = [("tv_per_prompt", "icl")] + [
-        (m, reference) for m in comparison.task_level if reference not in (None, m)
-    ]
+    # a failed run is no measurement: no contrast names it
+    passed = [m for m in comparison.task_level if m not in out["failed"]]
+    contrasts = [("tv_per_prompt", "icl")] + [(m, reference) for m in passed if reference not in (None, m)]
     # an estimate against the method it estimates: the same information and tuning budget
-    contrasts += methods.estimated_pairs(comparison.task_level)
+    contrasts += [(a, b) for a, b in methods.estimated_pairs(comparison.task_level) if a in passed and b in passed]
     tests = [
         (a, b, t, mcnemar_exact(comparison.correct[t, a, ""], comparison.correct[t, b, ""]))
         for a, b in contrasts
@@ -214,12 +288,45 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
             "better_on": sorted(t for t, test, p in mine if p < 0.05 and test.only_first > test.only_second),
             "worse_on": sorted(t for t, test, p in mine if p < 0.05 and test.only_first < test.only_second),
             "configurations": [per_method[a].get("configurations"), per_method[b].get("configurations")],
+            # the same prediction on every prompt of every task (two rankings that chose the same heads):
+            # no test applies, and no interval is printed
+            "identical": _identical(comparison, a, b, tasks),
         }
     out["paired"] = paired
     agreement = head_agreement_metrics(comparison, tasks)
     if agreement:
         out["head_agreement"] = agreement
     return out
+
+
+def _identical(comparison: MethodComparison, a: str, b: str, tasks: list[str]) -> bool:
+    """Whether two task-level methods made the same vector on every task: the same heads chosen (a
+    head ranking and its estimate) and the same prediction on every test prompt."""
+    meta = comparison.metadata["tasks"]
+    same_heads = all(
+        a in meta[t]["methods"]
+        and b in meta[t]["methods"]
+        and meta[t]["methods"][a].get("heads") is not None
+        and meta[t]["methods"][a].get("heads") == meta[t]["methods"][b].get("heads")
+        for t in tasks
+    )
+    return same_heads and all(np.array_equal(comparison.correct[t, a, ""], comparison.correct[t, b, ""]) for t in tasks)
+
+
+def _surviving(draws: dict, method: str, control: str, mean: float, bare: float, accuracies: list) -> dict:
+    """The share of the method's gap over the bare query that survives the label control: (control -
+    bare) / (method - bare), with its bootstrap interval (the same draws); None where the method
+    closes no gap."""
+    control_mean = float(np.mean(accuracies))
+    gap = draws[method] - draws["bare"]
+    gap[np.abs(gap) < 1e-12] = np.nan
+    share = (draws[f"{method}/{control}"] - draws["bare"]) / gap
+    finite = share[np.isfinite(share)]
+    return {
+        "accuracy": rounded(control_mean),
+        "share": rounded((control_mean - bare) / (mean - bare)) if mean != bare else None,
+        "share_ci": [rounded(v) for v in interval(finite)] if finite.size else [None, None],
+    }
 
 
 def head_agreement_metrics(comparison: MethodComparison, tasks: list[str]) -> dict | None:
@@ -290,115 +397,23 @@ def table_rows(comparison: MethodComparison, metrics: dict) -> list[dict]:
                 "labelled_examples": entry.get("labelled_examples"),
                 "configurations": entry.get("configurations"),
                 "trainable_parameters": entry.get("trainable_parameters"),
+                "gate": _gate_text(entry.get("gate"), len(metrics.get("tasks", []))),
             }
         )
     return rows
+
+
+def _gate_text(outcome: dict | None, tasks: int) -> str:
+    """A method's gate outcome as the table gives it ("" where it has no gates: the references)."""
+    if outcome is None:
+        return ""
+    failed = len(outcome["failed_on"])
+    if outcome["failed"]:
+        return f"failed on {failed} of {tasks}"
+    return "passed" if not failed else f"passed; fails on {failed} of {tasks}"
 
 
 def found_nothing(comparison: MethodComparison, task: str, method: str) -> bool:
     """Whether every configuration the method tried on the task's dev queries scored 0."""
     grid = comparison.metadata["tasks"][task]["methods"][method]["grid"]
     return not any(value for row in grid.values() for value in row if value is not None)
-
-
-def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
-    """What the numbers say, computed from them."""
-    tasks, entries = metrics.get("tasks", []), metrics.get("methods", {})
-    if not entries:
-        return [f"No task has both ICL working and a pool on {comparison.model}: nothing is compared."]
-    out = [f"Over the {len(tasks)} tasks where ICL works and a pool exists ({spoken_list(tasks)})."]
-    # ranked only among methods of the task-level task vector's tuning budget (configurations within a
-    # factor of 2, nothing trained): the others are measured, not ranked
-    reference_name = methods.reference(comparison.task_level)
-    reference = entries.get(reference_name, {}).get("configurations") or 0
-    levels = [
-        m
-        for m in comparison.task_level
-        if entries[m]["gap_closed"] is not None
-        and not entries[m].get("trainable_parameters")
-        and reference <= 2 * (entries[m].get("configurations") or 0) <= 4 * reference
-    ]
-    if levels:
-        best = max(levels, key=lambda m: entries[m]["gap_closed"])
-        low, high = entries[best]["gap_closed_ci"]
-        paired = metrics.get("paired", {}).get(f"{best}-{reference_name}")
-        told = paired is None or paired["ci"][0] > 0 or paired["ci"][1] < 0
-        out.append(
-            f"Among the task-level methods of one tuning budget, the {label(best)} closes the most of the gap "
-            "from the bare query to ICL: "
-            f"{entries[best]['gap_closed']:.2f} [{low:.2f}, {high:.2f}]"
-            + (
-                "."
-                if told
-                else f", though its paired difference from the {label(reference_name)} (below) does not tell "
-                "the two apart."
-            )
-        )
-    for key, entry in metrics.get("paired", {}).items():
-        a, b = key.split("-")
-        low, high = entry["ci"]
-        verdict = "a difference" if low > 0 or high < 0 else "no difference the interval can tell"
-        tried = entry.get("configurations") or [None, None]
-        budget = (
-            f" The two tried {tried[0]} and {tried[1]} configurations on dev: tuning budgets that far apart make "
-            "this a measurement, not a ranking."
-            if all(tried) and max(tried) > 2 * min(tried)
-            else ""
-        )
-        out.append(
-            f"{label(a)[:1].upper() + label(a)[1:]} minus {label(b)}, paired on the same prompts: "
-            f"{signed(entry['difference'])} "
-            f"[{signed(low)}, {signed(high)}], {verdict}; McNemar with Holm: better on "
-            f"{len(entry['better_on'])} tasks, worse on {len(entry['worse_on'])}.{budget}"
-        )
-    for method in comparison.task_level:
-        training = entries[method].get("training")
-        if training:
-            out.append(
-                f"The {label(method)} trains {entries[method]['trainable_parameters']} coefficients for "
-                f"{training['steps']} steps on the pool's {training['examples']:.0f} pairs per task (mean loss "
-                f"{training['first_loss']:.2f} at the first step, {training['last_loss']:.2f} over the last 10) "
-                "and chooses nothing on dev: its budget is training, not configurations."
-                + (f" {methods.get(method).control_note}" if method in methods.registry() else "")
-            )
-        empty = [t for t in tasks if found_nothing(comparison, t, method)]
-        if empty and entries[method].get("configurations") == 1:
-            out.append(f"The {label(method)} answers no dev query on {spoken_list(empty)}.")
-        elif empty:
-            out.append(
-                f"The {label(method)}'s dev choice found no configuration that answers any dev query on "
-                f"{spoken_list(empty)}: its configuration there is the tie rule's, not a finding."
-            )
-        controls = entries[method].get("controls", {})
-        if controls:
-            top = max(controls.values())
-            out.append(
-                f"The controls of the {label(method)} reach at most {top:.2f} (the method itself: "
-                f"{entries[method]['accuracy']:.2f})."
-            )
-    agreement = metrics.get("head_agreement")
-    if agreement:
-        estimate_name, exact_name = methods.estimated_pairs(comparison.task_level)[0]
-        paired = metrics.get("paired", {}).get(f"{estimate_name}-{exact_name}")
-        exact, estimate = agreement["exact_cost"], agreement["attribution_cost"]
-        rho = agreement["spearman_mean"]
-        out.append(
-            f"Attribution patching ranks the heads from one forward and one backward pass per prompt: over the "
-            f"{len(agreement['tasks'])} tasks its rank correlation with the exact effects over all heads is "
-            + ("undefined (constant effects)" if rho is None else f"{rho:.2f} on average")
-            + f", and it finds {agreement['recall_mean']:.0%} of the exact top {agreement['heads']} heads; "
-            f"the {label(exact_name)}'s one-off cost goes from {exact['forward']:.0f} ICL forwards to "
-            f"{estimate['forward']:.0f} forward and {estimate['backward']:.0f} backward"
-            + (
-                f", and its accuracy changes by {signed(paired['difference'])} "
-                f"[{signed(paired['ci'][0])}, {signed(paired['ci'][1])}] (paired)."
-                if paired
-                else "."
-            )
-        )
-    if metrics.get("no_pool"):
-        out.append(
-            f"No pool on {spoken_list(metrics['no_pool'])}: every pair there is a dev or test query, so no "
-            "task-level vector could be made without showing the model a test query."
-        )
-    return out

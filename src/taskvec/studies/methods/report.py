@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskvec.studies.base import ModelContext, Section
 from taskvec.studies.methods import figures as drawn
-from taskvec.studies.methods import numbers
+from taskvec.studies.methods import numbers, text
 from taskvec.studies.methods.section import section_html
 
 PROTOCOL = (
@@ -14,8 +14,18 @@ PROTOCOL = (
     "task level (one vector per task, from one fixed pool of demonstration sets drawn from the task's pairs that "
     "are no dev or test query; the same pool for every task-level method). Every choice (block, strength) is made "
     "on the bare dev queries; the table gives how many configurations each method tried, the labelled examples it "
-    "used (pool and dev queries) and the parameters trained (none). Gap closed: (method - bare) / (ICL - bare) over "
-    "the tasks where ICL works and a pool exists, with a two-level bootstrap interval. Costs are token positions "
+    "used (pool and dev queries) and the parameters it trained. A run is a measurement only once it passes its "
+    "gates: a trained method's first loss below a uniform guess over the vocabulary and its dev accuracy not "
+    "below the bare query's; a chosen method's best configuration above the bare query on dev. A method failing "
+    "them on more than half the tasks is marked failed and left out of every contrast and ranking. Gap closed: "
+    "(method - bare) / (ICL - bare), of the means over the tasks where ICL works and a pool exists (so tasks with "
+    "a wider gap weigh more), with a two-level bootstrap interval (tasks, then prompts); 0 and 1 by definition "
+    "for the bare query and ICL. Every interval is conditional on the dev choices, the one pool and the one "
+    "sampling. The task-level methods see the pool's labelled pairs and the dev queries, ICL the prompt's 5: a "
+    "gap closed above 1 says a vector made from that many examples scores above 5-shot ICL. Label controls: the "
+    "pool's labels deranged (no demonstration keeps its own answer) or drawn at random from the task's answers, "
+    "and ICL under the same controls on the test prompts' own demonstrations; the share of each gap that survives "
+    "says how much of it the answer space and format carry without the mapping. Costs are token positions "
     "run through the model, in units of one k-shot ICL forward: per query (the first answer token) and one-off "
     "(the vector and the dev choice; a backward pass's positions are given apart); seconds are in the step's log. "
     "KL to ICL: KL(ICL's next-token distribution || the method's) on each test prompt, in nats, averaged (not "
@@ -55,7 +65,7 @@ def section(parts: list[tuple[ModelContext, numbers.MethodComparison, dict]]) ->
         for name, files in model_figures.items():
             figures[name][context.model] = files or _nothing_to_show(f"{context.model}: nothing to show")
         rows += numbers.table_rows(comparison, model_metrics)
-        sentences = numbers.summary_sentences(comparison, model_metrics)
+        sentences = text.summary_sentences(comparison, model_metrics)
         html_parts.append((comparison, model_metrics, sentences, model_figures))
     return Section(section_html(html_parts, PROTOCOL), {"methods": rows}, figures)
 

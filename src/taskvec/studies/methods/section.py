@@ -27,12 +27,12 @@ def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], pr
     html = ["<h2 id='methods'>Methods compared</h2>", f"<p class='note'>{protocol}</p>"]
     for comparison, metrics, sentences, figures in parts:
         html.append(f"<h3>{escape(comparison.model)}</h3>")
-        html.append("<p>" + " ".join(escape(s) for s in sentences) + "</p>")
+        html.append("<ul>" + "".join(f"<li>{escape(s)}</li>" for s in sentences) + "</ul>")
         if metrics.get("methods"):
             head = (
                 "<tr><th>regime</th><th>method</th><th>gap closed [95%]</th><th>accuracy</th><th>strict</th>"
                 "<th>KL to ICL</th><th>per query</th><th>one-off</th><th>labelled</th><th>configurations</th>"
-                "<th>trained</th></tr>"
+                "<th>trained</th><th>run</th></tr>"
             )
             rows = []
             for row in table_rows(comparison, metrics):
@@ -52,6 +52,7 @@ def section_html(parts: list[tuple[MethodComparison, dict, list[str], dict]], pr
                     (text(row["labelled_examples"], 0), "num"),
                     ("" if row["configurations"] is None else str(row["configurations"]), "num"),
                     ("" if row["trainable_parameters"] is None else str(row["trainable_parameters"]), "num"),
+                    (escape(row["gate"]), ""),
                 ]
                 rows.append(table_row(cells))
             html.append(f"<table>{head}{''.join(rows)}</table>")

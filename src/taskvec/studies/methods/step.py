@@ -14,10 +14,14 @@ Per task, on the study's own test prompts and scoring:
   rule, and the strict metric on the greedy answer. Where the task has too few such pairs for one
   set (its test queries cover its pairs: the letter tasks) the task has no pool, and no task-level row.
 - **Controls** of every task-level method, at its dev configuration: a random vector of the
-  method's norm at every block, another task's vector of the same method, and the vector made from
-  the same pool with each set's labels shuffled (keeping what the method chose on the real pool: a
-  function vector's heads, implicit ICL's trained coefficients).
-- **The bare test query**, the reference every gap is measured from.
+  method's norm at every block, another task's vector of the same method, and the vectors made from
+  the same pool with its labels *deranged* (each set's outputs permuted so that no demonstration
+  keeps its own answer) or drawn at random from the task's answers (both keeping what the method
+  chose on the real pool: a function vector's heads, implicit ICL's trained coefficients). ICL runs
+  under the same two label controls on each test prompt's own demonstrations: how much of each
+  method's gap survives without the mapping is read beside how much of ICL's does.
+- **The bare query on dev**, the gates' reference (a method none of whose configurations beats it on
+  dev found nothing there), and **the bare test query**, the reference every gap is measured from.
 - **KL divergence from ICL**: on each test prompt, KL(ICL's next-token distribution || the bare
   query's, or each task-level method's at its dev configuration), in nats, averaged over the prompts.
 - **Costs, counted** (:class:`Meter`): the token positions each method runs through the model's
@@ -53,7 +57,7 @@ from taskvec.forward.readout import next_tokens
 from taskvec.hooks.meter import Meter
 from taskvec.loader import task_runs
 from taskvec.methods.base import Vectors
-from taskvec.methods.pool import shuffle_labels, task_pool
+from taskvec.methods.pool import derange_labels, kept_labels, random_labels, task_pool
 from taskvec.prompts import Prompt, apply_rules, read_prompts
 from taskvec.scoring import strict_correct
 from taskvec.studies.records import Predictions, column, schema_of
@@ -61,7 +65,8 @@ from taskvec.tasks.base import read_pairs
 
 log = logging.getLogger(__name__)
 
-CONTROLS = ("random", "other_task", "shuffled_labels")
+CONTROLS = ("random", "other_task", "deranged_labels", "random_labels")
+LABEL_CONTROLS = ("deranged_labels", "random_labels")  # run on ICL too, with the test prompts' own demonstrations
 PER_PROMPT = ("icl", "tv_per_prompt")
 NO_LAYER = -1
 COST_PROMPTS = 8  # test prompts ICL and the per-prompt task vector are run on again to count their cost
@@ -156,11 +161,19 @@ def compare_methods_file(
         usable, _ = apply_rules(read_pairs(files[task].pairs), lm.tokenizer, info.task.rules)
         pairs = [(p.input, p.answers[0]) for p in usable]
         sets, n_kept = task_pool(task_prompts, pairs, pool, info.sizes.k, info.sizes.dummies, f"pool:{seed}:{task}")
-        loaded[task] = (task_prompts, info, sets)
+        answer_space = [y for _, y in pairs]
+        labelled = {
+            "deranged_labels": derange_labels(sets, seed),
+            "random_labels": random_labels(sets, answer_space, seed),
+        }
+        loaded[task] = (task_prompts, info, sets, labelled, answer_space)
         meta_tasks[task] = {
             "pool_pairs": n_kept,
             "pool_sets": len(sets),
             "labelled_examples": len({d for s in sets for d in s.demonstrations}),
+            "answer_space": len(set(answer_space)),
+            # the share of the pool's demonstrations each label control leaves with their own answer
+            "kept_labels": {name: round(kept_labels(sets, changed), 4) for name, changed in labelled.items()},
             "methods": {},
         }
         if not sets:
@@ -174,19 +187,20 @@ def compare_methods_file(
 
     # every method's vector per task first: the other-task control needs them all
     vectors: dict[tuple[str, str], Vectors] = {}
-    shuffled: dict[tuple[str, str], Vectors] = {}
+    relabelled: dict[tuple[str, str, str], Vectors] = {}
     seconds: dict[str, dict] = {task: {} for task in tasks}
     for task in tasks:
-        task_prompts, info, sets = loaded[task]
+        task_prompts, info, sets, labelled, _ = loaded[task]
         for method in chosen_methods if sets else ():
             # the method's own (its one-off cost counted alone)
             with Meter(lm).on() as meter:
                 made = method.extract(lm, sets, info.format, batch_size, method_settings[method.name])
             vectors[task, method.name] = made
-            # the control keeps what the method chose on the real pool (its heads, its coefficients)
-            shuffled[task, method.name] = method.extract(
-                lm, shuffle_labels(sets, seed), info.format, batch_size, method_settings[method.name], keep=made
-            )
+            # the label controls keep what the method chose on the real pool (its heads, its coefficients)
+            for control, changed in labelled.items():
+                relabelled[task, method.name, control] = method.extract(
+                    lm, changed, info.format, batch_size, method_settings[method.name], keep=made
+                )
             meta_tasks[task]["methods"][method.name] = {
                 "extract_positions": meter.positions,
                 "extract_backward_positions": meter.backward_positions,
@@ -214,7 +228,7 @@ def compare_methods_file(
     tables = []
     with_pool = [t for t in tasks if loaded[t][2]]
     for number, task in enumerate(tasks):
-        task_prompts, info, sets = loaded[task]
+        task_prompts, info, sets, _, answer_space = loaded[task]
         fmt = info.format
         rows = _Rows(lm, task, info.task.rules.scoring)
         dev = [p for p in task_prompts if p.split == "dev"]
@@ -231,8 +245,25 @@ def compare_methods_file(
         costs["bare_positions_per_query"] = meter.positions / len(test)
         costs["bare_kl_from_icl"] = float(distribution_gap(icl_log_probs, log_probs)[0].mean())
         costs["dev_queries"] = len(dev)
+        dev_texts = [fmt.query.format(x=p.query) for p in dev]
+        dev_bare = next_tokens(lm, dev_texts, batch_size)
+        # the gates' reference: a method none of whose configurations beats this on dev found nothing
+        costs["bare_dev_accuracy"] = (
+            float(np.mean([rows.scored(p, t)[1] for p, t in zip(dev, dev_bare)])) if dev else None
+        )
         rows.predictions(test, "bare", bare, strict=_strict(lm, bare_texts, bare, test, fmt, batch_size))
         _per_prompt(lm, rows, files[task].results, test, fmt, batch_size, costs, seconds[task])
+        # ICL under the label controls, on the test prompts' own demonstrations (the same derangement rule)
+        icl_controls = {
+            "deranged_labels": derange_labels(test, seed),
+            "random_labels": random_labels(test, answer_space, seed),
+        }
+        for control, changed in icl_controls.items():
+            tokens = next_tokens(lm, [fmt.render(p.demonstrations, p.query) for p in changed], batch_size)
+            rows.predictions(test, "icl", tokens, control=control)
+        costs["icl_kept_labels"] = {
+            name: round(kept_labels(test, changed), 4) for name, changed in icl_controls.items()
+        }
 
         others = [t for t in with_pool if t != task]
         other = others[np.random.default_rng([seed, number]).integers(len(others))] if others else None
@@ -243,7 +274,7 @@ def compare_methods_file(
                 choice = method.choose(
                     lm,
                     vector,
-                    [fmt.query.format(x=p.query) for p in dev],
+                    dev_texts,
                     [p.answers for p in dev],
                     info.task.rules.scoring,
                     batch_size=batch_size,
@@ -251,24 +282,29 @@ def compare_methods_file(
             record = costs["methods"][method.name]
             seconds[task][method.name]["choice"] = meter.seconds
             record.update(choice_positions=meter.positions, **choice.record())
-            patch = method.intervention(vector, choice.layer, choice.strength, len(test), **choice.extra)
+            # the vectors the choice settles on (a function vector's head count), and what else it sets
+            vector, extra = method.settle(vector, choice)
+            patch = method.intervention(vector, choice.layer, choice.strength, len(test), **extra)
             with Meter(lm).on() as meter:
                 tokens = patched_next_tokens(lm, bare_texts, patch, batch_size, log_probs=log_probs)
             record["positions_per_query"] = meter.positions / len(test)
             record["kl_from_icl"] = float(distribution_gap(icl_log_probs, log_probs)[0].mean())
             seconds[task][method.name]["per_query"] = meter.seconds / len(test)
-            during = method.intervention(vector, choice.layer, choice.strength, len(test), True, **choice.extra)
+            during = method.intervention(vector, choice.layer, choice.strength, len(test), True, **extra)
             strict = _strict(lm, bare_texts, tokens, test, fmt, batch_size, during)
             rows.predictions(test, method.name, tokens, choice.layer, choice.strength, strict=strict)
             controls = {
                 "random": method.random_like(vector, seed + number),
-                "other_task": vectors[other, method.name] if other else None,
-                "shuffled_labels": shuffled[task, method.name],
+                "other_task": method.settle(vectors[other, method.name], choice)[0] if other else None,
+                **{
+                    control: method.settle(relabelled[task, method.name, control], choice)[0]
+                    for control in LABEL_CONTROLS
+                },
             }
             for control, values in controls.items():
                 if values is None:
                     continue
-                patch = method.intervention(values, choice.layer, choice.strength, len(test), **choice.extra)
+                patch = method.intervention(values, choice.layer, choice.strength, len(test), **extra)
                 control_tokens = patched_next_tokens(lm, bare_texts, patch, batch_size)
                 rows.predictions(test, method.name, control_tokens, choice.layer, choice.strength, control=control)
             log.info(
@@ -296,6 +332,7 @@ def compare_methods_file(
         },
         "k": loaded[tasks[0]][1].sizes.k,
         "n_layers": n_layers,
+        "vocabulary_size": int(describe(lm.model).unembedding.weight.shape[0]),  # a uniform guess's loss is its log
         "dtype": lm.dtype_name,
         "methods": {m.name: m.description(n_layers) for m in chosen_methods},
         "tasks": meta_tasks,
