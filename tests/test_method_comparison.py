@@ -394,3 +394,20 @@ def test_identical_vectors_get_no_test_and_reference_rows_no_interval():
     assert not model_metrics(comparison, ["t1", "t2"])["paired"]["function_vector_attribution-function_vector"][
         "identical"
     ]
+
+
+def test_the_cost_figure_tells_task_level_methods_apart_by_what_they_spend_once():
+    """One-off cost (backward positions weighted) and labelled examples on the axes; the Pareto
+    front over the runs that passed; a failed run drawn but named failed."""
+    from taskvec.studies.methods.figures import BACKWARD_WEIGHT, one_off, pareto_front
+
+    assert one_off({"one_off_cost": 10.0, "one_off_backward_cost": 3.0}) == 10.0 + BACKWARD_WEIGHT * 3.0
+    assert one_off({}) == 0.0
+    assert pareto_front([(5, 0.5), (1, 0.2), (3, 0.6), (2, 0.2), (8, 0.55)]) == [(1, 0.2), (3, 0.6)]
+    rights = {"bare": 1, "icl": 9, "tv_per_prompt": 7, "task_vector": 6, "mean_difference": 7}
+    comparison = _comparison(_two_tasks(rights))
+    metrics = model_metrics(comparison, ["t1", "t2"])
+    metrics["failed"] = ["mean_difference"]
+    svg = cost_figure(comparison, metrics)["svg"].decode()
+    assert "one-off cost per task" in svg and "labelled examples per task" in svg  # both axes
+    assert "mean difference (failed)" in svg and "task vector, task level" in svg

@@ -188,12 +188,12 @@ def test_the_extended_reports_headline_draws_each_studys_means_from_its_metrics(
     ]
     assert [mean for _, mean, _ in panels["Prompt formats"]["b"]] == [0.9, 0.7]  # each model its own numbers
     assert [mean for _, mean, _ in panels["Demonstrations per prompt"]["b"]] == [0.3, 0.8, 0.3, 0.6]
-    vectors = panels["Task vector and function vector\n(same test prompts)"]
+    vectors = panels["Per-prompt task vector, task-level\nfunction vector (unmatched)"]
     assert vectors["a"][1] == ("function vector", 0.4, [0.3, 0.5])
     first = headline_figure({"models": {"a": entry, "b": entry}})
     assert set(first) == {"png", "svg"} and first == headline_figure({"models": {"a": entry, "b": entry}})
     svg = first["svg"].decode()
-    for text in ("Task vector and function vector", "Demonstrations per prompt", "Prompt formats", "TV, k=10"):
+    for text in ("function vector (unmatched)", "Demonstrations per prompt", "Prompt formats", "TV, k=10"):
         assert text in svg
     only_formats = headline_figure({"models": {"a": {"formats": entry["formats"]}}})
     assert "Prompt formats" in only_formats["svg"].decode() and "function vector" not in only_formats["svg"].decode()

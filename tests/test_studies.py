@@ -53,7 +53,9 @@ def test_the_report_writes_what_a_study_declares_and_refuses_anything_else(tmp_p
 def test_every_study_has_the_skeletons_report_functions():
     for study in studies.registry().values():
         module = studies.report_module(study)
-        assert all(callable(getattr(module, name, None)) for name in ("read", "metrics", "section", "headline"))
+        assert all(
+            callable(getattr(module, name, None)) for name in ("read", "metrics", "section", "headline", "findings")
+        )
 
 
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
@@ -157,3 +159,42 @@ def test_a_records_fields_are_its_columns_and_its_rows_take_only_it():
         {"task": "a", "index": 3, "correct": None},
         {"task": "b", "index": 1, "correct": True},
     ]
+
+
+def test_the_summary_leads_with_the_matched_methods_comparison_and_names_failed_runs():
+    """The findings and panels come in the studies' summary order (the methods comparison first); its
+    panel shows ICL and only the task-level methods whose runs passed; its findings give the range by
+    each metric, the failed runs and what survives of the gaps with deranged labels."""
+    from taskvec.studies.report import findings, headline_panels
+
+    def method(accuracy, gap, strict, gate=True, share=None):
+        entry = {"accuracy": accuracy, "accuracy_ci": [accuracy - 0.1, accuracy + 0.1], "gap_closed": gap}
+        entry["strict"] = strict
+        if gate:
+            entry["gate"] = {"failed_on": {}, "failed": False}
+        if share is not None:
+            entry["answer_space"] = {"deranged_labels": {"accuracy": 0.3, "share": share, "share_ci": [0.1, 0.9]}}
+        return entry
+
+    compared = {
+        "bare": method(0.1, 0.0, 0.0, gate=False),
+        "icl": method(0.7, 1.0, 0.65, gate=False, share=0.25),
+        "task_vector": method(0.6, 0.83, 0.2, share=0.8),
+        "mean_difference": method(0.5, 0.67, 0.1),
+        "implicit_icl": method(0.05, -0.1, 0.0),
+    }
+    entry = {
+        "methods": {"methods": compared, "failed": ["implicit_icl"]},
+        "function_vectors": {"icl_works": {"tv": 0.6, "tv_ci": [0.5, 0.7], "fv": 0.4, "fv_ci": [0.3, 0.5]}},
+    }
+    panels = headline_panels({"models": {"m": entry}})
+    assert panels[0][0].startswith("Methods compared") and "unmatched" in panels[1][0]
+    assert [label for label, _, _ in panels[0][1]["m"]] == ["ICL", "task vector, task level", "mean difference"]
+    lines = findings({"models": {"m": entry}})
+    assert lines[0] == (
+        "m: the 2 task-level methods whose runs pass their gates close 0.67 to 0.83 of the gap from the bare query "
+        "to ICL by the first token; by the whole answer they score 0.10 to 0.20, ICL 0.65."
+    )
+    assert lines[1] == "m: failed runs, no measurement: implicit ICL."
+    assert lines[2].startswith("m: with deranged labels the task vector, task level keeps 80% of its gap, ICL 25%")
+    assert lines[3].startswith("Function vectors: their section sets the per-prompt task vector")

@@ -7,7 +7,11 @@ A study's report module (``Study.report``) defines four functions, the same for 
 - ``metrics(result, context)``: ``(per-task metrics, the model's metrics)`` for metrics.json;
 - ``section(parts)``: a :class:`Section` from ``[(context, result, model metrics)]``, one per model;
 - ``headline(models)``: its panel of the extended report's summary figure from every model's metrics
-  (``{model: metrics.json entry}``), ``(title, {model: [(bar label, mean, interval)]})``, or None.
+  (``{model: metrics.json entry}``), ``(title, {model: [(bar label, mean, interval)]})``, or None;
+- ``findings(models)``: its lines of the summary's findings list, computed from the same metrics.
+
+The summary shows the studies' findings and panels in ``Study.summary_order`` (the matched methods
+comparison first), the sections in ``Study.order``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Study:
     # the study whose section this one's sits in (its heading and link are shown where that one is absent)
     within: str | None = None
     heading: str = ""  # its section's <h2>, for a study that another's sits in
+    summary_order: int = 100  # where its findings and headline panel come in the summary
     options: tuple[Option, ...] = ()  # its step's own settings
     # a function of no arguments giving more options, read when the parser is built (a registry's)
     more_options: Callable[[], tuple[Option, ...]] | None = None

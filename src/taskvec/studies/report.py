@@ -15,7 +15,7 @@ from pathlib import Path
 from taskvec import store, studies
 from taskvec.errors import ArtifactError, ConfigError
 from taskvec.report.collect import StudyResults, collect
-from taskvec.report.page import page
+from taskvec.report.page import escape, page
 from taskvec.report.tables import write_table
 from taskvec.studies.base import ModelContext, Study
 
@@ -89,11 +89,23 @@ def headline_panels(metrics: dict) -> list[tuple[str, dict[str, list[tuple[str, 
     """One panel per registered study that draws one, from the report's own metrics (means over the tasks
     where ICL works, with their intervals): (title, model -> [(bar label, mean, interval)])."""
     panels = []
-    for declared in studies.registry().values():
+    for declared in _summary_order():
         panel = studies.report_module(declared).headline(metrics["models"])
         if panel is not None:
             panels.append(panel)
     return panels
+
+
+def _summary_order() -> list[Study]:
+    return sorted(studies.registry().values(), key=lambda s: (s.summary_order, s.order, s.name))
+
+
+def findings(metrics: dict) -> list[str]:
+    """The summary's findings, each study's computed from the report's metrics, the matched methods
+    comparison first (:attr:`Study.summary_order`)."""
+    return [
+        line for declared in _summary_order() for line in studies.report_module(declared).findings(metrics["models"])
+    ]
 
 
 def _write_section(declared: Study, section, out: Path) -> None:
@@ -166,17 +178,22 @@ def build_extended_report(
     store.write_json(metrics, out / "metrics.json")
     sections = []
     headline = headline_figure(metrics)
+    lines = findings(metrics)
+    if lines:
+        sections.append(
+            "<h2 id='summary'>Summary</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
+        )
     if headline is not None:
         for fmt, data in headline.items():
             store.write_bytes(data, out / "figures" / f"headline.{fmt}")
         encoded = base64.b64encode(headline["png"]).decode()
         sections.append(
-            "<h2 id='summary'>Summary</h2><figure><img alt='the extended studies at a glance' "
+            ("" if lines else "<h2 id='summary'>Summary</h2>") + "<figure><img alt='the extended studies at a glance' "
             f"src='data:image/png;base64,{encoded}'><figcaption class='note'>Each study's headline, both models: "
             "means over the tasks where ICL works, with their 95% intervals (which hold each task's chosen layer "
             "fixed). The sections below give the paired differences that compare them.</figcaption></figure>"
         )
-    links = [("summary", "Summary")] if headline is not None else []
+    links = [("summary", "Summary")] if headline is not None or lines else []
     for name, declared in studies.registry().items():
         models = present[name]
         within = studies.get(declared.within) if declared.within else None

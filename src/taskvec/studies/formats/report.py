@@ -33,3 +33,7 @@ def headline(models: dict[str, dict]):
     }
     by_model = {m: b for m, b in by_model.items() if b}
     return ("Prompt formats", by_model) if by_model else None
+
+
+def findings(models: dict[str, dict]) -> list[str]:
+    return []

@@ -39,4 +39,16 @@ def headline(models: dict[str, dict]):
         for m, e in models.items()
         if "function_vectors" in e
     }
-    return ("Task vector and function vector\n(same test prompts)", by_model) if any(by_model.values()) else None
+    title = "Per-prompt task vector, task-level\nfunction vector (unmatched)"
+    return (title, by_model) if any(by_model.values()) else None
+
+
+def findings(models: dict[str, dict]) -> list[str]:
+    """The section's contrast is not matched: said where the summary lists the findings."""
+    if not any("function_vectors" in e for e in models.values()):
+        return []
+    return [
+        "Function vectors: their section sets the per-prompt task vector (the test prompt's own demonstrations) "
+        "against a task-level function vector (dev prompts, a fixed head count): different information, not a "
+        "ranking. Both as task-level methods from one pool, tuned alike, are in Methods compared."
+    ]

@@ -39,6 +39,7 @@ STUDY = Study(
     figures=("methods_cost", "methods_tasks", "methods_heads"),
     report="taskvec.studies.methods.report",
     order=40,
+    summary_order=0,  # the matched comparison first
     options=(
         Option("pool", "demonstration sets in each task's pool", "positive", POOL, param="methods.pool"),
         Option("seed", "seed of the pools, the label shuffles and the random controls", default=0),

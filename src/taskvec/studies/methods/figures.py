@@ -1,6 +1,6 @@
 """The figures of the methods compared (:mod:`taskvec.studies.methods.numbers` computes what they
-show): accuracy against per-query cost with its Pareto front, method x task accuracy, and the heads'
-exact effects against attribution patching's estimates."""
+show): accuracy against one-off cost (with its Pareto front) and labelled examples, method x task
+accuracy, and the heads' exact effects against attribution patching's estimates."""
 
 from __future__ import annotations
 
@@ -49,36 +49,61 @@ def agreement_figure(comparison: MethodComparison, metrics: dict) -> dict[str, b
         return save_figure(fig)
 
 
+BACKWARD_WEIGHT = 2.0  # a backward pass's positions count about twice a forward's (its FLOPs)
+
+
+def one_off(entry: dict) -> float:
+    """A method's one-off cost, forward positions plus :data:`BACKWARD_WEIGHT` times the backward ones,
+    in k-shot ICL forwards."""
+    return (entry.get("one_off_cost") or 0.0) + BACKWARD_WEIGHT * (entry.get("one_off_backward_cost") or 0.0)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other is cheaper and at least as accurate than, by rising cost."""
+    front, best = [], -np.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
 def cost_figure(comparison: MethodComparison, metrics: dict) -> dict[str, bytes] | None:
-    """Mean accuracy against per-query cost (log scale), with the Pareto front over every method drawn."""
+    """Mean accuracy against what each method spends once per task: its one-off cost (forward and,
+    weighted, backward positions; the Pareto front drawn) and its labelled examples, so that the
+    task-level methods, which all cost the same per query, are told apart. A failed run is drawn
+    hollow and named so."""
     import matplotlib.pyplot as plt
 
     from taskvec.report.plotting import STYLE, save_figure
 
-    entries = metrics.get("methods")
+    entries = {m: e for m, e in (metrics.get("methods") or {}).items() if m != "bare"}
     if not entries:
         return None
+    failed = set(metrics.get("failed", []))
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        for method, entry in entries.items():
-            x, y = entry["per_query_cost"], entry["accuracy"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.6), sharey=True)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, (method, entry) in enumerate(entries.items()):
+            y = entry["accuracy"]
             low, high = entry["accuracy_ci"]
-            marker = "s" if method in PER_PROMPT else ("x" if method == "bare" else "o")
-            ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt=marker, capsize=2, label=label(method))
-        points = sorted((e["per_query_cost"], e["accuracy"]) for e in entries.values())
-        front, best = [], -1.0
-        for x, y in points:
-            if y > best:
-                front.append((x, y))
-                best = y
-        ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", linewidth=0.8, zorder=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("per-query cost, in k-shot ICL forwards (token positions)")
-        ax.set_ylabel("mean test accuracy")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{comparison.model}: accuracy against cost", fontsize=9)
-        ax.legend(fontsize=6.5, loc="lower right")
-        fig.tight_layout()
+            marker = "s" if method in PER_PROMPT else "o"
+            style = dict(fmt=marker, capsize=2, color=colours[i % len(colours)])
+            if method in failed:
+                style["markerfacecolor"] = "none"
+            name = label(method) + (" (failed)" if method in failed else "")
+            left.errorbar([one_off(entry)], [y], yerr=[[y - low], [high - y]], label=name, **style)
+            right.errorbar([entry.get("labelled_examples") or 0.0], [y], yerr=[[y - low], [high - y]], **style)
+        front = pareto_front([(one_off(e), e["accuracy"]) for m, e in entries.items() if m not in failed])
+        left.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", linewidth=0.8, zorder=0)
+        left.set_xscale("symlog", linthresh=1.0)
+        left.set_xlabel(f"one-off cost per task\n(ICL forwards; backward x{BACKWARD_WEIGHT:g})")
+        right.set_xlabel("labelled examples per task\n(pool; dev queries where it chose)")
+        left.set_ylabel("mean test accuracy (first token)")
+        left.set_ylim(0, 1)
+        fig.suptitle(f"{comparison.model}: accuracy against what each method spends", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 0.74, 1))  # the legend beside the panels, not over a point
+        fig.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(0.75, 0.5))
         return save_figure(fig)
 
 

@@ -71,4 +71,22 @@ def section(parts: list[tuple[ModelContext, numbers.MethodComparison, dict]]) ->
 
 
 def headline(models: dict[str, dict]):
-    return None
+    """ICL and every task-level method whose run passed its gates: mean first-token accuracy with its
+    interval, over the compared tasks."""
+    by_model = {}
+    for model, entry in models.items():
+        compared = (entry.get("methods") or {}).get("methods") or {}
+        failed = set(entry["methods"].get("failed", [])) if compared else set()
+        shown = ["icl", *(m for m, e in compared.items() if "gate" in e and m not in failed)]
+        by_model[model] = [
+            (numbers.label(m), compared[m]["accuracy"], compared[m]["accuracy_ci"]) for m in shown if m in compared
+        ]
+    if not any(by_model.values()):
+        return None
+    return "Methods compared, task level\n(one pool each, tuned on dev)", by_model
+
+
+def findings(models: dict[str, dict]) -> list[str]:
+    """Per model: the range of the gap the passing task-level methods close by each metric, the failed
+    runs, and what survives of the reference method's gap and of ICL's with deranged labels."""
+    return [line for model, entry in models.items() for line in text.findings(model, entry.get("methods") or {})]

@@ -184,3 +184,34 @@ def answer_space_sentences(entries: dict, task_level: list[str], failed: list[st
             )
         out.append(sentence)
     return out
+
+
+def findings(model: str, metrics: dict) -> list[str]:
+    """The summary's lines for one model's comparison (``models.<model>.methods`` of metrics.json)."""
+    entries, failed = metrics.get("methods") or {}, metrics.get("failed", [])
+    if not entries:
+        return []
+    passing = [m for m, e in entries.items() if "gate" in e and m not in failed and e["gap_closed"] is not None]
+    out = []
+    if passing:
+        gaps = [entries[m]["gap_closed"] for m in passing]
+        strict = [entries[m]["strict"] for m in passing if entries[m].get("strict") is not None]
+        icl_strict = entries.get("icl", {}).get("strict")
+        line = (
+            f"{model}: the {len(passing)} task-level methods whose runs pass their gates close {min(gaps):.2f} to "
+            f"{max(gaps):.2f} of the gap from the bare query to ICL by the first token"
+        )
+        if strict and icl_strict is not None:
+            line += f"; by the whole answer they score {min(strict):.2f} to {max(strict):.2f}, ICL {icl_strict:.2f}"
+        out.append(line + ".")
+    if failed:
+        out.append(f"{model}: failed runs, no measurement: {spoken_list([label(m) for m in failed])}.")
+    reference = methods.reference([m for m in entries if "gate" in entries[m]])
+    shares = (entries.get(reference) or {}).get("answer_space", {}).get("deranged_labels")
+    icl = entries.get("icl", {}).get("answer_space", {}).get("deranged_labels")
+    if shares and icl and shares["share"] is not None and icl["share"] is not None:
+        out.append(
+            f"{model}: with deranged labels the {label(reference)} keeps {shares['share']:.0%} of its gap, ICL "
+            f"{icl['share']:.0%} of its own (intervals in Methods compared)."
+        )
+    return out
