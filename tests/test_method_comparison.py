@@ -120,6 +120,8 @@ def test_gap_closed_paired_differences_costs_and_intervals_follow_their_formulas
     assert methods["task_vector"]["one_off_cost"] == pytest.approx(24.0)
     assert methods["tv_per_prompt"]["per_query_cost"] == pytest.approx(2.1)
     assert methods["icl"]["per_query_cost"] == 1.0 and methods["task_vector"]["labelled_examples"] == 50
+    # the per-prompt task vector's layer was chosen on the study's 20 labelled dev prompts: they count
+    assert methods["tv_per_prompt"]["labelled_examples"] == 5 + 20 and methods["tv_per_prompt"]["one_off_cost"] is None
     assert (methods["task_vector"]["kl_from_icl"], methods["bare"]["kl_from_icl"]) == (0.5, 2.0)
     assert methods["icl"]["kl_from_icl"] == 0.0 and methods["tv_per_prompt"]["kl_from_icl"] is None  # not measured
     paired = metrics["paired"]

@@ -103,7 +103,7 @@ def test_the_summary_names_the_task_above_and_the_task_below_icl(report):
     text = _text((report / "index.html").read_text())
     assert "significantly above ICL on 1 (vector_above)" in text
     assert "significantly below on 1 (vector_below)" in text
-    assert "within the noise on 1" in text
+    assert "not significantly different on 1 (no test of equivalence)" in text
     assert "elsewhere the difference is within the noise" not in text
     # every demonstration shows "y" and the task's answers are x and y: chance repeats it half the time
     assert (

@@ -248,11 +248,12 @@ def test_the_interventions_sentences_state_what_they_show_with_paired_adjusted_i
     assert (
         "In the formats with tokens before the input (p and q), the same prefix changes the task vector by +0.00"
         in (text)
+        and "format by format, p +0.00, q +0.00." in text
     )
     metrics = report.model_metrics(result, ["t1", "t2"])
     assert metrics["tv_prefixed_minus_plain"]["formats"] == ["a"] and metrics["tv_prefixed_minus_plain"]["mean"] == 0.45
     assert metrics["formats"]["a"]["tv_own_layer"]["mean"] == 0.5
-    assert metrics["contrast_intervals"] == "paired bootstrap, Bonferroni-adjusted over 3 contrasts"
+    assert metrics["contrast_intervals"] == "paired bootstrap, Bonferroni-adjusted over 5 contrasts"
     # the adjusted interval is wider than the unadjusted 95% one of the same contrast
     means, draws = result.draws(["t1", "t2"])
     difference = draws["tv_prefixed:a"] - draws["tv:a:a"]

@@ -70,8 +70,11 @@ def test_sentences_state_the_measured_means_and_the_direction_of_each_change():
     assert "ICL rises (+0.90" in sentences[1] and "the task vector rises (+0.40" in sentences[1]
     assert "the task vector is best at k = 10 (0.60)" in sentences[1]
     assert "layer chosen with k = 5 for every k" in sentences[1]
-    assert sentences[2].startswith("Averaging theta over 8 demonstration sets instead of 1 helps")
-    assert "goes from 0.00 to 1.00 (+1.00 [+1.00, +1.00]" in sentences[2]  # every prompt flips: no spread
+    # both rise, ICL by 0.90 and the task vector by 0.40: the difference of the changes is itself tested
+    assert sentences[2].startswith("Per task, ICL and the task vector change by different amounts")
+    assert "a (ICL gains more: ICL 0.00 to 0.90, task vector 0.20 to 0.60)" in sentences[2]
+    assert sentences[3].startswith("Averaging theta over 8 demonstration sets instead of 1 helps")
+    assert "goes from 0.00 to 1.00 (+1.00 [+1.00, +1.00]" in sentences[3]  # every prompt flips: no spread
 
 
 def test_no_change_and_a_fall_are_said_as_such():
@@ -140,20 +143,26 @@ def test_a_bound_just_above_zero_does_not_print_as_zero_and_ties_name_every_best
 
 
 def test_a_task_vector_that_rises_with_k_where_icl_does_not_is_named_per_task():
+    """The two changes are compared by testing their difference itself (prompt by prompt), not by one
+    being significant and the other not."""
     travel = _travel({1: 0.45, 10: 0.4}, {1: 0.45, 10: 0.9}, {1: 0.5})
-    divergent = travel.k_divergence(["a", "b", "c"], 1, 10)
+    divergent = travel.k_interaction(["a", "b", "c"], 1, 10)
     assert [(t, m) for t, m, *_ in divergent] == [("a", "tv"), ("b", "tv"), ("c", "tv")]
     sentences = report.summary_sentences(travel, ["a", "b", "c"])
     assert sentences[2] == (
-        "Per task (McNemar on the same prompts, Holm-adjusted), ICL and the task vector part ways from k = 1 to "
-        "k = 10 on a (the task vector rises where ICL does not: ICL 0.45 to 0.40, task vector 0.45 to 0.90); "
-        "b (the task vector rises where ICL does not: ICL 0.45 to 0.40, task vector 0.45 to 0.90); "
-        "c (the task vector rises where ICL does not: ICL 0.45 to 0.40, task vector 0.45 to 0.90)."
+        "Per task, ICL and the task vector change by different amounts from k = 1 to k = 10 (a sign test of the "
+        "difference of their changes on the same prompts, Holm-adjusted over the tasks) on "
+        "a (the task vector gains more: ICL 0.45 to 0.40, task vector 0.45 to 0.90); "
+        "b (the task vector gains more: ICL 0.45 to 0.40, task vector 0.45 to 0.90); "
+        "c (the task vector gains more: ICL 0.45 to 0.40, task vector 0.45 to 0.90)."
     )
     together = _travel({1: 0.45, 10: 0.9}, {1: 0.45, 10: 0.9}, {1: 0.5})
-    assert together.k_divergence(["a", "b", "c"], 1, 10) == []  # both rise: nothing parts ways
+    assert together.k_interaction(["a", "b", "c"], 1, 10) == []  # both rise alike
     icl_only = _travel({1: 0.1, 10: 0.9}, {1: 0.3, 10: 0.3}, {1: 0.5})
-    assert {m for _, m, *_ in icl_only.k_divergence(["a"], 1, 10)} == {"icl"}
+    assert {m for _, m, *_ in icl_only.k_interaction(["a"], 1, 10)} == {"icl"}
+    # one change significant, the other not, by amounts too close to tell apart: no claim
+    close = _travel({1: 0.3, 10: 0.7}, {1: 0.3, 10: 0.55}, {1: 0.5})
+    assert close.k_interaction(["a"], 1, 10) == []
 
 
 def test_contrasts_are_bonferroni_adjusted_and_means_at_zero_keep_an_interval():

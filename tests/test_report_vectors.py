@@ -189,3 +189,19 @@ def test_the_section_prints_every_task_with_its_intervals_and_tiny_p_values_read
     html = section_html([(c, rows, ["A sentence."], figures)])
     assert "id='function-vectors'" in html and "A sentence." in html
     assert "< 0.001 (tv)" in html and "1 (neither)" in html  # metrics.json rounds a p of 1e-12 to 0
+
+
+def test_the_unmatched_contrast_is_said_unmatched_and_a_mean_theta_that_wins_is_a_finding():
+    """The section's task vector and function vector saw different information: no ranking. The task's
+    mean theta beating the per-prompt task vector on the same prompts is reported as what it is."""
+    spread = {t: {"tv": 0.5, "fv": 0.3, "layer_average": 0.7} for t in "abcde"}
+    c = read_comparison(*_table(spread))
+    kept = list("abcde")
+    text = " ".join(summary_sentences(c, kept, dict.fromkeys(kept, 1.0), dict.fromkeys(kept, 0.0)))
+    assert "this is no ranking of the methods, which Methods compared makes from one pool" in text
+    d, (lo, hi) = paired_difference(c, kept, "layer_average", "tv")
+    assert d == pytest.approx(0.2) and lo > 0
+    assert f"it scores +0.20 [{lo:+.2f}, {hi:+.2f}] against the per-prompt task vector" in text
+    assert "one vector per task beats the vector of each prompt's own demonstrations" in text
+    even = read_comparison(*_table({t: {"tv": 0.5, "fv": 0.3, "layer_average": 0.5} for t in kept}))
+    assert "no control but a finding" not in " ".join(summary_sentences(even, kept, dict.fromkeys(kept, 1.0), {}))

@@ -36,7 +36,7 @@ def direction_sentence(results: list[TaskResult]) -> str:
     parts = [
         f"significantly above ICL on {len(groups['above'])} ({names_text(groups['above'])})",
         f"significantly below on {len(groups['below'])} ({names_text(groups['below'])})",
-        f"within the noise on {len(groups['within noise'])}",
+        f"not significantly different on {len(groups['within noise'])} (no test of equivalence)",
     ]
     return (
         f"Of these {len(results)} tasks, the task vector is {parts[0]}, {parts[1]}, and {parts[2]} "
@@ -329,8 +329,10 @@ def render_html(
 {vocabulary_section(study)}
 <h2 id="extended">Extended studies</h2>
 <p>Task vectors against function vectors (Todd et al., ICLR 2024: attention heads, shuffled-label ICL, a random
-vector, another task's theta, the mean theta, the distribution gap), and how far the task vector travels (the
-number of demonstrations, theta averaged over several demonstration sets): in the extended studies' report,
+vector, another task's theta, the mean theta, the distribution gap); how far the task vector travels (the
+number of demonstrations, theta averaged over several demonstration sets, prompt formats); and every method that
+turns demonstrations into a vector compared under one protocol (one pool, choices on dev, gates, label
+controls): in the extended studies' report,
 <a href="extended/index.html">extended/index.html</a>, made by <code>make reproduce-all</code> from this study's
 files. They are not part of the default study, whose time they would exceed.</p>
 {paper_section(study)}

@@ -156,7 +156,9 @@ def with_ci(means: dict, draws: dict, key: str) -> str:
 # the paired contrasts of the formats study, one family for Bonferroni's adjustment: theta in another
 # format's bare query against its own; each format's own layer against the study's; the prefixed bare query
 # against the plain one
-FORMAT_CONTRASTS = 3
+# own against other formats, the own layer, the prefix where the input is first, the bare query there, and
+# the prefix elsewhere
+FORMAT_CONTRASTS = 5
 
 
 def contrast(means: dict, draws: dict, high: list[str], low: list[str]) -> tuple[float, float, float]:

@@ -85,14 +85,15 @@ def section_html(parts: list[tuple[Formats, list[str], list[str], dict]]) -> str
         "with the task's first-token rule. The transfer matrix patches theta extracted in one format (rows) into "
         "the bare query of another (columns). Why the query matters: theta replaces the whole stream at the "
         "bare query's last token after the chosen layer, so what that token was (<code>-&gt;</code>, "
-        "<code>:</code>, a tab) no longer counts; the layers above must find the input by attending to the "
-        "tokens before it, and the task vector can only work where they can read it there. Two interventions "
-        "test that: each format's own layer (chosen on the dev prompts written in that format, so that no format "
+        "<code>:</code>, a tab) no longer counts; our hypothesis is that the layers above must then find the "
+        "input by attending to the tokens before it. Two interventions test what they can (neither tells an "
+        "input at position 0 apart from a first token that is an attention sink, as on a model without a start "
+        "token): each format's own layer (chosen on the dev prompts written in that format, so that no format "
         "is judged at a layer chosen in another), and the bare query written after a neutral prefix (a newline) "
         "and patched with the format's own theta at the study's layer, so that the input is no longer the first "
         "token. Means are over the tasks where ICL works, with two-level bootstrap intervals that hold each "
         "task's layer fixed (never narrower than the Wilson interval of their prompts); contrasts are paired on "
-        "the same queries, their intervals Bonferroni-adjusted over the study's three contrasts.</p>",
+        "the same queries, their intervals Bonferroni-adjusted over the study's five contrasts.</p>",
     ]
     for result, kept, sentences, figure in parts:
         means, draws = result.draws(kept) if kept else ({}, {})

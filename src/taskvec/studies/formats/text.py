@@ -225,8 +225,10 @@ def intervention_sentences(result: Formats, kept: list[str]) -> list[str]:
         if first and [b for b in names if b not in first]:
             rest = [b for b in names if b not in first]
             d2, lo2, hi2 = contrast(means, draws, [f"tv_prefixed:{b}" for b in rest], [f"tv:{b}:{b}" for b in rest])
+            each = ", ".join(f"{b} {signed(means[f'tv_prefixed:{b}'] - means[f'tv:{b}:{b}'])}" for b in rest)
             sentences.append(
                 f"In the formats with tokens before the input ({spoken_list(rest)}), the same prefix changes the task "
-                f"vector by {signed(d2)} [{signed(lo2)}, {signed(hi2)}], {_verdict(lo2, hi2)}."
+                f"vector by {signed(d2)} [{signed(lo2)}, {signed(hi2)}], {_verdict(lo2, hi2)}; format by format, "
+                f"{each}."
             )
     return sentences

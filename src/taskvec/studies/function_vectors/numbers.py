@@ -215,7 +215,10 @@ def summary_sentences(
             f"Over the {len(kept)} tasks where ICL works, the task vector reaches {tv:.2f} "
             f"[{tv_ci[0]:.2f}, {tv_ci[1]:.2f}] and the function vector of {c.n_heads} heads {fv:.2f} "
             f"[{fv_ci[0]:.2f}, {fv_ci[1]:.2f}] on the same test prompts; paired prompt by prompt, the task vector "
-            f"minus the function vector is {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {relation}."
+            f"minus the function vector is {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {relation}. The two saw different "
+            "information and tuning (the task vector the test prompt's own demonstrations and a layer chosen on dev; "
+            f"the function vector {c.n_heads} heads fixed in advance, from dev prompts): this is no ranking of the "
+            "methods, which Methods compared makes from one pool, each tuned on dev."
         )
     else:
         sentences.append("ICL beats the baseline by 0.2 on none of the tasks, so no mean is given.")
@@ -237,6 +240,15 @@ def summary_sentences(
         f"{np.mean([c.tasks[t].accuracy('shuffled_icl') for t in tasks]):.2f}, and "
         f"{np.mean([c.tasks[t].accuracy('shuffled_icl_fv') for t in tasks]):.2f} with the function vector added."
     )
+    if kept:
+        d, (lo, hi) = paired_difference(c, kept, "layer_average", "tv")
+        if lo > 0 or hi < 0:
+            sentences.append(
+                f"The task's mean theta over its dev prompts is no control but a finding: on the same test prompts "
+                f"it scores {d:+.2f} [{lo:+.2f}, {hi:+.2f}] against the per-prompt task vector (paired, the "
+                f"{len(kept)} tasks where ICL works): one vector per task {'beats' if d > 0 else 'trails'} the "
+                "vector of each prompt's own demonstrations."
+            )
     shared = c.shared_heads()
     half = sum(count >= len(c.task_aie) / 2 for count in shared.values())
     heads = ", ".join(f"L{layer}.H{head} ({shared[(layer, head)]})" for layer, head in c.heads)

@@ -92,9 +92,17 @@ def cost_figure(comparison: MethodComparison, metrics: dict) -> dict[str, bytes]
             if method in failed:
                 style["markerfacecolor"] = "none"
             name = label(method) + (" (failed)" if method in failed else "")
-            left.errorbar([one_off(entry)], [y], yerr=[[y - low], [high - y]], label=name, **style)
+            if entry.get("one_off_cost") is not None:  # the per-prompt task vector's dev choice is not measured
+                left.errorbar([one_off(entry)], [y], yerr=[[y - low], [high - y]], label=name, **style)
+            else:
+                left.plot([], [], marker=marker, linestyle="none", color=style["color"], label=name)
             right.errorbar([entry.get("labelled_examples") or 0.0], [y], yerr=[[y - low], [high - y]], **style)
-        front = pareto_front([(one_off(e), e["accuracy"]) for m, e in entries.items() if m not in failed])
+        measured = [
+            (one_off(e), e["accuracy"])
+            for m, e in entries.items()
+            if m not in failed and e.get("one_off_cost") is not None
+        ]
+        front = pareto_front(measured)
         left.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", linewidth=0.8, zorder=0)
         left.set_xscale("symlog", linthresh=1.0)
         left.set_xlabel(f"one-off cost per task\n(ICL forwards; backward x{BACKWARD_WEIGHT:g})")

@@ -147,8 +147,10 @@ def _costs(comparison: MethodComparison, tasks: list[str]) -> dict[str, dict]:
     out["icl"] = {"per_query": 1.0, "one_off": 0.0, "labelled": k, "configurations": 0, "kl_from_icl": 0.0}
     out["tv_per_prompt"] = {
         "per_query": np.mean([meta[t]["tv_per_prompt_positions_per_query"] / unit(t) for t in tasks]),
-        "one_off": 0.0,
-        "labelled": k,
+        # its layer was chosen on the study's labelled dev prompts: they count; that choice's cost is the
+        # study's, not measured here
+        "one_off": None,
+        "labelled": None if k is None else k + np.mean([meta[t]["dev_queries"] for t in tasks]),
         "configurations": comparison.metadata.get("n_layers"),
     }
     for method in comparison.task_level:
@@ -227,7 +229,7 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
         }
         if method != "bare":
             entry.update(
-                one_off_cost=rounded(costs[method]["one_off"]),
+                one_off_cost=rounded(costs[method]["one_off"]),  # None: not measured
                 one_off_backward_cost=rounded(costs[method].get("one_off_backward", 0.0)),
                 labelled_examples=rounded(costs[method]["labelled"]),
                 configurations=costs[method]["configurations"],

@@ -14,7 +14,6 @@ from taskvec.analysis.stats import (
     contrast_interval,
     floored_interval,
     holm,
-    mcnemar_exact,
     task_bootstrap,
     wilson_interval,
 )
@@ -77,29 +76,29 @@ class Travel:
         mean = float(np.mean([values(t, high).mean() - values(t, low).mean() for t in tasks]))
         return mean, contrast_interval(draws["high"] - draws["low"], TRAVEL_CONTRASTS)
 
-    def k_divergence(self, tasks: list[str], low: int, high: int) -> list[tuple[str, str, float, float, float, float]]:
-        """Tasks where, from ``low`` to ``high`` demonstrations, one method changes significantly and the
-        other does not or moves the other way (McNemar on the same prompts, Holm-adjusted over the tasks
-        and both methods): (task, the method that rises, ICL at low, at high, TV at low, at high)."""
-        tests = {
-            (t, m): mcnemar_exact(self.tasks[t].by_k[high][m], self.tasks[t].by_k[low][m])
-            for t in tasks
-            for m in ("icl", "tv")
-        }
-        adjusted = dict(zip(tests, holm([test.p_value for test in tests.values()])))
+    def k_interaction(self, tasks: list[str], low: int, high: int) -> list[tuple[str, str, float, float, float, float]]:
+        """Tasks where, from ``low`` to ``high`` demonstrations, ICL and the task vector change by
+        different amounts on the same prompts: per prompt, ICL's change minus the task vector's (each
+        -1, 0 or +1), a two-sided sign test of those differences (a difference in changes is tested
+        itself: one change significant and the other not would be no test of it), Holm-adjusted over
+        the tasks. (task, the method that gains more, ICL at low, at high, TV at low, at high)."""
+        from scipy.stats import binomtest
 
-        def change(t: str, m: str) -> int:
-            if adjusted[(t, m)] >= ALPHA:
-                return 0
-            return 1 if tests[(t, m)].only_first > tests[(t, m)].only_second else -1
-
-        out = []
+        tests, signs = [], []
         for t in tasks:
-            icl, tv = change(t, "icl"), change(t, "tv")
-            if max(icl, tv) == 1 and min(icl, tv) < 1:
+            by_k = self.tasks[t].by_k
+            changes = (by_k[high]["icl"].astype(int) - by_k[low]["icl"]) - (
+                by_k[high]["tv"].astype(int) - by_k[low]["tv"]
+            )
+            more, less = int((changes > 0).sum()), int((changes < 0).sum())
+            tests.append(binomtest(more, more + less, 0.5).pvalue if more + less else 1.0)
+            signs.append("icl" if more > less else "tv")
+        out = []
+        for t, p, sign in zip(tasks, holm(tests) if tests else [], signs):
+            if p < ALPHA:
                 r = self.tasks[t]
                 values = [r.accuracy("k", k, m) for m in ("icl", "tv") for k in (low, high)]
-                out.append((t, "tv" if tv == 1 else "icl", *values))
+                out.append((t, sign, *values))
         return out
 
 
@@ -165,17 +164,17 @@ def summary_sentences(travel: Travel, kept: list[str]) -> list[str]:
                 f"{' and '.join(map(str, best))} ({top:.2f}). theta is patched at the layer chosen with k = "
                 f"{'/'.join(map(str, travel.study_k))} for every k."
             )
-            divergent = travel.k_divergence(kept, low, high)
+            divergent = travel.k_interaction(kept, low, high)
             if divergent:
                 described = [
-                    f"{t} ({'the task vector' if m == 'tv' else 'ICL'} rises where "
-                    f"{'ICL' if m == 'tv' else 'the task vector'} does not: ICL {a:.2f} to {b:.2f}, "
+                    f"{t} ({'the task vector' if m == 'tv' else 'ICL'} gains more: ICL {a:.2f} to {b:.2f}, "
                     f"task vector {c:.2f} to {d:.2f})"
                     for t, m, a, b, c, d in divergent
                 ]
                 sentences.append(
-                    f"Per task (McNemar on the same prompts, Holm-adjusted), ICL and the task vector part ways from "
-                    f"k = {low} to k = {high} on " + "; ".join(described) + "."
+                    f"Per task, ICL and the task vector change by different amounts from k = {low} to k = {high} "
+                    "(a sign test of the difference of their changes on the same prompts, Holm-adjusted over the "
+                    "tasks) on " + "; ".join(described) + "."
                 )
     if len(travel.contexts) > 1:
         curve = travel.curve(kept, "contexts")
