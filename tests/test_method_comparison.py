@@ -134,7 +134,9 @@ def test_gap_closed_paired_differences_costs_and_intervals_follow_their_formulas
     low, high = per_task["t1"]["methods"]["task_vector"]["ci"]
     assert low < 0.6 < high
     sentences = " ".join(summary_sentences(comparison, metrics))
-    assert "task vector, task level closes the most of the gap" in sentences and "No pool on t3" in sentences
+    assert "task vector, task level has the highest point estimate of the gap closed" in sentences
+    assert "so this ranks nothing" not in sentences  # the reference is paired with every other method
+    assert "No pool on t3" in sentences
     assert "found no configuration" not in sentences and "not a ranking" not in sentences  # 12 against 12 tried
     metrics["paired"]["mean_difference-task_vector"]["configurations"] = [5, 30]
     assert "tried 5 and 30 configurations on dev" in " ".join(summary_sentences(comparison, metrics))
@@ -169,7 +171,7 @@ def test_a_trained_method_reports_its_parameters_and_training_and_counts_no_dev_
     assert entry["training"] == {"steps": 200, "examples": 45, "first_loss": 8.5, "last_loss": 2.0}
     sentences = " ".join(summary_sentences(comparison, metrics))
     # above the task vector, but trained with one configuration: measured, not ranked
-    assert "the task vector, task level closes the most of the gap" in sentences
+    assert "the task vector, task level has the highest point estimate" in sentences
     assert "The implicit ICL trains 16 coefficients for 200 steps on the pool's 45 pairs per task" in sentences
     assert "they take away less of the mapping than they do for the other methods" in sentences
     assert "The implicit ICL answers no dev query on t1 and t2." in sentences
@@ -334,7 +336,7 @@ def test_a_failed_run_is_named_failed_and_left_out_of_every_contrast_and_ranking
     sentences = " ".join(summary_sentences(comparison, metrics))
     assert "The implicit ICL failed on m: its run fails a gate on 2 of the 2 tasks" in sentences
     assert "The mean difference failed on m" in sentences and "no contrast or ranking names it" in sentences
-    assert "closes the most of the gap" in sentences and "the task vector, task level closes the most" in sentences
+    assert "the task vector, task level has the highest point estimate" in sentences
     html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "protocol")
     assert html.count("failed on 2 of 2") == 2
     # a trained method that ends below the bare query on dev fails too; one task of two is no failed run
@@ -413,3 +415,13 @@ def test_the_cost_figure_tells_task_level_methods_apart_by_what_they_spend_once(
     svg = cost_figure(comparison, metrics)["svg"].decode()
     assert "one-off cost per task" in svg and "labelled examples per task" in svg  # both axes
     assert "mean difference (failed)" in svg and "task vector, task level" in svg
+
+
+def test_the_highest_point_estimate_ranks_nothing_where_no_paired_test_backs_it():
+    """Every method is paired with the reference alone: a best method other than the reference has no
+    test against the third, and the sentence says so instead of ranking."""
+    rights = {"bare": 1, "icl": 9, "tv_per_prompt": 7, "task_vector": 5, "mean_difference": 8, "state_vector": 7}
+    comparison = _comparison(_two_tasks(rights), task_level=("task_vector", "mean_difference", "state_vector"))
+    sentences = " ".join(summary_sentences(comparison, model_metrics(comparison, ["t1", "t2"])))
+    assert "the mean difference has the highest point estimate" in sentences
+    assert "no paired test sets it against the state vector" in sentences and "so this ranks nothing" in sentences

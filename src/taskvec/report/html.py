@@ -132,8 +132,9 @@ at one layer. Paper metric: the first predicted token, stripped, must equal a va
 translation; pairs kept only where an answer is one token) or be a prefix of one or have one as its prefix
 (knowledge), as the paper's code scores. Strict metric: greedy generation up to the newline must equal a valid
 answer. Intervals of the means and of the share: two-level bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples of the tasks,
-then of each task's prompts), holding each task's chosen layer fixed (how much the layer choice moves results shows
-in the spread over split seeds in the tables).</p>
+then of each task's prompts), holding each task's chosen layer fixed: they leave out how much the layer choice
+moves results (the spread over split seeds in the tables mixes new splits with new layers, so it does not isolate
+it either).</p>
 """
 
 

@@ -34,15 +34,23 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
         low, high = entries[best]["gap_closed_ci"]
         paired = metrics.get("paired", {}).get(f"{best}-{reference_name}")
         told = paired is None or paired["ci"][0] > 0 or paired["ci"][1] < 0
+        # every method is paired with the reference: a best other than it is set against it alone
+        others = [] if best == reference_name else [m for m in levels if m not in (best, reference_name)]
         out.append(
-            f"Among the task-level methods of one tuning budget, the {label(best)} closes the most of the gap "
-            "from the bare query to ICL: "
+            f"Among the task-level methods of one tuning budget, the {label(best)} has the highest point estimate "
+            "of the gap closed from the bare query to ICL: "
             f"{entries[best]['gap_closed']:.2f} [{low:.2f}, {high:.2f}]"
             + (
-                "."
-                if told
+                ""
+                if told or best == reference_name
                 else f", though its paired difference from the {label(reference_name)} (below) does not tell "
-                "the two apart."
+                "the two apart"
+            )
+            + (
+                f"; no paired test sets it against the {spoken_list([label(m) for m in others])}, so this ranks "
+                "nothing."
+                if others
+                else "."
             )
         )
     for key, entry in metrics.get("paired", {}).items():
