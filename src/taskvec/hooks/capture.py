@@ -1,5 +1,6 @@
 """Reading activations: each block's output at the last position, the stream entering each block,
-and the attention heads' outputs (the input of each block's attention output projection)."""
+and the attention heads' outputs (the input of each block's attention output projection), read as they
+are or as a variable to differentiate by (attribution patching)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,33 @@ def capture_block_inputs(layers: Sequence[torch.nn.Module]) -> Iterator[list[tor
     handles = [layer.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
     try:
         yield inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def head_output_variables(
+    projections: Sequence[torch.nn.Module], variables: Sequence[torch.Tensor]
+) -> Iterator[list[torch.Tensor | None]]:
+    """Make every head's output at the last position a variable: ``variables[l]`` (``[batch, n_heads *
+    head_dim]``, zeros that require a gradient) is added to the input of block ``l``'s attention output
+    projection there, so that the gradient with respect to it is the one with respect to the heads'
+    outputs (every later path kept); ``seen[l]`` records that input as it was (detached)."""
+    seen: list[torch.Tensor | None] = [None] * len(projections)
+
+    def make_hook(index: int):
+        def hook(module, args, kwargs):
+            z, name = projection_input(args, kwargs)
+            seen[index] = z[:, -1, :].detach()
+            z = torch.cat([z[:, :-1], (z[:, -1] + variables[index])[:, None]], dim=1)
+            return ((z, *args[1:]), kwargs) if name is None else (args, {**kwargs, name: z})
+
+        return hook
+
+    handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(projections)]
+    try:
+        yield seen
     finally:
         for handle in handles:
             handle.remove()

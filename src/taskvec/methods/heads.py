@@ -27,8 +27,8 @@ from taskvec.errors import UnsupportedArchitecture
 from taskvec.forward.batching import batches, encode
 from taskvec.forward.patched import SWEEP_BALANCE_ROWS, sweep_plan, unembedding_blocks
 from taskvec.hooks import to_device
-from taskvec.hooks.capture import capture_block_inputs, capture_head_outputs
-from taskvec.hooks.intervention import Intervention, intervene, projection_input
+from taskvec.hooks.capture import capture_block_inputs, capture_head_outputs, head_output_variables
+from taskvec.hooks.intervention import Intervention, intervene
 from taskvec.hooks.patch import start_at_layer
 from taskvec.models import LoadedModel
 
@@ -198,20 +198,6 @@ def head_patch_scan(
     return clean, patched
 
 
-def _last_token_variable(zero: torch.Tensor, seen: list, index: int):
-    """A pre-hook on an output projection that keeps its input at the last position (``seen[index]``)
-    and adds ``zero`` there: the gradient with respect to ``zero`` is the one with respect to the heads'
-    outputs."""
-
-    def hook(module, args, kwargs):
-        z, name = projection_input(args, kwargs)
-        seen[index] = z[:, -1, :].detach()
-        z = torch.cat([z[:, :-1], (z[:, -1] + zero)[:, None]], dim=1)
-        return ((z, *args[1:]), kwargs) if name is None else (args, {**kwargs, name: z})
-
-    return hook
-
-
 def head_attribution(
     lm: LoadedModel,
     texts: Sequence[str],
@@ -241,21 +227,12 @@ def head_attribution(
             batch = encode(lm, [texts[i] for i in rows])
             shape = (len(rows), n_heads * head_dim)
             zeros = [torch.zeros(shape, device=lm.device, dtype=dtype, requires_grad=True) for _ in range(n_layers)]
-            seen: list[torch.Tensor | None] = [None] * n_layers
-            handles = [
-                p.register_forward_pre_hook(_last_token_variable(zeros[i], seen, i), with_kwargs=True)
-                for i, p in enumerate(heads.projections)
-            ]
-            try:
-                with torch.enable_grad():
-                    logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
-                    row_targets = to_device(target_ids[torch.from_numpy(rows)], lm.device)
-                    probability = _target_probability(logits, row_targets)
-                    # rows are independent: each row's gradient of the sum is its own
-                    gradients = torch.autograd.grad(probability.sum(), zeros)
-            finally:
-                for handle in handles:
-                    handle.remove()
+            with head_output_variables(heads.projections, zeros) as seen, torch.enable_grad():
+                logits = lm.model(**batch.inputs(), use_cache=False, logits_to_keep=1).logits[:, -1, :]
+                row_targets = to_device(target_ids[torch.from_numpy(rows)], lm.device)
+                probability = _target_probability(logits, row_targets)
+                # rows are independent: each row's gradient of the sum is its own
+                gradients = torch.autograd.grad(probability.sum(), zeros)
             clean[rows] = probability.detach().float().cpu().numpy()
             for layer in range(n_layers):
                 z = seen[layer].float().cpu().view(len(rows), n_heads, head_dim)
