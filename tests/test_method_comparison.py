@@ -375,6 +375,15 @@ def test_the_label_controls_give_the_share_of_each_gap_that_survives_beside_icls
     assert "the task vector, task level 83% [" in sentences
     assert "More than half of the gap survives without the mapping for task vector, task level" in sentences
     assert "as ICL does" not in sentences
+    # a method whose own gap is not told apart from 0 has no share: nothing survives of nothing
+    rights["mean_difference"] = 5
+    controls[("mean_difference", "deranged_labels")] = 5
+    flat = model_metrics(_comparison(_two_tasks(rights, controls, n=40)), ["t1", "t2"])
+    assert flat["methods"]["mean_difference"]["answer_space"]["deranged_labels"] == {
+        "accuracy": 0.125,
+        "share": None,
+        "share_ci": [None, None],
+    }
 
 
 def test_identical_vectors_get_no_test_and_reference_rows_no_interval():
@@ -395,9 +404,11 @@ def test_identical_vectors_get_no_test_and_reference_rows_no_interval():
     html = section_html([(comparison, metrics, summary_sentences(comparison, metrics), {})], "protocol")
     assert "<td class='num'>1.00</td>" in html and "1.00 [1.00, 1.00]" not in html
     comparison.metadata["tasks"]["t2"]["methods"]["function_vector"]["heads"] = [[0, 0], [3, 0]]
-    assert not model_metrics(comparison, ["t1", "t2"])["paired"]["function_vector_attribution-function_vector"][
-        "identical"
-    ]
+    other = model_metrics(comparison, ["t1", "t2"])
+    assert not other["paired"]["function_vector_attribution-function_vector"]["identical"]
+    assert other["paired"]["function_vector_attribution-function_vector"]["same_scores"]  # yet scored alike
+    sentences = " ".join(summary_sentences(comparison, other))
+    assert "score alike on every test prompt of every task: no difference to test" in sentences
 
 
 def test_the_cost_figure_tells_task_level_methods_apart_by_what_they_spend_once():

@@ -14,25 +14,38 @@ from taskvec.hooks.intervention import projection_input
 
 
 @contextlib.contextmanager
+def _per_module(modules: Sequence[torch.nn.Module], make_hook, pre: bool) -> Iterator[list]:
+    """One hook per module (``make_hook(index, values)``; a pre-hook with keyword arguments where
+    ``pre``), filling ``values[index]``; every hook removed on leaving."""
+    values: list = [None] * len(modules)
+    handles = [
+        m.register_forward_pre_hook(make_hook(i, values), with_kwargs=True)
+        if pre
+        else m.register_forward_hook(make_hook(i, values))
+        for i, m in enumerate(modules)
+    ]
+    try:
+        yield values
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
 def capture_last_token(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Tensor | None]]:
     """Record each block's output at the last position: ``states[l]`` is ``[batch, hidden]``.
 
     Only the last position is kept (a copy), so memory does not grow with the prompt length.
     """
-    states: list[torch.Tensor | None] = [None] * len(layers)
 
-    def make_hook(index: int):
+    def make_hook(index: int, states: list):
         def hook(module, args, output):
             states[index] = block_hidden(output)[:, -1, :].detach().clone()
 
         return hook
 
-    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
-    try:
+    with _per_module(layers, make_hook, pre=False) as states:
         yield states
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextlib.contextmanager
@@ -41,9 +54,8 @@ def capture_head_outputs(heads, every_position: bool = False) -> Iterator[list[t
     projections and how their input splits) at the last position: ``outputs[l]`` is ``[batch, n_heads, head_dim]``;
     or (``every_position``) at every position, the heads side by side: ``[batch, positions, n_heads *
     head_dim]``."""
-    outputs: list[torch.Tensor | None] = [None] * heads.n_layers
 
-    def make_hook(index: int):
+    def make_hook(index: int, outputs: list):
         def hook(module, args, kwargs):
             z = projection_input(args, kwargs)[0]
             if every_position:
@@ -54,32 +66,23 @@ def capture_head_outputs(heads, every_position: bool = False) -> Iterator[list[t
 
         return hook
 
-    handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(heads.projections)]
-    try:
+    with _per_module(heads.projections, make_hook, pre=True) as outputs:
         yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextlib.contextmanager
 def capture_block_inputs(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Tensor | None]]:
     """Record the residual stream entering each block at the last position: ``[batch, hidden]``."""
-    inputs: list[torch.Tensor | None] = [None] * len(layers)
 
-    def make_hook(index: int):
+    def make_hook(index: int, inputs: list):
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
             inputs[index] = hidden[:, -1, :].detach().clone()
 
         return hook
 
-    handles = [layer.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
-    try:
+    with _per_module(layers, make_hook, pre=True) as inputs:
         yield inputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextlib.contextmanager
@@ -90,9 +93,8 @@ def head_output_variables(
     head_dim]``, zeros that require a gradient) is added to the input of block ``l``'s attention output
     projection there, so that the gradient with respect to it is the one with respect to the heads'
     outputs (every later path kept); ``seen[l]`` records that input as it was (detached)."""
-    seen: list[torch.Tensor | None] = [None] * len(projections)
 
-    def make_hook(index: int):
+    def make_hook(index: int, seen: list):
         def hook(module, args, kwargs):
             z, name = projection_input(args, kwargs)
             seen[index] = z[:, -1, :].detach()
@@ -101,9 +103,5 @@ def head_output_variables(
 
         return hook
 
-    handles = [p.register_forward_pre_hook(make_hook(i), with_kwargs=True) for i, p in enumerate(projections)]
-    try:
+    with _per_module(projections, make_hook, pre=True) as seen:
         yield seen
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -293,6 +293,11 @@ def model_metrics(comparison: MethodComparison, icl_works: list[str]) -> dict:
             # the same prediction on every prompt of every task (two rankings that chose the same heads):
             # no test applies, and no interval is printed
             "identical": _identical(comparison, a, b, tasks),
+            # right and wrong on the same prompts everywhere: the difference and its interval are 0 by
+            # construction (no test applies)
+            "same_scores": all(
+                np.array_equal(comparison.correct[t, a, ""], comparison.correct[t, b, ""]) for t in tasks
+            ),
         }
     out["paired"] = paired
     agreement = head_agreement_metrics(comparison, tasks)
@@ -317,16 +322,19 @@ def _identical(comparison: MethodComparison, a: str, b: str, tasks: list[str]) -
 
 def _surviving(draws: dict, method: str, control: str, mean: float, bare: float, accuracies: list) -> dict:
     """The share of the method's gap over the bare query that survives the label control: (control -
-    bare) / (method - bare), with its bootstrap interval (the same draws); None where the method
-    closes no gap."""
+    bare) / (method - bare), with its bootstrap interval (the same draws); no share where the method's
+    own gap is not told apart from 0 (its interval reaches 0: there is nothing to survive, and a ratio
+    of two noises is no measurement)."""
     control_mean = float(np.mean(accuracies))
     gap = draws[method] - draws["bare"]
+    if mean == bare or interval(gap)[0] <= 0:
+        return {"accuracy": rounded(control_mean), "share": None, "share_ci": [None, None]}
     gap[np.abs(gap) < 1e-12] = np.nan
     share = (draws[f"{method}/{control}"] - draws["bare"]) / gap
     finite = share[np.isfinite(share)]
     return {
         "accuracy": rounded(control_mean),
-        "share": rounded((control_mean - bare) / (mean - bare)) if mean != bare else None,
+        "share": rounded((control_mean - bare) / (mean - bare)),
         "share_ci": [rounded(v) for v in interval(finite)] if finite.size else [None, None],
     }
 

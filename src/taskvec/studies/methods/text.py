@@ -62,6 +62,12 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
                 "vector, the same prediction on every test prompt; no test applies."
             )
             continue
+        if entry.get("same_scores"):
+            out.append(
+                f"{label(a)[:1].upper() + label(a)[1:]} and {label(b)} score alike on every test prompt of every "
+                "task: no difference to test."
+            )
+            continue
         verdict = "a difference" if low > 0 or high < 0 else "no difference the interval can tell"
         tried = entry.get("configurations") or [None, None]
         budget = (
@@ -86,7 +92,8 @@ def summary_sentences(comparison: MethodComparison, metrics: dict) -> list[str]:
                 "and chooses nothing on dev: its budget is training, not configurations."
                 + (f" {methods.get(method).control_note}" if method in methods.registry() else "")
             )
-        empty = [t for t in tasks if found_nothing(comparison, t, method)]
+        gated = entries[method].get("gate", {}).get("failed_on", {})  # already said, with the reason
+        empty = [t for t in tasks if found_nothing(comparison, t, method) and t not in gated]
         if empty and entries[method].get("configurations") == 1:
             out.append(f"The {label(method)} answers no dev query on {spoken_list(empty)}.")
         elif empty:
@@ -140,16 +147,17 @@ def failure_sentences(comparison: MethodComparison, entries: dict, tasks: list[s
         if not failures:
             continue
         first = next(iter(failures))
+        where = failures[first] if len(failures) == 1 else f"on {first}, {failures[first]}"
         if outcome.get("failed"):
             out.append(
                 f"The {label(method)} failed on {comparison.model}: its run fails a gate on {len(failures)} of the "
-                f"{len(tasks)} tasks (on {first}, {failures[first]}). A failed run is no measurement: its row is "
-                "marked failed, and no contrast or ranking names it."
+                f"{len(tasks)} tasks ({where}). A failed run is no measurement: its row is marked failed, and no "
+                "contrast or ranking names it."
             )
         else:
             out.append(
-                f"The {label(method)}'s run fails a gate on {spoken_list(list(failures))} (on {first}, "
-                f"{failures[first]}); its means include those tasks."
+                f"The {label(method)}'s run fails a gate on {spoken_list(list(failures))} ({where}); its means "
+                "include those tasks."
             )
     return out
 
