@@ -323,12 +323,13 @@ def test_a_failed_run_is_named_failed_and_left_out_of_every_contrast_and_ranking
         trained.update(configurations=1, grid={"1.0": [0.9]}, dev_accuracy=0.9)
         trained["training"] = {"steps": 200, "examples": 40, "first_loss": 17.47, "last_loss": 8.35}
         meta["methods"]["task_vector"]["grid"] = {"1.0": [0.6, 0.7, None, 0.2]}  # above 0.5: passes
+        meta["methods"]["task_vector"]["dev_accuracy"] = 0.7
     metrics = model_metrics(comparison, ["t1", "t2"])
     assert metrics["failed"] == ["implicit_icl", "mean_difference"]
     gate = metrics["methods"]["implicit_icl"]["gate"]
     assert gate["failed"] and "above a uniform guess over the 262,144 tokens (12.48)" in gate["failed_on"]["t1"]
     assert (
-        "none of its 3 configurations scores above the bare query on dev (best 0.50, bare 0.50)"
+        "none of its 12 configurations scores above the bare query on dev (best 0.50, bare 0.50)"
         in (metrics["methods"]["mean_difference"]["gate"]["failed_on"]["t2"])
     )
     assert metrics["methods"]["task_vector"]["gate"] == {"failed_on": {}, "failed": False}
@@ -436,3 +437,20 @@ def test_the_highest_point_estimate_ranks_nothing_where_no_paired_test_backs_it(
     sentences = " ".join(summary_sentences(comparison, model_metrics(comparison, ["t1", "t2"])))
     assert "the mean difference has the highest point estimate" in sentences
     assert "no paired test sets it against the state vector" in sentences and "so this ranks nothing" in sentences
+
+
+def test_a_choice_that_beats_the_bare_query_only_at_another_head_count_passes_its_gate():
+    """The gate reads the best of every configuration the choice tried (its dev accuracy), not the
+    layer grid alone: a function vector whose grid is at the bare query but whose other head count is
+    above it passes."""
+    from taskvec.studies.methods.numbers import gate
+
+    rights = {"bare": 1, "icl": 9, "tv_per_prompt": 7, "function_vector": 6}
+    comparison = _comparison(_two_tasks(rights), task_level=("function_vector",))
+    record = comparison.metadata["tasks"]["t1"]["methods"]["function_vector"]
+    comparison.metadata["tasks"]["t1"]["bare_dev_accuracy"] = 0.5
+    record.update(grid={"1.0": [0.5, 0.5, 0.5, 0.5]}, dev_accuracy=0.6, configurations=12)
+    record.update(chosen={"n_heads": 2}, other_grids={"2": {"1.0": 0.6}})
+    assert gate(comparison, "t1", "function_vector") is None
+    record["dev_accuracy"] = 0.5
+    assert gate(comparison, "t1", "function_vector").startswith("none of its 12 configurations")
