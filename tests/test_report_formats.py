@@ -108,6 +108,7 @@ def test_sentences_where_the_bare_query_decides():
     assert "Where the bare query begins with its input (a: no token before it" in text
     assert "the task vector reaches 0.00 [0.00, 0.00] against ICL's 0.80 [" in text
     assert "where other tokens come first (p and q), 0.65 [" in text and "against 0.70 [" in text
+    assert "format by format, the task vector p " in text and "(a group's mean can hide one format)." in text
     assert "50% of its 40 wrong predictions there repeat the start of the input" in text
     assert (
         "In a (the task vector's weakest format) its most common prediction makes 100% of a task's predictions" in text

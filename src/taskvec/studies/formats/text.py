@@ -142,7 +142,9 @@ def summary_sentences(result: Formats, kept: list[str]) -> list[str]:
             f"at the first position), the task vector reaches {_group(means, draws, [f'tv:{b}:{b}' for b in first])} "
             f"against ICL's {_group(means, draws, [f'icl:{b}' for b in first])} in the same formats; where other "
             f"tokens come first ({spoken_list(rest)}), {_group(means, draws, [f'tv:{b}:{b}' for b in rest])} against "
-            f"{_group(means, draws, [f'icl:{b}' for b in rest])}{copied}."
+            f"{_group(means, draws, [f'icl:{b}' for b in rest])}{copied}; format by format, the task vector "
+            + ", ".join(f"{b} {means[f'tv:{b}:{b}']:.2f}" for b in names)
+            + " (a group's mean can hide one format)."
         )
     elif rest and result.query_tokens:
         sentences.append(
