@@ -134,7 +134,11 @@ def headline_figure(metrics: dict) -> dict[str, bytes] | None:
     if not panels:
         return None
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+        most = max(len({label for b in by_model.values() for label, _, _ in b}) for _, by_model in panels)
+        # a panel of many bars puts its legend under it, where it covers no bar
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(3.6 * len(panels), 3.4 + 0.22 * max(0, most - 4)), squeeze=False
+        )
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for ax, (title, by_model) in zip(axes[0], panels):
             labels = list(dict.fromkeys(label for b in by_model.values() for label, _, _ in b))
@@ -154,7 +158,10 @@ def headline_figure(metrics: dict) -> dict[str, bytes] | None:
             ax.set_xticks(range(len(names)), names)
             ax.set_ylim(0, 1)
             ax.set_title(title, fontsize=9)
-            ax.legend(fontsize=6.5, loc="upper right")
+            if len(labels) > 4:
+                ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+            else:
+                ax.legend(fontsize=6.5, loc="upper right")
         axes[0][0].set_ylabel("mean test accuracy, tasks where ICL works")
         fig.tight_layout()
         return save_figure(fig)
