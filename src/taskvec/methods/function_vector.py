@@ -142,10 +142,8 @@ class FunctionVector(Method):
         (:func:`taskvec.methods.search.choose`), then at that block every strength with each other
         count of :data:`HEAD_COUNTS` (the ``n_heads`` chosen, ``extra_grid`` what each count reached);
         ties keep the vector's own count."""
-        from taskvec.evaluate import token_decoder
         from taskvec.forward.patched import patched_next_tokens
-        from taskvec.methods.search import choose
-        from taskvec.scoring import first_token_correct
+        from taskvec.methods.search import choose, scorer
 
         base = choose(lm, self, vectors, queries, answers, scoring, strengths, batch_size)
         own = len(vectors.heads)
@@ -153,7 +151,7 @@ class FunctionVector(Method):
             return base
         total = len(vectors.ranked)
         counts = sorted({min(total, max(1, round(own * f))) for f in HEAD_COUNTS} - {own})
-        decode = token_decoder(lm)
+        accuracy_of = scorer(lm, answers, scoring)
         best = (base.accuracy, own, base.strength)
         tried: dict[str, dict[str, float]] = {str(own): {str(s): row[base.layer] for s, row in base.grid.items()}}
         for count in counts:
@@ -162,7 +160,7 @@ class FunctionVector(Method):
             for strength in base.grid:
                 patch = self.intervention(fewer_or_more, base.layer, strength, len(queries))
                 tokens = patched_next_tokens(lm, queries, patch, batch_size)
-                accuracy = float(np.mean([first_token_correct(decode(t), a, scoring) for t, a in zip(tokens, answers)]))
+                accuracy = accuracy_of(tokens)
                 tried[str(count)][str(strength)] = accuracy
                 if accuracy > best[0]:
                     best = (accuracy, count, strength)

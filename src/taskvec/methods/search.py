@@ -55,6 +55,20 @@ class Choice:
         return out
 
 
+def scorer(lm: LoadedModel, answers: Sequence[Sequence[str]], scoring: str):
+    """The dev choice's score of predicted next tokens: the share whose decoded text the queries'
+    ``answers`` accept by the task's first-token rule."""
+    from taskvec.evaluate import token_decoder
+    from taskvec.scoring import first_token_correct
+
+    decode = token_decoder(lm)
+
+    def accuracy_of(tokens) -> float:
+        return float(np.mean([first_token_correct(decode(t), a, scoring) for t, a in zip(tokens, answers)]))
+
+    return accuracy_of
+
+
 def choose(
     lm: LoadedModel,
     method,
@@ -79,17 +93,13 @@ def choose(
     (:func:`taskvec.forward.capture.last_token_states`), where a caller choosing several times on the
     same queries has read them once. ``extra``: settings of the method's own, fixed here, passed to its
     intervention."""
-    from taskvec.evaluate import choose_layer, token_decoder
+    from taskvec.evaluate import choose_layer
     from taskvec.forward.capture import last_token_states
     from taskvec.forward.patched import next_token_variants, patched_next_tokens, patched_sweep
-    from taskvec.scoring import first_token_correct
 
-    decode = token_decoder(lm)
     strengths = tuple(strengths or method.strengths)
     values = getattr(vectors, "values", vectors)  # a method's Vectors, or their rows
-
-    def accuracy_of(tokens) -> float:
-        return float(np.mean([first_token_correct(decode(t), a, scoring) for t, a in zip(tokens, answers)]))
+    accuracy_of = scorer(lm, answers, scoring)
 
     def intervention(layer: int, strength: float):
         return method.intervention(vectors, layer, strength, len(queries), **extra)
